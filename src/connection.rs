@@ -1,0 +1,529 @@
+//! One echo connection: the bytes it still owes its peer, where it is in its
+//! life, and which readiness it needs from the poller next.
+//!
+//! A [`Connection`] works on any `Read + Write` stream, so the tests at the
+//! bottom of this file drive it with a scripted fake stream (WouldBlock, short
+//! writes, `Ok(0)`) instead of sockets. The reactor that owns the real sockets
+//! is in [`crate::server`]; read that next.
+//!
+//! The whole contract with the operating system, in four rules:
+//!
+//! 1. Readiness is edge-triggered. An event says "something changed", once.
+//!    We must read until the kernel says `WouldBlock` (or until a read comes
+//!    back shorter than the buffer, which on a stream socket means it was
+//!    drained, see epoll(7)), or we will never hear about that data again.
+//! 2. A write on a non-blocking socket may take only part of the bytes, or
+//!    none. Whatever it did not take is kept here, in `owed`, in order, and
+//!    nothing new is written until `owed` is empty. (This is why `write_all`
+//!    is never used: when it meets `WouldBlock` it returns an error and the
+//!    caller cannot tell how much of the buffer already went out.)
+//! 3. A read of zero bytes means the peer has finished sending (it may still
+//!    be reading). We send what we still owe it, then close.
+//! 4. Events can be spurious. Every handler tolerates being called when
+//!    nothing is ready: the read or write just reports `WouldBlock`.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use mio::Interest;
+
+use crate::net::{interrupted, would_block};
+use crate::stats::Counters;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Both directions open: read, echo, repeat.
+    Open,
+    /// The peer has sent EOF. We still owe it bytes; once they are written the
+    /// connection closes. Nothing more is read.
+    Draining,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Open => "open",
+            State::Draining => "draining",
+        })
+    }
+}
+
+/// What the reactor should do with a connection after it handled an event.
+#[derive(Debug)]
+pub enum Next {
+    /// Keep it; re-register if [`Connection::interest`] changed.
+    Keep,
+    /// The peer finished sending and everything owed has been written.
+    Done,
+    /// The connection failed (reset, broken pipe, ...). Only this connection
+    /// is affected.
+    Failed(io::Error),
+}
+
+/// How a read pass should decide that the socket has been drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Stop after a read shorter than the buffer: epoll(7) notes that such a
+    /// read emptied a stream socket, and any data that arrives later raises a
+    /// new edge. Saves one `read` syscall per event.
+    ShortRead,
+    /// Read until `WouldBlock` or EOF. Needed when no further edge may come:
+    /// the event already reported the peer's hang-up (the FIN may sit right
+    /// behind the data), or we are resuming after pausing for backpressure
+    /// (the edge for the waiting data was spent while we were not reading).
+    WouldBlock,
+}
+
+/// One accepted echo connection.
+///
+/// Kept small on purpose: an idle connection costs the size of this struct
+/// and nothing on the heap. The read buffer is shared by the whole loop and
+/// `owed` only allocates while a peer is slower than its own sending.
+#[derive(Debug)]
+pub struct Connection<S> {
+    /// The socket (or, in tests, a scripted fake).
+    stream: S,
+    /// Bytes read from the peer but not yet written back, oldest first.
+    owed: Vec<u8>,
+    /// Open, or draining after the peer's EOF.
+    state: State,
+    /// Bytes read from the peer so far (written back = this minus `owed`).
+    bytes_in: u64,
+    /// When the peer last sent us data; the idle timeout counts from here.
+    last_active: Instant,
+    /// A serial number, unique over the server's life (tokens are reused,
+    /// this is not); logs name connections by it and timers check it.
+    id: u64,
+}
+
+impl<S: Read + Write> Connection<S> {
+    /// Wraps a freshly accepted stream.
+    pub fn new(stream: S, id: u64, now: Instant) -> Self {
+        Connection {
+            stream,
+            owed: Vec::new(),
+            state: State::Open,
+            bytes_in: 0,
+            last_active: now,
+            id,
+        }
+    }
+
+    /// The readiness this connection needs, derived from its state rather
+    /// than stored: READABLE while it is open and owes less than `cap`,
+    /// WRITABLE while it owes anything. `None` only once it is finished.
+    ///
+    /// Backpressure falls out of this: a peer that sends but does not read
+    /// fills `owed` up to `cap`, we stop asking to read, the kernel buffers
+    /// fill, and TCP flow control makes the peer wait.
+    pub fn interest(&self, cap: usize) -> Option<Interest> {
+        let read = self.state == State::Open && self.owed.len() < cap;
+        let write = !self.owed.is_empty();
+        match (read, write) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        }
+    }
+
+    /// Reads what the peer sent, in `buf`-sized chunks, and echoes each chunk
+    /// back at once. Stops at `WouldBlock`, at EOF, when `owed` reaches `cap`,
+    /// or (with [`Drain::ShortRead`]) after a short read.
+    pub fn on_readable(
+        &mut self,
+        buf: &mut [u8],
+        cap: usize,
+        drain: Drain,
+        stats: &mut Counters,
+    ) -> Next {
+        while self.state == State::Open && self.owed.len() < cap {
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    log::trace!("read conn=#{} eof", self.id);
+                    self.set_state(State::Draining);
+                }
+                Ok(n) => {
+                    log::trace!("read conn=#{} bytes={n}", self.id);
+                    stats.reads += 1;
+                    stats.bytes_in += n as u64;
+                    self.bytes_in += n as u64;
+                    if let Err(e) = self.echo(&buf[..n], stats) {
+                        return Next::Failed(e);
+                    }
+                    if drain == Drain::ShortRead && n < buf.len() {
+                        break;
+                    }
+                }
+                Err(e) if would_block(&e) => {
+                    stats.would_blocks += 1;
+                    break;
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) => return Next::Failed(e),
+            }
+        }
+        self.next()
+    }
+
+    /// Writes as much of `owed` as the socket takes. If that makes room
+    /// below `cap` after reading had paused for backpressure, reads again
+    /// right away: the edge for the data waiting in the kernel was spent
+    /// while we were not reading, so no event would ever bring us back.
+    pub fn on_writable(&mut self, buf: &mut [u8], cap: usize, stats: &mut Counters) -> Next {
+        let was_paused = self.state == State::Open && self.owed.len() >= cap;
+        while !self.owed.is_empty() {
+            match self.stream.write(&self.owed) {
+                Ok(0) => return Next::Failed(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    log::trace!("write conn=#{} bytes={n} from=owed", self.id);
+                    stats.writes += 1;
+                    stats.bytes_out += n as u64;
+                    stats.owed_now -= n as u64;
+                    self.owed.drain(..n);
+                }
+                Err(e) if would_block(&e) => {
+                    stats.would_blocks += 1;
+                    break;
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) => return Next::Failed(e),
+            }
+        }
+        if self.owed.is_empty() {
+            // Hand the memory back: an idle connection should own no heap.
+            self.owed = Vec::new();
+        }
+        if was_paused && self.owed.len() < cap {
+            log::trace!("resume conn=#{} owed={}", self.id, self.owed.len());
+            return self.on_readable(buf, cap, Drain::WouldBlock, stats);
+        }
+        self.next()
+    }
+
+    /// Echoes one chunk: straight from the shared buffer when nothing is
+    /// owed, otherwise (and for whatever the socket does not take) appended
+    /// to `owed`, so the peer gets its bytes back in order.
+    fn echo(&mut self, mut data: &[u8], stats: &mut Counters) -> io::Result<()> {
+        if self.owed.is_empty() {
+            while !data.is_empty() {
+                match self.stream.write(data) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        log::trace!("write conn=#{} bytes={n}", self.id);
+                        stats.writes += 1;
+                        stats.bytes_out += n as u64;
+                        data = &data[n..];
+                        // A short write means the send buffer is full. Rather
+                        // than pay for a write that would only say WouldBlock,
+                        // keep the rest: asking for WRITABLE (which follows
+                        // from `owed` being non-empty) re-arms the poller,
+                        // and it reports at once if there is room again.
+                        if !data.is_empty() {
+                            break;
+                        }
+                    }
+                    Err(e) if would_block(&e) => {
+                        stats.would_blocks += 1;
+                        break;
+                    }
+                    Err(e) if interrupted(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !data.is_empty() {
+            self.owed.extend_from_slice(data);
+            stats.owed_now += data.len() as u64;
+            stats.owed_peak = stats.owed_peak.max(self.owed.len() as u64);
+            log::trace!("owe conn=#{} bytes={}", self.id, self.owed.len());
+        }
+        Ok(())
+    }
+
+    /// The verdict after a handler ran.
+    fn next(&self) -> Next {
+        if self.state == State::Draining && self.owed.is_empty() {
+            Next::Done
+        } else {
+            Next::Keep
+        }
+    }
+
+    fn set_state(&mut self, state: State) {
+        log::trace!("state conn=#{} {} => {}", self.id, self.state, state);
+        self.state = state;
+    }
+
+    /// Notes that the peer was heard from just now (for the idle timeout).
+    pub fn touch(&mut self, now: Instant) {
+        self.last_active = now;
+    }
+
+    /// When the peer last sent data (or when it connected).
+    pub fn last_active(&self) -> Instant {
+        self.last_active
+    }
+
+    /// The connection's serial number.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Where the connection is in its life.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Bytes read from the peer so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in
+    }
+
+    /// Bytes still owed to the peer.
+    pub fn owed(&self) -> usize {
+        self.owed.len()
+    }
+
+    /// Bytes written back to the peer so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_in - self.owed.len() as u64
+    }
+
+    /// The underlying stream (to register it with the poller).
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// One scripted answer of the fake stream.
+    enum Step {
+        /// A read returns these bytes.
+        Data(&'static [u8]),
+        /// A read returns `Ok(0)`.
+        Eof,
+        /// The call returns `WouldBlock`.
+        Block,
+        /// The call returns `Interrupted`.
+        Intr,
+        /// A write takes at most this many bytes.
+        Take(usize),
+        /// The call fails with a reset.
+        Reset,
+    }
+
+    /// A stream that answers reads and writes from two scripts and records
+    /// every byte written. When a script runs out it says `WouldBlock`.
+    #[derive(Default)]
+    struct Fake {
+        reads: VecDeque<Step>,
+        writes: VecDeque<Step>,
+        written: Vec<u8>,
+        read_calls: usize,
+    }
+
+    impl Read for Fake {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.read_calls += 1;
+            match self.reads.pop_front().unwrap_or(Step::Block) {
+                Step::Data(d) => {
+                    buf[..d.len()].copy_from_slice(d);
+                    Ok(d.len())
+                }
+                Step::Eof => Ok(0),
+                Step::Intr => Err(io::ErrorKind::Interrupted.into()),
+                Step::Reset => Err(io::ErrorKind::ConnectionReset.into()),
+                _ => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+    }
+
+    impl Write for Fake {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            match self.writes.pop_front().unwrap_or(Step::Take(usize::MAX)) {
+                Step::Take(n) => {
+                    let n = n.min(buf.len());
+                    self.written.extend_from_slice(&buf[..n]);
+                    Ok(n)
+                }
+                Step::Intr => Err(io::ErrorKind::Interrupted.into()),
+                Step::Reset => Err(io::ErrorKind::BrokenPipe.into()),
+                _ => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn conn(reads: Vec<Step>, writes: Vec<Step>) -> Connection<Fake> {
+        let fake = Fake {
+            reads: reads.into(),
+            writes: writes.into(),
+            ..Fake::default()
+        };
+        Connection::new(fake, 1, Instant::now())
+    }
+
+    const CAP: usize = 8;
+
+    /// Reads until WouldBlock and echoes every chunk, in order.
+    #[test]
+    fn test_open_readable_echoes_until_would_block() {
+        let mut c = conn(vec![Step::Data(b"abcd"), Step::Data(b"ef")], vec![]);
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        let next = c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        assert!(matches!(next, Next::Keep));
+        assert_eq!(c.stream.written, b"abcdef");
+        assert_eq!(c.stream.read_calls, 3, "two data reads, then WouldBlock");
+        assert_eq!(c.interest(CAP), Some(Interest::READABLE));
+        assert_eq!((stats.reads, stats.writes, stats.would_blocks), (2, 2, 1));
+    }
+
+    /// A read shorter than the buffer ends the pass: no third read.
+    #[test]
+    fn test_open_short_read_skips_the_would_block_read() {
+        let mut c = conn(vec![Step::Data(b"abcd"), Step::Data(b"ef")], vec![]);
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        c.on_readable(&mut buf, CAP, Drain::ShortRead, &mut stats);
+        assert_eq!(c.stream.written, b"abcdef");
+        assert_eq!(c.stream.read_calls, 2);
+    }
+
+    /// A short write keeps the rest, asks for WRITABLE, and later bytes queue
+    /// behind it instead of overtaking it.
+    #[test]
+    fn test_open_short_write_keeps_the_rest_in_order() {
+        let mut c = conn(
+            vec![Step::Data(b"abcd"), Step::Data(b"ef")],
+            vec![Step::Take(1)],
+        );
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        assert_eq!(c.stream.written, b"a");
+        assert_eq!(c.owed, b"bcdef");
+        assert_eq!(stats.owed_now, 5);
+        assert_eq!(
+            c.interest(CAP),
+            Some(Interest::READABLE | Interest::WRITABLE)
+        );
+        c.stream.writes = vec![Step::Take(2), Step::Block].into();
+        c.on_writable(&mut buf, CAP, &mut stats);
+        assert_eq!(c.stream.written, b"abc");
+        c.on_writable(&mut buf, CAP, &mut stats);
+        assert_eq!(c.stream.written, b"abcdef");
+        assert_eq!(c.owed.capacity(), 0, "drained owed gives its memory back");
+        assert_eq!(c.interest(CAP), Some(Interest::READABLE));
+        assert_eq!(stats.owed_now, 0);
+        assert_eq!(c.bytes_out(), 6);
+    }
+
+    /// A peer that does not read: at the cap we stop reading and only wait
+    /// for WRITABLE; the unread data stays in the kernel.
+    #[test]
+    fn test_open_at_cap_stops_reading() {
+        let mut c = conn(
+            vec![
+                Step::Data(b"abcd"),
+                Step::Data(b"efgh"),
+                Step::Data(b"ijkl"),
+            ],
+            vec![Step::Block],
+        );
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        assert_eq!(c.owed(), 8);
+        assert_eq!(c.stream.read_calls, 2, "the third chunk is left unread");
+        assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
+        assert_eq!(stats.owed_peak, 8);
+    }
+
+    /// EOF with nothing owed: done at once.
+    #[test]
+    fn test_open_eof_with_nothing_owed_is_done() {
+        let mut c = conn(vec![Step::Data(b"ab"), Step::Eof], vec![]);
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        let next = c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        assert!(matches!(next, Next::Done));
+        assert_eq!(c.stream.written, b"ab");
+    }
+
+    /// EOF while bytes are owed: drain them first (half-close loses nothing).
+    #[test]
+    fn test_draining_writes_what_is_owed_then_is_done() {
+        let mut c = conn(vec![Step::Data(b"abcd"), Step::Eof], vec![Step::Block]);
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        let next = c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        assert!(matches!(next, Next::Keep));
+        assert_eq!(c.state(), State::Draining);
+        assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
+        let next = c.on_writable(&mut buf, CAP, &mut stats);
+        assert!(matches!(next, Next::Done));
+        assert_eq!(c.stream.written, b"abcd");
+        assert_eq!(c.interest(CAP), None);
+    }
+
+    /// Interrupted reads and writes are retried, not treated as failures.
+    #[test]
+    fn test_open_interrupted_calls_are_retried() {
+        let mut c = conn(vec![Step::Intr, Step::Data(b"ab")], vec![Step::Intr]);
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        let next = c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        assert!(matches!(next, Next::Keep));
+        assert_eq!(c.stream.written, b"ab");
+    }
+
+    /// A reset fails this connection and reports the error.
+    #[test]
+    fn test_open_reset_fails() {
+        let mut c = conn(vec![Step::Reset], vec![]);
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        match c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats) {
+            Next::Failed(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    /// A broken pipe on the echo write fails the connection.
+    #[test]
+    fn test_open_broken_pipe_on_echo_fails() {
+        let mut c = conn(vec![Step::Data(b"ab")], vec![Step::Reset]);
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        let next = c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        assert!(matches!(next, Next::Failed(e) if e.kind() == io::ErrorKind::BrokenPipe));
+    }
+
+    /// A spurious event (nothing to read, nothing owed) changes nothing.
+    #[test]
+    fn test_open_spurious_events_are_harmless() {
+        let mut c = conn(vec![], vec![]);
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        assert!(matches!(
+            c.on_readable(&mut buf, CAP, Drain::ShortRead, &mut stats),
+            Next::Keep
+        ));
+        assert!(matches!(
+            c.on_writable(&mut buf, CAP, &mut stats),
+            Next::Keep
+        ));
+        assert_eq!(c.interest(CAP), Some(Interest::READABLE));
+        assert!(c.stream.written.is_empty());
+    }
+}

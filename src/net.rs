@@ -1,0 +1,52 @@
+//! Small socket helpers: the listening socket (socket > bind > listen, through
+//! socket2 so the backlog is ours to choose) and two predicates that keep the
+//! `match` arms of the I/O handlers short.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// True when a non-blocking call had nothing to do: try again after the next
+/// readiness event.
+pub fn would_block(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+}
+
+/// True when a signal interrupted the call before it did anything: just
+/// call it again.
+pub fn interrupted(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Interrupted
+}
+
+/// True for accept errors that mean "out of file descriptors or kernel
+/// memory": nothing this process does right now will make the next accept
+/// succeed, so retrying at once would only spin.
+pub fn out_of_resources(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Creates a non-blocking listening socket: `socket()`, `SO_REUSEADDR` (so a
+/// restarted server need not wait out TIME_WAIT), `bind()`, `listen(backlog)`.
+pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    // listen(2) takes an int; anything larger is capped by somaxconn anyway.
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The kernel's cap on listen backlogs (`/proc/sys/net/core/somaxconn`), if
+/// this system has one we can read.
+pub fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

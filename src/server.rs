@@ -1,0 +1,675 @@
+//! The echo server's reactor: one `mio::Poll`, the listener, every accepted
+//! connection, the signal pipe and a waker, all on one thread.
+//!
+//! Reading order: [`Server::run`] is the loop (it fits on a screen), then
+//! [`Server::turn`] (one batch of events), then the handlers below it in the
+//! order they run: [`Server::dispatch`] → `on_connection` / `accept` →
+//! `close`, and the timers in `on_timers`. What a single connection does with
+//! its bytes is in [`crate::connection`].
+//!
+//! Three choices shape this file:
+//!
+//! * **Accepting happens after the batch.** A listener event only marks the
+//!   listener ready; the accept loop runs once every event of the batch has
+//!   been handled. A connection closed in the middle of a batch frees its
+//!   token (slab slot), and if we accepted inline the next connection could
+//!   get that token while later events of the same batch still name it: they
+//!   would be delivered, stale, to a stranger. With accepts deferred, such an
+//!   event finds an empty slot and is ignored.
+//! * **Timers come from the poll timeout.** mio has no timers, so the poll
+//!   sleeps until the nearest deadline: an idle connection's, the end of an
+//!   accept pause, or the next `--stats` line.
+//! * **Running out of file descriptors pauses accepting.** With edge-triggered
+//!   readiness the listener will not wake us again for the peers already
+//!   waiting, and accepting in a loop would spin on EMFILE; so we pause, and
+//!   a timer tries again.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::connection::{Connection, Drain, Next};
+use crate::net::{self, interrupted, out_of_resources, would_block};
+use crate::stats::Counters;
+
+/// The listening socket's token.
+pub const LISTENER: Token = Token(0);
+/// The token of the signal pipe (SIGINT, SIGTERM, SIGUSR1).
+pub const SIGNALS: Token = Token(1);
+/// The token of the waker that [`Handle::shutdown`] uses.
+pub const WAKER: Token = Token(2);
+/// Connection tokens start here: slab key `k` is `Token(k + FIRST_CONNECTION)`.
+pub const FIRST_CONNECTION: usize = 3;
+
+/// How long accepting pauses after running out of file descriptors.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// The most bytes one connection may owe its peer before we stop reading
+/// from it (it may go over by at most one read).
+pub const DEFAULT_OWED_CAP: usize = 64 * 1024;
+
+/// Everything `echoloop server` can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// The listen backlog (capped by the kernel at somaxconn).
+    pub backlog: u32,
+    /// Stop accepting while this many connections are open.
+    pub max_connections: Option<usize>,
+    /// Bytes per `read` call, and the size of the one shared read buffer.
+    pub read_size: usize,
+    /// Close a connection whose peer has sent nothing for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Print a line of counters to stderr this often.
+    pub stats_every: Option<Duration>,
+    /// Per-connection cap on bytes owed; see [`DEFAULT_OWED_CAP`].
+    pub owed_cap: usize,
+    /// Handle SIGINT/SIGTERM (shut down) and SIGUSR1 (print counters). Off
+    /// for servers embedded in tests and benches.
+    pub handle_signals: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            backlog: 1024,
+            max_connections: None,
+            read_size: 1024,
+            idle_timeout: None,
+            stats_every: None,
+            owed_cap: DEFAULT_OWED_CAP,
+            handle_signals: false,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// socket/bind/listen failed (address in use, permission denied, ...).
+    Listen {
+        /// The address we tried.
+        addr: SocketAddr,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// Creating the poller, waker or signal handlers failed.
+    Setup(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Listen { addr, source } => {
+                write!(f, "cannot listen on {addr}: {}", describe(source))
+            }
+            StartError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The kernel's message in lower case without the "(os error N)" suffix
+/// users do not need; "address already in use", "permission denied".
+pub fn describe(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The listener's side of the loop: whether to call `accept` now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepting {
+    /// The backlog was drained (accept said WouldBlock); wait for an event.
+    Idle,
+    /// The listener signalled, or we have reason to think peers wait.
+    Ready,
+    /// At `--max-connections`; the next close makes us `Ready` again.
+    Full,
+    /// Out of file descriptors; `Ready` again at this instant.
+    Paused(Instant),
+}
+
+/// One readiness event, copied out of mio's `Event` so that tests can
+/// hand-craft batches (stale tokens, spurious wake-ups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// Whose event it is.
+    pub token: Token,
+    /// Data (or EOF) can be read.
+    pub readable: bool,
+    /// The send buffer has room.
+    pub writable: bool,
+    /// The peer shut down its sending side (EPOLLRDHUP / EPOLLHUP).
+    pub read_closed: bool,
+    /// The socket has a pending error (EPOLLERR).
+    pub error: bool,
+}
+
+impl Readiness {
+    /// A plain readable event for `token`.
+    pub fn readable(token: Token) -> Self {
+        Readiness {
+            token,
+            readable: true,
+            writable: false,
+            read_closed: false,
+            error: false,
+        }
+    }
+}
+
+impl From<&Event> for Readiness {
+    fn from(e: &Event) -> Self {
+        Readiness {
+            token: e.token(),
+            readable: e.is_readable(),
+            writable: e.is_writable(),
+            read_closed: e.is_read_closed(),
+            error: e.is_error(),
+        }
+    }
+}
+
+impl fmt::Display for Readiness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "token={}", self.token.0)?;
+        for (on, name) in [
+            (self.readable, "readable"),
+            (self.writable, "writable"),
+            (self.read_closed, "read_closed"),
+            (self.error, "error"),
+        ] {
+            if on {
+                write!(f, " {name}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stops a running [`Server`] from another thread.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl Handle {
+    /// Asks the server to shut down; [`Server::run`] returns soon after.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.waker.wake()
+    }
+}
+
+/// Why a connection was closed (for the debug log and the counters).
+#[derive(Debug)]
+enum Close {
+    /// The peer sent EOF and got everything back.
+    Done,
+    /// An I/O error on this connection.
+    Failed(io::Error),
+    /// Silent for longer than `--idle-timeout`.
+    Idle,
+}
+
+/// The echo server: a listener and its connections on one poller.
+pub struct Server {
+    /// The poller every socket is registered with.
+    poll: Poll,
+    /// The listening socket.
+    listener: TcpListener,
+    /// What the listener is doing; see [`Accepting`].
+    accepting: Accepting,
+    /// Open connections; a connection's slab key is its token (plus offset).
+    conns: Slab<Connection<TcpStream>>,
+    /// The one read buffer, shared by every connection: an idle connection
+    /// then costs no buffer at all.
+    buf: Vec<u8>,
+    /// Idle deadlines, soonest first: (deadline, slab key, connection id).
+    /// An entry may be out of date: the connection may have closed (the id
+    /// no longer matches) or been active since (it is pushed again later).
+    idle: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// When the next `--stats` line is due, and the counters at the last one.
+    stats_due: Option<(Instant, Instant, Counters)>,
+    /// SIGINT/SIGTERM/SIGUSR1, delivered as readiness on [`SIGNALS`].
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// Set by [`Handle::shutdown`] or a signal; the loop ends when it is.
+    stop: Arc<AtomicBool>,
+    /// Wakes the poll for [`Handle::shutdown`].
+    waker: Arc<Waker>,
+    /// The time the last poll returned: one clock read per batch.
+    now: Instant,
+    /// When the server was created (SIGUSR1 prints counters since then).
+    started: Instant,
+    /// The next connection's serial number.
+    next_id: u64,
+    /// Whether we are inside a burst of accept failures (log once per burst).
+    accept_failing: bool,
+    /// The loop's counters.
+    stats: Counters,
+    /// The command-line settings.
+    config: Config,
+}
+
+impl Server {
+    /// Creates the listening socket and the poller, ready to [`run`](Self::run).
+    pub fn bind(config: Config) -> Result<Server, StartError> {
+        if let Some(max) = net::somaxconn()
+            && config.backlog > max
+        {
+            log::warn!(
+                "--backlog {} is above net.core.somaxconn ({max}): the kernel silently caps it at {max}",
+                config.backlog
+            );
+        }
+        let listen_err = |source| StartError::Listen {
+            addr: config.bind,
+            source,
+        };
+        let std_listener = net::listen(config.bind, config.backlog).map_err(listen_err)?;
+        let mut listener = TcpListener::from_std(std_listener);
+        let poll = Poll::new().map_err(StartError::Setup)?;
+        let registry = poll.registry();
+        registry
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(StartError::Setup)?;
+        let waker = Arc::new(Waker::new(registry, WAKER).map_err(StartError::Setup)?);
+        let signals = if config.handle_signals {
+            use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+            let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGUSR1])
+                .map_err(StartError::Setup)?;
+            registry
+                .register(&mut signals, SIGNALS, Interest::READABLE)
+                .map_err(StartError::Setup)?;
+            Some(signals)
+        } else {
+            None
+        };
+        let now = Instant::now();
+        Ok(Server {
+            poll,
+            listener,
+            accepting: Accepting::Idle,
+            conns: Slab::new(),
+            buf: vec![0; config.read_size.max(1)],
+            idle: BinaryHeap::new(),
+            stats_due: config
+                .stats_every
+                .map(|every| (now + every, now, Counters::default())),
+            signals,
+            stop: Arc::new(AtomicBool::new(false)),
+            waker,
+            now,
+            started: now,
+            next_id: 1,
+            accept_failing: false,
+            stats: Counters::default(),
+            config,
+        })
+    }
+
+    /// The address actually bound (the real port when asked for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle that can stop this server from another thread.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            stop: Arc::clone(&self.stop),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &Counters {
+        &self.stats
+    }
+
+    /// Runs the loop until a signal or [`Handle::shutdown`], then closes
+    /// every connection and returns the final counters.
+    pub fn run(&mut self) -> io::Result<Counters> {
+        let mut events = Events::with_capacity(1024);
+        while !self.stop.load(Ordering::Relaxed) {
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(self.now));
+            self.poll(&mut events, timeout)?;
+            log::trace!("poll timeout={timeout:?} events={}", events.iter().count());
+            self.turn(events.iter().map(Readiness::from));
+        }
+        Ok(self.shut_down())
+    }
+
+    /// Waits for events, at most `timeout`. A signal that interrupts the
+    /// wait (EINTR) is not an error: we return with no events and the loop
+    /// goes round, recomputing its timeout.
+    pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        let result = self.poll.poll(events, timeout);
+        self.now = Instant::now();
+        self.stats.polls += 1;
+        match result {
+            Err(e) if interrupted(&e) => {
+                log::trace!("poll interrupted by a signal; polling again");
+                events.clear();
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Handles one batch of events, then does what had to wait for the end
+    /// of the batch: accepting, timers. Public so tests can feed batches of
+    /// their own making.
+    pub fn turn(&mut self, batch: impl IntoIterator<Item = Readiness>) {
+        for event in batch {
+            self.stats.events += 1;
+            self.dispatch(event);
+        }
+        self.accept();
+        self.on_timers();
+    }
+
+    /// Routes one event to its owner.
+    fn dispatch(&mut self, event: Readiness) {
+        log::trace!("event {event}");
+        match event.token {
+            LISTENER => {
+                if self.accepting == Accepting::Idle {
+                    self.accepting = Accepting::Ready;
+                }
+            }
+            SIGNALS => self.on_signals(),
+            WAKER => {} // the stop flag is checked by the loop
+            Token(t) => self.on_connection(t - FIRST_CONNECTION, event),
+        }
+    }
+
+    /// A connection's socket is ready: write what is owed, read and echo.
+    fn on_connection(&mut self, key: usize, event: Readiness) {
+        let cap = self.config.owed_cap;
+        let Some(conn) = self.conns.get_mut(key) else {
+            // Its connection closed earlier in this batch (or it is a
+            // spurious wake-up for a token we never gave out): nothing to do.
+            self.stats.stale_events += 1;
+            log::trace!("event token={} is stale: ignored", event.token.0);
+            return;
+        };
+        let before = conn.interest(cap);
+        let mut next = Next::Keep;
+        if event.writable {
+            next = conn.on_writable(&mut self.buf, cap, &mut self.stats);
+        }
+        if matches!(next, Next::Keep) && (event.readable || event.read_closed || event.error) {
+            conn.touch(self.now);
+            // After a hang-up or an error, read to the end: the FIN or the
+            // error may sit right behind the data and will raise no new edge.
+            let drain = if event.read_closed || event.error {
+                Drain::WouldBlock
+            } else {
+                Drain::ShortRead
+            };
+            next = conn.on_readable(&mut self.buf, cap, drain, &mut self.stats);
+        }
+        match next {
+            Next::Keep => match conn.interest(cap) {
+                Some(after) if Some(after) != before => {
+                    log::trace!("interest conn=#{} {before:?} => {after:?}", conn.id());
+                    let token = Token(key + FIRST_CONNECTION);
+                    if let Err(e) = self
+                        .poll
+                        .registry()
+                        .reregister(conn.stream_mut(), token, after)
+                    {
+                        self.close(key, Close::Failed(e));
+                    }
+                }
+                Some(_) => {}
+                None => self.close(key, Close::Done),
+            },
+            Next::Done => self.close(key, Close::Done),
+            Next::Failed(e) => self.close(key, Close::Failed(e)),
+        }
+    }
+
+    /// Accepts until the backlog is empty, the connection limit is reached,
+    /// or the process runs out of file descriptors.
+    fn accept(&mut self) {
+        while self.accepting == Accepting::Ready {
+            if let Some(max) = self.config.max_connections
+                && self.conns.len() >= max
+            {
+                log::debug!("at --max-connections {max}: accepting paused");
+                self.accepting = Accepting::Full;
+                return;
+            }
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    self.end_accept_failures();
+                    self.add(stream, peer);
+                }
+                Err(e) if would_block(&e) => {
+                    self.end_accept_failures();
+                    self.stats.would_blocks += 1;
+                    self.accepting = Accepting::Idle;
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) if peer_gave_up(&e) => {
+                    log::debug!("accept: a peer gave up before we got to it: {e}");
+                }
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM, or something we do not
+                    // expect: none of them goes away if we call accept again
+                    // right now. Pause, and let a timer bring us back.
+                    self.stats.accept_errors += 1;
+                    if !self.accept_failing {
+                        self.accept_failing = true;
+                        let what = if out_of_resources(&e) {
+                            "out of resources"
+                        } else {
+                            "unexpected error"
+                        };
+                        log::warn!(
+                            "accept failed ({what}): {e}; retrying every {} ms \
+                             (logged once per burst; see accept_errors in --stats)",
+                            ACCEPT_PAUSE.as_millis()
+                        );
+                    }
+                    self.accepting = Accepting::Paused(self.now + ACCEPT_PAUSE);
+                }
+            }
+        }
+    }
+
+    /// Logs the end of a burst of accept failures.
+    fn end_accept_failures(&mut self) {
+        if self.accept_failing {
+            self.accept_failing = false;
+            log::warn!(
+                "accept works again ({} failures so far)",
+                self.stats.accept_errors
+            );
+        }
+    }
+
+    /// Registers a freshly accepted connection.
+    fn add(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        // An echo is a small reply that must leave now: Nagle's algorithm
+        // would hold it back waiting for the peer's ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("accept peer={peer}: TCP_NODELAY failed: {e}");
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let token = Token(key + FIRST_CONNECTION);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+        {
+            log::warn!("accept peer={peer}: cannot register with the poller: {e}");
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        entry.insert(Connection::new(stream, id, self.now));
+        self.stats.accepted += 1;
+        self.stats.peak_open = self.stats.peak_open.max(self.stats.open());
+        if let Some(timeout) = self.config.idle_timeout {
+            self.idle.push(Reverse((self.now + timeout, key, id)));
+        }
+        log::debug!("accept conn=#{id} peer={peer} token={}", token.0);
+    }
+
+    /// Closes one connection. Dropping the socket closes the descriptor,
+    /// which also removes it from the epoll set: no deregister call needed.
+    fn close(&mut self, key: usize, why: Close) {
+        let mut conn = self.conns.remove(key);
+        self.stats.closed += 1;
+        self.stats.owed_now -= conn.owed() as u64;
+        match &why {
+            Close::Done => {}
+            Close::Failed(_) => self.stats.failed += 1,
+            Close::Idle => self.stats.idle_closed += 1,
+        }
+        if log::log_enabled!(log::Level::Debug) {
+            let peer = conn
+                .stream_mut()
+                .peer_addr()
+                .map_or_else(|_| "?".to_string(), |p| p.to_string());
+            let reason = match &why {
+                Close::Done => "peer finished".to_string(),
+                Close::Failed(e) => format!("error: {e}"),
+                Close::Idle => "idle timeout".to_string(),
+            };
+            log::debug!(
+                "close conn=#{} peer={peer} token={} in={} out={} ({reason})",
+                conn.id(),
+                key + FIRST_CONNECTION,
+                conn.bytes_in(),
+                conn.bytes_out()
+            );
+        }
+        if self.accepting == Accepting::Full {
+            // A slot is free. Peers may be waiting in the backlog, and they
+            // raised their edge long ago: try accepting after this batch.
+            self.accepting = Accepting::Ready;
+        }
+    }
+
+    /// SIGINT/SIGTERM stop the loop; SIGUSR1 prints the counters.
+    fn on_signals(&mut self) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let mut usr1 = false;
+        for signal in signals.pending() {
+            match signal {
+                signal_hook::consts::SIGUSR1 => usr1 = true,
+                other => {
+                    let name = if other == signal_hook::consts::SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                    log::info!("{name}: shutting down");
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        if usr1 {
+            let since_start = Counters::default();
+            let elapsed = self.now - self.started;
+            eprintln!("{}", self.stats.interval_line(&since_start, elapsed));
+        }
+    }
+
+    /// The soonest deadline: an idle connection, the end of an accept pause,
+    /// or the next stats line. `None`: sleep until an event.
+    fn next_deadline(&self) -> Option<Instant> {
+        let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);
+        let pause = match self.accepting {
+            Accepting::Paused(until) => Some(until),
+            _ => None,
+        };
+        let stats = self.stats_due.map(|(at, _, _)| at);
+        [idle, pause, stats].into_iter().flatten().min()
+    }
+
+    /// Fires every timer that is due.
+    fn on_timers(&mut self) {
+        let now = self.now;
+        if let Accepting::Paused(until) = self.accepting
+            && until <= now
+        {
+            self.accepting = Accepting::Ready;
+            self.accept();
+        }
+        if let Some(timeout) = self.config.idle_timeout {
+            while let Some(&Reverse((at, key, id))) = self.idle.peek() {
+                if at > now {
+                    break;
+                }
+                self.idle.pop();
+                let Some(conn) = self.conns.get(key).filter(|c| c.id() == id) else {
+                    continue; // closed already; its slot may be someone else's
+                };
+                let due = conn.last_active() + timeout;
+                if due <= now {
+                    self.close(key, Close::Idle);
+                } else {
+                    self.idle.push(Reverse((due, key, id)));
+                }
+            }
+        }
+        if let Some((at, since, then)) = self.stats_due
+            && at <= now
+        {
+            eprintln!("{}", self.stats.interval_line(&then, now - since));
+            let every = self.config.stats_every.unwrap_or(Duration::from_secs(1));
+            self.stats_due = Some((at + every, now, self.stats));
+        }
+        // A close above may have freed a slot under --max-connections.
+        self.accept();
+    }
+
+    /// Closes every connection and returns the final counters.
+    fn shut_down(&mut self) -> Counters {
+        for conn in self.conns.drain() {
+            self.stats.closed += 1;
+            self.stats.owed_now -= conn.owed() as u64;
+        }
+        self.stats
+    }
+}
+
+/// Accept errors that concern one peer only (it reset before we accepted
+/// it, or a firewall rule refused it): go on accepting the others.
+fn peer_gave_up(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    ) || matches!(err.raw_os_error(), Some(libc::EPROTO | libc::EPERM))
+}

@@ -1,0 +1,144 @@
+//! The loop's own counters: what `--stats` prints every few seconds, what
+//! SIGUSR1 prints on demand, and where the shutdown summary comes from.
+//!
+//! They are plain integers bumped by the handlers; nothing here does I/O
+//! except the formatting helpers, which only build strings.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Monotonic counters of one server's event loop.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Calls to `poll` that returned (with events or on a timeout).
+    pub polls: u64,
+    /// Readiness events delivered by those polls.
+    pub events: u64,
+    /// Events for tokens that no longer belong to anything (a connection
+    /// closed earlier in the same batch); ignored.
+    pub stale_events: u64,
+    /// `read` calls that returned data.
+    pub reads: u64,
+    /// `write` calls that took data.
+    pub writes: u64,
+    /// Reads, writes and accepts that said `WouldBlock`.
+    pub would_blocks: u64,
+    /// Bytes read from peers.
+    pub bytes_in: u64,
+    /// Bytes written back to peers.
+    pub bytes_out: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections closed (for any reason).
+    pub closed: u64,
+    /// Connections closed because they were idle too long.
+    pub idle_closed: u64,
+    /// Connections closed because of an error on them (reset, broken pipe).
+    pub failed: u64,
+    /// Accepts that failed for lack of file descriptors or memory.
+    pub accept_errors: u64,
+    /// Bytes owed to peers right now, over all connections.
+    pub owed_now: u64,
+    /// The most any single connection has ever owed at once: the figure that
+    /// shows the per-connection cap holds.
+    pub owed_peak: u64,
+    /// The most connections open at once.
+    pub peak_open: u64,
+}
+
+impl Counters {
+    /// Connections open right now.
+    pub fn open(&self) -> u64 {
+        self.accepted - self.closed
+    }
+
+    /// One line describing what happened between `earlier` and `self`, over
+    /// `elapsed`: the `--stats` line.
+    pub fn interval_line(&self, earlier: &Counters, elapsed: Duration) -> String {
+        let d = |now: u64, then: u64| now - then;
+        let polls = d(self.polls, earlier.polls);
+        let events = d(self.events, earlier.events);
+        let per_poll = if polls == 0 {
+            0.0
+        } else {
+            events as f64 / polls as f64
+        };
+        let mut line = format!("stats: last={:.1}s", elapsed.as_secs_f64());
+        // Writing to a String cannot fail.
+        let _ = write!(
+            line,
+            " polls={polls} events/poll={per_poll:.2} reads={} writes={} wouldblock={} \
+             in={} out={} accepted={} closed={}",
+            d(self.reads, earlier.reads),
+            d(self.writes, earlier.writes),
+            d(self.would_blocks, earlier.would_blocks),
+            d(self.bytes_in, earlier.bytes_in),
+            d(self.bytes_out, earlier.bytes_out),
+            d(self.accepted, earlier.accepted),
+            d(self.closed, earlier.closed),
+        );
+        let _ = write!(
+            line,
+            " | open={} owed={} owed_peak={} accept_errors={}",
+            self.open(),
+            self.owed_now,
+            self.owed_peak,
+            self.accept_errors
+        );
+        line
+    }
+
+    /// The one-line summary printed at shutdown.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "served {} connections, echoed {} bytes, peak {} concurrent",
+            self.accepted, self.bytes_out, self.peak_open
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_line_shows_deltas_and_current_gauges() {
+        let then = Counters {
+            polls: 10,
+            events: 10,
+            reads: 5,
+            accepted: 3,
+            ..Counters::default()
+        };
+        let now = Counters {
+            polls: 14,
+            events: 20,
+            reads: 9,
+            accepted: 5,
+            closed: 1,
+            owed_now: 7,
+            owed_peak: 9,
+            ..then
+        };
+        let line = now.interval_line(&then, Duration::from_millis(1500));
+        assert_eq!(
+            line,
+            "stats: last=1.5s polls=4 events/poll=2.50 reads=4 writes=0 wouldblock=0 \
+             in=0 out=0 accepted=2 closed=1 | open=4 owed=7 owed_peak=9 accept_errors=0"
+        );
+    }
+
+    #[test]
+    fn summary_line_names_the_three_figures() {
+        let c = Counters {
+            accepted: 4,
+            bytes_out: 1234,
+            peak_open: 3,
+            ..Counters::default()
+        };
+        assert_eq!(
+            c.summary_line(),
+            "served 4 connections, echoed 1234 bytes, peak 3 concurrent"
+        );
+    }
+}
