@@ -400,7 +400,8 @@ mod tests {
     }
 
     /// A short write keeps the rest, asks for WRITABLE, and later bytes queue
-    /// behind it instead of overtaking it.
+    /// behind it instead of overtaking it. (The `write_all` trap: it would
+    /// have reported WouldBlock with "a" already sent and the rest lost.)
     #[test]
     fn test_open_short_write_keeps_the_rest_in_order() {
         let mut c = conn(
@@ -447,6 +448,25 @@ mod tests {
         assert_eq!(c.stream.read_calls, 2, "the third chunk is left unread");
         assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
         assert_eq!(stats.owed_peak, 8);
+    }
+
+    /// Paused at the cap, then the peer drains us: reading resumes at once,
+    /// to WouldBlock, without waiting for an edge that will not come.
+    #[test]
+    fn test_paused_writable_drains_then_resumes_reading() {
+        let mut c = conn(
+            vec![Step::Data(b"abcd"), Step::Data(b"efgh"), Step::Data(b"ij")],
+            vec![Step::Block],
+        );
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        c.on_readable(&mut buf, CAP, Drain::ShortRead, &mut stats);
+        assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
+        let next = c.on_writable(&mut buf, CAP, &mut stats);
+        assert!(matches!(next, Next::Keep));
+        assert_eq!(c.stream.written, b"abcdefghij");
+        assert_eq!(c.stream.read_calls, 4, "resumed until WouldBlock");
+        assert_eq!(c.interest(CAP), Some(Interest::READABLE));
     }
 
     /// EOF with nothing owed: done at once.

@@ -3,7 +3,7 @@
 //!
 //! Reading order: [`Server::run`] is the loop (it fits on a screen), then
 //! [`Server::turn`] (one batch of events), then the handlers below it in the
-//! order they run: [`Server::dispatch`] → `on_connection` / `accept` →
+//! order they run: `dispatch` → `on_connection` / `accept` →
 //! `close`, and the timers in `on_timers`. What a single connection does with
 //! its bytes is in [`crate::connection`].
 //!
@@ -466,10 +466,7 @@ impl Server {
                 return;
             }
             match self.listener.accept() {
-                Ok((stream, peer)) => {
-                    self.end_accept_failures();
-                    self.add(stream, peer);
-                }
+                Ok((stream, peer)) => self.add(stream, peer),
                 Err(e) if would_block(&e) => {
                     self.end_accept_failures();
                     self.stats.would_blocks += 1;
@@ -503,12 +500,15 @@ impl Server {
         }
     }
 
-    /// Logs the end of a burst of accept failures.
+    /// Logs the end of a burst of accept failures. A burst ends when the
+    /// backlog is empty, not at the first accept that works: while the
+    /// process sits at its fd limit, every close lets one accept through
+    /// before the next EMFILE, and that is still the same burst.
     fn end_accept_failures(&mut self) {
         if self.accept_failing {
             self.accept_failing = false;
-            log::warn!(
-                "accept works again ({} failures so far)",
+            log::info!(
+                "accept caught up: the backlog is empty again ({} failed accepts so far)",
                 self.stats.accept_errors
             );
         }

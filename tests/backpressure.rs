@@ -1,0 +1,77 @@
+//! Backpressure: a peer that sends but never reads must not grow the
+//! server's memory past the per-connection cap, nor slow anyone else down.
+
+mod common;
+
+use std::io::{ErrorKind, Write};
+use std::net::Shutdown;
+use std::thread;
+use std::time::Duration;
+
+use common::{Rng, ServerProcess, read_to_eof, round_trip};
+
+/// The server's per-connection cap on owed bytes, plus one read of slack.
+const CAP: f64 = (64 * 1024 + 1024) as f64;
+
+/// A client pushes up to 64 MiB without reading. It stalls after a few MiB
+/// of kernel buffers; the server owes it at most the cap; another client's
+/// echoes keep flowing meanwhile; and once the slow one reads, it gets back
+/// exactly what it managed to send.
+#[test]
+fn slow_reader_stays_under_the_cap_and_others_keep_flowing() {
+    let mut server = ServerProcess::start(&["--stats", "0.1"]);
+    let rss_before = server.rss();
+
+    let slow = server.connect();
+    let mut writer = slow.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let pusher = thread::spawn(move || {
+        let data = Rng::new(64).bytes(64 * 1024 * 1024);
+        let mut sent = 0;
+        while sent < data.len() {
+            match writer.write(&data[sent..(sent + 65536).min(data.len())]) {
+                Ok(n) => sent += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(e) => panic!("slow writer: {e}"),
+            }
+        }
+        data[..sent].to_vec()
+    });
+
+    // While the slow one pushes (and after it has stalled), another client
+    // gets every echo.
+    let mut brisk = server.connect();
+    let mut rng = Rng::new(1);
+    for _ in 0..200 {
+        round_trip(&mut brisk, &rng.bytes(1024));
+    }
+    let sent = pusher.join().unwrap();
+    assert!(
+        sent.len() > 1024 * 1024 && sent.len() < 64 * 1024 * 1024,
+        "the slow writer should stall after some MiB, sent {}",
+        sent.len()
+    );
+    for _ in 0..50 {
+        round_trip(&mut brisk, &rng.bytes(1024));
+    }
+
+    server.skip_stderr();
+    let stats = server.wait_stats(|s| s.get("open") == 2.0);
+    assert!(stats.get("owed_peak") > 0.0, "the cap was never reached");
+    assert!(
+        stats.get("owed_peak") <= CAP,
+        "one connection owed {} bytes",
+        stats.get("owed_peak")
+    );
+    let grown = server.rss().saturating_sub(rss_before);
+    assert!(grown < 16 * 1024 * 1024, "server RSS grew by {grown} bytes");
+
+    // Now the slow reader reads: everything it sent comes back, in order.
+    let mut slow = slow;
+    slow.shutdown(Shutdown::Write).unwrap();
+    let got = read_to_eof(&mut slow);
+    assert_eq!(got.len(), sent.len());
+    assert!(got == sent, "bytes differ");
+}

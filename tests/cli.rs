@@ -1,0 +1,141 @@
+//! The command line: start-up errors, usage errors, signals and the
+//! shutdown summary, against the real binary.
+
+mod common;
+
+use std::net::TcpListener;
+
+use common::{ServerProcess, bin, round_trip};
+
+/// SIGTERM: exit 0 and one summary line with the exact figures.
+#[test]
+fn sigterm_prints_the_summary_and_exits_zero() {
+    let server = ServerProcess::start(&[]);
+    let mut a = server.connect();
+    let mut b = server.connect();
+    round_trip(&mut a, b"hello");
+    round_trip(&mut b, b"world!");
+    drop(a);
+    round_trip(&mut b, b"+"); // b's echo after a's close: a's close was handled
+    server.signal(libc::SIGTERM);
+    let (status, stdout, _) = server.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        stdout,
+        ["served 2 connections, echoed 12 bytes, peak 2 concurrent"]
+    );
+}
+
+/// SIGINT (Ctrl-C) does the same.
+#[test]
+fn sigint_exits_zero_too() {
+    let server = ServerProcess::start(&[]);
+    server.signal(libc::SIGINT);
+    let (status, stdout, _) = server.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        stdout,
+        ["served 0 connections, echoed 0 bytes, peak 0 concurrent"]
+    );
+}
+
+/// Signals that interrupt `poll` (EINTR) are retried, not fatal; SIGUSR1
+/// prints the counters so far.
+#[test]
+fn sigusr1_interrupts_poll_harmlessly_and_prints_counters() {
+    let mut cmd = bin();
+    cmd.args(["server", "--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "echoloop::server=trace");
+    let mut server = ServerProcess::spawn(cmd);
+    let mut c = server.connect();
+    for i in 0..20u8 {
+        server.signal(libc::SIGUSR1);
+        let line = server.wait_stderr(|l| l.starts_with("stats: "));
+        assert!(line.contains(&format!("in={}", i as u32 * 2)), "{line}");
+        round_trip(&mut c, &[i, i]);
+    }
+    server.signal(libc::SIGTERM);
+    let (status, _, stderr) = server.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("poll interrupted by a signal")),
+        "no EINTR was seen"
+    );
+}
+
+/// Address in use: one clear line, exit 1, no panic.
+#[test]
+fn address_in_use_is_one_clear_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = bin()
+        .args(["server", "--bind", &addr.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        format!("echoloop: error: cannot listen on {addr}: address already in use\n")
+    );
+}
+
+/// Bad arguments are clap usage errors: exit 2, a message naming the flag.
+#[test]
+fn bad_arguments_exit_2() {
+    for (args, names) in [
+        (&["server", "--bind", "nonsense"][..], "--bind"),
+        (&["server", "--bind", "127.0.0.1"][..], "--bind"),
+        (&["server", "--backlog", "0"][..], "--backlog"),
+        (&["server", "--backlog", "many"][..], "--backlog"),
+        (&["server", "--read-size", "0"][..], "--read-size"),
+        (
+            &["server", "--max-connections", "0"][..],
+            "--max-connections",
+        ),
+        (&["server", "--idle-timeout", "0"][..], "--idle-timeout"),
+        (&["server", "--stats", "soon"][..], "--stats"),
+        (&["server", "--frobnicate"][..], "--frobnicate"),
+        (&["teleport"][..], "teleport"),
+    ] {
+        let out = bin().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// A backlog above somaxconn gets a warning (the kernel caps it silently).
+#[test]
+fn backlog_above_somaxconn_warns() {
+    let Some(max) = echoloop::net::somaxconn() else {
+        return; // no /proc here: nothing to compare against
+    };
+    let mut server = ServerProcess::start(&["--backlog", &(max + 1).to_string()]);
+    let line = server.wait_stderr(|l| l.contains("somaxconn"));
+    assert!(line.contains("WARN"), "{line}");
+    let mut c = server.connect();
+    round_trip(&mut c, b"ok");
+}
+
+/// `--help` documents every server option.
+#[test]
+fn help_lists_the_options() {
+    let out = bin().args(["server", "--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--bind",
+        "--backlog",
+        "--max-connections",
+        "--read-size",
+        "--idle-timeout",
+        "--stats",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}

@@ -1,0 +1,293 @@
+//! Helpers shared by the integration tests: start the real `echoloop`
+//! binary on a free loopback port, wait on it with deadlines, make random
+//! payloads, raise the fd limit.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Generous upper bound for anything a test waits on.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The `echoloop` binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_echoloop"))
+}
+
+/// A running `echoloop server` child process, killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    /// The address from its `listening on` line.
+    pub addr: SocketAddr,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    stderr_seen: Vec<String>,
+}
+
+/// Reads `reader` line by line into a channel, on its own thread.
+fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl ServerProcess {
+    /// Starts `echoloop server --bind 127.0.0.1:0 ARGS...` and waits for its
+    /// `listening on` line.
+    #[track_caller]
+    pub fn start(args: &[&str]) -> ServerProcess {
+        let mut cmd = bin();
+        cmd.args(["server", "--bind", "127.0.0.1:0"]).args(args);
+        Self::spawn(cmd)
+    }
+
+    /// Spawns a prepared command that runs a server, and waits for its
+    /// `listening on` line.
+    #[track_caller]
+    pub fn spawn(mut cmd: Command) -> ServerProcess {
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn echoloop");
+        let stdout = lines_of(child.stdout.take().unwrap());
+        let stderr = lines_of(child.stderr.take().unwrap());
+        let line = stdout
+            .recv_timeout(DEADLINE)
+            .expect("no `listening on` line from the server");
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("address in the `listening on` line");
+        ServerProcess {
+            child,
+            addr,
+            stdout,
+            stderr,
+            stderr_seen: Vec::new(),
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Connects a blocking client with read and write timeouts.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect to the server");
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s.set_write_timeout(Some(DEADLINE)).unwrap();
+        s
+    }
+
+    /// Sends a signal to the server.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the pid of a child we spawned and still own.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits (bounded) for the next stderr line that satisfies `pred`.
+    #[track_caller]
+    pub fn wait_stderr(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no matching stderr line; saw:\n{}",
+                    self.stderr_seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Forgets stderr lines already printed, so the next wait sees only
+    /// fresh ones (a stats line from before now says nothing about now).
+    pub fn skip_stderr(&mut self) {
+        while let Ok(line) = self.stderr.try_recv() {
+            self.stderr_seen.push(line);
+        }
+    }
+
+    /// Waits (bounded) for the next `--stats` line that satisfies `pred`.
+    #[track_caller]
+    pub fn wait_stats(&mut self, pred: impl Fn(&Stats) -> bool) -> Stats {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            assert!(Instant::now() < end, "stats never matched");
+            let line = self.wait_stderr(|l| l.starts_with("stats: "));
+            let stats = Stats::parse(&line);
+            if pred(&stats) {
+                return stats;
+            }
+        }
+    }
+
+    /// Waits (bounded) for the process to exit, and returns its status, all
+    /// of its remaining stdout, and all of its stderr.
+    #[track_caller]
+    pub fn wait_exit(mut self) -> (ExitStatus, Vec<String>, Vec<String>) {
+        let end = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < end, "server did not exit");
+            thread::sleep(Duration::from_millis(10));
+        };
+        let out: Vec<String> = self.stdout.iter().collect();
+        let mut err = std::mem::take(&mut self.stderr_seen);
+        err.extend(self.stderr.iter());
+        (status, out, err)
+    }
+
+    /// The server's resident set size in bytes, from /proc.
+    pub fn rss(&self) -> u64 {
+        rss_of(self.child.id())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // Only our own child, by its PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident set size of process `pid`, in bytes.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
+
+/// A `--stats` line, parsed into its `key=value` figures.
+#[derive(Debug)]
+pub struct Stats(Vec<(String, String)>);
+
+impl Stats {
+    /// Parses `stats: polls=1 ... | open=2 ...`.
+    pub fn parse(line: &str) -> Stats {
+        Stats(
+            line.split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// One figure as a number.
+    #[track_caller]
+    pub fn get(&self, key: &str) -> f64 {
+        let v = &self.0.iter().find(|(k, _)| k == key).expect(key).1;
+        v.trim_end_matches('s').parse().expect(key)
+    }
+}
+
+/// Reads until EOF and returns everything read.
+pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("read until EOF");
+    got
+}
+
+/// Sends `msg` and reads back exactly as many bytes.
+#[track_caller]
+pub fn round_trip(s: &mut TcpStream, msg: &[u8]) {
+    s.write_all(msg).unwrap();
+    let mut back = vec![0; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg);
+}
+
+/// Polls `cond` every few milliseconds until it holds or the deadline ends.
+#[track_caller]
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A small deterministic PRNG (splitmix64): reproducible payloads without a
+/// dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+}
+
+/// Raises this process's soft limit on open files to `want` (or the hard
+/// limit, if lower), and returns the new soft limit.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+    lim.rlim_cur
+}

@@ -1,0 +1,124 @@
+//! The reactor driven by hand through the library: batches of events made
+//! up by the test, to pin down the traps that real timing rarely shows.
+
+mod common;
+
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use echoloop::server::{Config, FIRST_CONNECTION, LISTENER, Readiness, Server};
+use mio::{Events, Token};
+
+use common::{DEADLINE, round_trip};
+
+fn server() -> Server {
+    Server::bind(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+/// Polls real events, without handling them, until one satisfies `want`.
+#[track_caller]
+fn poll_until(server: &mut Server, want: impl Fn(&Readiness) -> bool) {
+    let mut events = Events::with_capacity(64);
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        server
+            .poll(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
+        if events.iter().map(Readiness::from).any(|e| want(&e)) {
+            return;
+        }
+    }
+    panic!("the expected event never came");
+}
+
+/// Runs the server on a thread, calls `f`, stops it and returns its counters.
+fn run_while(mut server: Server, f: impl FnOnce()) -> echoloop::stats::Counters {
+    let handle = server.handle();
+    let runner = thread::spawn(move || server.run().unwrap());
+    f();
+    handle.shutdown().unwrap();
+    runner.join().unwrap()
+}
+
+/// A connection closes in the middle of a batch, a new peer is waiting, and
+/// a later event of the same batch still names the closed connection's
+/// token. That event must not reach the newcomer (which will get the same
+/// token): accepting waits until the batch is done, so the event finds an
+/// empty slot and is dropped.
+#[test]
+fn stale_event_for_a_reused_token_is_not_delivered_to_the_newcomer() {
+    let mut server = server();
+    let addr = server.local_addr().unwrap();
+    let first = Token(FIRST_CONNECTION);
+
+    let a = TcpStream::connect(addr).unwrap();
+    poll_until(&mut server, |e| e.token == LISTENER);
+    server.turn([Readiness::readable(LISTENER)]);
+    assert_eq!(server.stats().accepted, 1);
+
+    drop(a);
+    poll_until(&mut server, |e| e.token == first && e.read_closed);
+    let mut b = TcpStream::connect(addr).unwrap();
+    b.set_read_timeout(Some(DEADLINE)).unwrap();
+
+    let hangup = Readiness {
+        read_closed: true,
+        ..Readiness::readable(first)
+    };
+    let stale_error = Readiness {
+        error: true,
+        read_closed: true,
+        ..Readiness::readable(first)
+    };
+    server.turn([hangup, Readiness::readable(LISTENER), stale_error]);
+
+    let stats = *server.stats();
+    assert_eq!(stats.closed, 1, "a was closed");
+    assert_eq!(stats.stale_events, 1, "the late event hit an empty slot");
+    assert_eq!(stats.accepted, 2, "b was accepted after the batch");
+    assert_eq!(stats.open(), 1);
+
+    let totals = run_while(server, || round_trip(&mut b, b"I am b"));
+    assert_eq!(totals.bytes_out, 6);
+    assert_eq!(totals.failed, 0);
+}
+
+/// Spurious wake-ups and events for tokens nobody owns change nothing.
+#[test]
+fn spurious_and_unknown_events_are_ignored() {
+    let mut server = server();
+    let addr = server.local_addr().unwrap();
+    let first = Token(FIRST_CONNECTION);
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    poll_until(&mut server, |e| e.token == LISTENER);
+    server.turn([Readiness::readable(LISTENER)]);
+
+    let writable = Readiness {
+        writable: true,
+        readable: false,
+        ..Readiness::readable(first)
+    };
+    let error_without_error = Readiness {
+        error: true,
+        ..Readiness::readable(first)
+    };
+    server.turn([
+        Readiness::readable(first), // nothing to read: WouldBlock
+        writable,                   // nothing owed
+        error_without_error,        // take a read: still WouldBlock
+        Readiness::readable(Token(FIRST_CONNECTION + 500)),
+        Readiness::readable(LISTENER), // nobody waiting: WouldBlock
+    ]);
+    let stats = *server.stats();
+    assert_eq!(stats.stale_events, 1);
+    assert_eq!((stats.accepted, stats.closed, stats.reads), (1, 0, 0));
+
+    let totals = run_while(server, || round_trip(&mut c, b"fine"));
+    assert_eq!(totals.bytes_out, 4);
+}
