@@ -139,3 +139,39 @@ fn help_lists_the_options() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
+
+/// A low port without the privilege: one clear line, exit 1. Needs to drop
+/// root for the attempt (with util-linux's setpriv); skipped where that is
+/// not possible or low ports are open to everyone.
+#[test]
+fn permission_denied_on_a_low_port_is_one_clear_line() {
+    let unprivileged_start: u32 =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    if !root || !setpriv.exists() || unprivileged_start <= 80 {
+        eprintln!("cannot run as an unprivileged user here; skipped");
+        return;
+    }
+    let out = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin().get_program())
+        .args(["server", "--bind", "127.0.0.1:80"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    if stderr.starts_with("setpriv:") {
+        // The unprivileged user cannot reach the binary (e.g. under /root).
+        eprintln!("setpriv could not run the binary ({stderr}); skipped");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        "echoloop: error: cannot listen on 127.0.0.1:80: permission denied\n"
+    );
+}
