@@ -388,8 +388,8 @@ impl Server {
             self.stats.events += 1;
             self.dispatch(event);
         }
-        self.accept();
         self.on_timers();
+        self.accept();
     }
 
     /// Routes one event to its owner.
@@ -423,7 +423,6 @@ impl Server {
             next = conn.on_writable(&mut self.buf, cap, &mut self.stats);
         }
         if matches!(next, Next::Keep) && (event.readable || event.read_closed || event.error) {
-            conn.touch(self.now);
             // After a hang-up or an error, read to the end: the FIN or the
             // error may sit right behind the data and will raise no new edge.
             let drain = if event.read_closed || event.error {
@@ -431,7 +430,11 @@ impl Server {
             } else {
                 Drain::ShortRead
             };
+            let heard_before = conn.bytes_in();
             next = conn.on_readable(&mut self.buf, cap, drain, &mut self.stats);
+            if conn.bytes_in() != heard_before {
+                conn.touch(self.now); // the idle timeout counts from here
+            }
         }
         match next {
             Next::Keep => match conn.interest(cap) {
@@ -602,7 +605,7 @@ impl Server {
         if usr1 {
             let since_start = Counters::default();
             let elapsed = self.now - self.started;
-            eprintln!("{}", self.stats.interval_line(&since_start, elapsed));
+            print_stats(&self.stats.interval_line(&since_start, elapsed));
         }
     }
 
@@ -625,7 +628,6 @@ impl Server {
             && until <= now
         {
             self.accepting = Accepting::Ready;
-            self.accept();
         }
         if let Some(timeout) = self.config.idle_timeout {
             while let Some(&Reverse((at, key, id))) = self.idle.peek() {
@@ -647,12 +649,10 @@ impl Server {
         if let Some((at, since, then)) = self.stats_due
             && at <= now
         {
-            eprintln!("{}", self.stats.interval_line(&then, now - since));
+            print_stats(&self.stats.interval_line(&then, now - since));
             let every = self.config.stats_every.unwrap_or(Duration::from_secs(1));
             self.stats_due = Some((at + every, now, self.stats));
         }
-        // A close above may have freed a slot under --max-connections.
-        self.accept();
     }
 
     /// Closes every connection and returns the final counters.
@@ -663,6 +663,13 @@ impl Server {
         }
         self.stats
     }
+}
+
+/// Prints a stats line to stderr. Unlike `eprintln!`, a closed stderr is
+/// not a panic: the line is dropped and the server goes on.
+fn print_stats(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(io::stderr(), "{line}");
 }
 
 /// Accept errors that concern one peer only (it reset before we accepted
