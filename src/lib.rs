@@ -12,11 +12,21 @@
 //! - [`stats`] — the loop's counters, the `--stats` line and the summary.
 //! - [`duration`] — parsing `500ms`, `10s`, `1.5`.
 //!
+//! Then the client, a second, smaller event loop:
+//!
+//! - [`client`] — the state machine: resolving → connecting → writing →
+//!   reading → done, on one `Poll`.
+//! - [`target`] — the SERVER argument and the exact HTTP request.
+//! - [`repr`] — Python's `repr()` of bytes, for the client's output.
+//!
 //! The command-line shell is `src/main.rs`: it parses arguments, calls into
 //! these modules and maps errors to exit codes.
 
+pub mod client;
 pub mod connection;
 pub mod duration;
 pub mod net;
+pub mod repr;
 pub mod server;
 pub mod stats;
+pub mod target;

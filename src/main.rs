@@ -1,18 +1,23 @@
 //! The `echoloop` command line: parse the arguments, run the chosen part,
 //! turn its outcome into one line and an exit code.
 //!
-//! Exit codes: 0 success; 1 the server could not start or its loop failed;
-//! 2 usage error (bad or missing arguments, from clap).
+//! Exit codes: 0 success; 1 the server could not start or an event loop
+//! failed; 2 usage error (bad or missing arguments, from clap). The client
+//! adds curl's codes: 6 could not resolve, 7 could not connect, 23 could
+//! not write the output, 26 could not read `--data-file`, 28 timed out,
+//! 55 sending failed, 56 receiving failed.
 
-use std::io::Write;
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use echoloop::client;
 use echoloop::duration::parse_duration;
 use echoloop::server::{self, Server};
+use echoloop::target::Target;
 
 /// A TCP echo server, HTTP GET client and load generator, each a
 /// hand-rolled mio event loop on one thread.
@@ -27,6 +32,8 @@ struct Cli {
 enum Command {
     /// Run the TCP echo server (prints `listening on ADDR` once ready).
     Server(ServerArgs),
+    /// Send an HTTP GET (or --data) and print Python's repr() of the reply.
+    Client(ClientArgs),
 }
 
 /// Options of `echoloop server`.
@@ -63,12 +70,136 @@ struct ServerArgs {
     stats: Option<Duration>,
 }
 
+/// Options of `echoloop client`.
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// host, host:port, [v6addr]:port or http://host[:port][/path]. Asked
+    /// for at a prompt when missing and stdin is a terminal.
+    #[arg(value_name = "SERVER")]
+    server: Option<String>,
+
+    /// Port (overrides SERVER's; default 80).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+
+    /// Request path (overrides SERVER's; default /).
+    #[arg(long)]
+    path: Option<String>,
+
+    /// Send TEXT instead of the GET request.
+    #[arg(long, value_name = "TEXT", conflicts_with = "data_file")]
+    data: Option<String>,
+
+    /// Send the bytes of FILE instead of the GET request.
+    #[arg(long, value_name = "FILE")]
+    data_file: Option<std::path::PathBuf>,
+
+    /// Shut down the sending side once the request is out (an echo server
+    /// then echoes and closes).
+    #[arg(long)]
+    half_close: bool,
+
+    /// Write the reply's bytes unchanged, as they arrive, instead of repr().
+    #[arg(long)]
+    raw: bool,
+
+    /// Give up on one address after this long (seconds, or 500ms, 10s).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_duration)]
+    connect_timeout: Duration,
+
+    /// Give up on the whole exchange after this long.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Log each state transition and each read and write size to stderr.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let verbose = matches!(&cli.command, Command::Client(args) if args.verbose);
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if verbose {
+        logger.parse_filters("echoloop=debug");
+    }
+    logger.init();
     match cli.command {
         Command::Server(args) => run_server(args),
+        Command::Client(args) => run_client(args),
     }
+}
+
+/// `echoloop client`: work out the target and payload, run the exchange.
+fn run_client(args: ClientArgs) -> ExitCode {
+    let spec = match args.server {
+        Some(spec) => spec,
+        None => prompt_for_server(),
+    };
+    let target = match Target::parse(&spec, args.port, args.path.as_deref()) {
+        Ok(target) => target,
+        Err(msg) => usage_error(clap::error::ErrorKind::ValueValidation, &msg),
+    };
+    let payload = match (args.data, args.data_file) {
+        (Some(text), _) => text.into_bytes(),
+        (None, Some(path)) => match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let what = echoloop::net::describe(&e);
+                eprintln!("echoloop: error: cannot read {}: {what}", path.display());
+                return ExitCode::from(26);
+            }
+        },
+        (None, None) => target.request(),
+    };
+    let opts = client::Options {
+        target,
+        payload,
+        half_close: args.half_close,
+        raw: args.raw,
+        connect_timeout: args.connect_timeout,
+        timeout: args.timeout,
+    };
+    match client::run(opts, &mut std::io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echoloop: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Asks for the server on a terminal, as the classic client does; without
+/// a terminal there is nobody to ask, which is a usage error. The prompt
+/// goes to stderr so that stdout carries nothing but the reply.
+fn prompt_for_server() -> String {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        usage_error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "SERVER is required when stdin is not a terminal",
+        );
+    }
+    let mut stderr = std::io::stderr();
+    let _ = write!(stderr, "What server do you want to connect to? ").and_then(|()| stderr.flush());
+    let mut line = String::new();
+    match stdin.lock().read_line(&mut line) {
+        Ok(_) if !line.trim().is_empty() => line.trim().to_string(),
+        _ => usage_error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "no server given",
+        ),
+    }
+}
+
+/// Exits with clap's usage-error format and code (2).
+fn usage_error(kind: clap::error::ErrorKind, msg: &str) -> ! {
+    let mut cmd = Cli::command();
+    let sub = cmd
+        .find_subcommand_mut("client")
+        .map(|c| c.clone().bin_name("echoloop client"));
+    sub.unwrap_or(cmd).error(kind, msg).exit()
 }
 
 /// `echoloop server`: bind, announce the address, run until a signal.

@@ -29,6 +29,21 @@ pub fn out_of_resources(err: &io::Error) -> bool {
     )
 }
 
+/// The kernel's message in lower case without the "(os error N)" suffix
+/// users do not need; "address already in use", "permission denied".
+pub fn describe(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// Creates a non-blocking listening socket: `socket()`, `SO_REUSEADDR` (so a
 /// restarted server need not wait out TIME_WAIT), `bind()`, `listen(backlog)`.
 pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {

@@ -39,7 +39,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::connection::{Connection, Drain, Next};
-use crate::net::{self, interrupted, out_of_resources, would_block};
+use crate::net::{self, describe, interrupted, out_of_resources, would_block};
 use crate::stats::Counters;
 
 /// The listening socket's token.
@@ -121,21 +121,6 @@ impl fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
-
-/// The kernel's message in lower case without the "(os error N)" suffix
-/// users do not need; "address already in use", "permission denied".
-pub fn describe(err: &io::Error) -> String {
-    let text = err.to_string();
-    let text = match text.find(" (os error") {
-        Some(i) => &text[..i],
-        None => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
 
 /// The listener's side of the loop: whether to call `accept` now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,279 @@
+//! `echoloop client` against servers made in the test and against
+//! `echoloop server`: the exact request, byte-exact replies in both output
+//! modes, and an exit code for every kind of failure.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Rng, ServerProcess, bin};
+use echoloop::repr::bytes_repr;
+
+/// A one-shot server on 127.0.0.1:0: it reads the request (up to the blank
+/// line), hands it to the test, and answers `reply` in small segments with
+/// pauses between them, then closes.
+fn segmented_server(reply: Vec<u8>) -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(common::DEADLINE)).unwrap();
+        let mut request = Vec::new();
+        let mut b = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap() == 1 {
+            request.push(b[0]);
+        }
+        tx.send(request).unwrap();
+        let mut rng = Rng::new(3);
+        let mut rest = &reply[..];
+        let mut segments = 0;
+        while !rest.is_empty() {
+            let n = rng.range(1, 4000).min(rest.len());
+            s.write_all(&rest[..n]).unwrap();
+            rest = &rest[n..];
+            segments += 1;
+            if segments % 16 == 0 {
+                thread::sleep(Duration::from_millis(2)); // let segments go out apart
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// A reply with every byte value, both quotes, and some length.
+fn tricky_reply(body_len: usize) -> Vec<u8> {
+    let mut reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+    reply.extend(0..=255u8);
+    reply.extend_from_slice(b"it's \"quoted\"");
+    reply.extend(Rng::new(9).bytes(body_len));
+    reply
+}
+
+fn client(args: &[&str]) -> Output {
+    bin()
+        .arg("client")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// The documented request goes out byte for byte, and the reply, arriving
+/// in hundreds of segments, is printed as Python's repr().
+#[test]
+fn repr_of_a_segmented_reply_and_the_exact_request() {
+    let reply = tricky_reply(200_000);
+    let (addr, requests) = segmented_server(reply.clone());
+    let out = client(&[&format!("http://{addr}/some/path?q=1")]);
+    assert_exit(&out, 0);
+    let request = requests.recv().unwrap();
+    assert_eq!(
+        String::from_utf8(request).unwrap(),
+        format!("GET /some/path?q=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{}\n", bytes_repr(&reply))
+    );
+}
+
+/// --raw: the same reply, many MiB, byte-exact and unchanged.
+#[test]
+fn raw_output_is_byte_exact_for_a_multi_mib_reply() {
+    let reply = tricky_reply(6 * 1024 * 1024);
+    let (addr, requests) = segmented_server(reply.clone());
+    let out = client(&[
+        "127.0.0.1",
+        "--port",
+        &addr.port().to_string(),
+        "--path",
+        "big",
+        "--raw",
+    ]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        requests.recv().unwrap(),
+        format!(
+            "GET /big HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            addr.port()
+        )
+        .into_bytes()
+    );
+    assert_eq!(out.stdout.len(), reply.len());
+    assert!(out.stdout == reply, "bytes differ");
+}
+
+/// The README's example: `--data hello --half-close` against the echo
+/// server prints b'hello'.
+#[test]
+fn data_and_half_close_against_the_echo_server() {
+    let server = ServerProcess::start(&[]);
+    let out = client(&[&server.addr.to_string(), "--data", "hello", "--half-close"]);
+    assert_exit(&out, 0);
+    assert_eq!(out.stdout, b"b'hello'\n");
+}
+
+/// A payload far larger than the echo server's per-connection cap: the
+/// client reads while it writes, or both sides would wait forever.
+#[test]
+fn data_file_larger_than_the_server_cap_round_trips() {
+    let server = ServerProcess::start(&[]);
+    let payload = Rng::new(77).bytes(3 * 1024 * 1024);
+    let path = std::env::temp_dir().join(format!("echoloop-data-{}", std::process::id()));
+    std::fs::write(&path, &payload).unwrap();
+    let out = client(&[
+        &server.addr.to_string(),
+        "--data-file",
+        path.to_str().unwrap(),
+        "--half-close",
+        "--raw",
+    ]);
+    std::fs::remove_file(&path).unwrap();
+    assert_exit(&out, 0);
+    assert!(out.stdout == payload, "echo differs");
+}
+
+/// An unreadable --data-file: exit 26, one line naming the file.
+#[test]
+fn missing_data_file_exits_26() {
+    let out = client(&["127.0.0.1:9", "--data-file", "/nonexistent/echoloop"]);
+    let stderr = assert_exit(&out, 26);
+    assert_eq!(
+        stderr,
+        "echoloop: error: cannot read /nonexistent/echoloop: no such file or directory\n"
+    );
+}
+
+/// A name that cannot resolve: exit 6 with the resolver's message.
+#[test]
+fn unresolvable_host_exits_6() {
+    let out = client(&["nosuch.invalid"]);
+    let stderr = assert_exit(&out, 6);
+    assert!(
+        stderr.starts_with("echoloop: error: could not resolve host nosuch.invalid: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// A port that was just closed: connection refused, exit 7.
+#[test]
+fn refused_connection_exits_7() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let out = client(&[&format!("127.0.0.1:{port}")]);
+    let stderr = assert_exit(&out, 7);
+    assert_eq!(
+        stderr,
+        format!("echoloop: error: failed to connect to 127.0.0.1:{port}: connection refused\n")
+    );
+}
+
+/// A server that accepts and never answers: exit 28 once --timeout passes.
+#[test]
+fn silent_server_times_out_with_28() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let started = Instant::now();
+    let out = client(&[&addr.to_string(), "--timeout", "0.5"]);
+    let took = started.elapsed();
+    let stderr = assert_exit(&out, 28);
+    assert_eq!(
+        stderr,
+        format!("echoloop: error: timed out after 0.5 s reading from {addr}\n")
+    );
+    assert!(took >= Duration::from_millis(500), "gave up after {took:?}");
+    assert!(took < common::DEADLINE, "took {took:?}");
+    drop(holder.join().unwrap());
+}
+
+/// IPv6 loopback, in both spellings of the address.
+#[test]
+fn ipv6_loopback() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut cmd = bin();
+    cmd.args(["server", "--bind", &format!("[::1]:{port}")]);
+    let server = ServerProcess::spawn(cmd);
+    for spec in [format!("[::1]:{port}"), format!("http://[::1]:{port}/")] {
+        let out = client(&[&spec, "--data", "six", "--half-close"]);
+        assert_exit(&out, 0);
+        assert_eq!(out.stdout, b"b'six'\n", "{spec}");
+    }
+    drop(server);
+}
+
+/// No SERVER and no terminal on stdin: nobody to prompt, usage error.
+#[test]
+fn no_server_without_a_terminal_is_a_usage_error() {
+    let out = bin().arg("client").stdin(Stdio::piped()).output().unwrap();
+    let stderr = assert_exit(&out, 2);
+    assert!(stderr.contains("SERVER is required"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+/// Bad SERVER values and flags are usage errors too.
+#[test]
+fn bad_client_arguments_exit_2() {
+    for args in [
+        &["https://example.com"][..],
+        &["host:0"][..],
+        &["[::1"][..],
+        &["h", "--port", "0"][..],
+        &["h", "--timeout", "0"][..],
+        &["h", "--data", "x", "--data-file", "y"][..],
+    ] {
+        let out = client(args);
+        assert_exit(&out, 2);
+    }
+}
+
+/// No SERVER with a terminal on stdin: the prompt, then the answer is used.
+/// The terminal comes from util-linux's `script`; skipped without it.
+#[test]
+fn prompt_on_a_terminal_asks_for_the_server() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("no /usr/bin/script to make a terminal; skipped");
+        return;
+    }
+    let server = ServerProcess::start(&[]);
+    let command = format!(
+        "{} client --data hi --half-close",
+        bin().get_program().to_str().unwrap()
+    );
+    let mut script = std::process::Command::new("/usr/bin/script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(script.stdin.take().unwrap(), "{}", server.addr).unwrap();
+    let out = script.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(
+        screen.contains("What server do you want to connect to? b'hi'"),
+        "{screen:?}"
+    );
+}
