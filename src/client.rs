@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::net::{describe, interrupted, would_block};
+use crate::net::{connect_finished, describe, interrupted, would_block};
 use crate::repr::bytes_repr;
 use crate::target::Target;
 
@@ -298,7 +298,7 @@ impl<'o> Client<'o> {
                 mut stream,
                 addr,
                 since,
-            } => match connect_result(&stream) {
+            } => match connect_finished(&stream) {
                 // Connected: ask for both directions and write at once (a
                 // freshly connected socket has room).
                 Ok(true) => {
@@ -506,21 +506,6 @@ impl<'o> Client<'o> {
             target: self.opts.target.to_string(),
             source,
         }
-    }
-}
-
-/// mio's documented way to learn whether a non-blocking connect finished:
-/// after a writable event, `take_error` reports a failure (refused,
-/// unreachable); otherwise `peer_addr` succeeds once connected, and says
-/// `NotConnected` while the attempt is still in progress (a spurious event).
-fn connect_result(stream: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = stream.take_error()? {
-        return Err(e);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
     }
 }
 

@@ -19,12 +19,18 @@
 //! - [`target`] — the SERVER argument and the exact HTTP request.
 //! - [`repr`] — Python's `repr()` of bytes, for the client's output.
 //!
+//! Last, the load generator, the server's reactor turned around:
+//!
+//! - [`load`] — many connections, each a small state machine, on one `Poll`;
+//!   closed or open loop, every echoed byte checked, latency histograms.
+//!
 //! The command-line shell is `src/main.rs`: it parses arguments, calls into
 //! these modules and maps errors to exit codes.
 
 pub mod client;
 pub mod connection;
 pub mod duration;
+pub mod load;
 pub mod net;
 pub mod repr;
 pub mod server;

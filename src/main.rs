@@ -34,6 +34,8 @@ enum Command {
     Server(ServerArgs),
     /// Send an HTTP GET (or --data) and print Python's repr() of the reply.
     Client(ClientArgs),
+    /// Drive an echo server with many connections and measure it.
+    Load(LoadArgs),
 }
 
 /// Options of `echoloop server`.
@@ -116,6 +118,69 @@ struct ClientArgs {
     verbose: bool,
 }
 
+/// Options of `echoloop load`.
+#[derive(Args, Debug)]
+struct LoadArgs {
+    /// The echo server, e.g. 127.0.0.1:7878.
+    #[arg(value_name = "ADDR")]
+    addr: SocketAddr,
+
+    /// Connections to open.
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    connections: u64,
+
+    /// Bytes per message.
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+    size: u64,
+
+    /// How long to measure (10s, 500ms, 1m, or seconds), after --warmup.
+    #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    duration: Duration,
+
+    /// Messages in flight per connection (closed loop: the next is sent
+    /// only when an echo is back in full).
+    #[arg(long, value_name = "K", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pipeline: u64,
+
+    /// Open loop: send this many messages per second in all, on a fixed
+    /// schedule; latency counts from when each message was due.
+    #[arg(long, value_name = "MSGS_PER_S", value_parser = parse_rate)]
+    rate: Option<f64>,
+
+    /// Open this many connections per second while ramping up (default:
+    /// all at once).
+    #[arg(long, value_name = "CONNS_PER_S", value_parser = parse_rate)]
+    connect_rate: Option<f64>,
+
+    /// Run this long first and drop its numbers (default: no warm-up).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    warmup: Option<Duration>,
+
+    /// Stop after this many measured messages, even before --duration.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    messages: Option<u64>,
+
+    /// A connect or an echo that takes longer than this is an error.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Print one JSON object on stdout instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A positive, finite rate.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("`{text}` is not a positive number")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = matches!(&cli.command, Command::Client(args) if args.verbose);
@@ -128,7 +193,83 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => run_server(args),
         Command::Client(args) => run_client(args),
+        Command::Load(args) => run_load(args),
     }
+}
+
+/// `echoloop load`: run, show a live line on a terminal, then the summary.
+///
+/// Exit codes: 0 clean run; 1 errors happened (or nothing was echoed), the
+/// summary says which; 7 not one connection could be established.
+fn run_load(args: LoadArgs) -> ExitCode {
+    let config = echoloop::load::Config {
+        addr: args.addr,
+        connections: args.connections as usize,
+        size: args.size as usize,
+        duration: args.duration,
+        messages: args.messages,
+        pipeline: args.pipeline as usize,
+        rate: args.rate,
+        connect_rate: args.connect_rate,
+        warmup: args.warmup.unwrap_or(Duration::ZERO),
+        timeout: args.timeout,
+    };
+    let live = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let result = echoloop::load::run(config.clone(), |p| {
+        if let Some(bar) = &live {
+            bar.set_message(p.line());
+            bar.tick();
+        }
+    });
+    if let Some(bar) = live {
+        bar.finish_and_clear();
+    }
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => return fail(&format!("event loop failed: {e}")),
+    };
+    let mut stdout = std::io::stdout();
+    let text = if args.json {
+        report.to_json()
+    } else {
+        report.to_human(&config)
+    };
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+    if report.established == 0 {
+        let why = report
+            .first_connect_error
+            .as_deref()
+            .unwrap_or("no connection");
+        eprintln!(
+            "echoloop: error: could not connect to {}: {why}",
+            config.addr
+        );
+        return ExitCode::from(7);
+    }
+    if report.errors.total() > 0 {
+        let e = report.errors;
+        eprintln!(
+            "echoloop: error: {} errors (connect {}, reset {}, timeout {}, mismatch {})",
+            e.total(),
+            e.connect,
+            e.reset,
+            e.timeout,
+            e.mismatch
+        );
+        return ExitCode::from(1);
+    }
+    if report.messages == 0 {
+        eprintln!("echoloop: error: no message was echoed");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }
 
 /// `echoloop client`: work out the target and payload, run the exchange.

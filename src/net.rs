@@ -44,6 +44,21 @@ pub fn describe(err: &io::Error) -> String {
     }
 }
 
+/// mio's documented way to learn whether a non-blocking connect finished:
+/// after a writable event, `take_error` reports a failure (refused,
+/// unreachable); otherwise `peer_addr` succeeds once connected, and says
+/// `NotConnected` while the attempt is still in progress (a spurious event).
+pub fn connect_finished(stream: &mio::net::TcpStream) -> io::Result<bool> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates a non-blocking listening socket: `socket()`, `SO_REUSEADDR` (so a
 /// restarted server need not wait out TIME_WAIT), `bind()`, `listen(backlog)`.
 pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {

@@ -1,0 +1,789 @@
+//! The load generator: many client connections, each a small state
+//! machine, on one `mio::Poll` — the server's reactor turned around.
+//!
+//! Each connection sends a stream of fixed-size messages and checks every
+//! echoed byte against what it sent, however the replies are segmented.
+//! The bytes come from one shared random "tape": connection `i` sends the
+//! tape from its own starting offset, cyclically, so checking a received
+//! chunk is one `memcmp` against the tape, and a lost, repeated or
+//! reordered segment shows up as a mismatch.
+//!
+//! Two ways to drive the server:
+//!
+//! * **Closed loop** (the default): each connection keeps `--pipeline K`
+//!   messages in flight and sends the next only when an echo has come back
+//!   in full. Latency is measured from the actual send.
+//! * **Open loop** (`--rate R`): messages are due on a fixed schedule, R per
+//!   second over all connections, whether or not earlier echoes came back.
+//!   Latency is measured from the time a message was *due*, so a server that
+//!   stalls is charged for the whole stall, not only for the one message
+//!   that was waiting (the "coordinated omission" trap).
+//!
+//! The costs per message are the server's mirror image: one `write`, one
+//! `read` (a short read means the socket is drained: no read that only says
+//! `WouldBlock`), and a share of one `epoll_wait`. Sockets are registered
+//! once for both directions and never re-registered.
+//!
+//! Read [`Generator::run`] for the loop, then `Conn` for one connection.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::net::{connect_finished, describe, interrupted, would_block};
+
+/// The period of the byte tape. Shifts of whole multiples of it would go
+/// unnoticed; 1 MiB is far beyond anything a TCP stream reorders.
+const TAPE_PERIOD: usize = 1 << 20;
+/// The most bytes one read or write handles, and the tape's overhang past
+/// its period (so any chunk starting inside the period is one slice).
+const CHUNK: usize = 64 * 1024;
+/// How often timeouts are checked and the live line is refreshed.
+const TICK: Duration = Duration::from_millis(200);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The echo server.
+    pub addr: SocketAddr,
+    /// Connections to open.
+    pub connections: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// How long to measure (after the warm-up).
+    pub duration: Duration,
+    /// Stop once this many messages were measured (benches use this).
+    pub messages: Option<u64>,
+    /// Messages in flight per connection (closed loop).
+    pub pipeline: usize,
+    /// Messages per second over all connections (open loop).
+    pub rate: Option<f64>,
+    /// Connections opened per second while ramping up (default: all at once).
+    pub connect_rate: Option<f64>,
+    /// A period at the start whose numbers are dropped.
+    pub warmup: Duration,
+    /// How long a connect or an echo may take before it counts as an error.
+    pub timeout: Duration,
+}
+
+/// Failures by kind. None of them stops the run; all of them are reported.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Errors {
+    /// Connections that could not be established (refused, timed out).
+    pub connect: u64,
+    /// Connections reset or closed by the server mid-run.
+    pub reset: u64,
+    /// Echoes that did not come back within the timeout.
+    pub timeout: u64,
+    /// Echoed bytes that differ from what was sent (or more than was sent).
+    pub mismatch: u64,
+}
+
+impl Errors {
+    /// All errors.
+    pub fn total(&self) -> u64 {
+        self.connect + self.reset + self.timeout + self.mismatch
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Connections asked for.
+    pub connections: usize,
+    /// Connections that were established at some point.
+    pub established: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// The measured window (warm-up excluded).
+    pub duration: Duration,
+    /// Messages echoed in full within the window.
+    pub messages: u64,
+    /// Bytes written within the window.
+    pub bytes_sent: u64,
+    /// Bytes read (and verified) within the window.
+    pub bytes_received: u64,
+    /// Latency of each measured message, in microseconds.
+    pub latency: Histogram<u64>,
+    /// Failures by kind.
+    pub errors: Errors,
+    /// The first connect failure, for the error message.
+    pub first_connect_error: Option<String>,
+}
+
+/// A snapshot for the live progress line.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Time measured so far (0 during warm-up).
+    pub measured: Duration,
+    /// Messages so far.
+    pub messages: u64,
+    /// Bytes received so far.
+    pub bytes_received: u64,
+    /// p99 latency so far, µs.
+    pub p99_us: u64,
+    /// Errors so far.
+    pub errors: u64,
+    /// Still in the warm-up.
+    pub warming_up: bool,
+}
+
+impl Progress {
+    /// `elapsed 3.2s  msgs/s 123456  MiB/s 7.5  p99 350µs  errors 0`.
+    pub fn line(&self) -> String {
+        if self.warming_up {
+            return format!("warming up...  errors {}", self.errors);
+        }
+        let secs = self.measured.as_secs_f64().max(1e-9);
+        format!(
+            "elapsed {:.1}s  msgs/s {:.0}  MiB/s {:.2}  p99 {}µs  errors {}",
+            secs,
+            self.messages as f64 / secs,
+            self.bytes_received as f64 / secs / MIB,
+            self.p99_us,
+            self.errors
+        )
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl Report {
+    /// Messages per second over the window.
+    pub fn msgs_per_s(&self) -> f64 {
+        self.messages as f64 / self.secs()
+    }
+
+    /// MiB per second echoed back (the received direction).
+    pub fn mib_per_s(&self) -> f64 {
+        self.bytes_received as f64 / self.secs() / MIB
+    }
+
+    fn secs(&self) -> f64 {
+        self.duration.as_secs_f64().max(1e-9)
+    }
+
+    fn percentile(&self, q: f64) -> u64 {
+        if self.latency.is_empty() {
+            0
+        } else {
+            self.latency.value_at_quantile(q)
+        }
+    }
+
+    /// One JSON object with exactly the documented keys.
+    pub fn to_json(&self) -> String {
+        let e = &self.errors;
+        format!(
+            "{{\"connections\":{},\"size\":{},\"duration_s\":{:.3},\"messages\":{},\
+             \"msgs_per_s\":{:.1},\"mib_per_s\":{:.3},\
+             \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
+             \"errors\":{{\"connect\":{},\"reset\":{},\"timeout\":{},\"mismatch\":{}}}}}",
+            self.connections,
+            self.size,
+            self.duration.as_secs_f64(),
+            self.messages,
+            self.msgs_per_s(),
+            self.mib_per_s(),
+            self.percentile(0.5),
+            self.percentile(0.9),
+            self.percentile(0.99),
+            self.percentile(0.999),
+            self.latency.max(),
+            e.connect,
+            e.reset,
+            e.timeout,
+            e.mismatch
+        )
+    }
+
+    /// The human summary, several lines.
+    pub fn to_human(&self, config: &Config) -> String {
+        let mode = match config.rate {
+            Some(rate) => format!("open loop at {rate} msgs/s"),
+            None => format!("closed loop, pipeline {}", config.pipeline),
+        };
+        let secs = self.secs();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{}: {} connections ({} established) x {} B, {mode}, {:.2} s measured",
+            config.addr,
+            self.connections,
+            self.established,
+            self.size,
+            self.duration.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "  messages    {} ({:.1} msgs/s)",
+            self.messages,
+            self.msgs_per_s()
+        );
+        let _ = writeln!(
+            out,
+            "  throughput  {:.3} MiB/s sent, {:.3} MiB/s received",
+            self.bytes_sent as f64 / secs / MIB,
+            self.mib_per_s()
+        );
+        let _ = writeln!(
+            out,
+            "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            self.percentile(0.5),
+            self.percentile(0.9),
+            self.percentile(0.99),
+            self.percentile(0.999),
+            self.latency.max()
+        );
+        let e = &self.errors;
+        let _ = write!(
+            out,
+            "  errors      connect {}  reset {}  timeout {}  mismatch {}",
+            e.connect, e.reset, e.timeout, e.mismatch
+        );
+        out
+    }
+}
+
+/// Where one connection is.
+enum Phase {
+    /// Not opened yet (ramping up under `--connect-rate`).
+    Waiting,
+    /// A non-blocking connect is in flight since `since`.
+    Connecting {
+        /// The socket being connected.
+        stream: TcpStream,
+        /// When the attempt started.
+        since: Instant,
+    },
+    /// Sending messages and checking echoes.
+    Running {
+        /// The connected socket.
+        stream: TcpStream,
+    },
+    /// Failed, or the run is over; the socket is closed.
+    Closed,
+}
+
+/// Why a connection stopped.
+#[derive(Debug)]
+enum Fault {
+    /// The server reset or closed the connection, or I/O failed.
+    Reset,
+    /// The echo differs from what was sent.
+    Mismatch,
+}
+
+/// One load connection: what it has sent, what came back, and the
+/// messages whose echoes are still on their way.
+struct Conn {
+    phase: Phase,
+    /// Where this connection's bytes start on the tape.
+    tape_start: usize,
+    /// Bytes handed to the messages so far (what should be written).
+    queued: u64,
+    /// Bytes written so far.
+    sent: u64,
+    /// Bytes read back and verified so far.
+    received: u64,
+    /// For each message not yet echoed in full: the stream offset where it
+    /// ends, and when it was sent (closed loop) or due (open loop).
+    in_flight: VecDeque<(u64, Instant)>,
+}
+
+/// The counters every connection adds to.
+struct Tally {
+    /// Start of the measured window.
+    measure_from: Instant,
+    /// End of the run.
+    end: Instant,
+    messages: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    latency: Histogram<u64>,
+    errors: Errors,
+}
+
+impl Tally {
+    /// Counts a message echoed in full at `now` that was sent/due at `at`.
+    fn complete(&mut self, at: Instant, now: Instant) {
+        if at >= self.measure_from && now <= self.end {
+            self.messages += 1;
+            let us = now.saturating_duration_since(at).as_micros() as u64;
+            self.latency.saturating_record(us.max(1));
+        }
+    }
+
+    fn measuring(&self, now: Instant) -> bool {
+        now >= self.measure_from
+    }
+}
+
+impl Conn {
+    /// Queues one message, sent (or due) at `at`.
+    fn queue(&mut self, size: usize, at: Instant) {
+        self.queued += size as u64;
+        self.in_flight.push_back((self.queued, at));
+    }
+
+    /// Writes queued bytes until all are out or the socket is full.
+    fn write(&mut self, tape: &[u8], tally: &mut Tally, now: Instant) -> Result<(), Fault> {
+        let Phase::Running { stream } = &mut self.phase else {
+            return Ok(());
+        };
+        while self.sent < self.queued {
+            let len = (self.queued - self.sent).min(CHUNK as u64) as usize;
+            match stream.write(tape_slice(tape, self.tape_start, self.sent, len)) {
+                Ok(n) => {
+                    self.sent += n as u64;
+                    if tally.measuring(now) {
+                        tally.bytes_sent += n as u64;
+                    }
+                }
+                Err(e) if would_block(&e) => break,
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    log::debug!("write failed: {e}");
+                    return Err(Fault::Reset);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads echoes, checks them against the tape, completes messages, and
+    /// in closed loop queues a new message for each one completed.
+    fn read(
+        &mut self,
+        buf: &mut [u8],
+        tape: &[u8],
+        tally: &mut Tally,
+        now: Instant,
+        refill: Option<usize>,
+        to_would_block: bool,
+    ) -> Result<(), Fault> {
+        loop {
+            let Phase::Running { stream } = &mut self.phase else {
+                return Ok(());
+            };
+            let n = match stream.read(buf) {
+                Ok(0) => {
+                    log::debug!("server closed the connection");
+                    return Err(Fault::Reset);
+                }
+                Ok(n) => n,
+                Err(e) if would_block(&e) => return Ok(()),
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => {
+                    log::debug!("read failed: {e}");
+                    return Err(Fault::Reset);
+                }
+            };
+            if self.received + n as u64 > self.sent
+                || buf[..n] != *tape_slice(tape, self.tape_start, self.received, n)
+            {
+                return Err(Fault::Mismatch);
+            }
+            self.received += n as u64;
+            if tally.measuring(now) {
+                tally.bytes_received += n as u64;
+            }
+            while let Some(&(end, at)) = self.in_flight.front() {
+                if end > self.received {
+                    break;
+                }
+                self.in_flight.pop_front();
+                tally.complete(at, now);
+                if let Some(size) = refill {
+                    self.queue(size, now);
+                }
+            }
+            // A short read drained the socket (epoll(7)); more data raises
+            // a new edge. After a hang-up, read on to see the EOF.
+            if n < buf.len() && !to_would_block {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The generator: its connections, the tape, the schedule, the counters.
+pub struct Generator {
+    config: Config,
+    poll: Poll,
+    conns: Vec<Conn>,
+    tape: Vec<u8>,
+    buf: Vec<u8>,
+    /// When the run started.
+    started: Instant,
+    /// Connections opened so far (they open in index order).
+    opened: usize,
+    /// Connections that reached `Running`.
+    established: usize,
+    /// Open loop: messages scheduled so far, and the next connection to get one.
+    scheduled: u64,
+    next_conn: usize,
+    tally: Tally,
+    first_connect_error: Option<String>,
+}
+
+impl Generator {
+    /// Prepares a run; nothing is connected yet.
+    pub fn new(config: Config) -> io::Result<Generator> {
+        let started = Instant::now();
+        let measure_from = started + config.warmup;
+        let tally = Tally {
+            measure_from,
+            end: measure_from + config.duration,
+            messages: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .map_err(|e| io::Error::other(e.to_string()))?,
+            errors: Errors::default(),
+        };
+        let conns = (0..config.connections)
+            .map(|i| Conn {
+                phase: Phase::Waiting,
+                // Spread the starting points over the tape.
+                tape_start: (i * 7919 * 64) % TAPE_PERIOD,
+                queued: 0,
+                sent: 0,
+                received: 0,
+                in_flight: VecDeque::new(),
+            })
+            .collect();
+        Ok(Generator {
+            poll: Poll::new()?,
+            conns,
+            tape: make_tape(),
+            buf: vec![0; CHUNK],
+            started,
+            opened: 0,
+            established: 0,
+            scheduled: 0,
+            next_conn: 0,
+            tally,
+            first_connect_error: None,
+            config,
+        })
+    }
+
+    /// Runs until the duration (or message count) is reached, or every
+    /// connection has failed. `progress` is called every tick.
+    pub fn run(&mut self, mut progress: impl FnMut(&Progress)) -> io::Result<Report> {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = self.started;
+        loop {
+            let now = Instant::now();
+            if now >= self.tally.end || self.enough() || self.all_closed() {
+                break;
+            }
+            self.open_due(now);
+            if let Some(rate) = self.config.rate {
+                self.send_due(now, rate);
+            }
+            if now >= next_tick {
+                self.expire(now);
+                progress(&self.progress(now));
+                next_tick = now + TICK;
+            }
+            let wake = [
+                Some(self.tally.end),
+                Some(next_tick),
+                self.next_open(),
+                self.next_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now);
+            match self
+                .poll
+                .poll(&mut events, Some(wake.saturating_duration_since(now)))
+            {
+                Ok(()) => {}
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                let to_would_block = event.is_read_closed() || event.is_error();
+                self.on_event(event.token().0, to_would_block, now);
+            }
+        }
+        Ok(self.finish())
+    }
+
+    /// One socket is ready.
+    fn on_event(&mut self, i: usize, to_would_block: bool, now: Instant) {
+        let Some(conn) = self.conns.get_mut(i) else {
+            return;
+        };
+        let result = match &mut conn.phase {
+            Phase::Connecting { stream, .. } => match connect_finished(stream) {
+                Ok(true) => {
+                    self.established += 1;
+                    self.start(i, now);
+                    return;
+                }
+                Ok(false) => return, // spurious: still connecting
+                Err(e) => {
+                    self.connect_failed(i, &e);
+                    return;
+                }
+            },
+            Phase::Running { .. } => {
+                let refill = self.config.rate.is_none().then_some(self.config.size);
+                conn.read(
+                    &mut self.buf,
+                    &self.tape,
+                    &mut self.tally,
+                    now,
+                    refill,
+                    to_would_block,
+                )
+                .and_then(|()| conn.write(&self.tape, &mut self.tally, now))
+            }
+            Phase::Waiting | Phase::Closed => return,
+        };
+        if let Err(fault) = result {
+            self.fail(i, fault);
+        }
+    }
+
+    /// Connecting → Running: in closed loop, fill the pipeline and send.
+    fn start(&mut self, i: usize, now: Instant) {
+        let conn = &mut self.conns[i];
+        let Phase::Connecting { stream, .. } = std::mem::replace(&mut conn.phase, Phase::Closed)
+        else {
+            return;
+        };
+        // Small messages must leave at once, not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        conn.phase = Phase::Running { stream };
+        if self.config.rate.is_none() {
+            for _ in 0..self.config.pipeline {
+                conn.queue(self.config.size, now);
+            }
+        }
+        if let Err(fault) = conn.write(&self.tape, &mut self.tally, now) {
+            self.fail(i, fault);
+        }
+    }
+
+    /// Opens the connections whose turn has come.
+    fn open_due(&mut self, now: Instant) {
+        while self.opened < self.conns.len() && self.open_time(self.opened) <= now {
+            let i = self.opened;
+            self.opened += 1;
+            match TcpStream::connect(self.config.addr) {
+                Ok(mut stream) => {
+                    // Both directions, once: writable completes the connect
+                    // and later says the send buffer has room again.
+                    let registered = self.poll.registry().register(
+                        &mut stream,
+                        Token(i),
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                    match registered {
+                        Ok(()) => self.conns[i].phase = Phase::Connecting { stream, since: now },
+                        Err(e) => self.connect_failed(i, &e),
+                    }
+                }
+                Err(e) => self.connect_failed(i, &e),
+            }
+        }
+    }
+
+    /// When connection `i` is due to open.
+    fn open_time(&self, i: usize) -> Instant {
+        match self.config.connect_rate {
+            Some(rate) => self.started + Duration::from_secs_f64(i as f64 / rate),
+            None => self.started,
+        }
+    }
+
+    fn next_open(&self) -> Option<Instant> {
+        (self.opened < self.conns.len()).then(|| self.open_time(self.opened))
+    }
+
+    /// When scheduled message `n` is due (open loop).
+    fn due_time(&self, n: u64, rate: f64) -> Instant {
+        self.started + Duration::from_secs_f64(n as f64 / rate)
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.config
+            .rate
+            .map(|rate| self.due_time(self.scheduled, rate))
+    }
+
+    /// Open loop: hands every message that is due to the next running
+    /// connection (round robin), then writes.
+    fn send_due(&mut self, now: Instant, rate: f64) {
+        let n = self.conns.len();
+        while self.due_time(self.scheduled, rate) <= now {
+            let due = self.due_time(self.scheduled, rate);
+            self.scheduled += 1;
+            // The next running connection, if any is.
+            let Some(i) = (0..n)
+                .map(|k| (self.next_conn + k) % n)
+                .find(|&i| matches!(self.conns[i].phase, Phase::Running { .. }))
+            else {
+                continue; // nobody to send it: it is not counted
+            };
+            self.next_conn = (i + 1) % n;
+            self.conns[i].queue(self.config.size, due);
+            if let Err(fault) = self.conns[i].write(&self.tape, &mut self.tally, now) {
+                self.fail(i, fault);
+            }
+        }
+    }
+
+    /// Fails connections whose connect or oldest echo is overdue.
+    fn expire(&mut self, now: Instant) {
+        let timeout = self.config.timeout;
+        for i in 0..self.conns.len() {
+            match &self.conns[i].phase {
+                Phase::Connecting { since, .. } if now - *since > timeout => {
+                    let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+                    self.connect_failed(i, &e);
+                }
+                Phase::Running { .. } => {
+                    if let Some(&(_, at)) = self.conns[i].in_flight.front()
+                        && now.saturating_duration_since(at) > timeout
+                    {
+                        self.tally.errors.timeout += 1;
+                        self.conns[i].phase = Phase::Closed;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn connect_failed(&mut self, i: usize, e: &io::Error) {
+        log::debug!("connection {i}: connect failed: {e}");
+        self.tally.errors.connect += 1;
+        self.first_connect_error.get_or_insert_with(|| describe(e));
+        self.conns[i].phase = Phase::Closed;
+    }
+
+    fn fail(&mut self, i: usize, fault: Fault) {
+        log::debug!("connection {i}: {fault:?}");
+        match fault {
+            Fault::Reset => self.tally.errors.reset += 1,
+            Fault::Mismatch => self.tally.errors.mismatch += 1,
+        }
+        self.conns[i].phase = Phase::Closed;
+    }
+
+    fn enough(&self) -> bool {
+        self.config
+            .messages
+            .is_some_and(|want| self.tally.messages >= want)
+    }
+
+    fn all_closed(&self) -> bool {
+        self.opened == self.conns.len()
+            && self.conns.iter().all(|c| matches!(c.phase, Phase::Closed))
+    }
+
+    fn progress(&self, now: Instant) -> Progress {
+        let t = &self.tally;
+        Progress {
+            measured: now.saturating_duration_since(t.measure_from),
+            messages: t.messages,
+            bytes_received: t.bytes_received,
+            p99_us: if t.latency.is_empty() {
+                0
+            } else {
+                t.latency.value_at_quantile(0.99)
+            },
+            errors: t.errors.total(),
+            warming_up: now < t.measure_from,
+        }
+    }
+
+    /// Closes everything and builds the report.
+    fn finish(&mut self) -> Report {
+        let now = Instant::now();
+        for conn in &mut self.conns {
+            conn.phase = Phase::Closed;
+        }
+        let end = now.min(self.tally.end);
+        Report {
+            connections: self.config.connections,
+            established: self.established,
+            size: self.config.size,
+            duration: end.saturating_duration_since(self.tally.measure_from),
+            messages: self.tally.messages,
+            bytes_sent: self.tally.bytes_sent,
+            bytes_received: self.tally.bytes_received,
+            latency: self.tally.latency.clone(),
+            errors: self.tally.errors,
+            first_connect_error: self.first_connect_error.clone(),
+        }
+    }
+}
+
+/// The `len` tape bytes (at most [`CHUNK`]) at `offset` of the stream of a
+/// connection whose bytes start at `start` on the tape.
+fn tape_slice(tape: &[u8], start: usize, offset: u64, len: usize) -> &[u8] {
+    let at = (start + (offset % TAPE_PERIOD as u64) as usize) % TAPE_PERIOD;
+    &tape[at..at + len.min(CHUNK)]
+}
+
+/// The tape every connection sends from: one period of random bytes
+/// (splitmix64), then its first [`CHUNK`] bytes again, so that a chunk that
+/// starts near the end of the period reads on, seamlessly, into its start.
+fn make_tape() -> Vec<u8> {
+    let mut state: u64 = 0x0123_4567_89ab_cdef;
+    let mut tape = Vec::with_capacity(TAPE_PERIOD + CHUNK + 8);
+    while tape.len() < TAPE_PERIOD {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        tape.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    tape.truncate(TAPE_PERIOD);
+    tape.extend_from_within(..CHUNK);
+    tape
+}
+
+/// Runs a whole load test.
+pub fn run(config: Config, progress: impl FnMut(&Progress)) -> io::Result<Report> {
+    Generator::new(config)?.run(progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any chunk read at any offset equals the bytes written there, however
+    /// the stream is cut: the tape wraps seamlessly.
+    #[test]
+    fn tape_slices_agree_across_the_wrap() {
+        let tape = make_tape();
+        let start = TAPE_PERIOD - 100;
+        let written: Vec<u8> = [
+            tape_slice(&tape, start, 0, 5000),
+            tape_slice(&tape, start, 5000, 3000),
+        ]
+        .concat();
+        let mut read = Vec::new();
+        for (offset, len) in [(0, 37), (37, 63), (100, 4000), (4100, 3900)] {
+            read.extend_from_slice(tape_slice(&tape, start, offset, len));
+        }
+        assert_eq!(read, written);
+        assert_eq!(tape_slice(&tape, start, 100, 10), &tape[..10]);
+    }
+}

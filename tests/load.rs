@@ -1,0 +1,246 @@
+//! `echoloop load` against `echoloop server` and against misbehaving
+//! servers made in the test: clean runs, the JSON shape, mismatches,
+//! resets, refused connections, and the open-loop schedule.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Output;
+use std::thread;
+
+use common::{ServerProcess, bin};
+
+fn load(addr: SocketAddr, args: &[&str]) -> Output {
+    bin()
+        .arg("load")
+        .arg(addr.to_string())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The keys of a flat-ish JSON object, in order (enough for our own output).
+fn json_keys(json: &str) -> Vec<String> {
+    json.split('"')
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[1].starts_with(':'))
+        .map(|w| w[0].to_string())
+        .collect()
+}
+
+/// The number after `"key":` in `json`.
+#[track_caller]
+fn json_number(json: &str, key: &str) -> f64 {
+    let at = json.find(&format!("\"{key}\":")).expect(key) + key.len() + 3;
+    let rest = &json[at..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].parse().expect(key)
+}
+
+/// A server that echoes, but with one byte flipped at `corrupt_at` on every
+/// connection (None: a faithful echo), and that closes each connection
+/// after `close_after` bytes (None: never).
+fn bad_server(corrupt_at: Option<usize>, close_after: Option<usize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut seen = 0;
+                loop {
+                    let n = match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if let Some(at) = corrupt_at
+                        && (seen..seen + n).contains(&at)
+                    {
+                        buf[at - seen] ^= 0x20;
+                    }
+                    seen += n;
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                    if close_after.is_some_and(|limit| seen >= limit) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A short clean run: exit 0, no errors, messages echoed, and exactly the
+/// documented JSON keys.
+#[test]
+fn clean_run_against_the_echo_server_reports_json() {
+    let server = ServerProcess::start(&[]);
+    let out = load(
+        server.addr,
+        &["-c", "8", "-s", "100", "-d", "500ms", "--json"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(json.lines().count(), 1, "{json}");
+    assert_eq!(
+        json_keys(&json),
+        [
+            "connections",
+            "size",
+            "duration_s",
+            "messages",
+            "msgs_per_s",
+            "mib_per_s",
+            "latency_us",
+            "p50",
+            "p90",
+            "p99",
+            "p999",
+            "max",
+            "errors",
+            "connect",
+            "reset",
+            "timeout",
+            "mismatch"
+        ]
+    );
+    assert_eq!(json_number(&json, "connections"), 8.0);
+    assert_eq!(json_number(&json, "size"), 100.0);
+    assert!(json_number(&json, "messages") > 0.0, "{json}");
+    assert!(json_number(&json, "p50") >= 1.0, "{json}");
+    for kind in ["connect", "reset", "timeout", "mismatch"] {
+        assert_eq!(json_number(&json, kind), 0.0, "{kind}: {json}");
+    }
+}
+
+/// The human summary names every figure; pipelining and big messages work.
+#[test]
+fn human_summary_with_pipeline_and_large_messages() {
+    let server = ServerProcess::start(&[]);
+    let out = load(
+        server.addr,
+        &["-c", "3", "-s", "200000", "--pipeline", "3", "-d", "300ms"],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for word in [
+        "3 connections (3 established) x 200000 B",
+        "pipeline 3",
+        "msgs/s",
+        "MiB/s sent",
+        "MiB/s received",
+        "p99.9",
+        "errors      connect 0  reset 0  timeout 0  mismatch 0",
+    ] {
+        assert!(stdout.contains(word), "{word:?} missing from:\n{stdout}");
+    }
+}
+
+/// One flipped byte per connection: every connection counts a mismatch,
+/// the run goes on and exits non-zero.
+#[test]
+fn a_corrupted_byte_is_a_mismatch_and_a_failed_run() {
+    let addr = bad_server(Some(1000), None);
+    let out = load(addr, &["-c", "4", "-s", "64", "-d", "500ms", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(json_number(&json, "mismatch"), 4.0, "{json}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("mismatch 4"), "{stderr}");
+}
+
+/// A server that hangs up mid-run: resets counted, non-zero exit.
+#[test]
+fn a_server_closing_mid_run_counts_resets() {
+    let addr = bad_server(None, Some(640));
+    let out = load(addr, &["-c", "3", "-s", "64", "-d", "500ms", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(json_number(&json, "reset"), 3.0, "{json}");
+    assert_eq!(json_number(&json, "mismatch"), 0.0, "{json}");
+}
+
+/// A closed port: every connection is a connect error, one clear line,
+/// exit 7.
+#[test]
+fn a_closed_port_is_connect_errors_and_exit_7() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = load(addr, &["-c", "5", "-d", "300ms", "--json"]);
+    assert_eq!(out.status.code(), Some(7));
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(json_number(&json, "connect"), 5.0, "{json}");
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("echoloop: error: could not connect to {addr}: connection refused\n")
+    );
+}
+
+/// Open loop: --rate holds its schedule within 10% on a short run.
+#[test]
+fn rate_holds_its_schedule() {
+    let server = ServerProcess::start(&[]);
+    let out = load(
+        server.addr,
+        &["-c", "4", "--rate", "1000", "-d", "1s", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let json = String::from_utf8(out.stdout).unwrap();
+    let messages = json_number(&json, "messages");
+    assert!(
+        (900.0..=1100.0).contains(&messages),
+        "{messages} messages at 1000/s for 1 s: {json}"
+    );
+}
+
+/// --messages stops the run early; warm-up and connect-rate are accepted.
+#[test]
+fn messages_limit_warmup_and_connect_rate() {
+    let server = ServerProcess::start(&[]);
+    let out = load(
+        server.addr,
+        &[
+            "-c",
+            "4",
+            "--connect-rate",
+            "100",
+            "--warmup",
+            "100ms",
+            "--messages",
+            "500",
+            "-d",
+            "30s",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let json = String::from_utf8(out.stdout).unwrap();
+    let messages = json_number(&json, "messages");
+    assert!((500.0..504.0).contains(&messages), "{json}");
+    assert!(json_number(&json, "duration_s") < 30.0, "{json}");
+}
+
+/// Bad arguments: exit 2.
+#[test]
+fn bad_load_arguments_exit_2() {
+    for args in [
+        &["load"][..],
+        &["load", "nowhere"][..],
+        &["load", "127.0.0.1:1", "-c", "0"][..],
+        &["load", "127.0.0.1:1", "-s", "0"][..],
+        &["load", "127.0.0.1:1", "-d", "0"][..],
+        &["load", "127.0.0.1:1", "--rate", "-5"][..],
+        &["load", "127.0.0.1:1", "--pipeline", "0"][..],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
