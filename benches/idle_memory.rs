@@ -1,79 +1,85 @@
-//! Bytes of server memory per idle connection.
+//! Bytes of server memory per idle connection, for each I/O model.
 //!
-//! What it compares: the resident set size (VmRSS) of an `echoloop server`
-//! process before and after it holds N idle connections (default 10,000;
-//! set IDLE_CONNECTIONS to change it). The difference divided by N is what
-//! one connection costs in user space: its slab entry, and nothing on the
-//! heap, because the read buffer is shared and a connection only allocates
-//! while it owes bytes. Kernel socket memory is not in RSS and not counted.
+//! What it compares: the resident set size (VmRSS) of a server process
+//! before and after it holds N idle connections (default 10,000; set
+//! IDLE_CONNECTIONS to change it), for the echoloop reactor, a
+//! thread-per-connection server, a tokio `current_thread` server and, when
+//! `../shared/anchors/epoll_echo.c` can be built, the C epoll anchor. The
+//! growth divided by N is what one idle connection costs in user space
+//! (kernel socket memory is not in RSS). Why it matters: a load-test target
+//! that holds 100,000 idle peers should not need gigabytes to do it.
 //!
-//! Why a plain `main` and not criterion: criterion measures time, and this
+//! Why a plain `main` and not criterion: criterion measures time; this
 //! measures memory once. Run it with `cargo bench --bench idle_memory`.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-// The test helpers (RSS from /proc, raising the fd limit) serve here too.
 #[path = "../tests/common/mod.rs"]
 mod common;
-use common::{raise_fd_limit, rss_of as rss};
+mod servers;
+
+use common::{ServerProcess, raise_fd_limit, rss_of};
 
 fn main() {
+    servers::serve_if_asked();
     let n: usize = std::env::var("IDLE_CONNECTIONS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    // The bench holds one fd per client and the server one per connection,
-    // in two processes; both stay under the 20,000 hard limit.
+    // The bench holds one fd per client and each server one per
+    // connection, in two processes; both stay under the 20,000 hard limit.
     let limit = raise_fd_limit(n as u64 + 200);
     assert!(
         limit >= n as u64 + 100,
         "fd limit {limit} is too low for {n} connections"
     );
+    println!("idle_memory: {n} idle connections per server");
+    for kind in servers::KINDS.into_iter().chain(["c"]) {
+        let Some(cmd) = servers::command(kind) else {
+            println!("{kind:>9}: not available, skipped");
+            continue;
+        };
+        let (before, after, took) = measure(ServerProcess::spawn(cmd), n);
+        println!(
+            "{kind:>9}: RSS {before} -> {after} bytes: {:.1} bytes per connection \
+             (connected in {:.2} s)",
+            (after as f64 - before as f64) / n as f64,
+            took.as_secs_f64()
+        );
+    }
+}
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-        .args(["server", "--bind", "127.0.0.1:0", "--stats", "0.2"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn echoloop server");
-    let pid = child.id();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .parse()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-
-    let before = rss(pid);
+/// Opens `n` connections to `server`, waits until it holds them all, and
+/// returns its RSS before and after, and how long connecting took.
+fn measure(server: ServerProcess, n: usize) -> (u64, u64, Duration) {
+    let pid = server.pid();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let fds_before = fds();
+    let before = rss_of(pid);
     let started = Instant::now();
-    let clients: Vec<TcpStream> = (0..n)
-        .map(|_| TcpStream::connect(addr).expect("connect"))
-        .collect();
-    // Wait until the server reports every connection open.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for line in stderr.by_ref() {
-        let line = line.unwrap();
-        if line.contains(&format!(" open={n} ")) {
+    let clients: Vec<TcpStream> = (0..n).map(|_| server.connect()).collect();
+    common::eventually("the server to accept every connection", || {
+        fds() >= fds_before + n
+    });
+    // Let the last accepted connections settle (threads start, tasks spawn)
+    // until RSS stops moving.
+    let mut after = rss_of(pid);
+    let settle_by = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < settle_by {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = rss_of(pid);
+        if now == after {
             break;
         }
-        assert!(Instant::now() < deadline, "server never reached {n} open");
+        after = now;
     }
-    let after = rss(pid);
-    let per_conn = (after as f64 - before as f64) / n as f64;
-    println!(
-        "idle_memory: echoloop server, {n} idle connections (opened in {:.2} s): \
-         RSS {before} -> {after} bytes, {per_conn:.1} bytes per connection",
-        started.elapsed().as_secs_f64()
-    );
+    let took = started.elapsed();
     drop(clients);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
+    (before, after, took)
 }

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::Output;
 use std::thread;
 
-use common::{ServerProcess, bin};
+use common::{ServerProcess, bin, json_number};
 
 fn load(addr: SocketAddr, args: &[&str]) -> Output {
     bin()
@@ -28,15 +28,6 @@ fn json_keys(json: &str) -> Vec<String> {
         .filter(|w| w[1].starts_with(':'))
         .map(|w| w[0].to_string())
         .collect()
-}
-
-/// The number after `"key":` in `json`.
-#[track_caller]
-fn json_number(json: &str, key: &str) -> f64 {
-    let at = json.find(&format!("\"{key}\":")).expect(key) + key.len() + 3;
-    let rest = &json[at..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].parse().expect(key)
 }
 
 /// A server that echoes, but with one byte flipped at `corrupt_at` on every

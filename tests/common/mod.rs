@@ -213,6 +213,15 @@ impl Stats {
     }
 }
 
+/// The number after `"key":` in `json`.
+#[track_caller]
+pub fn json_number(json: &str, key: &str) -> f64 {
+    let at = json.find(&format!("\"{key}\":")).expect(key) + key.len() + 3;
+    let rest = &json[at..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].parse().expect(key)
+}
+
 /// Reads until EOF and returns everything read.
 pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();

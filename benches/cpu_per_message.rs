@@ -1,0 +1,253 @@
+//! Server CPU time per echoed message, and bulk throughput, for each server.
+//!
+//! What it compares: the C epoll anchor (`../shared/anchors/epoll_echo.c`,
+//! when it can be built), the echoloop reactor, tokio `current_thread` and
+//! thread-per-connection, each as its own process pinned to core 0 while
+//! `echoloop load` drives it from core 1. The figure is the server's
+//! utime+stime (from /proc/PID/stat) divided by the messages echoed.
+//!
+//! Why this figure and not msgs/s: on a 2-core machine the load generator
+//! co-limits msgs/s at 50+ connections, and whole runs swing by 15–25%, so
+//! servers are ranked by what each message costs the server, as the median
+//! of several rounds that alternate the servers (each round runs them in a
+//! rotated order), all inside one run.
+//!
+//! Run: `cargo bench --bench cpu_per_message`. Knobs (environment):
+//! ROUNDS (default 5), SECS per measurement (default 3), KINDS (comma list,
+//! default `c,echoloop,tokio,threads`), WORKLOADS (comma list of CxS,
+//! default `1x64,50x64,500x64,50x1024`), BULK=0 to skip the 1 GiB streams.
+
+use std::process::Command;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod servers;
+
+use common::{ServerProcess, json_number, raise_fd_limit};
+
+/// One measurement: server CPU µs per message, and messages per second.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    cpu_us_per_msg: f64,
+    msgs_per_s: f64,
+}
+
+fn main() {
+    servers::serve_if_asked();
+    raise_fd_limit(4096);
+    let rounds: usize = env_or("ROUNDS", 5);
+    let secs: f64 = env_or("SECS", 3.0);
+    let kinds: Vec<String> = std::env::var("KINDS")
+        .unwrap_or_else(|_| "c,echoloop,tokio,threads".into())
+        .split(',')
+        .map(str::to_string)
+        .filter(|k| {
+            let ok = servers::command(k).is_some();
+            if !ok {
+                println!("{k}: not available, skipped");
+            }
+            ok
+        })
+        .collect();
+    let workloads: Vec<(usize, usize)> = std::env::var("WORKLOADS")
+        .unwrap_or_else(|_| "1x64,50x64,500x64,50x1024".into())
+        .split(',')
+        .filter_map(|w| {
+            let (c, s) = w.split_once('x')?;
+            Some((c.parse().ok()?, s.parse().ok()?))
+        })
+        .collect();
+    let pin = has_taskset();
+    if !pin {
+        println!("taskset not found: server and load are NOT pinned");
+    }
+    println!(
+        "cpu_per_message: {rounds} rounds x {secs} s, server on core 0, load on core 1; \
+         medians (msgs/s in brackets)"
+    );
+
+    for &(conns, size) in &workloads {
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds.len()];
+        for round in 0..rounds {
+            for k in 0..kinds.len() {
+                let k = (k + round) % kinds.len(); // rotate the order each round
+                let load = [
+                    "-c".to_string(),
+                    conns.to_string(),
+                    "-s".into(),
+                    size.to_string(),
+                    "-d".into(),
+                    format!("{secs}s"),
+                ];
+                if let Some(sample) = measure(&kinds[k], &load, pin) {
+                    samples[k].push(sample);
+                }
+            }
+        }
+        print!("{conns:>4} x {size:<5} B:");
+        let c_median = kinds
+            .iter()
+            .position(|k| k == "c")
+            .map(|i| median(samples[i].iter().map(|s| s.cpu_us_per_msg)));
+        for (kind, s) in kinds.iter().zip(&samples) {
+            let cpu = median(s.iter().map(|s| s.cpu_us_per_msg));
+            let rate = median(s.iter().map(|s| s.msgs_per_s));
+            let ratio = c_median.map_or(String::new(), |c| format!(" {:.2}x", cpu / c));
+            print!("  {kind} {cpu:.2} µs{ratio} [{rate:.0}]");
+        }
+        println!();
+    }
+
+    if std::env::var("BULK").as_deref() != Ok("0") {
+        bulk(&kinds, pin);
+    }
+}
+
+/// One connection streaming 1 GiB through the echo (1 MiB messages, 4 in
+/// flight): MB/s for each server, and for echoloop with 64 KiB reads.
+fn bulk(kinds: &[String], pin: bool) {
+    let load = [
+        "-c",
+        "1",
+        "-s",
+        "1048576",
+        "--pipeline",
+        "4",
+        "--messages",
+        "1024",
+        "-d",
+        "120s",
+    ]
+    .map(String::from);
+    println!("bulk: 1 GiB through one connection, MB/s (median of 3)");
+    let mut runs: Vec<(String, Option<Command>)> = kinds
+        .iter()
+        .filter(|k| k.as_str() != "threads" && k.as_str() != "tokio")
+        .map(|k| (k.clone(), servers::command(k)))
+        .collect();
+    let mut wide = servers::command("echoloop").unwrap();
+    wide.args(["--read-size", "65536"]);
+    runs.push(("echoloop --read-size 65536".into(), Some(wide)));
+    if has("socat") {
+        // socat's echo: 8 KiB buffers by default.
+        let mut socat = Command::new("sh");
+        socat.args([
+            "-c",
+            "port=$(python3 -c 'import socket;s=socket.socket();s.bind((\"127.0.0.1\",0));print(s.getsockname()[1])'); \
+             echo listening on 127.0.0.1:$port; exec socat TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr PIPE",
+        ]);
+        runs.push(("socat".into(), Some(socat)));
+    }
+    for (name, cmd) in runs {
+        let Some(cmd) = cmd else { continue };
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
+            if let Some(json) = run_load(&server, &load, pin) {
+                let bytes = json_number(&json, "messages") * 1048576.0;
+                rates.push(bytes / json_number(&json, "duration_s") / 1e6);
+            }
+        }
+        println!("  {name}: {:.0} MB/s", median(rates.into_iter()));
+    }
+}
+
+/// Starts `kind` pinned to core 0, runs the load from core 1, and returns
+/// the server's CPU per message.
+fn measure(kind: &str, load: &[String], pin: bool) -> Option<Sample> {
+    let cmd = servers::command(kind)?;
+    let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
+    let pid = server.pid();
+    let before = cpu_ticks(pid);
+    let json = run_load(&server, load, pin)?;
+    let used = cpu_ticks(pid) - before;
+    let messages = json_number(&json, "messages");
+    let ticks_per_s = 100.0; // USER_HZ on Linux
+    Some(Sample {
+        cpu_us_per_msg: used as f64 / ticks_per_s * 1e6 / messages.max(1.0),
+        msgs_per_s: json_number(&json, "msgs_per_s"),
+    })
+}
+
+/// Runs `echoloop load ADDR ARGS --json`, pinned to core 1.
+fn run_load(server: &ServerProcess, args: &[String], pin: bool) -> Option<String> {
+    let mut load = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    load.arg("load")
+        .arg(server.addr.to_string())
+        .args(args)
+        .arg("--json");
+    let out = clone_command(&load, pin.then_some(1)).output().ok()?;
+    let json = String::from_utf8(out.stdout).ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "load against {} failed: {}{}",
+            server.addr,
+            json,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(json)
+}
+
+/// utime + stime of `pid`, in clock ticks (all of its threads).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may hold spaces; fields count from after its ')'.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// `cmd`, optionally run under `taskset -c CORE`.
+fn clone_command(cmd: &Command, core: Option<usize>) -> Command {
+    let mut out = match core {
+        Some(core) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(core.to_string()).arg(cmd.get_program());
+            c
+        }
+        None => Command::new(cmd.get_program()),
+    };
+    out.args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => out.env(key, v),
+            None => out.env_remove(key),
+        };
+    }
+    out
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn has(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn has_taskset() -> bool {
+    has("taskset")
+}

@@ -1,0 +1,187 @@
+//! The servers the benches compare, all echoing with 1024-byte reads:
+//!
+//! - `echoloop`: this crate's reactor (`echoloop::server::Server`).
+//! - `threads`: one OS thread per connection, blocking std sockets.
+//! - `tokio`: a tokio `current_thread` runtime, one task per connection.
+//!
+//! Each can run in-process on a background thread (criterion benches) or,
+//! through [`serve_if_asked`], as a separate process: a bench binary started
+//! with `--serve KIND` becomes that server, prints `listening on ADDR` and
+//! runs until killed. Separate processes are what memory and CPU-time
+//! measurements need.
+#![allow(dead_code)] // each bench uses its own subset
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+
+/// The read size every server uses.
+pub const READ_SIZE: usize = 1024;
+
+/// The kinds of server, as named on the command line.
+pub const KINDS: [&str; 3] = ["echoloop", "threads", "tokio"];
+
+/// Starts server `kind` on 127.0.0.1:0 on a background thread and returns
+/// its address. The server lives until the process ends.
+pub fn spawn(kind: &str) -> SocketAddr {
+    match kind {
+        "echoloop" => {
+            let mut server = echoloop::server::Server::bind(echoloop::server::Config {
+                bind: "127.0.0.1:0".parse().unwrap(),
+                read_size: READ_SIZE,
+                ..Default::default()
+            })
+            .expect("bind echoloop server");
+            let addr = server.local_addr().unwrap();
+            thread::spawn(move || server.run());
+            addr
+        }
+        "threads" => {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            thread::spawn(move || threads(listener));
+            addr
+        }
+        "tokio" => {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            thread::spawn(move || tokio_current_thread(listener));
+            addr
+        }
+        other => panic!("unknown server kind {other}"),
+    }
+}
+
+/// Thread per connection: the blocking textbook server.
+pub fn threads(listener: TcpListener) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        thread::spawn(move || echo_blocking(stream));
+    }
+}
+
+fn echo_blocking(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = [0u8; READ_SIZE];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// tokio's single-threaded runtime: the async equivalent of the reactor.
+pub fn tokio_current_thread(listener: TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let mut buf = [0u8; READ_SIZE];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// If this process was started with `--serve KIND`, becomes that server
+/// (printing `listening on ADDR`) and never returns.
+pub fn serve_if_asked() {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(i) = args.iter().position(|a| a == "--serve") else {
+        return;
+    };
+    let kind = args.get(i + 1).map(String::as_str).unwrap_or("");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    match kind {
+        "threads" | "tokio" => {
+            println!("listening on {addr}");
+            std::io::stdout().flush().unwrap();
+            if kind == "threads" {
+                threads(listener);
+            } else {
+                tokio_current_thread(listener);
+            }
+        }
+        other => panic!("--serve takes threads or tokio, not {other:?}"),
+    }
+    std::process::exit(0);
+}
+
+/// The command that runs server `kind` as its own process on
+/// 127.0.0.1:0. `kind` is one of [`KINDS`] or `c` (the C epoll anchor, when
+/// [`c_anchor`] finds it). The process prints `listening on ADDR` first.
+pub fn command(kind: &str) -> Option<std::process::Command> {
+    use std::process::Command;
+    let cmd = match kind {
+        "echoloop" => {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+            cmd.args(["server", "--bind", "127.0.0.1:0"])
+                .env("RUST_LOG", "warn");
+            cmd
+        }
+        "threads" | "tokio" => {
+            let mut cmd = Command::new(std::env::current_exe().ok()?);
+            cmd.args(["--serve", kind]);
+            cmd
+        }
+        "c" => {
+            let mut cmd = Command::new(c_anchor()?);
+            cmd.arg("0");
+            cmd
+        }
+        _ => return None,
+    };
+    Some(cmd)
+}
+
+/// The C epoll echo server from `../shared/anchors/` (beside the project),
+/// compiled with `gcc -O2` into `target/`; or the binary named by
+/// `ECHOLOOP_C_ANCHOR`. `None` when neither is available: it is a yardstick,
+/// not part of the project.
+pub fn c_anchor() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(path) = std::env::var_os("ECHOLOOP_C_ANCHOR") {
+        return Some(PathBuf::from(path));
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let source = manifest.join("../shared/anchors/epoll_echo.c");
+    let binary = manifest.join("target/epoll_echo");
+    if binary.exists() {
+        return Some(binary);
+    }
+    if !source.exists() {
+        return None;
+    }
+    let built = std::process::Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .ok()?;
+    built.success().then_some(binary)
+}
