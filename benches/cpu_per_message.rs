@@ -25,10 +25,11 @@ mod servers;
 
 use common::{ServerProcess, json_number, raise_fd_limit};
 
-/// One measurement: server CPU µs per message, and messages per second.
+/// One measurement: server and load CPU µs per message, and msgs/s.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     cpu_us_per_msg: f64,
+    load_us_per_msg: f64,
     msgs_per_s: f64,
 }
 
@@ -63,7 +64,7 @@ fn main() {
     }
     println!(
         "cpu_per_message: {rounds} rounds x {secs} s, server on core 0, load on core 1; \
-         medians (msgs/s in brackets)"
+         medians of server CPU per message (msgs/s and the load's CPU per message in brackets)"
     );
 
     for &(conns, size) in &workloads {
@@ -92,8 +93,9 @@ fn main() {
         for (kind, s) in kinds.iter().zip(&samples) {
             let cpu = median(s.iter().map(|s| s.cpu_us_per_msg));
             let rate = median(s.iter().map(|s| s.msgs_per_s));
+            let load = median(s.iter().map(|s| s.load_us_per_msg));
             let ratio = c_median.map_or(String::new(), |c| format!(" {:.2}x", cpu / c));
-            print!("  {kind} {cpu:.2} µs{ratio} [{rate:.0}]");
+            print!("  {kind} {cpu:.2} µs{ratio} [{rate:.0}/s, load {load:.2} µs]");
         }
         println!();
     }
@@ -129,12 +131,14 @@ fn bulk(kinds: &[String], pin: bool) {
     wide.args(["--read-size", "65536"]);
     runs.push(("echoloop --read-size 65536".into(), Some(wide)));
     if has("socat") {
-        // socat's echo: 8 KiB buffers by default.
+        // socat's echo (8 KiB buffers by default), on a free port; `fork`
+        // so that the probe connection below does not use it up.
         let mut socat = Command::new("sh");
         socat.args([
             "-c",
             "port=$(python3 -c 'import socket;s=socket.socket();s.bind((\"127.0.0.1\",0));print(s.getsockname()[1])'); \
-             echo listening on 127.0.0.1:$port; exec socat TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr PIPE",
+             echo listening on 127.0.0.1:$port; \
+             exec socat TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork PIPE",
         ]);
         runs.push(("socat".into(), Some(socat)));
     }
@@ -143,6 +147,10 @@ fn bulk(kinds: &[String], pin: bool) {
         let mut rates = Vec::new();
         for _ in 0..3 {
             let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
+            // socat prints nothing itself: wait until it really listens.
+            common::eventually("the server to listen", || {
+                std::net::TcpStream::connect(server.addr).is_ok()
+            });
             if let Some(json) = run_load(&server, &load, pin) {
                 let bytes = json_number(&json, "messages") * 1048576.0;
                 rates.push(bytes / json_number(&json, "duration_s") / 1e6);
@@ -159,12 +167,16 @@ fn measure(kind: &str, load: &[String], pin: bool) -> Option<Sample> {
     let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
     let pid = server.pid();
     let before = cpu_ticks(pid);
+    let load_before = children_cpu_us();
     let json = run_load(&server, load, pin)?;
+    // The load process has been waited for; the server not yet.
+    let load_used = children_cpu_us() - load_before;
     let used = cpu_ticks(pid) - before;
-    let messages = json_number(&json, "messages");
+    let messages = json_number(&json, "messages").max(1.0);
     let ticks_per_s = 100.0; // USER_HZ on Linux
     Some(Sample {
-        cpu_us_per_msg: used as f64 / ticks_per_s * 1e6 / messages.max(1.0),
+        cpu_us_per_msg: used as f64 / ticks_per_s * 1e6 / messages,
+        load_us_per_msg: load_used / messages,
         msgs_per_s: json_number(&json, "msgs_per_s"),
     })
 }
@@ -198,6 +210,19 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = after.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// CPU time (user + system, µs) of this process's children that have
+/// been waited for.
+fn children_cpu_us() -> f64 {
+    // SAFETY: getrusage fills the struct we pass; all-zero is a valid rusage.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(usage.ru_utime) + us(usage.ru_stime)
 }
 
 /// `cmd`, optionally run under `taskset -c CORE`.
