@@ -23,7 +23,7 @@ use std::process::Command;
 mod common;
 mod servers;
 
-use common::{ServerProcess, json_number, raise_fd_limit};
+use common::{ServerProcess, json_number};
 
 /// One measurement: server and load CPU µs per message, and msgs/s.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +35,7 @@ struct Sample {
 
 fn main() {
     servers::serve_if_asked();
-    raise_fd_limit(4096);
+    echoloop::net::raise_fd_limit().expect("raise the fd limit");
     let rounds: usize = env_or("ROUNDS", 5);
     let secs: f64 = env_or("SECS", 3.0);
     let kinds: Vec<String> = std::env::var("KINDS")

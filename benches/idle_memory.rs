@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 mod common;
 mod servers;
 
-use common::{ServerProcess, raise_fd_limit, rss_of};
+use common::{ServerProcess, rss_of};
 
 fn main() {
     servers::serve_if_asked();
@@ -29,7 +29,7 @@ fn main() {
         .unwrap_or(10_000);
     // The bench holds one fd per client and each server one per
     // connection, in two processes; both stay under the 20,000 hard limit.
-    let limit = raise_fd_limit(n as u64 + 200);
+    let limit = echoloop::net::raise_fd_limit().expect("raise the fd limit");
     assert!(
         limit >= n as u64 + 100,
         "fd limit {limit} is too low for {n} connections"

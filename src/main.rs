@@ -202,6 +202,7 @@ fn main() -> ExitCode {
 /// Exit codes: 0 clean run; 1 errors happened (or nothing was echoed), the
 /// summary says which; 7 not one connection could be established.
 fn run_load(args: LoadArgs) -> ExitCode {
+    raise_fd_limit(Some(args.connections));
     let config = echoloop::load::Config {
         addr: args.addr,
         connections: args.connections as usize,
@@ -345,6 +346,7 @@ fn usage_error(kind: clap::error::ErrorKind, msg: &str) -> ! {
 
 /// `echoloop server`: bind, announce the address, run until a signal.
 fn run_server(args: ServerArgs) -> ExitCode {
+    raise_fd_limit(None);
     let config = server::Config {
         bind: args.bind,
         backlog: args.backlog,
@@ -376,6 +378,25 @@ fn run_server(args: ServerArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(&format!("event loop failed: {e}")),
+    }
+}
+
+/// Lifts the soft fd limit to the hard one, and warns when even that is
+/// below what `needed` sockets will take.
+fn raise_fd_limit(needed: Option<u64>) {
+    match echoloop::net::raise_fd_limit() {
+        Ok(limit) => {
+            log::debug!("open-files limit: {limit}");
+            if let Some(needed) = needed
+                && needed + 16 > limit
+            {
+                log::warn!(
+                    "{needed} connections need more file descriptors than the limit ({limit}) \
+                     allows: expect connect errors (raise it with ulimit -Hn)"
+                );
+            }
+        }
+        Err(e) => log::warn!("cannot raise the open-files limit: {e}"),
     }
 }
 
