@@ -10,7 +10,8 @@
 //! co-limits msgs/s at 50+ connections, and whole runs swing by 15–25%, so
 //! servers are ranked by what each message costs the server, as the median
 //! of several rounds that alternate the servers (each round runs them in a
-//! rotated order), all inside one run.
+//! rotated order), all inside one run. The ratio to C is the median of the
+//! per-round ratios, which cancels slow and fast spells of the machine.
 //!
 //! Run: `cargo bench --bench cpu_per_message`. Knobs (environment):
 //! ROUNDS (default 5), SECS per measurement (default 3), KINDS (comma list,
@@ -31,6 +32,15 @@ struct Sample {
     cpu_us_per_msg: f64,
     load_us_per_msg: f64,
     msgs_per_s: f64,
+}
+
+impl Sample {
+    /// A measurement that failed: left out of every median.
+    const FAILED: Sample = Sample {
+        cpu_us_per_msg: f64::NAN,
+        load_us_per_msg: f64::NAN,
+        msgs_per_s: f64::NAN,
+    };
 }
 
 fn main() {
@@ -68,6 +78,7 @@ fn main() {
     );
 
     for &(conns, size) in &workloads {
+        // samples[kind][round]; a failed measurement is NaN.
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds.len()];
         for round in 0..rounds {
             for k in 0..kinds.len() {
@@ -80,21 +91,24 @@ fn main() {
                     "-d".into(),
                     format!("{secs}s"),
                 ];
-                if let Some(sample) = measure(&kinds[k], &load, pin) {
-                    samples[k].push(sample);
-                }
+                samples[k].push(measure(&kinds[k], &load, pin).unwrap_or(Sample::FAILED));
             }
         }
         print!("{conns:>4} x {size:<5} B:");
-        let c_median = kinds
-            .iter()
-            .position(|k| k == "c")
-            .map(|i| median(samples[i].iter().map(|s| s.cpu_us_per_msg)));
+        let c = kinds.iter().position(|k| k == "c");
         for (kind, s) in kinds.iter().zip(&samples) {
             let cpu = median(s.iter().map(|s| s.cpu_us_per_msg));
             let rate = median(s.iter().map(|s| s.msgs_per_s));
             let load = median(s.iter().map(|s| s.load_us_per_msg));
-            let ratio = c_median.map_or(String::new(), |c| format!(" {:.2}x", cpu / c));
+            // The ratio to C is taken round by round (the two ran a few
+            // seconds apart), then the median of those ratios.
+            let ratio = c.map_or(String::new(), |c| {
+                let ratios = s
+                    .iter()
+                    .zip(&samples[c])
+                    .map(|(mine, theirs)| mine.cpu_us_per_msg / theirs.cpu_us_per_msg);
+                format!(" {:.2}x", median(ratios))
+            });
             print!("  {kind} {cpu:.2} µs{ratio} [{rate:.0}/s, load {load:.2} µs]");
         }
         println!();
