@@ -748,15 +748,21 @@ fn make_tape() -> Vec<u8> {
     let mut state: u64 = 0x0123_4567_89ab_cdef;
     let mut tape = Vec::with_capacity(TAPE_PERIOD + CHUNK + 8);
     while tape.len() < TAPE_PERIOD {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        tape.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        tape.extend_from_slice(&splitmix64(&mut state).to_le_bytes());
     }
     tape.truncate(TAPE_PERIOD);
     tape.extend_from_within(..CHUNK);
     tape
+}
+
+/// The next value of the splitmix64 generator: small, fast, and good
+/// enough for test payloads (not for anything secret).
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Runs a whole load test.

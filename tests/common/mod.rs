@@ -248,8 +248,8 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A small deterministic PRNG (splitmix64): reproducible payloads without a
-/// dependency.
+/// A small deterministic PRNG (the crate's splitmix64): reproducible
+/// payloads without a dependency.
 pub struct Rng(u64);
 
 impl Rng {
@@ -260,11 +260,7 @@ impl Rng {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        echoloop::load::splitmix64(&mut self.0)
     }
 
     /// A number in `lo..=hi`.
