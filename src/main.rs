@@ -248,26 +248,23 @@ fn run_load(args: LoadArgs) -> ExitCode {
             .first_connect_error
             .as_deref()
             .unwrap_or("no connection");
-        eprintln!(
-            "echoloop: error: could not connect to {}: {why}",
-            config.addr
-        );
+        error_line(format!("could not connect to {}: {why}", config.addr));
         return ExitCode::from(7);
     }
     if report.errors.total() > 0 {
         let e = report.errors;
-        eprintln!(
-            "echoloop: error: {} errors (connect {}, reset {}, timeout {}, mismatch {})",
+        error_line(format!(
+            "{} errors (connect {}, reset {}, timeout {}, mismatch {})",
             e.total(),
             e.connect,
             e.reset,
             e.timeout,
             e.mismatch
-        );
+        ));
         return ExitCode::from(1);
     }
     if report.messages == 0 {
-        eprintln!("echoloop: error: no message was echoed");
+        error_line("no message was echoed");
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
@@ -289,7 +286,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
             Ok(bytes) => bytes,
             Err(e) => {
                 let what = echoloop::net::describe(&e);
-                eprintln!("echoloop: error: cannot read {}: {what}", path.display());
+                error_line(format!("cannot read {}: {what}", path.display()));
                 return ExitCode::from(26);
             }
         },
@@ -306,7 +303,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
     match client::run(opts, &mut std::io::stdout().lock()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("echoloop: error: {e}");
+            error_line(&e);
             ExitCode::from(e.exit_code())
         }
     }
@@ -402,6 +399,12 @@ fn raise_fd_limit(needed: Option<u64>) {
 
 /// Prints one line to stderr and returns exit code 1.
 fn fail(err: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("echoloop: error: {err}");
+    error_line(err);
     ExitCode::from(1)
+}
+
+/// `echoloop: error: ...` on stderr. Unlike `eprintln!`, a stderr that
+/// cannot be written is not a panic: the exit code still tells.
+fn error_line(err: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "echoloop: error: {err}");
 }
