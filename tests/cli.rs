@@ -48,7 +48,13 @@ fn sigusr1_interrupts_poll_harmlessly_and_prints_counters() {
         .env("RUST_LOG", "echoloop::server=trace");
     let mut server = ServerProcess::spawn(cmd);
     let mut c = server.connect();
+    let wchan = format!("/proc/{}/wchan", server.pid());
     for i in 0..20u8 {
+        // Signal only once the server sleeps in epoll_wait, so the signal
+        // really interrupts it (instead of landing while it runs).
+        common::eventually("the server to block in epoll_wait", || {
+            std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("epoll"))
+        });
         server.signal(libc::SIGUSR1);
         let line = server.wait_stderr(|l| l.starts_with("stats: "));
         assert!(line.contains(&format!("in={}", i as u32 * 2)), "{line}");
