@@ -27,6 +27,8 @@
 //! The command-line shell is `src/main.rs`: it parses arguments, calls into
 //! these modules and maps errors to exit codes.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod connection;
 pub mod duration;
