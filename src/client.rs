@@ -256,6 +256,11 @@ impl<'o> Client<'o> {
     pub fn run(&mut self) -> Result<u64, ClientError> {
         let next = self.resolve()?;
         self.set_state(next);
+        self.drive()
+    }
+
+    /// Polls and steps from `Connecting` until `Done`, then prints.
+    fn drive(&mut self) -> Result<u64, ClientError> {
         let mut events = Events::with_capacity(8);
         while !matches!(self.state, State::Done) {
             let timeout = self.check_deadlines()?;
@@ -524,5 +529,70 @@ fn resolver_message(err: &io::Error) -> String {
     match text.split_once("information: ") {
         Some((_, message)) => message.to_string(),
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn opts(port: u16) -> Options {
+        Options {
+            target: Target::parse(&format!("127.0.0.1:{port}"), None, None).unwrap(),
+            payload: b"ping".to_vec(),
+            half_close: true,
+            raw: true,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Like `socket.create_connection`: a refused address is skipped and
+    /// the next one is tried.
+    #[test]
+    fn test_connecting_refused_moves_on_to_the_next_address() {
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let live_addr = live.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = live.accept().unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            s.write_all(b"pong").unwrap();
+            got
+        });
+        let mut out = Vec::new();
+        let mut client = Client::new(opts(live_addr.port()), &mut out).unwrap();
+        client.untried = [closed, live_addr].into();
+        let first = client.connect_next().unwrap();
+        client.set_state(first);
+        assert_eq!(client.drive().unwrap(), 4);
+        assert_eq!(server.join().unwrap(), b"ping");
+        assert_eq!(out, b"pong");
+    }
+
+    /// Every address refused: the last failure is the error, exit 7.
+    #[test]
+    fn test_connecting_all_refused_is_a_connect_error() {
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut out = Vec::new();
+        let mut client = Client::new(opts(closed.port()), &mut out).unwrap();
+        client.untried = [closed, closed].into();
+        let err = match client.connect_next() {
+            Ok(state) => {
+                client.set_state(state);
+                client.drive().unwrap_err()
+            }
+            Err(e) => e,
+        };
+        assert_eq!(err.exit_code(), 7, "{err}");
+        assert!(err.to_string().contains("connection refused"), "{err}");
     }
 }
