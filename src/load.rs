@@ -278,6 +278,8 @@ enum Fault {
     Reset,
     /// The echo differs from what was sent.
     Mismatch,
+    /// The oldest echo did not come back within the timeout.
+    Timeout,
 }
 
 /// One load connection: what it has sent, what came back, and the
@@ -480,8 +482,10 @@ impl Generator {
     pub fn run(&mut self, mut progress: impl FnMut(&Progress)) -> io::Result<Report> {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = self.started;
+        // One clock read per poll: the time the poll returned serves both
+        // the events of the batch and the deadline checks that follow it.
+        let mut now = Instant::now();
         loop {
-            let now = Instant::now();
             if now >= self.tally.end || self.enough() || self.all_closed() {
                 break;
             }
@@ -504,15 +508,15 @@ impl Generator {
             .flatten()
             .min()
             .unwrap_or(now);
-            match self
+            let polled = self
                 .poll
-                .poll(&mut events, Some(wake.saturating_duration_since(now)))
-            {
+                .poll(&mut events, Some(wake.saturating_duration_since(now)));
+            now = Instant::now();
+            match polled {
                 Ok(()) => {}
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => return Err(e),
             }
-            let now = Instant::now();
             for event in events.iter() {
                 let to_would_block = event.is_read_closed() || event.is_error();
                 self.on_event(event.token().0, to_would_block, now);
@@ -660,8 +664,7 @@ impl Generator {
                     if let Some(&(_, at)) = self.conns[i].in_flight.front()
                         && now.saturating_duration_since(at) > timeout
                     {
-                        self.tally.errors.timeout += 1;
-                        self.conns[i].phase = Phase::Closed;
+                        self.fail(i, Fault::Timeout);
                     }
                 }
                 _ => {}
@@ -681,6 +684,7 @@ impl Generator {
         match fault {
             Fault::Reset => self.tally.errors.reset += 1,
             Fault::Mismatch => self.tally.errors.mismatch += 1,
+            Fault::Timeout => self.tally.errors.timeout += 1,
         }
         self.conns[i].phase = Phase::Closed;
     }

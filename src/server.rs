@@ -535,8 +535,7 @@ impl Server {
     /// which also removes it from the epoll set: no deregister call needed.
     fn close(&mut self, key: usize, why: Close) {
         let mut conn = self.conns.remove(key);
-        self.stats.closed += 1;
-        self.stats.owed_now -= conn.owed() as u64;
+        self.stats.note_closed(conn.owed());
         match &why {
             Close::Done => {}
             Close::Failed(_) => self.stats.failed += 1,
@@ -643,8 +642,7 @@ impl Server {
     /// Closes every connection and returns the final counters.
     fn shut_down(&mut self) -> Counters {
         for conn in self.conns.drain() {
-            self.stats.closed += 1;
-            self.stats.owed_now -= conn.owed() as u64;
+            self.stats.note_closed(conn.owed());
         }
         self.stats
     }

@@ -52,6 +52,12 @@ impl Counters {
         self.accepted - self.closed
     }
 
+    /// Counts a connection closed while it still owed `owed` bytes.
+    pub fn note_closed(&mut self, owed: usize) {
+        self.closed += 1;
+        self.owed_now -= owed as u64;
+    }
+
     /// One line describing what happened between `earlier` and `self`, over
     /// `elapsed`: the `--stats` line.
     pub fn interval_line(&self, earlier: &Counters, elapsed: Duration) -> String {
