@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::duration::deadline_after;
 use crate::net::{connect_finished, describe, interrupted, would_block};
 use crate::repr::bytes_repr;
 use crate::target::Target;
@@ -239,7 +240,7 @@ impl<'o> Client<'o> {
     /// A client in state `Resolving`.
     pub fn new(opts: Options, out: &'o mut dyn Write) -> Result<Self, ClientError> {
         Ok(Client {
-            deadline: Instant::now() + opts.timeout,
+            deadline: deadline_after(Instant::now(), opts.timeout),
             opts,
             state: State::Resolving,
             poll: Poll::new().map_err(ClientError::Poll)?,
@@ -487,7 +488,7 @@ impl<'o> Client<'o> {
             let State::Connecting { since, addr, .. } = self.state else {
                 return Ok(self.deadline - now);
             };
-            let attempt_ends = since + self.opts.connect_timeout;
+            let attempt_ends = deadline_after(since, self.opts.connect_timeout);
             if now < attempt_ends {
                 return Ok(attempt_ends.min(self.deadline) - now);
             }

@@ -1,10 +1,33 @@
-//! Parsing the durations users type on the command line: `1.5` (seconds),
-//! `500ms`, `10s`, `2m`.
+//! Parsing the durations and rates users type on the command line (`1.5`
+//! seconds, `500ms`, `10s`, `2m`; `250.5` messages per second), range-checked
+//! at parse time, and deadline arithmetic that cannot overflow.
+//!
+//! Why the bounds live here: `Instant + Duration` panics when the sum does
+//! not fit, and `Duration::from_secs_f64` panics on huge or non-finite
+//! values. A limit refused by clap is exit 2 with one clear line; a limit
+//! accepted and then added to `now` deep inside a loop is a crash. So every
+//! duration is at most [`MAX_DURATION`] and at least [`MIN_DURATION`], every
+//! rate lies in [`MIN_RATE`]..=[`MAX_RATE`], and the loops still add through
+//! [`deadline_after`], which saturates instead of panicking.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Parses a positive duration: a number of seconds, or a number followed by
-/// `ms`, `s` or `m`. Zero, negative and non-finite values are refused.
+/// The longest duration any option takes: ten years (of 365 days).
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The shortest duration any option takes: one microsecond. Shorter values
+/// (`1e-20`) would round to zero, which no timer can honour.
+pub const MIN_DURATION: Duration = Duration::from_micros(1);
+
+/// The slowest rate: one event every 1000 seconds.
+pub const MIN_RATE: f64 = 0.001;
+
+/// The fastest rate: a billion per second, far past what one loop can do
+/// (the load generator reports when it cannot keep a schedule).
+pub const MAX_RATE: f64 = 1e9;
+
+/// Parses a duration: a number of seconds, or a number followed by `ms`,
+/// `s` or `m`, between [`MIN_DURATION`] and [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
@@ -20,11 +43,63 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (try 1.5, 500ms, 10s or 2m)"))?;
+    if value.is_nan() {
+        return Err(format!("`{text}` is not a number"));
+    }
     let secs = value * scale;
-    if !secs.is_finite() || secs <= 0.0 {
+    if secs <= 0.0 {
         return Err(format!("`{text}` must be more than zero"));
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is too long"))
+    if secs > MAX_DURATION.as_secs_f64() {
+        // Also catches `inf`.
+        return Err(format!("`{text}` is too long (at most 10 years)"));
+    }
+    if secs < MIN_DURATION.as_secs_f64() {
+        return Err(format!("`{text}` is too short (at least 1 µs)"));
+    }
+    // In range, so the conversion cannot fail; map the error all the same.
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a duration"))
+}
+
+/// Parses a rate (events per second) between [`MIN_RATE`] and [`MAX_RATE`].
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if rate.is_nan() {
+        return Err(format!("`{text}` is not a number"));
+    }
+    if rate <= 0.0 {
+        return Err(format!("`{text}` must be more than zero"));
+    }
+    if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+        return Err(format!(
+            "`{text}` is out of range ({MIN_RATE} to {MAX_RATE:e} per second)"
+        ));
+    }
+    Ok(rate)
+}
+
+/// `now + d`, or the latest instant that fits when that would overflow.
+/// Options are bounded at parse time, so the fallback is belt and braces:
+/// no deadline computation in this crate can panic.
+pub fn deadline_after(now: Instant, d: Duration) -> Instant {
+    let mut d = d;
+    loop {
+        if let Some(at) = now.checked_add(d) {
+            return at;
+        }
+        d /= 2;
+    }
+}
+
+/// `n / rate` seconds as a `Duration`, saturating at [`MAX_DURATION`] (for
+/// schedules: when event `n` of a fixed-rate series is due).
+pub fn nth_tick(n: u64, rate: f64) -> Duration {
+    Duration::try_from_secs_f64(n as f64 / rate)
+        .unwrap_or(MAX_DURATION)
+        .min(MAX_DURATION)
 }
 
 #[cfg(test)]
@@ -38,6 +113,8 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0.001ms"), Ok(MIN_DURATION));
+        assert_eq!(parse_duration("315360000"), Ok(MAX_DURATION));
     }
 
     #[test]
@@ -45,5 +122,60 @@ mod tests {
         for bad in ["0", "-1", "abc", "", "1h", "nan", "infs"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    /// Each out-of-range value is refused for the right reason.
+    #[test]
+    fn refuses_out_of_range_with_the_reason() {
+        for (bad, why) in [
+            ("1e19", "too long"),
+            ("2e17m", "too long"),
+            ("inf", "too long"),
+            ("315360001", "too long"),
+            ("1e-20", "too short"),
+            ("nan", "not a number"),
+            ("-1", "more than zero"),
+            ("-inf", "more than zero"),
+            ("0ms", "more than zero"),
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn rates_are_range_checked() {
+        assert_eq!(parse_rate("250.5"), Ok(250.5));
+        assert_eq!(parse_rate("1e9"), Ok(1e9));
+        for (bad, why) in [
+            ("1e-20", "out of range"),
+            ("2e9", "out of range"),
+            ("inf", "out of range"),
+            ("nan", "not a number"),
+            ("0", "more than zero"),
+            ("-1", "more than zero"),
+            ("fast", "not a number"),
+        ] {
+            let err = parse_rate(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    /// Deadlines saturate instead of panicking, and are exact when they fit.
+    #[test]
+    fn deadline_after_never_overflows() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        let far = deadline_after(now, Duration::MAX);
+        assert!(far > now + MAX_DURATION);
+    }
+
+    #[test]
+    fn nth_tick_saturates() {
+        assert_eq!(nth_tick(3, 2.0), Duration::from_millis(1500));
+        assert_eq!(nth_tick(u64::MAX, MIN_RATE), MAX_DURATION);
     }
 }

@@ -36,6 +36,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::duration::{deadline_after, nth_tick};
 use crate::net::{connect_finished, describe, interrupted, would_block};
 
 /// The period of the byte tape. Shifts of whole multiples of it would go
@@ -439,10 +440,10 @@ impl Generator {
     /// Prepares a run; nothing is connected yet.
     pub fn new(config: Config) -> io::Result<Generator> {
         let started = Instant::now();
-        let measure_from = started + config.warmup;
+        let measure_from = deadline_after(started, config.warmup);
         let tally = Tally {
             measure_from,
-            end: measure_from + config.duration,
+            end: deadline_after(measure_from, config.duration),
             messages: 0,
             bytes_sent: 0,
             bytes_received: 0,
@@ -496,7 +497,7 @@ impl Generator {
             if now >= next_tick {
                 self.expire(now);
                 progress(&self.progress(now));
-                next_tick = now + TICK;
+                next_tick = deadline_after(now, TICK);
             }
             let wake = [
                 Some(self.tally.end),
@@ -609,7 +610,7 @@ impl Generator {
     /// When connection `i` is due to open.
     fn open_time(&self, i: usize) -> Instant {
         match self.config.connect_rate {
-            Some(rate) => self.started + Duration::from_secs_f64(i as f64 / rate),
+            Some(rate) => deadline_after(self.started, nth_tick(i as u64, rate)),
             None => self.started,
         }
     }
@@ -620,7 +621,7 @@ impl Generator {
 
     /// When scheduled message `n` is due (open loop).
     fn due_time(&self, n: u64, rate: f64) -> Instant {
-        self.started + Duration::from_secs_f64(n as f64 / rate)
+        deadline_after(self.started, nth_tick(n, rate))
     }
 
     fn next_due(&self) -> Option<Instant> {

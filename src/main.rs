@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use echoloop::client;
-use echoloop::duration::parse_duration;
+use echoloop::duration::{parse_duration, parse_rate};
 use echoloop::server::{self, Server};
 use echoloop::target::Target;
 
@@ -171,14 +171,6 @@ struct LoadArgs {
     /// Print one JSON object on stdout instead of the human summary.
     #[arg(long)]
     json: bool,
-}
-
-/// A positive, finite rate.
-fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("`{text}` is not a positive number")),
-    }
 }
 
 fn main() -> ExitCode {

@@ -39,6 +39,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::connection::{Connection, Drain, Next};
+use crate::duration::deadline_after;
 use crate::net::{self, describe, interrupted, out_of_resources, would_block};
 use crate::stats::Counters;
 
@@ -302,7 +303,7 @@ impl Server {
             idle: BinaryHeap::new(),
             stats_due: config
                 .stats_every
-                .map(|every| (now + every, now, Counters::default())),
+                .map(|every| (deadline_after(now, every), now, Counters::default())),
             signals,
             stop: Arc::new(AtomicBool::new(false)),
             waker,
@@ -482,7 +483,7 @@ impl Server {
                             ACCEPT_PAUSE.as_millis()
                         );
                     }
-                    self.accepting = Accepting::Paused(self.now + ACCEPT_PAUSE);
+                    self.accepting = Accepting::Paused(deadline_after(self.now, ACCEPT_PAUSE));
                 }
             }
         }
@@ -526,7 +527,8 @@ impl Server {
         self.stats.accepted += 1;
         self.stats.peak_open = self.stats.peak_open.max(self.stats.open());
         if let Some(timeout) = self.config.idle_timeout {
-            self.idle.push(Reverse((self.now + timeout, key, id)));
+            self.idle
+                .push(Reverse((deadline_after(self.now, timeout), key, id)));
         }
         log::debug!("accept conn=#{id} peer={peer} token={}", token.0);
     }
@@ -622,7 +624,7 @@ impl Server {
                 let Some(conn) = self.conns.get(key).filter(|c| c.id() == id) else {
                     continue; // closed already; its slot may be someone else's
                 };
-                let due = conn.last_active() + timeout;
+                let due = deadline_after(conn.last_active(), timeout);
                 if due <= now {
                     self.close(key, Close::Idle);
                 } else {
@@ -635,7 +637,7 @@ impl Server {
         {
             print_stats(&self.stats.interval_line(&then, now - since));
             let every = self.config.stats_every.unwrap_or(Duration::from_secs(1));
-            self.stats_due = Some((at + every, now, self.stats));
+            self.stats_due = Some((deadline_after(at, every), now, self.stats));
         }
     }
 

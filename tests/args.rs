@@ -1,0 +1,72 @@
+//! Every duration and rate option of every subcommand refuses values the
+//! program cannot represent — with clap's one-line error and exit 2, never
+//! a panic (exit 101) and never a server that starts and crashes later.
+
+mod common;
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::bin;
+
+/// Runs `echoloop ARGS` with stdin closed, killing it if it has not exited
+/// within a few seconds (a bad value that was accepted starts a server).
+fn run_bounded(args: &[String]) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn echoloop");
+    let end = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The table: each subcommand (with what it needs to get as far as parsing
+/// the option), each of its duration and rate options, each bad value.
+#[test]
+fn out_of_range_durations_and_rates_exit_2_with_one_line() {
+    let options: [(&[&str], &str); 9] = [
+        (&["server"], "--idle-timeout"),
+        (&["server"], "--stats"),
+        (&["client", "127.0.0.1:9"], "--timeout"),
+        (&["client", "127.0.0.1:9"], "--connect-timeout"),
+        (&["load", "127.0.0.1:9"], "--duration"),
+        (&["load", "127.0.0.1:9"], "--warmup"),
+        (&["load", "127.0.0.1:9"], "--timeout"),
+        (&["load", "127.0.0.1:9"], "--rate"),
+        (&["load", "127.0.0.1:9", "-c", "2"], "--connect-rate"),
+    ];
+    let values = ["1e19", "1e-20", "inf", "nan", "-1", "0", "2e17m", "1e30"];
+    for (sub, option) in options {
+        for value in values {
+            let mut args: Vec<String> = sub.iter().map(|s| s.to_string()).collect();
+            args.push(format!("{option}={value}"));
+            let out = run_bounded(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+            assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
+            assert!(errors[0].contains(option), "{args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        }
+    }
+}
+
+/// The largest value in range is accepted and does not crash on first use:
+/// a server with a ten-year idle timeout echoes (its first connection
+/// pushes a deadline ten years out).
+#[test]
+fn ten_year_idle_timeout_serves() {
+    let server = common::ServerProcess::start(&["--idle-timeout", "315360000", "--stats", "5m"]);
+    let mut s = server.connect();
+    common::round_trip(&mut s, b"still here");
+}
