@@ -21,6 +21,14 @@
 //!    be reading). We send what we still owe it, then close.
 //! 4. Events can be spurious. Every handler tolerates being called when
 //!    nothing is ready: the read or write just reports `WouldBlock`.
+//!
+//! Rule 1 has a catch: a peer that sends as fast as we read never lets a
+//! read come back short, and "read until drained" then means "read this one
+//! socket forever" while every other connection waits. So each read pass
+//! also stops after a *budget* of bytes and says so ([`Next::Requeue`]);
+//! the reactor puts the connection on its ready queue and comes back to it
+//! after everyone else has had a turn. No edge is lost: the queue, not the
+//! poller, remembers that this socket may still hold data.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -55,6 +63,10 @@ impl fmt::Display for State {
 pub enum Next {
     /// Keep it; re-register if [`Connection::interest`] changed.
     Keep,
+    /// Keep it, and come back soon: the read pass used its whole budget
+    /// and the socket may still hold data, which edge-triggered readiness
+    /// will not announce again.
+    Requeue,
     /// The peer finished sending and everything owed has been written.
     Done,
     /// The connection failed (reset, broken pipe, ...). Only this connection
@@ -74,6 +86,15 @@ pub enum Drain {
     /// behind the data), or we are resuming after pausing for backpressure
     /// (the edge for the waiting data was spent while we were not reading).
     WouldBlock,
+}
+
+/// The two bounds on one read pass, both in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Stop reading while this much is owed (backpressure): memory bound.
+    pub cap: usize,
+    /// Stop reading after this much in one pass (fairness): time bound.
+    pub budget: usize,
 }
 
 /// One accepted echo connection.
@@ -96,6 +117,8 @@ pub struct Connection<S> {
     /// A serial number, unique over the server's life (tokens are reused,
     /// this is not); logs name connections by it and timers check it.
     id: u64,
+    /// Whether it waits on the reactor's ready queue (so it is queued once).
+    queued: bool,
 }
 
 impl<S: Read + Write> Connection<S> {
@@ -108,6 +131,7 @@ impl<S: Read + Write> Connection<S> {
             bytes_in: 0,
             last_active: now,
             id,
+            queued: false,
         }
     }
 
@@ -131,15 +155,22 @@ impl<S: Read + Write> Connection<S> {
 
     /// Reads what the peer sent, in `buf`-sized chunks, and echoes each chunk
     /// back at once. Stops at `WouldBlock`, at EOF, when `owed` reaches `cap`,
-    /// or (with [`Drain::ShortRead`]) after a short read.
+    /// (with [`Drain::ShortRead`]) after a short read, or once `budget`
+    /// bytes were read in this pass: then it returns [`Next::Requeue`]. At
+    /// least one read is always made, whatever the budget.
     pub fn on_readable(
         &mut self,
         buf: &mut [u8],
-        cap: usize,
+        limits: Limits,
         drain: Drain,
         stats: &mut Counters,
     ) -> Next {
-        while self.state == State::Open && self.owed.len() < cap {
+        let mut read_now = 0;
+        while self.state == State::Open && self.owed.len() < limits.cap {
+            if read_now >= limits.budget {
+                stats.budget_spent += 1;
+                return Next::Requeue;
+            }
             match self.stream.read(buf) {
                 Ok(0) => {
                     log::trace!("read conn=#{} eof", self.id);
@@ -150,6 +181,7 @@ impl<S: Read + Write> Connection<S> {
                     stats.reads += 1;
                     stats.bytes_in += n as u64;
                     self.bytes_in += n as u64;
+                    read_now += n;
                     if let Err(e) = self.echo(&buf[..n], stats) {
                         return Next::Failed(e);
                     }
@@ -172,7 +204,8 @@ impl<S: Read + Write> Connection<S> {
     /// below `cap` after reading had paused for backpressure, reads again
     /// right away: the edge for the data waiting in the kernel was spent
     /// while we were not reading, so no event would ever bring us back.
-    pub fn on_writable(&mut self, buf: &mut [u8], cap: usize, stats: &mut Counters) -> Next {
+    pub fn on_writable(&mut self, buf: &mut [u8], limits: Limits, stats: &mut Counters) -> Next {
+        let cap = limits.cap;
         let was_paused = self.state == State::Open && self.owed.len() >= cap;
         while !self.owed.is_empty() {
             match self.stream.write(&self.owed) {
@@ -198,7 +231,7 @@ impl<S: Read + Write> Connection<S> {
         }
         if was_paused && self.owed.len() < cap {
             log::trace!("resume conn=#{} owed={}", self.id, self.owed.len());
-            return self.on_readable(buf, cap, Drain::WouldBlock, stats);
+            return self.on_readable(buf, limits, Drain::WouldBlock, stats);
         }
         self.next()
     }
@@ -255,6 +288,16 @@ impl<S: Read + Write> Connection<S> {
     fn set_state(&mut self, state: State) {
         log::trace!("state conn=#{} {} => {}", self.id, self.state, state);
         self.state = state;
+    }
+
+    /// Whether it waits on the reactor's ready queue.
+    pub fn is_queued(&self) -> bool {
+        self.queued
+    }
+
+    /// Marks it as on (or off) the reactor's ready queue.
+    pub fn set_queued(&mut self, queued: bool) {
+        self.queued = queued;
     }
 
     /// Notes that the peer was heard from just now (for the idle timeout).
@@ -373,6 +416,10 @@ mod tests {
     }
 
     const CAP: usize = 8;
+    const LIMITS: Limits = Limits {
+        cap: CAP,
+        budget: usize::MAX,
+    };
 
     /// Reads until WouldBlock and echoes every chunk, in order.
     #[test]
@@ -380,7 +427,7 @@ mod tests {
         let mut c = conn(vec![Step::Data(b"abcd"), Step::Data(b"ef")], vec![]);
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
-        let next = c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        let next = c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats);
         assert!(matches!(next, Next::Keep));
         assert_eq!(c.stream.written, b"abcdef");
         assert_eq!(c.stream.read_calls, 3, "two data reads, then WouldBlock");
@@ -394,7 +441,7 @@ mod tests {
         let mut c = conn(vec![Step::Data(b"abcd"), Step::Data(b"ef")], vec![]);
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
-        c.on_readable(&mut buf, CAP, Drain::ShortRead, &mut stats);
+        c.on_readable(&mut buf, LIMITS, Drain::ShortRead, &mut stats);
         assert_eq!(c.stream.written, b"abcdef");
         assert_eq!(c.stream.read_calls, 2);
     }
@@ -410,7 +457,7 @@ mod tests {
         );
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
-        c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats);
         assert_eq!(c.stream.written, b"a");
         assert_eq!(c.owed, b"bcdef");
         assert_eq!(stats.owed_now, 5);
@@ -419,9 +466,9 @@ mod tests {
             Some(Interest::READABLE | Interest::WRITABLE)
         );
         c.stream.writes = vec![Step::Take(2), Step::Block].into();
-        c.on_writable(&mut buf, CAP, &mut stats);
+        c.on_writable(&mut buf, LIMITS, &mut stats);
         assert_eq!(c.stream.written, b"abc");
-        c.on_writable(&mut buf, CAP, &mut stats);
+        c.on_writable(&mut buf, LIMITS, &mut stats);
         assert_eq!(c.stream.written, b"abcdef");
         assert_eq!(c.owed.capacity(), 0, "drained owed gives its memory back");
         assert_eq!(c.interest(CAP), Some(Interest::READABLE));
@@ -443,7 +490,7 @@ mod tests {
         );
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
-        c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats);
         assert_eq!(c.owed(), 8);
         assert_eq!(c.stream.read_calls, 2, "the third chunk is left unread");
         assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
@@ -460,9 +507,9 @@ mod tests {
         );
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
-        c.on_readable(&mut buf, CAP, Drain::ShortRead, &mut stats);
+        c.on_readable(&mut buf, LIMITS, Drain::ShortRead, &mut stats);
         assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
-        let next = c.on_writable(&mut buf, CAP, &mut stats);
+        let next = c.on_writable(&mut buf, LIMITS, &mut stats);
         assert!(matches!(next, Next::Keep));
         assert_eq!(c.stream.written, b"abcdefghij");
         assert_eq!(c.stream.read_calls, 4, "resumed until WouldBlock");
@@ -475,7 +522,7 @@ mod tests {
         let mut c = conn(vec![Step::Data(b"ab"), Step::Eof], vec![]);
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
-        let next = c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        let next = c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats);
         assert!(matches!(next, Next::Done));
         assert_eq!(c.stream.written, b"ab");
     }
@@ -486,11 +533,11 @@ mod tests {
         let mut c = conn(vec![Step::Data(b"abcd"), Step::Eof], vec![Step::Block]);
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
-        let next = c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        let next = c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats);
         assert!(matches!(next, Next::Keep));
         assert_eq!(c.state(), State::Draining);
         assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
-        let next = c.on_writable(&mut buf, CAP, &mut stats);
+        let next = c.on_writable(&mut buf, LIMITS, &mut stats);
         assert!(matches!(next, Next::Done));
         assert_eq!(c.stream.written, b"abcd");
         assert_eq!(c.interest(CAP), None);
@@ -502,7 +549,7 @@ mod tests {
         let mut c = conn(vec![Step::Intr, Step::Data(b"ab")], vec![Step::Intr]);
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
-        let next = c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        let next = c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats);
         assert!(matches!(next, Next::Keep));
         assert_eq!(c.stream.written, b"ab");
     }
@@ -513,7 +560,7 @@ mod tests {
         let mut c = conn(vec![Step::Reset], vec![]);
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
-        match c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats) {
+        match c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats) {
             Next::Failed(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
             other => panic!("expected a failure, got {other:?}"),
         }
@@ -525,7 +572,7 @@ mod tests {
         let mut c = conn(vec![Step::Data(b"ab")], vec![Step::Reset]);
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
-        let next = c.on_readable(&mut buf, CAP, Drain::WouldBlock, &mut stats);
+        let next = c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats);
         assert!(matches!(next, Next::Failed(e) if e.kind() == io::ErrorKind::BrokenPipe));
     }
 
@@ -536,14 +583,61 @@ mod tests {
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
         assert!(matches!(
-            c.on_readable(&mut buf, CAP, Drain::ShortRead, &mut stats),
+            c.on_readable(&mut buf, LIMITS, Drain::ShortRead, &mut stats),
             Next::Keep
         ));
         assert!(matches!(
-            c.on_writable(&mut buf, CAP, &mut stats),
+            c.on_writable(&mut buf, LIMITS, &mut stats),
             Next::Keep
         ));
         assert_eq!(c.interest(CAP), Some(Interest::READABLE));
         assert!(c.stream.written.is_empty());
+    }
+
+    /// A peer that always has more: the pass stops after its budget and
+    /// asks to be requeued, instead of reading this socket forever.
+    #[test]
+    fn test_open_endless_peer_stops_at_the_budget() {
+        let endless = (0..1000).map(|_| Step::Data(b"abcd")).collect();
+        let mut c = conn(endless, vec![]);
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        let limits = Limits {
+            cap: CAP,
+            budget: 12,
+        };
+        let next = c.on_readable(&mut buf, limits, Drain::WouldBlock, &mut stats);
+        assert!(matches!(next, Next::Requeue), "{next:?}");
+        assert_eq!(c.stream.read_calls, 3, "12 bytes of budget, 4 per read");
+        assert_eq!(c.stream.written, b"abcdabcdabcd");
+        assert_eq!(stats.budget_spent, 1);
+        // The next pass (from the ready queue) picks up where it stopped.
+        c.on_readable(&mut buf, limits, Drain::WouldBlock, &mut stats);
+        assert_eq!(c.stream.read_calls, 6);
+        assert_eq!(c.bytes_in(), 24);
+    }
+
+    /// A pass that drains the socket within its budget is a plain Keep,
+    /// and a budget smaller than one read still reads once.
+    #[test]
+    fn test_open_budget_is_not_spent_when_drained_and_always_reads_once() {
+        let mut c = conn(vec![Step::Data(b"abcd"), Step::Data(b"ef")], vec![]);
+        let mut buf = [0u8; 4];
+        let mut stats = Counters::default();
+        let limits = Limits {
+            cap: CAP,
+            budget: 64,
+        };
+        let next = c.on_readable(&mut buf, limits, Drain::ShortRead, &mut stats);
+        assert!(matches!(next, Next::Keep), "{next:?}");
+        assert_eq!(stats.budget_spent, 0);
+        let mut c = conn(vec![Step::Data(b"abcd"), Step::Data(b"efgh")], vec![]);
+        let tiny = Limits {
+            cap: CAP,
+            budget: 1,
+        };
+        let next = c.on_readable(&mut buf, tiny, Drain::ShortRead, &mut stats);
+        assert!(matches!(next, Next::Requeue), "{next:?}");
+        assert_eq!(c.stream.written, b"abcd");
     }
 }

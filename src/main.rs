@@ -61,6 +61,13 @@ struct ServerArgs {
           value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
     read_size: u64,
 
+    /// Bytes one connection may read in one turn of the loop before the
+    /// others get theirs; a connection with more waiting goes to the back
+    /// of a ready queue (fairness). At least one read is always made.
+    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_BUDGET as u64,
+          value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
+    budget: u64,
+
     /// Close a connection whose peer sent nothing for this long (seconds,
     /// or 500ms, 10s, 2m). Default: never.
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
@@ -341,6 +348,7 @@ fn run_server(args: ServerArgs) -> ExitCode {
         backlog: args.backlog,
         max_connections: args.max_connections.map(|n| n as usize),
         read_size: args.read_size as usize,
+        budget: args.budget as usize,
         idle_timeout: args.idle_timeout,
         stats_every: args.stats,
         handle_signals: true,

@@ -19,13 +19,22 @@
 //! * **Timers come from the poll timeout.** mio has no timers, so the poll
 //!   sleeps until the nearest deadline: an idle connection's, the end of an
 //!   accept pause, or the next `--stats` line.
+//! * **Every connection gets a budget per turn.** A read pass stops after
+//!   `--budget` bytes even if the socket still has data, and the connection
+//!   goes to the back of a ready queue; after each batch the queue is served
+//!   round-robin, one budget each, and while it is not empty the poll does
+//!   not sleep. Accepting has a budget too ([`ACCEPT_BUDGET`] per turn). So
+//!   one greedy peer, or a flood of new ones, cannot hold the loop: every
+//!   other connection, the timers and the listener get a turn in between.
+//!   (tokio gives each task an operation budget per tick for the same reason;
+//!   nginx's "posted events" are the same queue.)
 //! * **Running out of file descriptors pauses accepting.** With edge-triggered
 //!   readiness the listener will not wake us again for the peers already
 //!   waiting, and accepting in a loop would spin on EMFILE; so we pause, and
 //!   a timer tries again.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -38,7 +47,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::connection::{Connection, Drain, Next};
+use crate::connection::{Connection, Drain, Limits, Next};
 use crate::duration::deadline_after;
 use crate::net::{self, describe, interrupted, out_of_resources, would_block};
 use crate::stats::Counters;
@@ -59,6 +68,16 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// from it (it may go over by at most one read).
 pub const DEFAULT_OWED_CAP: usize = 64 * 1024;
 
+/// The most bytes one connection may read in one turn of the loop before
+/// the others get theirs (`--budget`). 64 KiB keeps a bulk stream's
+/// syscalls-per-byte as they were (one extra zero-timeout poll per 64 KiB)
+/// while a bystander waits at most one budget per greedy peer.
+pub const DEFAULT_BUDGET: usize = 64 * 1024;
+
+/// The most connections accepted in one turn; the rest of the backlog
+/// waits for the next turn, after the established connections had theirs.
+pub const ACCEPT_BUDGET: usize = 64;
+
 /// Everything `echoloop server` can be told.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -76,6 +95,8 @@ pub struct Config {
     pub stats_every: Option<Duration>,
     /// Per-connection cap on bytes owed; see [`DEFAULT_OWED_CAP`].
     pub owed_cap: usize,
+    /// Bytes one connection may read per turn; see [`DEFAULT_BUDGET`].
+    pub budget: usize,
     /// Handle SIGINT/SIGTERM (shut down) and SIGUSR1 (print counters). Off
     /// for servers embedded in tests and benches.
     pub handle_signals: bool,
@@ -91,6 +112,7 @@ impl Default for Config {
             idle_timeout: None,
             stats_every: None,
             owed_cap: DEFAULT_OWED_CAP,
+            budget: DEFAULT_BUDGET,
             handle_signals: false,
         }
     }
@@ -230,6 +252,9 @@ pub struct Server {
     accepting: Accepting,
     /// Open connections; a connection's slab key is its token (plus offset).
     conns: Slab<Connection<TcpStream>>,
+    /// Connections that used their budget and may still have data, oldest
+    /// first: (slab key, connection id). Served after each batch.
+    ready: VecDeque<(usize, u64)>,
     /// The one read buffer, shared by every connection: an idle connection
     /// then costs no buffer at all.
     buf: Vec<u8>,
@@ -299,6 +324,7 @@ impl Server {
             listener,
             accepting: Accepting::Idle,
             conns: Slab::new(),
+            ready: VecDeque::new(),
             buf: vec![0; config.read_size.max(1)],
             idle: BinaryHeap::new(),
             stats_due: config
@@ -367,15 +393,44 @@ impl Server {
     }
 
     /// Handles one batch of events, then does what had to wait for the end
-    /// of the batch: accepting, timers. Public so tests can feed batches of
-    /// their own making.
+    /// of the batch: timers, accepting (one budget), and the connections
+    /// that were already on the ready queue when the turn began (one budget
+    /// each). Public so tests can feed batches of their own making.
     pub fn turn(&mut self, batch: impl IntoIterator<Item = Readiness>) {
+        let waiting = self.ready.len();
         for event in batch {
             self.stats.events += 1;
             self.dispatch(event);
         }
         self.on_timers();
         self.accept();
+        self.serve_ready(waiting);
+    }
+
+    /// Gives the first `waiting` connections on the ready queue (those
+    /// queued before this turn) one more budget each. Any connection that
+    /// uses up a budget in this turn joins the back of the queue and waits
+    /// for the next turn: at most one budget per connection per turn, so a
+    /// greedy peer cannot keep the turn going.
+    fn serve_ready(&mut self, waiting: usize) {
+        for _ in 0..waiting {
+            let Some((key, id)) = self.ready.pop_front() else {
+                break;
+            };
+            match self.conns.get_mut(key) {
+                Some(conn) if conn.id() == id => conn.set_queued(false),
+                _ => continue, // closed since; its slot may be someone else's
+            }
+            log::trace!("serve conn=#{id} from=ready");
+            // No event brought us here, so no edge promises a later one:
+            // read until WouldBlock (or the budget), not to a short read.
+            self.serve(key, false, Some(Drain::WouldBlock));
+        }
+    }
+
+    /// How many connections wait on the ready queue.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
     }
 
     /// Routes one event to its owner.
@@ -395,35 +450,60 @@ impl Server {
 
     /// A connection's socket is ready: write what is owed, read and echo.
     fn on_connection(&mut self, key: usize, event: Readiness) {
-        let cap = self.config.owed_cap;
-        let Some(conn) = self.conns.get_mut(key) else {
+        if !self.conns.contains(key) {
             // Its connection closed earlier in this batch (or it is a
             // spurious wake-up for a token we never gave out): nothing to do.
             self.stats.stale_events += 1;
             log::trace!("event token={} is stale: ignored", event.token.0);
             return;
-        };
-        let before = conn.interest(cap);
-        let mut next = Next::Keep;
-        if event.writable {
-            next = conn.on_writable(&mut self.buf, cap, &mut self.stats);
         }
-        if matches!(next, Next::Keep) && (event.readable || event.read_closed || event.error) {
+        let drain = if event.read_closed || event.error {
             // After a hang-up or an error, read to the end: the FIN or the
             // error may sit right behind the data and will raise no new edge.
-            let drain = if event.read_closed || event.error {
-                Drain::WouldBlock
-            } else {
-                Drain::ShortRead
-            };
-            let heard_before = conn.bytes_in();
-            next = conn.on_readable(&mut self.buf, cap, drain, &mut self.stats);
-            if conn.bytes_in() != heard_before {
-                conn.touch(self.now); // the idle timeout counts from here
-            }
+            Some(Drain::WouldBlock)
+        } else if event.readable {
+            Some(Drain::ShortRead)
+        } else {
+            None
+        };
+        self.serve(key, event.writable, drain);
+    }
+
+    /// Does one connection's work for this turn: write what is owed (if
+    /// `write`), then one budget of reading (if `read`), then act on the
+    /// verdict: re-register, requeue or close.
+    fn serve(&mut self, key: usize, write: bool, read: Option<Drain>) {
+        let limits = Limits {
+            cap: self.config.owed_cap,
+            budget: self.config.budget,
+        };
+        let cap = limits.cap;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let before = conn.interest(cap);
+        let heard_before = conn.bytes_in();
+        let mut next = Next::Keep;
+        if write {
+            next = conn.on_writable(&mut self.buf, limits, &mut self.stats);
+        }
+        if let (Next::Keep, Some(drain)) = (&next, read) {
+            next = conn.on_readable(&mut self.buf, limits, drain, &mut self.stats);
+        }
+        if conn.bytes_in() != heard_before {
+            conn.touch(self.now); // the idle timeout counts from here
+        }
+        if matches!(next, Next::Requeue) && !conn.is_queued() {
+            log::trace!(
+                "requeue conn=#{} (budget of {} B used)",
+                conn.id(),
+                limits.budget
+            );
+            conn.set_queued(true);
+            self.ready.push_back((key, conn.id()));
         }
         match next {
-            Next::Keep => match conn.interest(cap) {
+            Next::Keep | Next::Requeue => match conn.interest(cap) {
                 Some(after) if Some(after) != before => {
                     log::trace!("interest conn=#{} {before:?} => {after:?}", conn.id());
                     let token = Token(key + FIRST_CONNECTION);
@@ -445,8 +525,18 @@ impl Server {
 
     /// Accepts until the backlog is empty, the connection limit is reached,
     /// or the process runs out of file descriptors.
+    /// At most [`ACCEPT_BUDGET`] per turn: a flood of new peers waits its
+    /// turn behind the established connections (the listener stays `Ready`,
+    /// so the next poll does not sleep and the next turn goes on accepting).
     fn accept(&mut self) {
+        let mut budget = ACCEPT_BUDGET;
         while self.accepting == Accepting::Ready {
+            if budget == 0 {
+                self.stats.budget_spent += 1;
+                log::trace!("requeue listener (budget of {ACCEPT_BUDGET} accepts used)");
+                return;
+            }
+            budget -= 1;
             if let Some(max) = self.config.max_connections
                 && self.conns.len() >= max
             {
@@ -595,9 +685,14 @@ impl Server {
         }
     }
 
-    /// The soonest deadline: an idle connection, the end of an accept pause,
-    /// or the next stats line. `None`: sleep until an event.
+    /// The soonest deadline: now if work is waiting (the ready queue, or a
+    /// listener with peers left over from its budget), else an idle
+    /// connection, the end of an accept pause, or the next stats line.
+    /// `None`: sleep until an event.
     fn next_deadline(&self) -> Option<Instant> {
+        if !self.ready.is_empty() || self.accepting == Accepting::Ready {
+            return Some(self.now);
+        }
         let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);
         let pause = match self.accepting {
             Accepting::Paused(until) => Some(until),

@@ -44,6 +44,9 @@ pub struct Counters {
     pub owed_peak: u64,
     /// The most connections open at once.
     pub peak_open: u64,
+    /// Times a read pass or the accept loop stopped because it had used
+    /// its budget for the turn, with work possibly left (fairness).
+    pub budget_spent: u64,
 }
 
 impl Counters {
@@ -85,7 +88,8 @@ impl Counters {
         );
         let _ = write!(
             line,
-            " | open={} owed={} owed_peak={} accept_errors={}",
+            " budget_spent={} | open={} owed={} owed_peak={} accept_errors={}",
+            d(self.budget_spent, earlier.budget_spent),
             self.open(),
             self.owed_now,
             self.owed_peak,
@@ -130,7 +134,7 @@ mod tests {
         assert_eq!(
             line,
             "stats: last=1.5s polls=4 events/poll=2.50 reads=4 writes=0 wouldblock=0 \
-             in=0 out=0 accepted=2 closed=1 | open=4 owed=7 owed_peak=9 accept_errors=0"
+             in=0 out=0 accepted=2 closed=1 budget_spent=0 | open=4 owed=7 owed_peak=9 accept_errors=0"
         );
     }
 

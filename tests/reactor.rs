@@ -122,3 +122,54 @@ fn spurious_and_unknown_events_are_ignored() {
     let totals = run_while(server, || round_trip(&mut c, b"fine"));
     assert_eq!(totals.bytes_out, 4);
 }
+
+/// Bytes `stream` has sent that the peer's kernel has not yet taken in
+/// (SIOCOUTQ); 0 once everything sits in the server's receive buffer.
+fn unsent(stream: &TcpStream) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int into the pointer we pass.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    assert_eq!(rc, 0, "ioctl(SIOCOUTQ)");
+    n
+}
+
+/// A peer with 96 KiB waiting gets one budget (64 KiB) in the turn its
+/// event arrives, then goes on the ready queue; a bystander's event in the
+/// next batch is served, and the greedy peer gets its next budget in that
+/// same turn, after the batch. Before the budget, the first turn read all
+/// 96 KiB however long that took.
+#[test]
+fn a_greedy_connection_is_requeued_after_its_budget() {
+    use std::io::Write;
+    let mut server = server();
+    let addr = server.local_addr().unwrap();
+    let (greedy_token, bystander_token) = (Token(FIRST_CONNECTION), Token(FIRST_CONNECTION + 1));
+    let mut greedy = TcpStream::connect(addr).unwrap();
+    let mut bystander = TcpStream::connect(addr).unwrap();
+    bystander.set_read_timeout(Some(DEADLINE)).unwrap();
+    poll_until(&mut server, |e| e.token == LISTENER);
+    server.turn([Readiness::readable(LISTENER)]);
+    assert_eq!(server.stats().accepted, 2);
+
+    greedy.write_all(&vec![7u8; 96 * 1024]).unwrap();
+    common::eventually("the 96 KiB to reach the server", || unsent(&greedy) == 0);
+    server.turn([Readiness::readable(greedy_token)]);
+    assert_eq!(server.stats().bytes_in, 64 * 1024, "one budget, no more");
+    assert_eq!(server.stats().budget_spent, 1);
+    assert_eq!(server.ready_len(), 1, "the greedy peer waits its turn");
+
+    bystander.write_all(b"ping").unwrap();
+    poll_until(&mut server, |e| e.token == bystander_token);
+    server.turn([Readiness::readable(bystander_token)]);
+    assert_eq!(server.stats().bytes_in, 96 * 1024 + 4, "both were served");
+    assert_eq!(
+        server.ready_len(),
+        0,
+        "the rest fitted in the second budget"
+    );
+
+    let mut back = [0u8; 4];
+    std::io::Read::read_exact(&mut bystander, &mut back).unwrap();
+    assert_eq!(&back, b"ping");
+}
