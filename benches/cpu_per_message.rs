@@ -25,6 +25,7 @@ mod common;
 mod servers;
 
 use common::{ServerProcess, json_number};
+use servers::{clone_command, env_or, has, has_taskset, median};
 
 /// One measurement: server and load CPU µs per message, and msgs/s.
 #[derive(Debug, Clone, Copy)]
@@ -237,56 +238,4 @@ fn children_cpu_us() -> f64 {
     };
     let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
     us(usage.ru_utime) + us(usage.ru_stime)
-}
-
-/// `cmd`, optionally run under `taskset -c CORE`.
-fn clone_command(cmd: &Command, core: Option<usize>) -> Command {
-    let mut out = match core {
-        Some(core) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(core.to_string()).arg(cmd.get_program());
-            c
-        }
-        None => Command::new(cmd.get_program()),
-    };
-    out.args(cmd.get_args());
-    for (key, value) in cmd.get_envs() {
-        match value {
-            Some(v) => out.env(key, v),
-            None => out.env_remove(key),
-        };
-    }
-    out
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    }
-}
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn has(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null")])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn has_taskset() -> bool {
-    has("taskset")
 }

@@ -69,10 +69,12 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 pub const DEFAULT_OWED_CAP: usize = 64 * 1024;
 
 /// The most bytes one connection may read in one turn of the loop before
-/// the others get theirs (`--budget`). 64 KiB keeps a bulk stream's
-/// syscalls-per-byte as they were (one extra zero-timeout poll per 64 KiB)
-/// while a bystander waits at most one budget per greedy peer.
-pub const DEFAULT_BUDGET: usize = 64 * 1024;
+/// the others get theirs (`--budget`). A bystander waits about one budget
+/// per greedy peer; each budget costs the greedy peer one more poll. In
+/// `cargo bench --bench fairness`, 32 KiB put the bystander's p99 below
+/// tokio `current_thread`'s while keeping a greedy stream's throughput
+/// within a few percent of no budget at all; 16 KiB cost it 12-16%.
+pub const DEFAULT_BUDGET: usize = 32 * 1024;
 
 /// The most connections accepted in one turn; the rest of the backlog
 /// waits for the next turn, after the established connections had theirs.

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echoloop::server::{Config, FIRST_CONNECTION, LISTENER, Readiness, Server};
+use echoloop::server::{Config, DEFAULT_BUDGET, FIRST_CONNECTION, LISTENER, Readiness, Server};
 use mio::{Events, Token};
 
 use common::{DEADLINE, round_trip};
@@ -134,11 +134,11 @@ fn unsent(stream: &TcpStream) -> i32 {
     n
 }
 
-/// A peer with 96 KiB waiting gets one budget (64 KiB) in the turn its
-/// event arrives, then goes on the ready queue; a bystander's event in the
-/// next batch is served, and the greedy peer gets its next budget in that
-/// same turn, after the batch. Before the budget, the first turn read all
-/// 96 KiB however long that took.
+/// A peer with one and a half budgets waiting gets one budget in the turn
+/// its event arrives, then goes on the ready queue; a bystander's event in
+/// the next batch is served, and the greedy peer gets its next budget in
+/// that same turn, after the batch. Before the budget, the first turn read
+/// everything however long that took.
 #[test]
 fn a_greedy_connection_is_requeued_after_its_budget() {
     use std::io::Write;
@@ -152,17 +152,26 @@ fn a_greedy_connection_is_requeued_after_its_budget() {
     server.turn([Readiness::readable(LISTENER)]);
     assert_eq!(server.stats().accepted, 2);
 
-    greedy.write_all(&vec![7u8; 96 * 1024]).unwrap();
-    common::eventually("the 96 KiB to reach the server", || unsent(&greedy) == 0);
+    let waiting = DEFAULT_BUDGET * 3 / 2;
+    greedy.write_all(&vec![7u8; waiting]).unwrap();
+    common::eventually("the bytes to reach the server", || unsent(&greedy) == 0);
     server.turn([Readiness::readable(greedy_token)]);
-    assert_eq!(server.stats().bytes_in, 64 * 1024, "one budget, no more");
+    assert_eq!(
+        server.stats().bytes_in,
+        DEFAULT_BUDGET as u64,
+        "one budget, no more"
+    );
     assert_eq!(server.stats().budget_spent, 1);
     assert_eq!(server.ready_len(), 1, "the greedy peer waits its turn");
 
     bystander.write_all(b"ping").unwrap();
     poll_until(&mut server, |e| e.token == bystander_token);
     server.turn([Readiness::readable(bystander_token)]);
-    assert_eq!(server.stats().bytes_in, 96 * 1024 + 4, "both were served");
+    assert_eq!(
+        server.stats().bytes_in,
+        waiting as u64 + 4,
+        "both were served"
+    );
     assert_eq!(
         server.ready_len(),
         0,

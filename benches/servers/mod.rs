@@ -13,6 +13,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
 use std::thread;
 
 /// The read size every server uses.
@@ -133,8 +134,9 @@ pub fn serve_if_asked() {
 }
 
 /// The command that runs server `kind` as its own process on
-/// 127.0.0.1:0. `kind` is one of [`KINDS`] or `c` (the C epoll anchor, when
-/// [`c_anchor`] finds it). The process prints `listening on ADDR` first.
+/// 127.0.0.1:0. `kind` is one of [`KINDS`], `c` (the C epoll anchor, when
+/// [`c_anchor`] finds it) or `before` (the echoloop binary named by
+/// `ECHOLOOP_BEFORE`, when set). The process prints `listening on ADDR` first.
 pub fn command(kind: &str) -> Option<std::process::Command> {
     use std::process::Command;
     let cmd = match kind {
@@ -152,6 +154,14 @@ pub fn command(kind: &str) -> Option<std::process::Command> {
         "c" => {
             let mut cmd = Command::new(c_anchor()?);
             cmd.arg("0");
+            cmd
+        }
+        // Another build of echoloop (say, the last commit's), to compare
+        // before and after a change in one interleaved run.
+        "before" => {
+            let mut cmd = Command::new(std::env::var_os("ECHOLOOP_BEFORE")?);
+            cmd.args(["server", "--bind", "127.0.0.1:0"])
+                .env("RUST_LOG", "warn");
             cmd
         }
         _ => return None,
@@ -184,4 +194,60 @@ pub fn c_anchor() -> Option<std::path::PathBuf> {
         .status()
         .ok()?;
     built.success().then_some(binary)
+}
+
+/// `cmd`, optionally run under `taskset -c CORE`.
+pub fn clone_command(cmd: &Command, core: Option<usize>) -> Command {
+    let mut out = match core {
+        Some(core) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(core.to_string()).arg(cmd.get_program());
+            c
+        }
+        None => Command::new(cmd.get_program()),
+    };
+    out.args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => out.env(key, v),
+            None => out.env_remove(key),
+        };
+    }
+    out
+}
+
+/// The median of the finite values (NaN when there are none).
+pub fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// The environment variable `key` parsed, or `default`.
+pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Whether `program` is on the PATH.
+pub fn has(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether `taskset` can pin processes to cores.
+pub fn has_taskset() -> bool {
+    has("taskset")
 }

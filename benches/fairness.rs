@@ -1,0 +1,232 @@
+//! Fairness: what one or two greedy streams do to a bystander's latency,
+//! for each server, and what the streams themselves get.
+//!
+//! What it compares: the C epoll anchor, the echoloop reactor, tokio
+//! `current_thread`, thread-per-connection, and (when `ECHOLOOP_BEFORE`
+//! names another echoloop binary, e.g. the last commit's) that build as
+//! `before`. Each server is its own process pinned to core 0; this process,
+//! pinned to core 1, runs 0, 1 or 2 greedy streams (a writer thread pushing
+//! 64 KiB writes and a reader thread reading the echo, flat out) and one
+//! bystander connection that ping-pongs 64 B messages one at a time.
+//!
+//! Figures: the bystander's p50 / p99 / max round trip (µs) and echoes per
+//! second, and the greedy streams' echoed MB/s (summed). Medians over
+//! ROUNDS rounds that rotate the order of the servers, all in one run.
+//!
+//! The greedy threads run at nice 10 so that, on the one core the client
+//! side has, the bystander is woken promptly: what is measured is the
+//! server's scheduling, not the client's.
+//!
+//! Run: `cargo bench --bench fairness`. Knobs (environment): ROUNDS
+//! (default 3), SECS per measurement (default 3), KINDS (comma list,
+//! default `c,echoloop,tokio,threads`, plus `before` when ECHOLOOP_BEFORE
+//! is set), STREAMS (comma list, default `0,1,2`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod servers;
+
+use common::ServerProcess;
+use servers::{clone_command, env_or, has_taskset, median};
+
+/// One measurement of one server under `streams` greedy streams.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+    echoes_per_s: f64,
+    greedy_mb_s: f64,
+}
+
+fn main() {
+    servers::serve_if_asked();
+    let rounds: usize = env_or("ROUNDS", 3);
+    let secs: f64 = env_or("SECS", 3.0);
+    let default_kinds = if std::env::var_os("ECHOLOOP_BEFORE").is_some() {
+        "c,echoloop,before,tokio,threads"
+    } else {
+        "c,echoloop,tokio,threads"
+    };
+    let kinds: Vec<String> = std::env::var("KINDS")
+        .unwrap_or_else(|_| default_kinds.into())
+        .split(',')
+        .map(str::to_string)
+        .filter(|k| {
+            let ok = servers::command(k).is_some();
+            if !ok {
+                println!("{k}: not available, skipped");
+            }
+            ok
+        })
+        .collect();
+    let streams: Vec<usize> = std::env::var("STREAMS")
+        .unwrap_or_else(|_| "0,1,2".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    // Count the cores before pinning ourselves to one of them.
+    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    let pin = has_taskset() && pin_self_to(1);
+    println!(
+        "fairness: {cores} cores (more cannot change this single-loop figure); {rounds} rounds x {secs} s; server on core 0, clients on core 1{}",
+        if pin {
+            ""
+        } else {
+            " (NOT pinned: taskset or sched_setaffinity unavailable)"
+        }
+    );
+    println!("bystander 64 B ping-pong: p50 / p99 / max µs, echoes/s; greedy streams: MB/s echoed");
+    let window = Duration::from_secs_f64(secs);
+    for &n in &streams {
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds.len()];
+        for round in 0..rounds {
+            for k in 0..kinds.len() {
+                let k = (k + round) % kinds.len();
+                if let Some(sample) = measure(&kinds[k], n, window, pin) {
+                    samples[k].push(sample);
+                }
+            }
+        }
+        println!("{n} greedy stream{}:", if n == 1 { "" } else { "s" });
+        for (kind, s) in kinds.iter().zip(&samples) {
+            let m = |f: fn(&Sample) -> f64| median(s.iter().map(f));
+            println!(
+                "  {kind:<9} p50 {:>7.0}  p99 {:>7.0}  max {:>8.0}  {:>7.0} echoes/s  greedy {:>6.0} MB/s",
+                m(|s| s.p50_us),
+                m(|s| s.p99_us),
+                m(|s| s.max_us),
+                m(|s| s.echoes_per_s),
+                m(|s| s.greedy_mb_s),
+            );
+        }
+    }
+}
+
+/// Starts `kind` on core 0, runs `streams` greedy streams and the
+/// bystander against it for `window`, and stops it.
+fn measure(kind: &str, streams: usize, window: Duration, pin: bool) -> Option<Sample> {
+    let server = ServerProcess::spawn(clone_command(&servers::command(kind)?, pin.then_some(0)));
+    common::eventually("the server to listen", || {
+        TcpStream::connect(server.addr).is_ok()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let echoed = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for _ in 0..streams {
+        threads.extend(greedy(server.addr, &stop, &echoed)?);
+    }
+    // Let the streams reach full speed before measuring.
+    let warm = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < warm && streams > 0 {
+        thread::yield_now();
+    }
+    let before = echoed.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let latency = bystander(server.addr, window);
+    let elapsed = started.elapsed().as_secs_f64();
+    let greedy_bytes = echoed.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    drop(server); // kills it: the stream threads see EOF or an error
+    for t in threads {
+        let _ = t.join();
+    }
+    let latency = latency?;
+    Some(Sample {
+        p50_us: latency.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_us: latency.value_at_quantile(0.99) as f64 / 1000.0,
+        max_us: latency.max() as f64 / 1000.0,
+        echoes_per_s: latency.len() as f64 / elapsed,
+        greedy_mb_s: greedy_bytes as f64 / elapsed / 1e6,
+    })
+}
+
+/// One greedy stream: a writer thread and a reader thread on one
+/// connection, both flat out until `stop`, at nice 10.
+fn greedy(
+    addr: SocketAddr,
+    stop: &Arc<AtomicBool>,
+    echoed: &Arc<AtomicU64>,
+) -> Option<[thread::JoinHandle<()>; 2]> {
+    let reader = TcpStream::connect(addr).ok()?;
+    let writer = reader.try_clone().ok()?;
+    let (stop_w, stop_r) = (Arc::clone(stop), Arc::clone(stop));
+    let echoed = Arc::clone(echoed);
+    let w = thread::spawn(move || {
+        lower_priority();
+        let mut writer = writer;
+        let chunk = vec![0x5au8; 64 * 1024];
+        while !stop_w.load(Ordering::Relaxed) {
+            if writer.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let r = thread::spawn(move || {
+        lower_priority();
+        let mut reader = reader;
+        let mut buf = vec![0u8; 256 * 1024];
+        while !stop_r.load(Ordering::Relaxed) {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    echoed.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    Some([w, r])
+}
+
+/// Ping-pongs 64 B for `window`; the histogram of round trips in ns.
+/// `None` if the connection fails (the bench reports the server as failed
+/// for that round rather than guessing).
+fn bystander(addr: SocketAddr, window: Duration) -> Option<Histogram<u64>> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_nodelay(true).ok()?;
+    s.set_read_timeout(Some(window + Duration::from_secs(10)))
+        .ok()?;
+    let mut latency = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).ok()?;
+    let msg = [0x42u8; 64];
+    let mut back = [0u8; 64];
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        let sent = Instant::now();
+        s.write_all(&msg).ok()?;
+        s.read_exact(&mut back).ok()?;
+        latency.saturating_record(sent.elapsed().as_nanos() as u64);
+        if back != msg {
+            eprintln!("bystander: echo differs from what was sent");
+            return None;
+        }
+    }
+    Some(latency)
+}
+
+/// Pins this process (and the threads it starts later) to `core`.
+fn pin_self_to(core: usize) -> bool {
+    // SAFETY: sched_setaffinity reads the cpu_set_t we built; pid 0 is us.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Nice 10 for the calling thread (Linux: a thread id is a PRIO_PROCESS who).
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take and return plain integers.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
