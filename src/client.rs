@@ -16,6 +16,22 @@
 //! (`echoloop client -v`). Read `Client::step` for the transitions, one
 //! `match` arm per state.
 //!
+//! Three promises hold against a hostile server:
+//!
+//! * **The deadline wins.** It is checked between polls *and* inside every
+//!   read loop, since a server that sends without pause never lets a read
+//!   say `WouldBlock`; and stdout is written through a writer that gives up
+//!   at the same deadline ([`crate::stdout`]), so a reader that stops
+//!   reading cannot hold the client past `--timeout` either. On a timeout,
+//!   the reply so far is printed before the error, as curl does.
+//! * **Memory is bounded.** Without `--raw` the reply is held for `repr()`,
+//!   up to `--max-reply` bytes; past that the client stops (exit 63).
+//!   `--raw` streams and holds nothing.
+//! * **The upload is never cut short silently.** A server that half-closes
+//!   early does not stop the sending: the client keeps writing until the
+//!   whole payload is out, and a reset on the way is a send failure (exit
+//!   55) that says how much went out.
+//!
 //! Read this after [`crate::server`]; [`crate::target`] parses the SERVER
 //! argument and builds the request, [`crate::repr`] formats the reply.
 
@@ -29,7 +45,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::duration::deadline_after;
-use crate::net::{connect_finished, describe, interrupted, would_block};
+use crate::net::{connect_finished, describe, interrupted, resolver_message, would_block};
 use crate::repr::bytes_repr;
 use crate::target::Target;
 
@@ -59,6 +75,8 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// How long the whole exchange may take, connecting included.
     pub timeout: Duration,
+    /// The most reply bytes held for `repr()` (not used with `raw`).
+    pub max_reply: u64,
 }
 
 /// Why the exchange failed. Each kind has its own exit code, following curl.
@@ -87,12 +105,23 @@ pub enum ClientError {
         /// The limit that was exceeded.
         after: Duration,
     },
-    /// Sending failed after connecting (exit 55).
+    /// Sending failed after connecting, or the connection failed while the
+    /// payload was still going out (exit 55).
     Send {
         /// `host:port`.
         target: String,
         /// What the kernel said.
         source: io::Error,
+        /// Payload bytes written before the failure.
+        sent: usize,
+        /// Payload bytes in all.
+        total: usize,
+    },
+    /// The reply outgrew `--max-reply` (exit 63, curl's "maximum file size
+    /// exceeded").
+    TooLarge {
+        /// The limit.
+        limit: u64,
     },
     /// Receiving failed, e.g. the connection was reset (exit 56).
     Recv {
@@ -115,6 +144,7 @@ impl ClientError {
             ClientError::Connect { .. } => 7,
             ClientError::Timeout { .. } => 28,
             ClientError::Send { .. } => 55,
+            ClientError::TooLarge { .. } => 63,
             ClientError::Recv { .. } => 56,
             ClientError::Output(_) => 23,
             ClientError::Poll(_) => 1,
@@ -140,9 +170,20 @@ impl fmt::Display for ClientError {
                 "timed out after {} s {during} {target}",
                 after.as_secs_f64()
             ),
-            ClientError::Send { target, source } => {
-                write!(f, "failed sending to {target}: {}", describe(source))
-            }
+            ClientError::Send {
+                target,
+                source,
+                sent,
+                total,
+            } => write!(
+                f,
+                "failed sending to {target}: {} (sent {sent} of {total} bytes)",
+                describe(source)
+            ),
+            ClientError::TooLarge { limit } => write!(
+                f,
+                "the reply is larger than --max-reply ({limit} bytes); use --raw to stream it"
+            ),
             ClientError::Recv { target, source } => {
                 write!(f, "failed receiving from {target}: {}", describe(source))
             }
@@ -176,6 +217,9 @@ pub enum State {
         stream: TcpStream,
         /// Payload bytes written so far.
         written: usize,
+        /// The server has sent EOF: it will say no more, but it may still
+        /// be reading, so the rest of the payload still goes out.
+        peer_done: bool,
     },
     /// The payload is out; read until EOF.
     Reading {
@@ -290,9 +334,11 @@ impl<'o> Client<'o> {
             }
         }
         if !self.opts.raw {
-            writeln!(self.out, "{}", bytes_repr(&self.reply)).map_err(ClientError::Output)?;
+            let printed = writeln!(self.out, "{}", bytes_repr(&self.reply));
+            printed.map_err(|e| self.output_error(e))?;
         }
-        self.out.flush().map_err(ClientError::Output)?;
+        let flushed = self.out.flush();
+        flushed.map_err(|e| self.output_error(e))?;
         Ok(self.received)
     }
 
@@ -313,7 +359,12 @@ impl<'o> Client<'o> {
                         .registry()
                         .reregister(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)
                         .map_err(ClientError::Poll)?;
-                    Ok((State::Writing { stream, written: 0 }, Flow::Continue))
+                    let writing = State::Writing {
+                        stream,
+                        written: 0,
+                        peer_done: false,
+                    };
+                    Ok((writing, Flow::Continue))
                 }
                 // Still in progress: that was a spurious wake-up.
                 Ok(false) => Ok((
@@ -331,7 +382,11 @@ impl<'o> Client<'o> {
                     Ok((self.connect_next()?, Flow::Wait))
                 }
             },
-            State::Writing { stream, written } => Ok((self.write(stream, written)?, Flow::Wait)),
+            State::Writing {
+                stream,
+                written,
+                peer_done,
+            } => Ok((self.write(stream, written, peer_done)?, Flow::Wait)),
             State::Reading { mut stream } => {
                 if self.read_available(&mut stream)? {
                     Ok((finish(stream), Flow::Wait))
@@ -405,28 +460,68 @@ impl<'o> Client<'o> {
     }
 
     /// Writing: read what has arrived, then write more of the payload,
-    /// across partial writes. All out: half-close if asked, → Reading.
-    /// EOF from the peer first: → Done (it has said all it will).
-    fn write(&mut self, mut stream: TcpStream, mut written: usize) -> Result<State, ClientError> {
-        if self.read_available(&mut stream)? {
-            return Ok(finish(stream));
+    /// across partial writes. All out: half-close if asked, then → Reading,
+    /// or → Done if the server has already sent its EOF.
+    ///
+    /// An EOF from the server while we write does not stop the writing: a
+    /// half-close only says the server will send no more, and it may well
+    /// go on reading (an echo server that was itself half-closed does). We
+    /// stop reading (the socket would report EOF forever) and write on; if
+    /// the server really has gone, the next write fails and says how much
+    /// of the payload went out.
+    fn write(
+        &mut self,
+        mut stream: TcpStream,
+        mut written: usize,
+        mut peer_done: bool,
+    ) -> Result<State, ClientError> {
+        let total = self.opts.payload.len();
+        if !peer_done {
+            match self.read_available(&mut stream) {
+                Ok(false) => {}
+                Ok(true) => {
+                    log::debug!(
+                        "the server sent EOF with {written} of {total} bytes out: sending on"
+                    );
+                    peer_done = true;
+                    self.poll
+                        .registry()
+                        .reregister(&mut stream, SOCKET, Interest::WRITABLE)
+                        .map_err(ClientError::Poll)?;
+                }
+                // A reset while the payload is going out is a failed send:
+                // it is the sending that did not complete.
+                Err(ClientError::Recv { source, .. }) => {
+                    return Err(self.send_error(source, written));
+                }
+                Err(e) => return Err(e),
+            }
         }
-        while written < self.opts.payload.len() {
+        while written < total {
             match stream.write(&self.opts.payload[written..]) {
                 Ok(n) => {
                     log::debug!("write {n} bytes");
                     written += n;
                 }
-                Err(e) if would_block(&e) => return Ok(State::Writing { stream, written }),
+                Err(e) if would_block(&e) => {
+                    return Ok(State::Writing {
+                        stream,
+                        written,
+                        peer_done,
+                    });
+                }
                 Err(e) if interrupted(&e) => {}
-                Err(source) => return Err(self.send_error(source)),
+                Err(source) => return Err(self.send_error(source, written)),
             }
         }
         if self.opts.half_close {
             log::debug!("shutdown write side");
             stream
                 .shutdown(Shutdown::Write)
-                .map_err(|e| self.send_error(e))?;
+                .map_err(|e| self.send_error(e, written))?;
+        }
+        if peer_done {
+            return Ok(finish(stream));
         }
         self.poll
             .registry()
@@ -436,9 +531,13 @@ impl<'o> Client<'o> {
     }
 
     /// Reads until `WouldBlock` (false) or EOF (true), passing each chunk to
-    /// the output.
+    /// the output. The deadline is checked before every read: a server that
+    /// sends without pause would otherwise keep this loop going forever.
     fn read_available(&mut self, stream: &mut TcpStream) -> Result<bool, ClientError> {
         loop {
+            if Instant::now() >= self.deadline {
+                return Err(self.timed_out());
+            }
             match stream.read(&mut self.buf) {
                 Ok(0) => {
                     log::debug!("read EOF after {} bytes", self.received);
@@ -448,9 +547,12 @@ impl<'o> Client<'o> {
                     log::debug!("read {n} bytes");
                     self.received += n as u64;
                     if self.opts.raw {
-                        self.out
-                            .write_all(&self.buf[..n])
-                            .map_err(ClientError::Output)?;
+                        let written = self.out.write_all(&self.buf[..n]);
+                        written.map_err(|e| self.output_error(e))?;
+                    } else if self.reply.len() as u64 + n as u64 > self.opts.max_reply {
+                        return Err(ClientError::TooLarge {
+                            limit: self.opts.max_reply,
+                        });
                     } else {
                         self.reply.extend_from_slice(&self.buf[..n]);
                     }
@@ -474,16 +576,7 @@ impl<'o> Client<'o> {
         loop {
             let now = Instant::now();
             if now >= self.deadline {
-                let during = match self.state {
-                    State::Resolving | State::Connecting { .. } => "connecting to",
-                    State::Writing { .. } => "sending to",
-                    State::Reading { .. } | State::Done => "reading from",
-                };
-                return Err(ClientError::Timeout {
-                    target: self.opts.target.to_string(),
-                    during,
-                    after: self.opts.timeout,
-                });
+                return Err(self.timed_out());
             }
             let State::Connecting { since, addr, .. } = self.state else {
                 return Ok(self.deadline - now);
@@ -507,10 +600,47 @@ impl<'o> Client<'o> {
         self.state = next;
     }
 
-    fn send_error(&self, source: io::Error) -> ClientError {
+    /// The timeout error for the current state. Like curl, first prints
+    /// what has been received so far (without `--raw`; raw output already
+    /// went out as it came), so a partial reply is not lost. Printing is
+    /// best effort: the timeout is the error either way.
+    fn timed_out(&mut self) -> ClientError {
+        let during = match self.state {
+            State::Resolving | State::Connecting { .. } => "connecting to",
+            State::Writing { .. } => "sending to",
+            State::Reading { .. } | State::Done => "reading from",
+        };
+        if !self.opts.raw && !self.reply.is_empty() {
+            let _ = writeln!(self.out, "{}", bytes_repr(&self.reply));
+            let _ = self.out.flush();
+        }
+        ClientError::Timeout {
+            target: self.opts.target.to_string(),
+            during,
+            after: self.opts.timeout,
+        }
+    }
+
+    /// The error for a failed write to the output: the deadline passing
+    /// while stdout was blocked (see [`crate::stdout`]) is a timeout.
+    fn output_error(&self, e: io::Error) -> ClientError {
+        if e.kind() == io::ErrorKind::TimedOut {
+            ClientError::Timeout {
+                target: self.opts.target.to_string(),
+                during: "writing the reply from",
+                after: self.opts.timeout,
+            }
+        } else {
+            ClientError::Output(e)
+        }
+    }
+
+    fn send_error(&self, source: io::Error, sent: usize) -> ClientError {
         ClientError::Send {
             target: self.opts.target.to_string(),
             source,
+            sent,
+            total: self.opts.payload.len(),
         }
     }
 }
@@ -521,16 +651,6 @@ fn finish(stream: TcpStream) -> State {
     let _ = stream.shutdown(Shutdown::Both);
     drop(stream);
     State::Done
-}
-
-/// The resolver's own message, without std's "failed to lookup address
-/// information: " prefix.
-fn resolver_message(err: &io::Error) -> String {
-    let text = err.to_string();
-    match text.split_once("information: ") {
-        Some((_, message)) => message.to_string(),
-        None => text,
-    }
 }
 
 #[cfg(test)]
@@ -546,6 +666,7 @@ mod tests {
             raw: true,
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
+            max_reply: 1 << 20,
         }
     }
 

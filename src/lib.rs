@@ -18,11 +18,14 @@
 //!   reading → done, on one `Poll`.
 //! - [`target`] — the SERVER argument and the exact HTTP request.
 //! - [`repr`] — Python's `repr()` of bytes, for the client's output.
+//! - [`stdout`] — stdout written without ever waiting past the deadline.
 //!
 //! Last, the load generator, the server's reactor turned around:
 //!
 //! - [`load`] — many connections, each a small state machine, on one `Poll`;
 //!   closed or open loop, every echoed byte checked, latency histograms.
+//! - [`timer`] — a timerfd in the poll, for an open-loop schedule kept to
+//!   the microsecond (poll timeouts are whole milliseconds).
 //!
 //! The command-line shell is `src/main.rs`: it parses arguments, calls into
 //! these modules and maps errors to exit codes.
@@ -37,4 +40,6 @@ pub mod net;
 pub mod repr;
 pub mod server;
 pub mod stats;
+pub mod stdout;
 pub mod target;
+pub mod timer;

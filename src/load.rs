@@ -19,6 +19,18 @@
 //!   stalls is charged for the whole stall, not only for the one message
 //!   that was waiting (the "coordinated omission" trap).
 //!
+//!   A schedule the generator itself cannot keep is reported, not hidden:
+//!   due messages wait in a backlog (a count, not a queue, so memory stays
+//!   flat whatever the rate) and are handed to connections whose sockets
+//!   have taken everything so far; the report says how many were due, how
+//!   many were sent, how many never were, and how late the sends were. The
+//!   schedule is kept with a timerfd ([`crate::timer`]), not the poll's
+//!   millisecond timeout.
+//!
+//! The clock starts once the connections are up (with `--connect-rate`, at
+//! once: the ramp is part of the run): `--warmup`, then `--duration`. So a
+//! run shorter than connecting still measures what it was asked to.
+//!
 //! The costs per message are the server's mirror image: one `write`, one
 //! `read` (a short read means the socket is drained: no read that only says
 //! `WouldBlock`), and a share of one `epoll_wait`. Sockets are registered
@@ -36,8 +48,9 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::duration::{deadline_after, nth_tick};
+use crate::duration::{MAX_DURATION, deadline_after, nth_tick};
 use crate::net::{connect_finished, describe, interrupted, would_block};
+use crate::timer::Timer;
 
 /// The period of the byte tape. Shifts of whole multiples of it would go
 /// unnoticed; 1 MiB is far beyond anything a TCP stream reorders.
@@ -45,8 +58,17 @@ const TAPE_PERIOD: usize = 1 << 20;
 /// The most bytes one read or write handles, and the tape's overhang past
 /// its period (so any chunk starting inside the period is one slice).
 const CHUNK: usize = 64 * 1024;
-/// How often timeouts are checked and the live line is refreshed.
+/// How often overdue echoes are looked for and the live line is refreshed.
+/// (An echo that does come back late is a timeout whatever the tick: see
+/// [`Tally::complete`].)
 const TICK: Duration = Duration::from_millis(200);
+/// The most due messages handed out in one turn; the rest wait for the next
+/// turn, after a poll, so that echoes are read in between.
+const DEAL_PER_TURN: u64 = 1024;
+/// A send later than this after its due time means the schedule slipped.
+const LAG_TOLERATED_US: u64 = 1000;
+/// The open-loop timer's token (connection tokens are their indices).
+const TIMER: Token = Token(usize::MAX);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -116,6 +138,67 @@ pub struct Report {
     pub errors: Errors,
     /// The first connect failure, for the error message.
     pub first_connect_error: Option<String>,
+    /// Open loop: how well the schedule was kept. `None` in closed loop.
+    pub schedule: Option<Schedule>,
+}
+
+/// How an open-loop run kept its schedule, over the measured window.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Messages that fell due.
+    pub due: u64,
+    /// Of those, messages handed to a connection and written.
+    pub sent: u64,
+    /// How late each send was after its due time, µs (1 = on time).
+    pub lag: Histogram<u64>,
+}
+
+impl Schedule {
+    /// Messages that fell due but were never sent: the generator (or the
+    /// connections available to it) could not keep up.
+    pub fn unsent(&self) -> u64 {
+        self.due.saturating_sub(self.sent)
+    }
+
+    fn lag_at(&self, q: f64) -> u64 {
+        if self.lag.is_empty() {
+            0
+        } else {
+            self.lag.value_at_quantile(q)
+        }
+    }
+
+    /// Whether the schedule was kept: everything due was sent, and 99% of
+    /// the sends within a millisecond of their due time.
+    pub fn kept(&self) -> bool {
+        self.unsent() == 0 && self.lag_at(0.99) <= LAG_TOLERATED_US
+    }
+
+    /// One line for the human summary (and the warning when not kept).
+    pub fn line(&self) -> String {
+        format!(
+            "due {}, sent {}, not sent {}; send lag µs p50 {}  p99 {}  max {}",
+            self.due,
+            self.sent,
+            self.unsent(),
+            self.lag_at(0.5),
+            self.lag_at(0.99),
+            self.lag.max()
+        )
+    }
+
+    fn to_json(&self) -> String {
+        format!(
+            "{{\"due\":{},\"sent\":{},\"unsent\":{},\"kept\":{},             \"lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}}}}",
+            self.due,
+            self.sent,
+            self.unsent(),
+            self.kept(),
+            self.lag_at(0.5),
+            self.lag_at(0.99),
+            self.lag.max()
+        )
+    }
 }
 
 /// A snapshot for the live progress line.
@@ -178,14 +261,19 @@ impl Report {
         }
     }
 
-    /// One JSON object with exactly the documented keys.
+    /// One JSON object with exactly the documented keys (plus `schedule`
+    /// in open loop).
     pub fn to_json(&self) -> String {
         let e = &self.errors;
+        let schedule = self
+            .schedule
+            .as_ref()
+            .map_or(String::new(), |s| format!(",\"schedule\":{}", s.to_json()));
         format!(
             "{{\"connections\":{},\"size\":{},\"duration_s\":{:.3},\"messages\":{},\
              \"msgs_per_s\":{:.1},\"mib_per_s\":{:.3},\
              \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
-             \"errors\":{{\"connect\":{},\"reset\":{},\"timeout\":{},\"mismatch\":{}}}}}",
+             \"errors\":{{\"connect\":{},\"reset\":{},\"timeout\":{},\"mismatch\":{}}}{schedule}}}",
             self.connections,
             self.size,
             self.duration.as_secs_f64(),
@@ -212,9 +300,10 @@ impl Report {
         };
         let secs = self.secs();
         let mut out = String::new();
+        let plural = if self.connections == 1 { "" } else { "s" };
         let _ = writeln!(
             out,
-            "{}: {} connections ({} established) x {} B, {mode}, {:.2} s measured",
+            "{}: {} connection{plural} ({} established) x {} B, {mode}, {:.2} s measured",
             config.addr,
             self.connections,
             self.established,
@@ -242,6 +331,9 @@ impl Report {
             self.percentile(0.999),
             self.latency.max()
         );
+        if let Some(schedule) = &self.schedule {
+            let _ = writeln!(out, "  schedule    {}", schedule.line());
+        }
         let e = &self.errors;
         let _ = write!(
             out,
@@ -302,10 +394,13 @@ struct Conn {
 
 /// The counters every connection adds to.
 struct Tally {
-    /// Start of the measured window.
+    /// Start of the measured window (far in the future until the clock
+    /// starts, see [`Generator::start_clock`]).
     measure_from: Instant,
-    /// End of the run.
+    /// End of the run (likewise).
     end: Instant,
+    /// An echo that takes longer than this is a timeout, not a success.
+    timeout: Duration,
     messages: u64,
     bytes_sent: u64,
     bytes_received: u64,
@@ -314,21 +409,36 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts a message echoed in full at `now` that was sent/due at `at`.
-    fn complete(&mut self, at: Instant, now: Instant) {
+    /// Counts a message echoed in full at `now` that was sent (closed loop)
+    /// or due (open loop) at `at`. An echo later than the timeout is a
+    /// timeout, however it was noticed: here, as it arrives, or by the
+    /// periodic check in [`Generator::expire`] if it never does.
+    fn complete(&mut self, at: Instant, now: Instant) -> Result<(), Fault> {
+        let took = now.saturating_duration_since(at);
+        if took > self.timeout {
+            return Err(Fault::Timeout);
+        }
         if at >= self.measure_from && now <= self.end {
             self.messages += 1;
-            let us = now.saturating_duration_since(at).as_micros() as u64;
-            self.latency.saturating_record(us.max(1));
+            self.latency
+                .saturating_record((took.as_micros() as u64).max(1));
         }
+        Ok(())
     }
 
+    /// Whether bytes moved at `now` count: inside the measured window.
     fn measuring(&self, now: Instant) -> bool {
-        now >= self.measure_from
+        now >= self.measure_from && now <= self.end
     }
 }
 
 impl Conn {
+    /// Whether this connection can take another open-loop message now:
+    /// running, with everything queued so far already written.
+    fn can_take(&self) -> bool {
+        matches!(self.phase, Phase::Running { .. }) && self.sent == self.queued
+    }
+
     /// Queues one message, sent (or due) at `at`.
     fn queue(&mut self, size: usize, at: Instant) {
         self.queued += size as u64;
@@ -402,7 +512,7 @@ impl Conn {
                     break;
                 }
                 self.in_flight.pop_front();
-                tally.complete(at, now);
+                tally.complete(at, now)?;
                 if let Some(size) = refill {
                     self.queue(size, now);
                 }
@@ -423,15 +533,32 @@ pub struct Generator {
     conns: Vec<Conn>,
     tape: Vec<u8>,
     buf: Vec<u8>,
-    /// When the run started.
+    /// When the run started (connections open from here).
     started: Instant,
+    /// When the clock started: the schedule counts from here, the warm-up
+    /// and the measured window follow. `None` while connecting.
+    t0: Option<Instant>,
     /// Connections opened so far (they open in index order).
     opened: usize,
     /// Connections that reached `Running`.
     established: usize,
-    /// Open loop: messages scheduled so far, and the next connection to get one.
-    scheduled: u64,
+    /// Open loop: messages handed to connections so far (message `n` is
+    /// due at `t0 + n / rate`; those from `dealt` on are the backlog).
+    dealt: u64,
+    /// Open loop: of those, the ones due inside the measured window.
+    dealt_measured: u64,
+    /// Open loop: how late each measured message was handed out, µs.
+    lag: Histogram<u64>,
+    /// Open loop: the last deal found no connection able to take a message
+    /// (all still connecting, or every socket full), so waking for the
+    /// next due time would only spin: wait for an event instead.
+    deal_blocked: bool,
+    /// Open loop: the next connection to get a message (round robin).
     next_conn: usize,
+    /// Open loop: wakes the poll at the next due time, to the nanosecond.
+    /// `None` in closed loop (or if timerfd is unavailable: then the
+    /// poll's millisecond timeout is used, and the report shows the lag).
+    timer: Option<Timer>,
     tally: Tally,
     first_connect_error: Option<String>,
 }
@@ -440,15 +567,20 @@ impl Generator {
     /// Prepares a run; nothing is connected yet.
     pub fn new(config: Config) -> io::Result<Generator> {
         let started = Instant::now();
-        let measure_from = deadline_after(started, config.warmup);
+        // Nothing is measured until the clock starts.
+        let never = deadline_after(started, MAX_DURATION);
+        let histogram = || {
+            Histogram::new_with_bounds(1, 60_000_000, 3)
+                .map_err(|e| io::Error::other(e.to_string()))
+        };
         let tally = Tally {
-            measure_from,
-            end: deadline_after(measure_from, config.duration),
+            measure_from: never,
+            end: never,
+            timeout: config.timeout,
             messages: 0,
             bytes_sent: 0,
             bytes_received: 0,
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
-                .map_err(|e| io::Error::other(e.to_string()))?,
+            latency: histogram()?,
             errors: Errors::default(),
         };
         let conns = (0..config.connections)
@@ -462,16 +594,32 @@ impl Generator {
                 in_flight: VecDeque::new(),
             })
             .collect();
+        let poll = Poll::new()?;
+        let timer = match config.rate {
+            Some(_) => match Timer::new(poll.registry(), TIMER) {
+                Ok(timer) => Some(timer),
+                Err(e) => {
+                    log::warn!("no timerfd ({e}): the schedule is kept to the millisecond");
+                    None
+                }
+            },
+            None => None,
+        };
         Ok(Generator {
-            poll: Poll::new()?,
+            poll,
             conns,
             tape: make_tape(),
             buf: vec![0; CHUNK],
             started,
+            t0: None,
             opened: 0,
             established: 0,
-            scheduled: 0,
+            dealt: 0,
+            dealt_measured: 0,
+            lag: histogram()?,
+            deal_blocked: false,
             next_conn: 0,
+            timer,
             tally,
             first_connect_error: None,
             config,
@@ -487,31 +635,21 @@ impl Generator {
         // the events of the batch and the deadline checks that follow it.
         let mut now = Instant::now();
         loop {
+            if self.t0.is_none() && self.connected() {
+                self.start_clock(now);
+            }
             if now >= self.tally.end || self.enough() || self.all_closed() {
                 break;
             }
             self.open_due(now);
-            if let Some(rate) = self.config.rate {
-                self.send_due(now, rate);
-            }
+            self.deal(now);
             if now >= next_tick {
                 self.expire(now);
                 progress(&self.progress(now));
                 next_tick = deadline_after(now, TICK);
             }
-            let wake = [
-                Some(self.tally.end),
-                Some(next_tick),
-                self.next_open(),
-                self.next_due(),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(now);
-            let polled = self
-                .poll
-                .poll(&mut events, Some(wake.saturating_duration_since(now)));
+            let timeout = self.poll_timeout(now, next_tick)?;
+            let polled = self.poll.poll(&mut events, timeout);
             now = Instant::now();
             match polled {
                 Ok(()) => {}
@@ -519,11 +657,68 @@ impl Generator {
                 Err(e) => return Err(e),
             }
             for event in events.iter() {
+                if event.token() == TIMER {
+                    if let Some(timer) = &mut self.timer {
+                        timer.fired();
+                    }
+                    continue;
+                }
+                self.deal_blocked = false; // a socket may have room now
                 let to_would_block = event.is_read_closed() || event.is_error();
                 self.on_event(event.token().0, to_would_block, now);
             }
         }
         Ok(self.finish())
+    }
+
+    /// How long the next poll may sleep: until the end, the next tick or
+    /// the next connection to open, in whole milliseconds. The next due
+    /// message is the timer's job when there is one (exact), the poll's
+    /// otherwise.
+    fn poll_timeout(&mut self, now: Instant, next_tick: Instant) -> io::Result<Option<Duration>> {
+        let due = if self.deal_blocked {
+            None
+        } else {
+            self.next_due()
+        };
+        let mut wake = [Some(self.tally.end), Some(next_tick), self.next_open()]
+            .into_iter()
+            .flatten()
+            .min();
+        match &mut self.timer {
+            Some(timer) => timer.set(now, due)?,
+            None => wake = wake.min(due).or(due),
+        }
+        Ok(wake.map(|at| at.saturating_duration_since(now)))
+    }
+
+    /// Whether the clock may start: with `--connect-rate` at once (the
+    /// ramp is part of the run), otherwise once no connection is still
+    /// connecting.
+    fn connected(&self) -> bool {
+        self.config.connect_rate.is_some()
+            || (self.opened == self.conns.len()
+                && !self
+                    .conns
+                    .iter()
+                    .any(|c| matches!(c.phase, Phase::Connecting { .. })))
+    }
+
+    /// Starts the clock at `t0`: the schedule, then the warm-up, then the
+    /// measured window.
+    fn start_clock(&mut self, now: Instant) {
+        let t0 = if self.config.connect_rate.is_some() {
+            self.started
+        } else {
+            now
+        };
+        log::debug!(
+            "clock starts {:?} after the first connect",
+            t0.saturating_duration_since(self.started)
+        );
+        self.t0 = Some(t0);
+        self.tally.measure_from = deadline_after(t0, self.config.warmup);
+        self.tally.end = deadline_after(self.tally.measure_from, self.config.duration);
     }
 
     /// One socket is ready.
@@ -619,33 +814,58 @@ impl Generator {
         (self.opened < self.conns.len()).then(|| self.open_time(self.opened))
     }
 
-    /// When scheduled message `n` is due (open loop).
-    fn due_time(&self, n: u64, rate: f64) -> Instant {
-        deadline_after(self.started, nth_tick(n, rate))
+    /// When scheduled message `n` is due (open loop, once the clock runs).
+    fn due_time(&self, n: u64) -> Option<Instant> {
+        Some(deadline_after(self.t0?, nth_tick(n, self.config.rate?)))
     }
 
+    /// Messages due strictly before `at` (open loop).
+    fn due_before(&self, at: Instant) -> u64 {
+        match (self.t0, self.config.rate) {
+            (Some(t0), Some(rate)) if at > t0 => {
+                let n = (at - t0).as_secs_f64() * rate;
+                // Message n is due at n / rate: those with n < elapsed*rate.
+                n.ceil().min(u64::MAX as f64) as u64
+            }
+            _ => 0,
+        }
+    }
+
+    /// When the next message is due, if one is still to come in the run.
     fn next_due(&self) -> Option<Instant> {
-        self.config
-            .rate
-            .map(|rate| self.due_time(self.scheduled, rate))
+        self.due_time(self.dealt).filter(|&at| at < self.tally.end)
     }
 
-    /// Open loop: hands every message that is due to the next running
-    /// connection (round robin), then writes.
-    fn send_due(&mut self, now: Instant, rate: f64) {
+    /// Open loop: hands the due backlog out, round robin, one message at a
+    /// time to each connection whose socket has taken everything so far, at
+    /// most [`DEAL_PER_TURN`] in this turn. Latency counts from each
+    /// message's due time, and how late it was handed out is recorded.
+    fn deal(&mut self, now: Instant) {
         let n = self.conns.len();
-        while self.due_time(self.scheduled, rate) <= now {
-            let due = self.due_time(self.scheduled, rate);
-            self.scheduled += 1;
-            // The next running connection, if any is.
+        let due = self.due_before(deadline_after(now, Duration::from_nanos(1)));
+        let due = due.min(self.due_before(self.tally.end));
+        let mut budget = DEAL_PER_TURN;
+        while self.dealt < due && budget > 0 {
+            // The next connection, at most one lap away, that can take one.
             let Some(i) = (0..n)
                 .map(|k| (self.next_conn + k) % n)
-                .find(|&i| matches!(self.conns[i].phase, Phase::Running { .. }))
+                .find(|&i| self.conns[i].can_take())
             else {
-                continue; // nobody to send it: it is not counted
+                self.deal_blocked = true;
+                return;
             };
+            let Some(at) = self.due_time(self.dealt) else {
+                return;
+            };
+            self.dealt += 1;
+            budget -= 1;
             self.next_conn = (i + 1) % n;
-            self.conns[i].queue(self.config.size, due);
+            if at >= self.tally.measure_from {
+                self.dealt_measured += 1;
+                let late = now.saturating_duration_since(at).as_micros() as u64;
+                self.lag.saturating_record(late.max(1));
+            }
+            self.conns[i].queue(self.config.size, at);
             if let Err(fault) = self.conns[i].write(&self.tape, &mut self.tally, now) {
                 self.fail(i, fault);
             }
@@ -657,7 +877,9 @@ impl Generator {
         let timeout = self.config.timeout;
         for i in 0..self.conns.len() {
             match &self.conns[i].phase {
-                Phase::Connecting { since, .. } if now - *since > timeout => {
+                Phase::Connecting { since, .. }
+                    if now.saturating_duration_since(*since) > timeout =>
+                {
                     let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                     self.connect_failed(i, &e);
                 }
@@ -724,6 +946,13 @@ impl Generator {
             conn.phase = Phase::Closed;
         }
         let end = now.min(self.tally.end);
+        let schedule = self.config.rate.map(|_| Schedule {
+            due: self
+                .due_before(end)
+                .saturating_sub(self.due_before(self.tally.measure_from)),
+            sent: self.dealt_measured,
+            lag: self.lag.clone(),
+        });
         Report {
             connections: self.config.connections,
             established: self.established,
@@ -735,6 +964,7 @@ impl Generator {
             latency: self.tally.latency.clone(),
             errors: self.tally.errors,
             first_connect_error: self.first_connect_error.clone(),
+            schedule,
         }
     }
 }
@@ -796,5 +1026,82 @@ mod tests {
         }
         assert_eq!(read, written);
         assert_eq!(tape_slice(&tape, start, 100, 10), &tape[..10]);
+    }
+
+    fn tally(timeout: Duration, measure_from: Instant) -> Tally {
+        Tally {
+            measure_from,
+            end: measure_from + Duration::from_secs(10),
+            timeout,
+            messages: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+            errors: Errors::default(),
+        }
+    }
+
+    /// An echo later than the timeout is a timeout, not a success, however
+    /// it was noticed; one just inside it counts, with its latency.
+    #[test]
+    fn a_late_echo_is_a_timeout_whatever_the_tick() {
+        let t0 = Instant::now();
+        let mut t = tally(Duration::from_millis(100), t0);
+        let late = t.complete(t0, t0 + Duration::from_millis(150));
+        assert!(matches!(late, Err(Fault::Timeout)), "{late:?}");
+        assert_eq!(t.messages, 0);
+        assert!(t.complete(t0, t0 + Duration::from_millis(100)).is_ok());
+        assert_eq!(t.messages, 1);
+        assert_eq!(t.latency.max(), t.latency.highest_equivalent(100_000));
+    }
+
+    /// Bytes and messages count only inside the window, so the figures
+    /// agree: nothing before the warm-up ends, nothing after the end.
+    #[test]
+    fn only_the_window_counts() {
+        let t0 = Instant::now();
+        let from = t0 + Duration::from_secs(1);
+        let mut t = tally(Duration::from_secs(60), from);
+        assert!(!t.measuring(t0));
+        assert!(t.measuring(from));
+        assert!(!t.measuring(t.end + Duration::from_nanos(1)));
+        t.complete(t0, from).unwrap(); // sent before the window: not counted
+        let end = t.end;
+        t.complete(from, end + Duration::from_millis(1)).unwrap(); // after it
+        assert_eq!(t.messages, 0);
+    }
+
+    /// What an open-loop run reports about its schedule.
+    #[test]
+    fn schedule_kept_and_not_kept() {
+        let mut lag = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
+        lag.record(20).unwrap();
+        let kept = Schedule {
+            due: 10,
+            sent: 10,
+            lag: lag.clone(),
+        };
+        assert!(kept.kept());
+        assert_eq!(kept.unsent(), 0);
+        let short = Schedule {
+            due: 10,
+            sent: 7,
+            lag: lag.clone(),
+        };
+        assert!(!short.kept());
+        assert_eq!(short.unsent(), 3);
+        assert!(
+            short
+                .line()
+                .starts_with("due 10, sent 7, not sent 3; send lag µs p50 20")
+        );
+        lag.record(5_000).unwrap();
+        lag.record(5_000).unwrap();
+        let late = Schedule {
+            due: 3,
+            sent: 3,
+            lag,
+        };
+        assert!(!late.kept(), "p99 of 5 ms late is not keeping the schedule");
     }
 }

@@ -4,19 +4,22 @@
 //! Exit codes: 0 success; 1 the server could not start or an event loop
 //! failed; 2 usage error (bad or missing arguments, from clap). The client
 //! adds curl's codes: 6 could not resolve, 7 could not connect, 23 could
-//! not write the output, 26 could not read `--data-file`, 28 timed out,
-//! 55 sending failed, 56 receiving failed.
+//! not write the output, 26 could not read `--data-file`, 28 timed out
+//! (connecting, sending, receiving, or writing the reply to stdout), 55
+//! sending failed (including a reset before the whole request was out), 56
+//! receiving failed, 63 the reply outgrew `--max-reply`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use echoloop::client;
-use echoloop::duration::{parse_duration, parse_rate};
+use echoloop::duration::{deadline_after, parse_duration, parse_rate};
 use echoloop::server::{self, Server};
+use echoloop::stdout::DeadlineStdout;
 use echoloop::target::Target;
 
 /// A TCP echo server, HTTP GET client and load generator, each a
@@ -116,9 +119,16 @@ struct ClientArgs {
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_duration)]
     connect_timeout: Duration,
 
-    /// Give up on the whole exchange after this long.
+    /// Give up on the whole exchange after this long (writing the reply to
+    /// stdout included). On a timeout the reply so far is printed first.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_duration)]
     timeout: Duration,
+
+    /// Without --raw, the most reply bytes to hold for repr(); a longer
+    /// reply stops the client with exit 63. --raw streams without a limit.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    max_reply: u64,
 
     /// Log each state transition and each read and write size to stderr.
     #[arg(short, long)]
@@ -128,9 +138,10 @@ struct ClientArgs {
 /// Options of `echoloop load`.
 #[derive(Args, Debug)]
 struct LoadArgs {
-    /// The echo server, e.g. 127.0.0.1:7878.
-    #[arg(value_name = "ADDR")]
-    addr: SocketAddr,
+    /// The echo server: 127.0.0.1:7878, [::1]:7878 or HOST:PORT (a name is
+    /// resolved, and its addresses tried in turn until one accepts).
+    #[arg(value_name = "ADDR", value_parser = parse_host_port)]
+    addr: (String, u16),
 
     /// Connections to open.
     #[arg(short = 'c', long, value_name = "N", default_value_t = 50,
@@ -180,6 +191,61 @@ struct LoadArgs {
     json: bool,
 }
 
+/// `HOST:PORT` or `[V6]:PORT`, split; the port is required.
+fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "`{text}` has no port (try 127.0.0.1:7878 or localhost:7878)"
+        ));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{port}` is not a port number"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("`{text}` has no host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Resolves the load target, and when the name has several addresses,
+/// picks the first that accepts a connection (as the client does), so
+/// `localhost:PORT` works whether the server listens on 127.0.0.1 or ::1.
+/// Errors: the exit code (6 unresolvable, 7 nothing accepts) and the line.
+fn pick_load_address(host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, (u8, String)> {
+    use std::net::ToSocketAddrs;
+    let resolved: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => {
+            let why = echoloop::net::resolver_message(&e);
+            return Err((6, format!("could not resolve host {host}: {why}")));
+        }
+    };
+    match resolved.as_slice() {
+        [] => Err((6, format!("could not resolve host {host}: no addresses"))),
+        [only] => Ok(*only),
+        several => {
+            let mut last = None;
+            for addr in several {
+                match std::net::TcpStream::connect_timeout(addr, timeout) {
+                    Ok(_) => return Ok(*addr),
+                    Err(e) => {
+                        log::debug!("load: {addr} does not accept: {e}");
+                        last = Some(e);
+                    }
+                }
+            }
+            let why = last.map_or("no address accepted".into(), |e| {
+                echoloop::net::describe(&e)
+            });
+            Err((7, format!("could not connect to {host}:{port}: {why}")))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = matches!(&cli.command, Command::Client(args) if args.verbose);
@@ -202,8 +268,16 @@ fn main() -> ExitCode {
 /// summary says which; 7 not one connection could be established.
 fn run_load(args: LoadArgs) -> ExitCode {
     raise_fd_limit(Some(args.connections));
+    let (host, port) = &args.addr;
+    let addr = match pick_load_address(host, *port, args.timeout) {
+        Ok(addr) => addr,
+        Err((code, line)) => {
+            error_line(line);
+            return ExitCode::from(code);
+        }
+    };
     let config = echoloop::load::Config {
-        addr: args.addr,
+        addr,
         connections: args.connections as usize,
         size: args.size as usize,
         duration: args.duration,
@@ -242,6 +316,15 @@ fn run_load(args: LoadArgs) -> ExitCode {
         report.to_human(&config)
     };
     let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+    if let Some(schedule) = report.schedule.as_ref().filter(|s| !s.kept()) {
+        // Not a failure of the server: a warning, so that nobody takes the
+        // figures for the rate that was asked for.
+        log::warn!(
+            "the generator fell behind its schedule of {} msgs/s: {}",
+            config.rate.unwrap_or_default(),
+            schedule.line()
+        );
+    }
     if report.established == 0 {
         let why = report
             .first_connect_error
@@ -298,8 +381,10 @@ fn run_client(args: ClientArgs) -> ExitCode {
         raw: args.raw,
         connect_timeout: args.connect_timeout,
         timeout: args.timeout,
+        max_reply: args.max_reply,
     };
-    match client::run(opts, &mut std::io::stdout().lock()) {
+    let deadline = deadline_after(Instant::now(), args.timeout);
+    match client::run(opts, &mut DeadlineStdout::new(deadline)) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             error_line(&e);
@@ -367,7 +452,18 @@ fn run_server(args: ServerArgs) -> ExitCode {
     let mut stdout = std::io::stdout();
     // If nobody reads stdout the line is lost, but the server still serves.
     let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
-    log::info!("echo server listening on {addr}");
+    // The address is on stdout already; the log says how the server is set.
+    log::info!(
+        "echo server ready: read size {} B, budget {} B per turn, backlog {}, \
+         max connections {}, idle timeout {}",
+        args.read_size,
+        args.budget,
+        args.backlog,
+        args.max_connections
+            .map_or("none".to_string(), |n| n.to_string()),
+        args.idle_timeout
+            .map_or("none".to_string(), |d| format!("{d:?}"))
+    );
     match server.run() {
         Ok(totals) => {
             let summary = totals.summary_line();

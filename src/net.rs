@@ -44,6 +44,16 @@ pub fn describe(err: &io::Error) -> String {
     }
 }
 
+/// The resolver's own message, without std's "failed to lookup address
+/// information: " prefix ("Name or service not known").
+pub fn resolver_message(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.split_once("information: ") {
+        Some((_, message)) => message.to_string(),
+        None => text,
+    }
+}
+
 /// mio's documented way to learn whether a non-blocking connect finished:
 /// after a writable event, `take_error` reports a failure (refused,
 /// unreachable); otherwise `peer_addr` succeeds once connected, and says

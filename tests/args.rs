@@ -4,30 +4,17 @@
 
 mod common;
 
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use common::bin;
 
-/// Runs `echoloop ARGS` with stdin closed, killing it if it has not exited
-/// within a few seconds (a bad value that was accepted starts a server).
+/// Runs `echoloop ARGS`, killing it if it has not exited within a few
+/// seconds (a bad value that was accepted starts a server).
 fn run_bounded(args: &[String]) -> Output {
-    let mut child = bin()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn echoloop");
-    let end = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > end {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+    let mut cmd = bin();
+    cmd.args(args);
+    common::run_bounded(cmd, Duration::from_secs(10))
 }
 
 /// The table: each subcommand (with what it needs to get as far as parsing

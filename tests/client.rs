@@ -277,3 +277,184 @@ fn prompt_on_a_terminal_asks_for_the_server() {
         "{screen:?}"
     );
 }
+
+/// A one-shot server that writes zeros without pause until the client
+/// goes away.
+fn endless_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        let zeros = vec![0u8; 64 * 1024];
+        while s.write_all(&zeros).is_ok() {}
+    });
+    addr
+}
+
+/// `echoloop client ARGS`, killed if it runs for more than 20 s.
+fn client_bounded(args: &[&str]) -> (Output, Duration) {
+    let mut cmd = bin();
+    cmd.arg("client").args(args);
+    let started = Instant::now();
+    let out = common::run_bounded(cmd, Duration::from_secs(20));
+    (out, started.elapsed())
+}
+
+/// A reply that never ends and never pauses: the read loop never sees
+/// WouldBlock, and still the deadline holds (exit 28 soon after 1 s).
+/// Before the fix the client read on until it was killed or ran out of
+/// memory.
+#[test]
+fn endless_reply_still_times_out() {
+    let addr = endless_server();
+    let (out, took) = client_bounded(&[&addr.to_string(), "--raw", "--timeout", "1"]);
+    let stderr = assert_exit(&out, 28);
+    assert_eq!(
+        stderr,
+        format!("echoloop: error: timed out after 1 s reading from {addr}\n")
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(!out.stdout.is_empty(), "raw output streamed as it came");
+}
+
+/// Without --raw the reply is held for repr() only up to --max-reply:
+/// then exit 63 with one line, never an allocation failure.
+#[test]
+fn reply_over_max_reply_exits_63() {
+    let addr = endless_server();
+    let (out, _) = client_bounded(&[&addr.to_string(), "--max-reply", "1000000"]);
+    let stderr = assert_exit(&out, 63);
+    assert_eq!(
+        stderr,
+        "echoloop: error: the reply is larger than --max-reply (1000000 bytes); \
+         use --raw to stream it\n"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// A server that answers and then keeps the connection open: on the
+/// timeout the reply so far is printed, then the error (as curl does).
+#[test]
+fn timeout_prints_the_partial_reply_first() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"hello, it's me").unwrap();
+        s
+    });
+    let (out, _) = client_bounded(&[&addr.to_string(), "--timeout", "0.5"]);
+    let stderr = assert_exit(&out, 28);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "b\"hello, it's me\"\n"
+    );
+    assert_eq!(
+        stderr,
+        format!("echoloop: error: timed out after 0.5 s reading from {addr}\n")
+    );
+    drop(holder.join().unwrap());
+}
+
+/// Stdout is a pipe nobody reads: the client cannot write its raw reply,
+/// and still exits 28 at its deadline instead of waiting for the reader.
+#[test]
+fn blocked_stdout_does_not_outlast_the_timeout() {
+    let addr = endless_server();
+    let mut child = bin()
+        .args(["client", &addr.to_string(), "--raw", "--timeout", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped()) // held open, never read
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("the client was still blocked on stdout after 20 s");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(28), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("echoloop: error: timed out after 1 s writing the reply from {addr}\n")
+    );
+}
+
+/// A server that half-closes early (after 1000 bytes) but reads on: the
+/// client sends all of its 50 MB upload anyway, and exits 0. Before the fix
+/// it stopped sending at the server's EOF and exited 0 with most of the
+/// file never sent.
+#[test]
+fn early_eof_from_the_server_does_not_cut_the_upload() {
+    let data = Rng::new(11).bytes(50_000_000);
+    let path = std::env::temp_dir().join(format!("echoloop-upload-{}", std::process::id()));
+    std::fs::write(&path, &data).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(common::DEADLINE)).unwrap();
+        let mut got = vec![0u8; 1000];
+        s.read_exact(&mut got).unwrap();
+        s.write_all(b"got the start").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s.read_to_end(&mut got).unwrap();
+        got
+    });
+    let (out, _) = client_bounded(&[
+        &addr.to_string(),
+        "--data-file",
+        path.to_str().unwrap(),
+        "--half-close",
+    ]);
+    let _ = std::fs::remove_file(&path);
+    assert_exit(&out, 0);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "b'got the start'\n");
+    let got = server.join().unwrap();
+    assert_eq!(got.len(), data.len(), "the server got a short upload");
+    assert!(got == data, "the upload differs");
+}
+
+/// A server that resets the connection while the upload is going out:
+/// that is a failed send, exit 55, and the line says how much went out.
+#[test]
+fn reset_during_upload_exits_55_with_the_byte_counts() {
+    let data = vec![b'x'; 50_000_000];
+    let path = std::env::temp_dir().join(format!("echoloop-reset-{}", std::process::id()));
+    std::fs::write(&path, &data).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut start = vec![0u8; 100_000];
+        s.read_exact(&mut start).unwrap();
+        // SO_LINGER 0: the close sends a reset, not a FIN.
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let (out, _) = client_bounded(&[&addr.to_string(), "--data-file", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    let stderr = assert_exit(&out, 55);
+    assert!(
+        stderr.starts_with(&format!("echoloop: error: failed sending to {addr}: ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(" of 50000000 bytes)"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

@@ -235,3 +235,105 @@ fn bad_load_arguments_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
+
+/// A rate far past what the generator can do: the run still ends at -d,
+/// the figures agree with each other, and the summary says the schedule
+/// was not kept (due vs sent), instead of running on or hiding it.
+#[test]
+fn an_impossible_rate_ends_on_time_and_says_so() {
+    let server = ServerProcess::start(&[]);
+    let started = std::time::Instant::now();
+    let out = load(
+        server.addr,
+        &["-c", "50", "--rate", "10000000", "-d", "1s", "--json"],
+    );
+    let took = started.elapsed();
+    let json = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{json} {stderr}");
+    assert!(took.as_secs_f64() < 5.0, "a 1 s run took {took:?}");
+    let (msgs, mib) = (
+        json_number(&json, "msgs_per_s"),
+        json_number(&json, "mib_per_s"),
+    );
+    let implied = msgs * 64.0 / 1048576.0;
+    assert!((mib - implied).abs() <= implied * 0.05 + 0.01, "{json}");
+    let due = json_number(&json, "due");
+    let sent = json_number(&json, "sent");
+    assert!(due > 5_000_000.0, "{json}");
+    assert!(sent < due, "{json}");
+    assert_eq!(json_number(&json, "unsent"), due - sent, "{json}");
+    assert!(json.contains("\"kept\":false"), "{json}");
+    assert!(stderr.contains("fell behind its schedule"), "{stderr}");
+}
+
+/// An echo that comes back after --timeout is a timeout, not a success,
+/// even though it arrives between two of the generator's timeout checks.
+#[test]
+fn a_late_echo_is_a_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut buf) {
+                    // The behaviour under test: an echo 150 ms late.
+                    thread::sleep(std::time::Duration::from_millis(150));
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let out = load(
+        addr,
+        &["-c", "1", "-d", "1s", "--timeout", "100ms", "--json"],
+    );
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json_number(&json, "timeout"), 1.0, "{json}");
+    assert_eq!(json_number(&json, "messages"), 0.0, "{json}");
+}
+
+/// A run shorter than connecting takes still connects and measures: the
+/// clock starts once the connections are up.
+#[test]
+fn a_one_millisecond_run_connects_and_measures() {
+    let server = ServerProcess::start(&[]);
+    let out = load(server.addr, &["-c", "1", "-d", "1ms"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(": 1 connection (1 established) x 64 B"),
+        "{stdout}"
+    );
+}
+
+/// Names are resolved, and every address tried: `localhost` may come back
+/// as ::1 first while the server listens on 127.0.0.1 only.
+#[test]
+fn host_names_resolve_and_bad_names_exit_6() {
+    let server = ServerProcess::start(&[]);
+    let out = bin()
+        .args(["load", &format!("localhost:{}", server.addr.port())])
+        .args(["-c", "2", "-d", "200ms"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let out = bin()
+        .args(["load", "no-such-host.invalid:7", "-d", "200ms"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.starts_with("echoloop: error: could not resolve host no-such-host.invalid: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

@@ -238,6 +238,48 @@ pub fn round_trip(s: &mut TcpStream, msg: &[u8]) {
     assert_eq!(back, msg);
 }
 
+/// Runs `cmd` to completion with stdin closed and stdout and stderr
+/// captured, but kills it once `limit` has passed: a program that should
+/// have exited (an error, a timeout) but hangs fails the test instead of
+/// hanging it. Returns the output (status `None` if it had to be killed).
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the command");
+    // Drain both pipes on threads, so a chatty child cannot block on them.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let end = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill(); // our own child, by its PID
+            break child.wait().unwrap();
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
 /// Polls `cond` every few milliseconds until it holds or the deadline ends.
 #[track_caller]
 pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
