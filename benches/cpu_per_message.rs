@@ -49,18 +49,7 @@ fn main() {
     echoloop::net::raise_fd_limit().expect("raise the fd limit");
     let rounds: usize = env_or("ROUNDS", 5);
     let secs: f64 = env_or("SECS", 3.0);
-    let kinds: Vec<String> = std::env::var("KINDS")
-        .unwrap_or_else(|_| "c,echoloop,tokio,threads".into())
-        .split(',')
-        .map(str::to_string)
-        .filter(|k| {
-            let ok = servers::command(k).is_some();
-            if !ok {
-                println!("{k}: not available, skipped");
-            }
-            ok
-        })
-        .collect();
+    let kinds = servers::kinds_from_env("c,echoloop,tokio,threads");
     let workloads: Vec<(usize, usize)> = std::env::var("WORKLOADS")
         .unwrap_or_else(|_| "1x64,50x64,500x64,50x1024".into())
         .split(',')

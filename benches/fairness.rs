@@ -57,18 +57,7 @@ fn main() {
     } else {
         "c,echoloop,tokio,threads"
     };
-    let kinds: Vec<String> = std::env::var("KINDS")
-        .unwrap_or_else(|_| default_kinds.into())
-        .split(',')
-        .map(str::to_string)
-        .filter(|k| {
-            let ok = servers::command(k).is_some();
-            if !ok {
-                println!("{k}: not available, skipped");
-            }
-            ok
-        })
-        .collect();
+    let kinds = servers::kinds_from_env(default_kinds);
     let streams: Vec<usize> = std::env::var("STREAMS")
         .unwrap_or_else(|_| "0,1,2".into())
         .split(',')

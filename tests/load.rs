@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Output;
 use std::thread;
+use std::time::Duration;
 
 use common::{ServerProcess, bin, json_number};
 
@@ -31,9 +32,14 @@ fn json_keys(json: &str) -> Vec<String> {
 }
 
 /// A server that echoes, but with one byte flipped at `corrupt_at` on every
-/// connection (None: a faithful echo), and that closes each connection
-/// after `close_after` bytes (None: never).
-fn bad_server(corrupt_at: Option<usize>, close_after: Option<usize>) -> SocketAddr {
+/// connection (None: a faithful echo), that closes each connection after
+/// `close_after` bytes (None: never), and that holds every echo back for
+/// `delay` (the behaviour under test, not synchronisation).
+fn bad_server(
+    corrupt_at: Option<usize>,
+    close_after: Option<usize>,
+    delay: Duration,
+) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
@@ -53,6 +59,7 @@ fn bad_server(corrupt_at: Option<usize>, close_after: Option<usize>) -> SocketAd
                         buf[at - seen] ^= 0x20;
                     }
                     seen += n;
+                    thread::sleep(delay);
                     if s.write_all(&buf[..n]).is_err() {
                         return;
                     }
@@ -137,7 +144,7 @@ fn human_summary_with_pipeline_and_large_messages() {
 /// the run goes on and exits non-zero.
 #[test]
 fn a_corrupted_byte_is_a_mismatch_and_a_failed_run() {
-    let addr = bad_server(Some(1000), None);
+    let addr = bad_server(Some(1000), None, Duration::ZERO);
     let out = load(addr, &["-c", "4", "-s", "64", "-d", "500ms", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let json = String::from_utf8(out.stdout).unwrap();
@@ -149,7 +156,7 @@ fn a_corrupted_byte_is_a_mismatch_and_a_failed_run() {
 /// A server that hangs up mid-run: resets counted, non-zero exit.
 #[test]
 fn a_server_closing_mid_run_counts_resets() {
-    let addr = bad_server(None, Some(640));
+    let addr = bad_server(None, Some(640), Duration::ZERO);
     let out = load(addr, &["-c", "3", "-s", "64", "-d", "500ms", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let json = String::from_utf8(out.stdout).unwrap();
@@ -271,23 +278,8 @@ fn an_impossible_rate_ends_on_time_and_says_so() {
 /// even though it arrives between two of the generator's timeout checks.
 #[test]
 fn a_late_echo_is_a_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = s.read(&mut buf) {
-                    // The behaviour under test: an echo 150 ms late.
-                    thread::sleep(std::time::Duration::from_millis(150));
-                    if s.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    // The server holds each echo back 150 ms.
+    let addr = bad_server(None, None, Duration::from_millis(150));
     let out = load(
         addr,
         &["-c", "1", "-d", "1s", "--timeout", "100ms", "--json"],

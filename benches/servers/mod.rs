@@ -251,3 +251,20 @@ pub fn has(program: &str) -> bool {
 pub fn has_taskset() -> bool {
     has("taskset")
 }
+
+/// The server kinds to compare: the comma list in `KINDS`, or `default`;
+/// kinds that cannot run here are announced and left out.
+pub fn kinds_from_env(default: &str) -> Vec<String> {
+    std::env::var("KINDS")
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(str::to_string)
+        .filter(|k| {
+            let ok = command(k).is_some();
+            if !ok {
+                println!("{k}: not available, skipped");
+            }
+            ok
+        })
+        .collect()
+}
