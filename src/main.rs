@@ -1,8 +1,9 @@
 //! The `echoloop` command line: parse the arguments, run the chosen part,
 //! turn its outcome into one line and an exit code.
 //!
-//! Exit codes: 0 success; 1 the server could not start or an event loop
-//! failed; 2 usage error (bad or missing arguments, from clap). The client
+//! Exit codes: 0 success; 1 the server could not start, an event loop
+//! failed, or a load run had errors; 2 usage error (bad or missing
+//! arguments, or a duration or rate out of range, from clap). The client
 //! adds curl's codes: 6 could not resolve, 7 could not connect, 23 could
 //! not write the output, 26 could not read `--data-file`, 28 timed out
 //! (connecting, sending, receiving, or writing the reply to stdout), 55
@@ -264,8 +265,9 @@ fn main() -> ExitCode {
 
 /// `echoloop load`: run, show a live line on a terminal, then the summary.
 ///
-/// Exit codes: 0 clean run; 1 errors happened (or nothing was echoed), the
-/// summary says which; 7 not one connection could be established.
+/// Exit codes: 0 clean run (a schedule not kept is a warning); 1 errors
+/// happened (or nothing was echoed), the summary says which; 6 the host
+/// could not be resolved; 7 not one connection could be established.
 fn run_load(args: LoadArgs) -> ExitCode {
     raise_fd_limit(Some(args.connections));
     let (host, port) = &args.addr;

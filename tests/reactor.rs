@@ -182,3 +182,26 @@ fn a_greedy_connection_is_requeued_after_its_budget() {
     std::io::Read::read_exact(&mut bystander, &mut back).unwrap();
     assert_eq!(&back, b"ping");
 }
+
+/// A flood of new peers waits its turn: one turn accepts at most
+/// ACCEPT_BUDGET of them, counts the spent budget, and keeps the listener
+/// ready, so the next turn (after the established connections had theirs)
+/// accepts the rest without waiting for an edge that will not come.
+#[test]
+fn a_flood_of_peers_is_accepted_one_budget_per_turn() {
+    use echoloop::server::ACCEPT_BUDGET;
+    let mut server = server();
+    let addr = server.local_addr().unwrap();
+    let flood = ACCEPT_BUDGET + ACCEPT_BUDGET / 2;
+    // The kernel completes these handshakes itself; they wait in the backlog.
+    let peers: Vec<TcpStream> = (0..flood)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    poll_until(&mut server, |e| e.token == LISTENER);
+    server.turn([Readiness::readable(LISTENER)]);
+    assert_eq!(server.stats().accepted, ACCEPT_BUDGET as u64);
+    assert_eq!(server.stats().budget_spent, 1);
+    server.turn([]); // no new event: the listener is still ready
+    assert_eq!(server.stats().accepted, flood as u64);
+    drop(peers);
+}
