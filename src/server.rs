@@ -459,7 +459,12 @@ impl Server {
             log::trace!("event token={} is stale: ignored", event.token.0);
             return;
         }
-        let drain = if event.read_closed || event.error {
+        let drain = if self.conns[key].is_queued() {
+            // It waits on the ready queue, which reads it (to WouldBlock)
+            // later in this turn or the next: reading here too would give
+            // it a second budget in one turn.
+            None
+        } else if event.read_closed || event.error {
             // After a hang-up or an error, read to the end: the FIN or the
             // error may sit right behind the data and will raise no new edge.
             Some(Drain::WouldBlock)
@@ -527,6 +532,7 @@ impl Server {
 
     /// Accepts until the backlog is empty, the connection limit is reached,
     /// or the process runs out of file descriptors.
+    ///
     /// At most [`ACCEPT_BUDGET`] per turn: a flood of new peers waits its
     /// turn behind the established connections (the listener stays `Ready`,
     /// so the next poll does not sleep and the next turn goes on accepting).

@@ -205,3 +205,33 @@ fn a_flood_of_peers_is_accepted_one_budget_per_turn() {
     assert_eq!(server.stats().accepted, flood as u64);
     drop(peers);
 }
+
+/// An event for a connection that already waits on the ready queue does
+/// not earn it a second budget in the same turn: the ready pass reads it,
+/// once.
+#[test]
+fn a_queued_connection_gets_one_budget_per_turn_even_with_an_event() {
+    use std::io::Write;
+    let mut server = server();
+    let addr = server.local_addr().unwrap();
+    let token = Token(FIRST_CONNECTION);
+    let mut greedy = TcpStream::connect(addr).unwrap();
+    poll_until(&mut server, |e| e.token == LISTENER);
+    server.turn([Readiness::readable(LISTENER)]);
+
+    greedy.write_all(&vec![7u8; DEFAULT_BUDGET * 3]).unwrap();
+    common::eventually("the bytes to reach the server", || unsent(&greedy) == 0);
+    server.turn([Readiness::readable(token)]);
+    assert_eq!(server.stats().bytes_in, DEFAULT_BUDGET as u64);
+    server.turn([Readiness::readable(token)]); // queued, and an event too
+    assert_eq!(
+        server.stats().bytes_in,
+        2 * DEFAULT_BUDGET as u64,
+        "one budget per turn"
+    );
+    assert_eq!(server.ready_len(), 1);
+    server.turn([]);
+    server.turn([]);
+    assert_eq!(server.stats().bytes_in, 3 * DEFAULT_BUDGET as u64);
+    assert_eq!(server.ready_len(), 0, "drained");
+}
