@@ -20,7 +20,9 @@
 //! Run: `cargo bench --bench fairness`. Knobs (environment): ROUNDS
 //! (default 3), SECS per measurement (default 3), KINDS (comma list,
 //! default `c,echoloop,tokio,threads`, plus `before` when ECHOLOOP_BEFORE
-//! is set), STREAMS (comma list, default `0,1,2`).
+//! is set), STREAMS (comma list, default `0,1,2`), ALONE=1 to run the
+//! streams without the bystander (what the budget costs a stream when
+//! there is nobody else to serve).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -46,6 +48,9 @@ struct Sample {
     max_us: f64,
     echoes_per_s: f64,
     greedy_mb_s: f64,
+    /// The slowest greedy stream's MB/s: a server that serves one stream
+    /// at a time shows a high total and a starved stream here.
+    slowest_mb_s: f64,
 }
 
 fn main() {
@@ -76,12 +81,16 @@ fn main() {
     );
     println!("bystander 64 B ping-pong: p50 / p99 / max µs, echoes/s; greedy streams: MB/s echoed");
     let window = Duration::from_secs_f64(secs);
+    let alone = std::env::var("ALONE").as_deref() == Ok("1");
+    if alone {
+        println!("ALONE=1: no bystander; only the streams' MB/s mean anything");
+    }
     for &n in &streams {
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds.len()];
         for round in 0..rounds {
             for k in 0..kinds.len() {
                 let k = (k + round) % kinds.len();
-                if let Some(sample) = measure(&kinds[k], n, window, pin) {
+                if let Some(sample) = measure(&kinds[k], n, window, pin, alone) {
                     samples[k].push(sample);
                 }
             }
@@ -90,12 +99,14 @@ fn main() {
         for (kind, s) in kinds.iter().zip(&samples) {
             let m = |f: fn(&Sample) -> f64| median(s.iter().map(f));
             println!(
-                "  {kind:<9} p50 {:>7.0}  p99 {:>7.0}  max {:>8.0}  {:>7.0} echoes/s  greedy {:>6.0} MB/s",
+                "  {kind:<9} p50 {:>7.0}  p99 {:>7.0}  max {:>8.0}  {:>7.0} echoes/s  \
+                 greedy {:>6.0} MB/s (slowest stream {:.0})",
                 m(|s| s.p50_us),
                 m(|s| s.p99_us),
                 m(|s| s.max_us),
                 m(|s| s.echoes_per_s),
                 m(|s| s.greedy_mb_s),
+                m(|s| s.slowest_mb_s),
             );
         }
     }
@@ -103,39 +114,56 @@ fn main() {
 
 /// Starts `kind` on core 0, runs `streams` greedy streams and the
 /// bystander against it for `window`, and stops it.
-fn measure(kind: &str, streams: usize, window: Duration, pin: bool) -> Option<Sample> {
+fn measure(kind: &str, streams: usize, window: Duration, pin: bool, alone: bool) -> Option<Sample> {
     let server = ServerProcess::spawn(clone_command(&servers::command(kind)?, pin.then_some(0)));
     common::eventually("the server to listen", || {
         TcpStream::connect(server.addr).is_ok()
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let echoed = Arc::new(AtomicU64::new(0));
+    let echoed: Vec<Arc<AtomicU64>> = (0..streams).map(|_| Arc::default()).collect();
     let mut threads = Vec::new();
-    for _ in 0..streams {
-        threads.extend(greedy(server.addr, &stop, &echoed)?);
+    for counter in &echoed {
+        threads.extend(greedy(server.addr, &stop, counter)?);
     }
+    let read = |c: &Vec<Arc<AtomicU64>>| -> Vec<u64> {
+        c.iter().map(|e| e.load(Ordering::Relaxed)).collect()
+    };
     // Let the streams reach full speed before measuring.
     let warm = Instant::now() + Duration::from_millis(300);
     while Instant::now() < warm && streams > 0 {
         thread::yield_now();
     }
-    let before = echoed.load(Ordering::Relaxed);
+    let before = read(&echoed);
     let started = Instant::now();
-    let latency = bystander(server.addr, window);
+    let latency = if alone {
+        thread::sleep(window); // the streams run; this thread only times them
+        Histogram::new(3).ok()
+    } else {
+        bystander(server.addr, window)
+    };
     let elapsed = started.elapsed().as_secs_f64();
-    let greedy_bytes = echoed.load(Ordering::Relaxed) - before;
+    let per_stream: Vec<u64> = read(&echoed)
+        .iter()
+        .zip(&before)
+        .map(|(now, then)| now - then)
+        .collect();
     stop.store(true, Ordering::Relaxed);
     drop(server); // kills it: the stream threads see EOF or an error
     for t in threads {
         let _ = t.join();
     }
     let latency = latency?;
+    let at = |q: f64| match latency.is_empty() {
+        true => f64::NAN,
+        false => latency.value_at_quantile(q) as f64 / 1000.0,
+    };
     Some(Sample {
-        p50_us: latency.value_at_quantile(0.5) as f64 / 1000.0,
-        p99_us: latency.value_at_quantile(0.99) as f64 / 1000.0,
+        p50_us: at(0.5),
+        p99_us: at(0.99),
         max_us: latency.max() as f64 / 1000.0,
         echoes_per_s: latency.len() as f64 / elapsed,
-        greedy_mb_s: greedy_bytes as f64 / elapsed / 1e6,
+        greedy_mb_s: per_stream.iter().sum::<u64>() as f64 / elapsed / 1e6,
+        slowest_mb_s: per_stream.iter().min().copied().unwrap_or(0) as f64 / elapsed / 1e6,
     })
 }
 

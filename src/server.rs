@@ -70,11 +70,12 @@ pub const DEFAULT_OWED_CAP: usize = 64 * 1024;
 
 /// The most bytes one connection may read in one turn of the loop before
 /// the others get theirs (`--budget`). A bystander waits about one budget
-/// per greedy peer; each budget costs the greedy peer one more poll. In
-/// `cargo bench --bench fairness`, 32 KiB put the bystander's p99 below
-/// tokio `current_thread`'s while keeping a greedy stream's throughput
-/// within a few percent of no budget at all; 16 KiB cost it 12-16%.
-pub const DEFAULT_BUDGET: usize = 32 * 1024;
+/// per greedy peer; each budget costs the greedy peer one more poll. Chosen
+/// in `cargo bench --bench fairness`: at 48 KiB a bystander's p99 next to
+/// one or two greedy streams is 20% under tokio `current_thread`'s, and one
+/// stream keeps 94% of what it got with no budget at all. 16 KiB cost that
+/// stream 12%; at 64 KiB the p99 was tokio's, no better.
+pub const DEFAULT_BUDGET: usize = 48 * 1024;
 
 /// The most connections accepted in one turn; the rest of the backlog
 /// waits for the next turn, after the established connections had theirs.

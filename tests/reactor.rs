@@ -212,26 +212,33 @@ fn a_flood_of_peers_is_accepted_one_budget_per_turn() {
 #[test]
 fn a_queued_connection_gets_one_budget_per_turn_even_with_an_event() {
     use std::io::Write;
-    let mut server = server();
+    // A small budget, so that three of them fit in the kernel's buffers.
+    const BUDGET: usize = 8 * 1024;
+    let mut server = Server::bind(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        budget: BUDGET,
+        ..Config::default()
+    })
+    .unwrap();
     let addr = server.local_addr().unwrap();
     let token = Token(FIRST_CONNECTION);
     let mut greedy = TcpStream::connect(addr).unwrap();
     poll_until(&mut server, |e| e.token == LISTENER);
     server.turn([Readiness::readable(LISTENER)]);
 
-    greedy.write_all(&vec![7u8; DEFAULT_BUDGET * 3]).unwrap();
+    greedy.write_all(&vec![7u8; BUDGET * 3]).unwrap();
     common::eventually("the bytes to reach the server", || unsent(&greedy) == 0);
     server.turn([Readiness::readable(token)]);
-    assert_eq!(server.stats().bytes_in, DEFAULT_BUDGET as u64);
+    assert_eq!(server.stats().bytes_in, BUDGET as u64);
     server.turn([Readiness::readable(token)]); // queued, and an event too
     assert_eq!(
         server.stats().bytes_in,
-        2 * DEFAULT_BUDGET as u64,
+        2 * BUDGET as u64,
         "one budget per turn"
     );
     assert_eq!(server.ready_len(), 1);
     server.turn([]);
     server.turn([]);
-    assert_eq!(server.stats().bytes_in, 3 * DEFAULT_BUDGET as u64);
+    assert_eq!(server.stats().bytes_in, 3 * BUDGET as u64);
     assert_eq!(server.ready_len(), 0, "drained");
 }
