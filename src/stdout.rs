@@ -7,9 +7,14 @@
 //! non-blocking would fix that but leaks: the flag lives on the open file
 //! description, which the shell and every other process on the same
 //! terminal or pipe share, and they would start seeing `EAGAIN`. So instead
-//! each write first waits with `poll(2)` for room, at most until the
-//! deadline, and then writes at most `PIPE_BUF` bytes — a write that size
-//! into a pipe that `poll` called writable does not block.
+//! each write is non-blocking *for this call only*: `pwritev2` with
+//! `RWF_NOWAIT` writes what fits into a pipe or socket and says `EAGAIN`
+//! when nothing does, and then we wait with `poll(2)` for room, at most
+//! until the deadline. Where `RWF_NOWAIT` is not supported (a terminal, a
+//! file, an older kernel), each write waits for `poll` first and then
+//! writes at most `PIPE_BUF` bytes — a write that size into a pipe that
+//! `poll` called writable does not block. A regular file never waits on a
+//! reader, so it is written plainly.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -30,6 +35,20 @@ pub struct DeadlineStdout {
     file: ManuallyDrop<File>,
     /// When writing gives up.
     deadline: Instant,
+    /// How writes are made; see [`Mode`].
+    mode: Mode,
+}
+
+/// How [`DeadlineStdout`] writes, by what stdout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A regular file: plain writes, which never wait on a reader.
+    Plain,
+    /// A pipe or socket: `pwritev2(RWF_NOWAIT)`, and `poll` on `EAGAIN`.
+    NoWait,
+    /// Anything else, or `RWF_NOWAIT` refused: `poll`, then at most
+    /// [`CHUNK`] bytes.
+    PollThenChunk,
 }
 
 impl DeadlineStdout {
@@ -40,6 +59,10 @@ impl DeadlineStdout {
         // ManuallyDrop keeps this File from closing it.
         let file = unsafe { File::from_raw_fd(1) };
         DeadlineStdout {
+            mode: match file.metadata() {
+                Ok(meta) if meta.file_type().is_file() => Mode::Plain,
+                _ => Mode::NoWait,
+            },
             file: ManuallyDrop::new(file),
             deadline,
         }
@@ -82,6 +105,31 @@ impl DeadlineStdout {
 
 impl Write for DeadlineStdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.mode == Mode::Plain {
+            return self.file.write(buf);
+        }
+        while self.mode == Mode::NoWait {
+            let iov = libc::iovec {
+                iov_base: buf.as_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
+            // SAFETY: one iovec over `buf`, which outlives the call; offset
+            // -1 means "the current position", as write(2).
+            let rc =
+                unsafe { libc::pwritev2(self.file.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
+            if rc >= 0 {
+                return Ok(rc as usize);
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) => self.wait_writable()?,
+                Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => {
+                    self.mode = Mode::PollThenChunk;
+                }
+                _ if interrupted(&e) => {}
+                _ => return Err(e),
+            }
+        }
         self.wait_writable()?;
         let n = buf.len().min(CHUNK);
         self.file.write(&buf[..n])
