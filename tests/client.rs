@@ -305,18 +305,57 @@ fn client_bounded(args: &[&str]) -> (Output, Duration) {
 /// A reply that never ends and never pauses: the read loop never sees
 /// WouldBlock, and still the deadline holds (exit 28 soon after 1 s).
 /// Before the fix the client read on until it was killed or ran out of
-/// memory.
+/// memory. Stdout is /dev/null, which never makes a write wait, so it is
+/// the read loop's own deadline check that must stop the client.
 #[test]
 fn endless_reply_still_times_out() {
     let addr = endless_server();
-    let (out, took) = client_bounded(&[&addr.to_string(), "--raw", "--timeout", "1"]);
-    let stderr = assert_exit(&out, 28);
+    let started = Instant::now();
+    let mut child = bin()
+        .args(["client", &addr.to_string(), "--raw", "--timeout", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    let took = started.elapsed();
+    let stderr = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(28), "{stderr}");
     assert_eq!(
         stderr,
         format!("echoloop: error: timed out after 1 s reading from {addr}\n")
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    assert!(!out.stdout.is_empty(), "raw output streamed as it came");
+}
+
+/// Waits for `child` at most `limit`; kills it (our own child, by its PID)
+/// and fails the test if it is still running then.
+#[track_caller]
+fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("the client was still running after {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Everything the exited `child` wrote to its piped stderr.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
 }
 
 /// Without --raw the reply is held for repr() only up to --max-reply:
@@ -370,24 +409,8 @@ fn blocked_stdout_does_not_outlast_the_timeout() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("the client was still blocked on stdout after 20 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    let stderr = stderr_of(&mut child);
     assert_eq!(status.code(), Some(28), "{stderr}");
     assert_eq!(
         stderr,
