@@ -1,7 +1,7 @@
 //! Server CPU time per echoed message, and bulk throughput, for each server.
 //!
-//! What it compares: the C epoll anchor (`../shared/anchors/epoll_echo.c`,
-//! when it can be built), the echoloop reactor, tokio `current_thread` and
+//! What it compares: the C epoll baseline (`benches/c/epoll_echo.c`, when
+//! a C compiler can build it), the echoloop reactor, tokio `current_thread` and
 //! thread-per-connection, each as its own process pinned to core 0 while
 //! `echoloop load` drives it from core 1. The figure is the server's
 //! utime+stime (from /proc/PID/stat) divided by the messages echoed.

@@ -1,7 +1,7 @@
 //! Fairness: what one or two greedy streams do to a bystander's latency,
 //! for each server, and what the streams themselves get.
 //!
-//! What it compares: the C epoll anchor, the echoloop reactor, tokio
+//! What it compares: the C epoll baseline (`benches/c/`), the echoloop reactor, tokio
 //! `current_thread`, thread-per-connection, and (when `ECHOLOOP_BEFORE`
 //! names another echoloop binary, e.g. the last commit's) that build as
 //! `before`. Each server is its own process pinned to core 0; this process,

@@ -4,7 +4,7 @@
 //! before and after it holds N idle connections (default 10,000; set
 //! IDLE_CONNECTIONS to change it), for the echoloop reactor, a
 //! thread-per-connection server, a tokio `current_thread` server and, when
-//! `../shared/anchors/epoll_echo.c` can be built, the C epoll anchor. The
+//! a C compiler can build `benches/c/epoll_echo.c`, the C epoll baseline. The
 //! growth divided by N is what one idle connection costs in user space
 //! (kernel socket memory is not in RSS). Why it matters: a load-test target
 //! that holds 100,000 idle peers should not need gigabytes to do it.

@@ -134,8 +134,8 @@ pub fn serve_if_asked() {
 }
 
 /// The command that runs server `kind` as its own process on
-/// 127.0.0.1:0. `kind` is one of [`KINDS`], `c` (the C epoll anchor, when
-/// [`c_anchor`] finds it) or `before` (the echoloop binary named by
+/// 127.0.0.1:0. `kind` is one of [`KINDS`], `c` (the C epoll baseline,
+/// when [`c_anchor`] can build it) or `before` (the echoloop binary named by
 /// `ECHOLOOP_BEFORE`, when set). The process prints `listening on ADDR` first.
 pub fn command(kind: &str) -> Option<std::process::Command> {
     use std::process::Command;
@@ -169,31 +169,41 @@ pub fn command(kind: &str) -> Option<std::process::Command> {
     Some(cmd)
 }
 
-/// The C epoll echo server from `../shared/anchors/` (beside the project),
-/// compiled with `gcc -O2` into `target/`; or the binary named by
-/// `ECHOLOOP_C_ANCHOR`. `None` when neither is available: it is a yardstick,
-/// not part of the project.
+/// The project's C epoll baseline (`benches/c/epoll_echo.c`), compiled
+/// with `cc -O2` into `target/`; or the binary named by
+/// `ECHOLOOP_C_ANCHOR`. `None`, with a line saying why, when there is no C
+/// compiler: it is a yardstick, not part of the project.
 pub fn c_anchor() -> Option<std::path::PathBuf> {
     use std::path::PathBuf;
     if let Some(path) = std::env::var_os("ECHOLOOP_C_ANCHOR") {
         return Some(PathBuf::from(path));
     }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let source = manifest.join("../shared/anchors/epoll_echo.c");
+    let source = manifest.join("benches/c/epoll_echo.c");
     let binary = manifest.join("target/epoll_echo");
-    if binary.exists() {
+    let fresh = |b: &PathBuf| {
+        let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        matches!((modified(b), modified(&source)), (Some(b), Some(s)) if b >= s)
+    };
+    if fresh(&binary) {
         return Some(binary);
     }
-    if !source.exists() {
-        return None;
-    }
-    let built = std::process::Command::new("gcc")
+    let built = Command::new("cc")
         .args(["-O2", "-o"])
         .arg(&binary)
         .arg(&source)
-        .status()
-        .ok()?;
-    built.success().then_some(binary)
+        .status();
+    match built {
+        Ok(status) if status.success() => Some(binary),
+        Ok(status) => {
+            println!("c: `cc` failed ({status}) on {}: skipped", source.display());
+            None
+        }
+        Err(e) => {
+            println!("c: no C compiler (`cc`: {e}): skipped");
+            None
+        }
+    }
 }
 
 /// `cmd`, optionally run under `taskset -c CORE`.
