@@ -196,6 +196,7 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 /// Where the exchange is.
+#[derive(Debug)]
 pub enum State {
     /// Looking the host up with the system resolver (getaddrinfo). This one
     /// step blocks: there is no non-blocking system resolver to poll.
@@ -271,6 +272,16 @@ pub struct Client<'o> {
     received: u64,
     /// Where the reply goes.
     out: &'o mut dyn Write,
+}
+
+impl fmt::Debug for Client<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("target", &self.opts.target.to_string())
+            .field("state", &self.state.name())
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs one exchange and writes the reply to `out`. Returns the number of
@@ -670,14 +681,23 @@ mod tests {
         }
     }
 
+    /// A port that refuses connections for as long as the guard lives: a
+    /// bound socket that does not listen (a listener bound and dropped
+    /// would leave the port free for another process to take).
+    fn closed_port() -> (socket2::Socket, SocketAddr) {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any.into()).unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        (socket, addr)
+    }
+
     /// Like `socket.create_connection`: a refused address is skipped and
     /// the next one is tried.
     #[test]
     fn test_connecting_refused_moves_on_to_the_next_address() {
-        let closed = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let (_guard, closed) = closed_port();
         let live = TcpListener::bind("127.0.0.1:0").unwrap();
         let live_addr = live.local_addr().unwrap();
         let server = std::thread::spawn(move || {
@@ -700,10 +720,7 @@ mod tests {
     /// Every address refused: the last failure is the error, exit 7.
     #[test]
     fn test_connecting_all_refused_is_a_connect_error() {
-        let closed = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let (_guard, closed) = closed_port();
         let mut out = Vec::new();
         let mut client = Client::new(opts(closed.port()), &mut out).unwrap();
         client.untried = [closed, closed].into();

@@ -12,6 +12,8 @@
 //!    We must read until the kernel says `WouldBlock` (or until a read comes
 //!    back shorter than the buffer, which on a stream socket means it was
 //!    drained, see epoll(7)), or we will never hear about that data again.
+//!    (The short-read rule is Linux's epoll behaviour, which this crate
+//!    targets; mio documents the portable rule, drain until `WouldBlock`.)
 //! 2. A write on a non-blocking socket may take only part of the bytes, or
 //!    none. Whatever it did not take is kept here, in `owed`, in order, and
 //!    nothing new is written until `owed` is empty. (This is why `write_all`

@@ -571,6 +571,18 @@ pub struct Generator {
     first_connect_error: Option<String>,
 }
 
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generator")
+            .field("addr", &self.config.addr)
+            .field("opened", &self.opened)
+            .field("established", &self.established)
+            .field("dealt", &self.dealt)
+            .field("messages", &self.tally.messages)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Generator {
     /// Prepares a run; nothing is connected yet.
     pub fn new(config: Config) -> io::Result<Generator> {

@@ -1,6 +1,10 @@
-//! Small socket helpers: the listening socket (socket > bind > listen, through
-//! socket2 so the backlog is ours to choose) and two predicates that keep the
-//! `match` arms of the I/O handlers short.
+//! Small socket helpers shared by the server, the client and the load
+//! generator: the listening socket (socket > bind > listen, through socket2 so
+//! the backlog is ours to choose), the predicates that keep the `match` arms
+//! of the I/O handlers short (`would_block`, `interrupted`,
+//! `out_of_resources`), mio's recipe for a finished non-blocking connect,
+//! error wording for users (`describe`, `resolver_message`), and the process
+//! limits (`raise_fd_limit`, `somaxconn`).
 
 use std::io;
 use std::net::SocketAddr;

@@ -287,6 +287,18 @@ pub struct Server {
     config: Config,
 }
 
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("accepting", &self.accepting)
+            .field("open", &self.conns.len())
+            .field("ready", &self.ready.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Server {
     /// Creates the listening socket and the poller, ready to [`run`](Self::run).
     pub fn bind(config: Config) -> Result<Server, StartError> {

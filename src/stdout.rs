@@ -30,6 +30,7 @@ const CHUNK: usize = 4096;
 
 /// Stdout, written in chunks that never wait past a deadline. A write that
 /// would have to wait longer fails with [`io::ErrorKind::TimedOut`].
+#[derive(Debug)]
 pub struct DeadlineStdout {
     /// fd 1, borrowed (never closed: `ManuallyDrop`).
     file: ManuallyDrop<File>,

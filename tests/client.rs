@@ -170,13 +170,11 @@ fn unresolvable_host_exits_6() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
-/// A port that was just closed: connection refused, exit 7.
+/// A port nobody listens on: connection refused, exit 7.
 #[test]
 fn refused_connection_exits_7() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let (_guard, closed) = common::closed_port();
+    let port = closed.port();
     let out = client(&[&format!("127.0.0.1:{port}")]);
     let stderr = assert_exit(&out, 7);
     assert_eq!(

@@ -55,13 +55,23 @@ fn idle_timeout_closes_only_the_silent() {
     round_trip(&mut silent, b"hi");
     let quiet_since = Instant::now();
 
-    // Keep `chatty` busy for well over the timeout, one byte every 50 ms.
-    while quiet_since.elapsed() < Duration::from_millis(1200) {
-        round_trip(&mut chatty, b".");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Keep `chatty` busy for well over the timeout, one byte every 50 ms
+    // (the pace is the behaviour under test, not synchronisation), while
+    // this thread waits for the silent peer's EOF and notes when it came.
+    let talker = std::thread::spawn(move || {
+        while quiet_since.elapsed() < Duration::from_millis(1200) {
+            round_trip(&mut chatty, b".");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        chatty
+    });
     assert_eq!(read_to_eof(&mut silent), b"", "silent peer gets EOF");
-    assert!(quiet_since.elapsed() >= Duration::from_millis(500));
+    let closed_after = quiet_since.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(500),
+        "closed after {closed_after:?}, before the 500 ms idle timeout"
+    );
+    let mut chatty = talker.join().unwrap();
     round_trip(&mut chatty, b"still open");
 }
 

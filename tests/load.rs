@@ -168,10 +168,7 @@ fn a_server_closing_mid_run_counts_resets() {
 /// exit 7.
 #[test]
 fn a_closed_port_is_connect_errors_and_exit_7() {
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_guard, addr) = common::closed_port();
     let out = load(addr, &["-c", "5", "-d", "300ms", "--json"]);
     assert_eq!(out.status.code(), Some(7));
     let json = String::from_utf8(out.stdout).unwrap();

@@ -222,6 +222,23 @@ pub fn json_number(json: &str, key: &str) -> f64 {
     rest[..end].parse().expect(key)
 }
 
+/// A loopback port that refuses connections and stays that way: a socket
+/// bound to it but not listening (so the kernel answers a SYN with a reset)
+/// holds the port for as long as the returned guard lives, where binding a
+/// listener and dropping it would leave the port free for anyone to take.
+pub fn closed_port() -> (socket2::Socket, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("local address")
+        .as_socket()
+        .expect("an inet address");
+    (socket, addr)
+}
+
 /// Reads until EOF and returns everything read.
 pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
