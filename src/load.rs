@@ -209,6 +209,51 @@ impl Schedule {
     }
 }
 
+/// Why a finished run counts as failed: the one line `echoloop load`
+/// prints on stderr, and its exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Not one connection was established (exit 7).
+    NoConnection {
+        /// The server.
+        addr: SocketAddr,
+        /// The first connect error, in the kernel's words.
+        why: String,
+    },
+    /// Errors happened; the summary has the details (exit 1).
+    Errors(Errors),
+    /// The run was clean but nothing came back in the window (exit 1).
+    NothingEchoed,
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::NoConnection { .. } => 7,
+            Failure::Errors(_) | Failure::NothingEchoed => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NoConnection { addr, why } => write!(f, "could not connect to {addr}: {why}"),
+            Failure::Errors(e) => write!(
+                f,
+                "{} errors (connect {}, reset {}, timeout {}, mismatch {})",
+                e.total(),
+                e.connect,
+                e.reset,
+                e.timeout,
+                e.mismatch
+            ),
+            Failure::NothingEchoed => f.write_str("no message was echoed"),
+        }
+    }
+}
+
 /// A snapshot for the live progress line.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -247,6 +292,26 @@ impl Progress {
 const MIB: f64 = 1024.0 * 1024.0;
 
 impl Report {
+    /// The run's verdict: `None` for a clean run, else why it failed (in
+    /// this order: nothing connected, errors, nothing echoed). A schedule
+    /// that was not kept is not a failure; it is reported in the summary.
+    pub fn failure(&self, addr: SocketAddr) -> Option<Failure> {
+        if self.established == 0 {
+            let why = self
+                .first_connect_error
+                .as_deref()
+                .unwrap_or("no connection");
+            return Some(Failure::NoConnection {
+                addr,
+                why: why.to_string(),
+            });
+        }
+        if self.errors.total() > 0 {
+            return Some(Failure::Errors(self.errors));
+        }
+        (self.messages == 0).then_some(Failure::NothingEchoed)
+    }
+
     /// Messages per second over the window.
     pub fn msgs_per_s(&self) -> f64 {
         self.messages as f64 / self.secs()

@@ -1,14 +1,23 @@
 //! The `echoloop` command line: parse the arguments, run the chosen part,
 //! turn its outcome into one line and an exit code.
 //!
-//! Exit codes: 0 success; 1 the server could not start, an event loop
-//! failed, or a load run had errors; 2 usage error (bad or missing
-//! arguments, or a duration or rate out of range, from clap). The client
-//! adds curl's codes: 6 could not resolve, 7 could not connect, 23 could
-//! not write the output, 26 could not read `--data-file`, 28 timed out
-//! (connecting, sending, receiving, or writing the reply to stdout), 55
-//! sending failed (including a reset before the whole request was out), 56
-//! receiving failed, 63 the reply outgrew `--max-reply`.
+//! Each outcome knows its exit code (`StartError::exit_code`,
+//! `ClientError::exit_code`, `load::Failure::exit_code`); this file prints
+//! its one line and exits with it. Every code of every subcommand:
+//!
+//! | code | server | client | load |
+//! |---|---|---|---|
+//! | 0 | stopped by SIGINT/SIGTERM | reply read to EOF and printed | clean run |
+//! | 1 | cannot listen, or the event loop failed | the event loop failed | errors, or nothing echoed, or the event loop failed |
+//! | 2 | usage (clap) | usage (clap), bad SERVER | usage (clap), ADDR without a port |
+//! | 6 | | could not resolve | could not resolve ADDR's host |
+//! | 7 | | could not connect | not one connection established |
+//! | 23 | | could not write the output | |
+//! | 26 | | could not read `--data-file` | |
+//! | 28 | | timed out (connecting, sending, receiving, or writing stdout) | |
+//! | 55 | | sending failed, or reset before the request was all out | |
+//! | 56 | | receiving failed | |
+//! | 63 | | the reply outgrew `--max-reply` | |
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -327,31 +336,13 @@ fn run_load(args: LoadArgs) -> ExitCode {
             schedule.line()
         );
     }
-    if report.established == 0 {
-        let why = report
-            .first_connect_error
-            .as_deref()
-            .unwrap_or("no connection");
-        error_line(format!("could not connect to {}: {why}", config.addr));
-        return ExitCode::from(7);
+    match report.failure(config.addr) {
+        Some(failure) => {
+            error_line(&failure);
+            ExitCode::from(failure.exit_code())
+        }
+        None => ExitCode::SUCCESS,
     }
-    if report.errors.total() > 0 {
-        let e = report.errors;
-        error_line(format!(
-            "{} errors (connect {}, reset {}, timeout {}, mismatch {})",
-            e.total(),
-            e.connect,
-            e.reset,
-            e.timeout,
-            e.mismatch
-        ));
-        return ExitCode::from(1);
-    }
-    if report.messages == 0 {
-        error_line("no message was echoed");
-        return ExitCode::from(1);
-    }
-    ExitCode::SUCCESS
 }
 
 /// `echoloop client`: work out the target and payload, run the exchange.
@@ -443,7 +434,10 @@ fn run_server(args: ServerArgs) -> ExitCode {
     };
     let mut server = match Server::bind(config) {
         Ok(server) => server,
-        Err(e) => return fail(&e),
+        Err(e) => {
+            error_line(&e);
+            return ExitCode::from(e.exit_code());
+        }
     };
     let addr = match server.local_addr() {
         Ok(addr) => addr,

@@ -146,6 +146,13 @@ impl fmt::Display for StartError {
     }
 }
 
+impl StartError {
+    /// The process exit code: 1, whatever stopped the start.
+    pub fn exit_code(&self) -> u8 {
+        1
+    }
+}
+
 impl std::error::Error for StartError {}
 
 /// The listener's side of the loop: whether to call `accept` now.
