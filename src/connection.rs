@@ -90,6 +90,17 @@ pub enum Drain {
     WouldBlock,
 }
 
+/// An interest as the trace prints it everywhere: `READABLE`, `WRITABLE`,
+/// `READABLE|WRITABLE`, or `none` once the connection is finished.
+pub fn interest_name(interest: Option<Interest>) -> &'static str {
+    match interest {
+        Some(i) if i.is_readable() && i.is_writable() => "READABLE|WRITABLE",
+        Some(i) if i.is_writable() => "WRITABLE",
+        Some(_) => "READABLE",
+        None => "none",
+    }
+}
+
 /// The two bounds on one read pass, both in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -192,6 +203,7 @@ impl<S: Read + Write> Connection<S> {
                     }
                 }
                 Err(e) if would_block(&e) => {
+                    log::trace!("read conn=#{} wouldblock", self.id);
                     stats.would_blocks += 1;
                     break;
                 }
@@ -220,6 +232,11 @@ impl<S: Read + Write> Connection<S> {
                     self.owed.drain(..n);
                 }
                 Err(e) if would_block(&e) => {
+                    log::trace!(
+                        "write conn=#{} wouldblock owed={}",
+                        self.id,
+                        self.owed.len()
+                    );
                     stats.would_blocks += 1;
                     break;
                 }
@@ -261,6 +278,7 @@ impl<S: Read + Write> Connection<S> {
                         }
                     }
                     Err(e) if would_block(&e) => {
+                        log::trace!("write conn=#{} wouldblock", self.id);
                         stats.would_blocks += 1;
                         break;
                     }
@@ -641,5 +659,17 @@ mod tests {
         let next = c.on_readable(&mut buf, tiny, Drain::ShortRead, &mut stats);
         assert!(matches!(next, Next::Requeue), "{next:?}");
         assert_eq!(c.stream.written, b"abcd");
+    }
+
+    /// The trace names interests the same way everywhere.
+    #[test]
+    fn interest_names() {
+        assert_eq!(interest_name(Some(Interest::READABLE)), "READABLE");
+        assert_eq!(interest_name(Some(Interest::WRITABLE)), "WRITABLE");
+        assert_eq!(
+            interest_name(Some(Interest::READABLE | Interest::WRITABLE)),
+            "READABLE|WRITABLE"
+        );
+        assert_eq!(interest_name(None), "none");
     }
 }

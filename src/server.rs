@@ -47,7 +47,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::connection::{Connection, Drain, Limits, Next};
+use crate::connection::{Connection, Drain, Limits, Next, interest_name};
 use crate::duration::deadline_after;
 use crate::net::{self, describe, interrupted, out_of_resources, would_block};
 use crate::stats::Counters;
@@ -532,7 +532,12 @@ impl Server {
         match next {
             Next::Keep | Next::Requeue => match conn.interest(cap) {
                 Some(after) if Some(after) != before => {
-                    log::trace!("interest conn=#{} {before:?} => {after:?}", conn.id());
+                    log::trace!(
+                        "interest conn=#{} {} => {}",
+                        conn.id(),
+                        interest_name(before),
+                        interest_name(Some(after))
+                    );
                     let token = Token(key + FIRST_CONNECTION);
                     if let Err(e) = self
                         .poll
@@ -575,6 +580,7 @@ impl Server {
             match self.listener.accept() {
                 Ok((stream, peer)) => self.add(stream, peer),
                 Err(e) if would_block(&e) => {
+                    log::trace!("accept wouldblock (the backlog is empty)");
                     self.end_accept_failures();
                     self.stats.would_blocks += 1;
                     self.accepting = Accepting::Idle;
@@ -601,6 +607,7 @@ impl Server {
                             ACCEPT_PAUSE.as_millis()
                         );
                     }
+                    log::trace!("accept paused for {} ms", ACCEPT_PAUSE.as_millis());
                     self.accepting = Accepting::Paused(deadline_after(self.now, ACCEPT_PAUSE));
                 }
             }
@@ -736,6 +743,7 @@ impl Server {
         if let Accepting::Paused(until) = self.accepting
             && until <= now
         {
+            log::trace!("accept resumed");
             self.accepting = Accepting::Ready;
         }
         if let Some(timeout) = self.config.idle_timeout {
