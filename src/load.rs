@@ -1197,4 +1197,50 @@ mod tests {
         };
         assert!(!late.kept(), "p99 of 5 ms late is not keeping the schedule");
     }
+
+    fn report(established: usize, errors: Errors, messages: u64) -> Report {
+        Report {
+            connections: 2,
+            established,
+            size: 64,
+            duration: Duration::from_secs(1),
+            messages,
+            bytes_sent: 0,
+            bytes_received: 0,
+            latency: Histogram::new(3).unwrap(),
+            errors,
+            first_connect_error: Some("connection refused".into()),
+            schedule: None,
+        }
+    }
+
+    /// The verdict and its exit code, in the documented order.
+    #[test]
+    fn failure_verdicts_and_exit_codes() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let refused = Errors {
+            connect: 2,
+            ..Errors::default()
+        };
+        let f = report(0, refused, 0).failure(addr).unwrap();
+        assert_eq!(
+            (f.exit_code(), f.to_string().as_str()),
+            (7, "could not connect to 127.0.0.1:9: connection refused")
+        );
+        let reset = Errors {
+            reset: 1,
+            ..Errors::default()
+        };
+        let f = report(2, reset, 10).failure(addr).unwrap();
+        assert_eq!(
+            (f.exit_code(), f.to_string().as_str()),
+            (1, "1 errors (connect 0, reset 1, timeout 0, mismatch 0)")
+        );
+        let f = report(2, Errors::default(), 0).failure(addr).unwrap();
+        assert_eq!(
+            (f.exit_code(), f.to_string().as_str()),
+            (1, "no message was echoed")
+        );
+        assert_eq!(report(2, Errors::default(), 10).failure(addr), None);
+    }
 }
