@@ -392,7 +392,9 @@ impl Server {
                 .map(|d| d.saturating_duration_since(self.now));
             self.poll(&mut events, timeout)?;
             log::trace!("poll timeout={timeout:?} events={}", events.iter().count());
-            self.turn(events.iter().map(Readiness::from));
+            // The clock is read here, once per poll, and handed down:
+            // everything below works with `now`, so tests can make it up.
+            self.turn(Instant::now(), events.iter().map(Readiness::from));
         }
         Ok(self.shut_down())
     }
@@ -402,7 +404,6 @@ impl Server {
     /// goes round, recomputing its timeout.
     pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         let result = self.poll.poll(events, timeout);
-        self.now = Instant::now();
         self.stats.polls += 1;
         match result {
             Err(e) if interrupted(&e) => {
@@ -414,17 +415,20 @@ impl Server {
         }
     }
 
-    /// Handles one batch of events, then does what had to wait for the end
-    /// of the batch: timers, accepting (one budget), and the connections
-    /// that were already on the ready queue when the turn began (one budget
-    /// each). Public so tests can feed batches of their own making.
-    pub fn turn(&mut self, batch: impl IntoIterator<Item = Readiness>) {
+    /// Handles one batch of events that arrived at `now`, then does what had
+    /// to wait for the end of the batch: timers, accepting (one budget), and
+    /// the connections that were already on the ready queue when the turn
+    /// began (one budget each). Public so tests can feed batches, and
+    /// instants, of their own making.
+    pub fn turn(&mut self, now: Instant, batch: impl IntoIterator<Item = Readiness>) {
+        // Time only moves forward, whatever a caller passes.
+        self.now = self.now.max(now);
         let waiting = self.ready.len();
         for event in batch {
             self.stats.events += 1;
             self.dispatch(event);
         }
-        self.on_timers();
+        self.on_timers(self.now);
         self.accept();
         self.serve_ready(waiting);
     }
@@ -724,7 +728,7 @@ impl Server {
     /// listener with peers left over from its budget), else an idle
     /// connection, the end of an accept pause, or the next stats line.
     /// `None`: sleep until an event.
-    fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Instant> {
         if !self.ready.is_empty() || self.accepting == Accepting::Ready {
             return Some(self.now);
         }
@@ -738,8 +742,7 @@ impl Server {
     }
 
     /// Fires every timer that is due.
-    fn on_timers(&mut self) {
-        let now = self.now;
+    fn on_timers(&mut self, now: Instant) {
         if let Accepting::Paused(until) = self.accepting
             && until <= now
         {

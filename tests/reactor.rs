@@ -65,7 +65,7 @@ fn stale_event_for_a_reused_token_is_not_delivered_to_the_newcomer() {
 
     let a = TcpStream::connect(addr).unwrap();
     poll_until(&mut server, |e| e.token == LISTENER);
-    server.turn([Readiness::readable(LISTENER)]);
+    server.turn(Instant::now(), [Readiness::readable(LISTENER)]);
     assert_eq!(server.stats().accepted, 1);
 
     drop(a);
@@ -82,7 +82,10 @@ fn stale_event_for_a_reused_token_is_not_delivered_to_the_newcomer() {
         read_closed: true,
         ..Readiness::readable(first)
     };
-    server.turn([hangup, Readiness::readable(LISTENER), stale_error]);
+    server.turn(
+        Instant::now(),
+        [hangup, Readiness::readable(LISTENER), stale_error],
+    );
 
     let stats = *server.stats();
     assert_eq!(stats.closed, 1, "a was closed");
@@ -104,7 +107,7 @@ fn spurious_and_unknown_events_are_ignored() {
     let mut c = TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(DEADLINE)).unwrap();
     poll_until(&mut server, |e| e.token == LISTENER);
-    server.turn([Readiness::readable(LISTENER)]);
+    server.turn(Instant::now(), [Readiness::readable(LISTENER)]);
 
     let writable = Readiness {
         writable: true,
@@ -115,13 +118,16 @@ fn spurious_and_unknown_events_are_ignored() {
         error: true,
         ..Readiness::readable(first)
     };
-    server.turn([
-        Readiness::readable(first), // nothing to read: WouldBlock
-        writable,                   // nothing owed
-        error_without_error,        // take a read: still WouldBlock
-        Readiness::readable(Token(FIRST_CONNECTION + 500)),
-        Readiness::readable(LISTENER), // nobody waiting: WouldBlock
-    ]);
+    server.turn(
+        Instant::now(),
+        [
+            Readiness::readable(first), // nothing to read: WouldBlock
+            writable,                   // nothing owed
+            error_without_error,        // take a read: still WouldBlock
+            Readiness::readable(Token(FIRST_CONNECTION + 500)),
+            Readiness::readable(LISTENER), // nobody waiting: WouldBlock
+        ],
+    );
     let stats = *server.stats();
     assert_eq!(stats.stale_events, 1);
     assert_eq!((stats.accepted, stats.closed, stats.reads), (1, 0, 0));
@@ -159,13 +165,13 @@ fn a_greedy_connection_is_requeued_after_its_budget() {
     let mut bystander = TcpStream::connect(addr).unwrap();
     bystander.set_read_timeout(Some(DEADLINE)).unwrap();
     poll_until(&mut server, |e| e.token == LISTENER);
-    server.turn([Readiness::readable(LISTENER)]);
+    server.turn(Instant::now(), [Readiness::readable(LISTENER)]);
     assert_eq!(server.stats().accepted, 2);
 
     let waiting = BUDGET * 3 / 2;
     greedy.write_all(&vec![7u8; waiting]).unwrap();
     common::eventually("the bytes to reach the server", || unsent(&greedy) == 0);
-    server.turn([Readiness::readable(greedy_token)]);
+    server.turn(Instant::now(), [Readiness::readable(greedy_token)]);
     assert_eq!(
         server.stats().bytes_in,
         BUDGET as u64,
@@ -176,7 +182,7 @@ fn a_greedy_connection_is_requeued_after_its_budget() {
 
     bystander.write_all(b"ping").unwrap();
     poll_until(&mut server, |e| e.token == bystander_token);
-    server.turn([Readiness::readable(bystander_token)]);
+    server.turn(Instant::now(), [Readiness::readable(bystander_token)]);
     assert_eq!(
         server.stats().bytes_in,
         waiting as u64 + 4,
@@ -208,10 +214,10 @@ fn a_flood_of_peers_is_accepted_one_budget_per_turn() {
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
     poll_until(&mut server, |e| e.token == LISTENER);
-    server.turn([Readiness::readable(LISTENER)]);
+    server.turn(Instant::now(), [Readiness::readable(LISTENER)]);
     assert_eq!(server.stats().accepted, ACCEPT_BUDGET as u64);
     assert_eq!(server.stats().budget_spent, 1);
-    server.turn([]); // no new event: the listener is still ready
+    server.turn(Instant::now(), []); // no new event: the listener is still ready
     assert_eq!(server.stats().accepted, flood as u64);
     drop(peers);
 }
@@ -229,21 +235,84 @@ fn a_queued_connection_gets_one_budget_per_turn_even_with_an_event() {
     let token = Token(FIRST_CONNECTION);
     let mut greedy = TcpStream::connect(addr).unwrap();
     poll_until(&mut server, |e| e.token == LISTENER);
-    server.turn([Readiness::readable(LISTENER)]);
+    server.turn(Instant::now(), [Readiness::readable(LISTENER)]);
 
     greedy.write_all(&vec![7u8; BUDGET * 3]).unwrap();
     common::eventually("the bytes to reach the server", || unsent(&greedy) == 0);
-    server.turn([Readiness::readable(token)]);
+    server.turn(Instant::now(), [Readiness::readable(token)]);
     assert_eq!(server.stats().bytes_in, BUDGET as u64);
-    server.turn([Readiness::readable(token)]); // queued, and an event too
+    server.turn(Instant::now(), [Readiness::readable(token)]); // queued, and an event too
     assert_eq!(
         server.stats().bytes_in,
         2 * BUDGET as u64,
         "one budget per turn"
     );
     assert_eq!(server.ready_len(), 1);
-    server.turn([]);
-    server.turn([]);
+    server.turn(Instant::now(), []);
+    server.turn(Instant::now(), []);
     assert_eq!(server.stats().bytes_in, 3 * BUDGET as u64);
     assert_eq!(server.ready_len(), 0, "drained");
+}
+
+/// A server with `--idle-timeout` of `timeout` (no other timers).
+fn server_with_idle_timeout(timeout: Duration) -> Server {
+    Server::bind(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        idle_timeout: Some(timeout),
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+/// With made-up instants: a silent connection is closed exactly at its
+/// idle deadline and not a nanosecond before, and the poll is told to wake
+/// for that deadline. No sleeping, no real waiting.
+#[test]
+fn idle_timeout_fires_at_the_deadline_and_not_before() {
+    let timeout = Duration::from_secs(10);
+    let mut server = server_with_idle_timeout(timeout);
+    let addr = server.local_addr().unwrap();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    poll_until(&mut server, |e| e.token == LISTENER);
+    let t0 = Instant::now();
+    server.turn(t0, [Readiness::readable(LISTENER)]);
+    assert_eq!(server.stats().accepted, 1);
+    assert_eq!(server.next_deadline(), Some(t0 + timeout));
+
+    server.turn(t0 + timeout - Duration::from_nanos(1), []);
+    assert_eq!(server.stats().idle_closed, 0, "not before the deadline");
+    server.turn(t0 + timeout, []);
+    assert_eq!(server.stats().idle_closed, 1, "at the deadline");
+    assert_eq!(common::read_to_eof(&mut c), b"", "the peer sees EOF");
+}
+
+/// Data from the peer moves its deadline: the old deadline passes without
+/// a close, and the new one (counted from the data) closes it.
+#[test]
+fn idle_timeout_counts_from_the_last_data() {
+    use std::io::Write;
+    let timeout = Duration::from_secs(10);
+    let mut server = server_with_idle_timeout(timeout);
+    let addr = server.local_addr().unwrap();
+    let token = Token(FIRST_CONNECTION);
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    poll_until(&mut server, |e| e.token == LISTENER);
+    let t0 = Instant::now();
+    server.turn(t0, [Readiness::readable(LISTENER)]);
+
+    c.write_all(b"still here").unwrap();
+    poll_until(&mut server, |e| e.token == token);
+    let t1 = t0 + Duration::from_secs(4);
+    server.turn(t1, [Readiness::readable(token)]);
+    let mut back = [0u8; 10];
+    std::io::Read::read_exact(&mut c, &mut back).unwrap();
+    assert_eq!(&back, b"still here");
+
+    server.turn(t0 + timeout, []);
+    assert_eq!(server.stats().idle_closed, 0, "active since t0");
+    assert_eq!(server.next_deadline(), Some(t1 + timeout));
+    server.turn(t1 + timeout, []);
+    assert_eq!(server.stats().idle_closed, 1);
 }
