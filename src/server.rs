@@ -1,6 +1,29 @@
 //! The echo server's reactor: one `mio::Poll`, the listener, every accepted
 //! connection, the signal pipe and a waker, all on one thread.
 //!
+//! One turn of the loop:
+//!
+//! ```text
+//!   poll (sleep until an event or next_deadline(); not at all while work waits)
+//!    │
+//!    ▼
+//!   now = the clock, read once
+//!    │
+//!    ▼
+//!   dispatch each event ── listener: mark ready · signals · waker
+//!    │                   └─ connection: write what is owed, read one budget
+//!    ▼
+//!   on_timers(now) ─ idle timeouts, end of an accept pause, --stats
+//!    │
+//!    ▼
+//!   accept ─ at most ACCEPT_BUDGET, after the batch
+//!    │
+//!    ▼
+//!   serve_ready ─ one more budget for each connection queued before the turn
+//!    │
+//!    └──▶ back to poll
+//! ```
+//!
 //! Reading order: [`Server::run`] is the loop (it fits on a screen), then
 //! [`Server::turn`] (one batch of events), then the handlers below it in the
 //! order they run: `dispatch` → `on_connection` / `accept` →
