@@ -13,8 +13,13 @@
 //! ```
 //!
 //! Every transition is logged as `state old => new` at debug level
-//! (`echoloop client -v`). Read `Client::step` for the transitions, one
-//! `match` arm per state.
+//! (`echoloop client -v`). Read `Client::step` for the transitions driven
+//! by readiness, one `match` arm per state. Two happen outside it, on time
+//! or before any socket exists: `Client::run` moves from `Resolving` to the
+//! first `Connecting` (after the blocking lookup), and
+//! `Client::check_deadlines` moves a `Connecting` whose attempt ran out of
+//! `--connect-timeout` on to the next address. Both go through
+//! `Client::set_state`, which logs them the same way.
 //!
 //! Three promises hold against a hostile server:
 //!
