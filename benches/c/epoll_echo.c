@@ -82,11 +82,12 @@ static int owe(struct conn *c, const char *data, size_t len) {
     return 0;
 }
 
-/* Writes what is owed; -1 on a failed connection. */
-static int flush_owed(struct conn *c) {
+/* Writes as much of `data` as the socket takes: the bytes written (fewer
+ * than `len` once it says EAGAIN), or -1 on a failed connection. */
+static ssize_t write_some(int fd, const char *data, size_t len) {
     size_t done = 0;
-    while (done < c->owed_len) {
-        ssize_t n = write(c->fd, c->owed + done, c->owed_len - done);
+    while (done < len) {
+        ssize_t n = write(fd, data + done, len - done);
         if (n > 0)
             done += (size_t)n;
         else if (n < 0 && errno == EINTR)
@@ -96,6 +97,15 @@ static int flush_owed(struct conn *c) {
         else
             return -1;
     }
+    return (ssize_t)done;
+}
+
+/* Writes what is owed; -1 on a failed connection. */
+static int flush_owed(struct conn *c) {
+    ssize_t written = write_some(c->fd, c->owed, c->owed_len);
+    if (written < 0)
+        return -1;
+    size_t done = (size_t)written;
     memmove(c->owed, c->owed + done, c->owed_len - done);
     c->owed_len -= done;
     return 0;
@@ -118,17 +128,10 @@ static int read_echo(struct conn *c, int to_eagain) {
         }
         size_t off = 0;
         if (c->owed_len == 0) {
-            while (off < (size_t)n) {
-                ssize_t w = write(c->fd, buf + off, (size_t)n - off);
-                if (w > 0)
-                    off += (size_t)w;
-                else if (w < 0 && errno == EINTR)
-                    continue;
-                else if (w < 0 && errno == EAGAIN)
-                    break;
-                else
-                    return -1;
-            }
+            ssize_t w = write_some(c->fd, buf, (size_t)n);
+            if (w < 0)
+                return -1;
+            off = (size_t)w;
         }
         if (off < (size_t)n && owe(c, buf + off, (size_t)n - off) < 0)
             return -1;
