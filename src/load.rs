@@ -615,6 +615,11 @@ pub struct Generator {
     opened: usize,
     /// Connections that reached `Running`.
     established: usize,
+    /// Connections in `Connecting` right now, and connections `Closed` so
+    /// far: the loop's "still connecting?" and "all gone?" questions, in
+    /// O(1) instead of a scan of every connection per turn.
+    connecting: usize,
+    closed: usize,
     /// Open loop: messages handed to connections so far (message `n` is
     /// due at `t0 + n / rate`; those from `dealt` on are the backlog).
     dealt: u64,
@@ -699,6 +704,8 @@ impl Generator {
             t0: None,
             opened: 0,
             established: 0,
+            connecting: 0,
+            closed: 0,
             dealt: 0,
             dealt_measured: 0,
             lag: histogram()?,
@@ -790,11 +797,7 @@ impl Generator {
     /// connecting.
     fn connected(&self) -> bool {
         self.config.connect_rate.is_some()
-            || (self.opened == self.conns.len()
-                && !self
-                    .conns
-                    .iter()
-                    .any(|c| matches!(c.phase, Phase::Connecting { .. })))
+            || (self.opened == self.conns.len() && self.connecting == 0)
     }
 
     /// Starts the clock at `t0`: the schedule, then the warm-up, then the
@@ -858,6 +861,7 @@ impl Generator {
         else {
             return;
         };
+        self.connecting -= 1;
         // Small messages must leave at once, not wait for Nagle.
         let _ = stream.set_nodelay(true);
         conn.phase = Phase::Running { stream };
@@ -886,7 +890,10 @@ impl Generator {
                         Interest::READABLE | Interest::WRITABLE,
                     );
                     match registered {
-                        Ok(()) => self.conns[i].phase = Phase::Connecting { stream, since: now },
+                        Ok(()) => {
+                            self.conns[i].phase = Phase::Connecting { stream, since: now };
+                            self.connecting += 1;
+                        }
                         Err(e) => self.connect_failed(i, &e),
                     }
                 }
@@ -992,7 +999,19 @@ impl Generator {
         log::debug!("connection {i}: connect failed: {e}");
         self.tally.errors.connect += 1;
         self.first_connect_error.get_or_insert_with(|| describe(e));
-        self.conns[i].phase = Phase::Closed;
+        self.close(i);
+    }
+
+    /// Any phase → `Closed` (dropping the socket), keeping the counts.
+    fn close(&mut self, i: usize) {
+        match std::mem::replace(&mut self.conns[i].phase, Phase::Closed) {
+            Phase::Closed => {}
+            Phase::Connecting { .. } => {
+                self.connecting -= 1;
+                self.closed += 1;
+            }
+            Phase::Waiting | Phase::Running { .. } => self.closed += 1,
+        }
     }
 
     fn fail(&mut self, i: usize, fault: Fault) {
@@ -1002,7 +1021,7 @@ impl Generator {
             Fault::Mismatch => self.tally.errors.mismatch += 1,
             Fault::Timeout => self.tally.errors.timeout += 1,
         }
-        self.conns[i].phase = Phase::Closed;
+        self.close(i);
     }
 
     fn enough(&self) -> bool {
@@ -1012,8 +1031,7 @@ impl Generator {
     }
 
     fn all_closed(&self) -> bool {
-        self.opened == self.conns.len()
-            && self.conns.iter().all(|c| matches!(c.phase, Phase::Closed))
+        self.opened == self.conns.len() && self.closed == self.conns.len()
     }
 
     fn progress(&self, now: Instant) -> Progress {
