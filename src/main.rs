@@ -206,19 +206,7 @@ fn parse_host_port(text: &str) -> Result<(String, u16), String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok((addr.ip().to_string(), addr.port()));
     }
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(format!(
-            "`{text}` has no port (try 127.0.0.1:7878 or localhost:7878)"
-        ));
-    };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("`{port}` is not a port number"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("`{text}` has no host"));
-    }
-    Ok((host.to_string(), port))
+    echoloop::target::host_and_port(text)
 }
 
 /// Resolves the load target, and when the name has several addresses,

@@ -499,14 +499,14 @@ impl Server {
 
     /// A connection's socket is ready: write what is owed, read and echo.
     fn on_connection(&mut self, key: usize, event: Readiness) {
-        if !self.conns.contains(key) {
+        let Some(conn) = self.conns.get(key) else {
             // Its connection closed earlier in this batch (or it is a
             // spurious wake-up for a token we never gave out): nothing to do.
             self.stats.stale_events += 1;
             log::trace!("event token={} is stale: ignored", event.token.0);
             return;
-        }
-        let drain = if self.conns[key].is_queued() {
+        };
+        let drain = if conn.is_queued() {
             // It waits on the ready queue, which reads it (to WouldBlock)
             // later in this turn or the next: reading here too would give
             // it a second budget in one turn.
