@@ -57,3 +57,46 @@ fn ten_year_idle_timeout_serves() {
     let mut s = server.connect();
     common::round_trip(&mut s, b"still here");
 }
+
+/// The two byte-count options this work added refuse what they cannot
+/// mean: huge, zero, negative, non-numeric; exit 2 with one line naming
+/// the option. The largest value in range is accepted.
+#[test]
+fn new_size_options_refuse_bad_input() {
+    let options: [(&[&str], &str, &str); 2] = [
+        (&["server"], "--budget", "67108864"),
+        (&["client", "127.0.0.1:9"], "--max-reply", "1099511627776"),
+    ];
+    for (sub, option, _) in options {
+        for value in [
+            "99999999999999999999999",
+            "67108865000000",
+            "0",
+            "-1",
+            "lots",
+            "1.5",
+            "",
+        ] {
+            let mut args: Vec<String> = sub.iter().map(|s| s.to_string()).collect();
+            args.push(format!("{option}={value}"));
+            let out = run_bounded(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+            assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
+            assert!(errors[0].contains(option), "{args:?}: {stderr}");
+        }
+    }
+    // The top of each range is accepted (the client then fails to connect
+    // to the discard port: exit 7, not a usage error).
+    let (_, option, max) = options[1];
+    let out = run_bounded(&[
+        "client".into(),
+        "127.0.0.1:9".into(),
+        format!("{option}={max}"),
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    let server = common::ServerProcess::start(&[&format!("{}={}", options[0].1, options[0].2)]);
+    let mut s = server.connect();
+    common::round_trip(&mut s, b"budget at its maximum");
+}
