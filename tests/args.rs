@@ -87,12 +87,13 @@ fn new_size_options_refuse_bad_input() {
             assert!(errors[0].contains(option), "{args:?}: {stderr}");
         }
     }
-    // The top of each range is accepted (the client then fails to connect
-    // to the discard port: exit 7, not a usage error).
+    // The top of each range is accepted (the client then finds a closed
+    // port: exit 7, a connect error, not a usage error).
     let (_, option, max) = options[1];
+    let (_guard, closed) = common::closed_port();
     let out = run_bounded(&[
         "client".into(),
-        "127.0.0.1:9".into(),
+        closed.to_string(),
         format!("{option}={max}"),
     ]);
     assert_eq!(out.status.code(), Some(7));
