@@ -483,3 +483,95 @@ fn reset_during_upload_exits_55_with_the_byte_counts() {
     assert!(stderr.contains(" of 50000000 bytes)"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// socat, as in the issue's reproduction, sending zeros from /dev/zero in
+/// 4 MiB blocks to one client on a free loopback port, killed on drop (our
+/// own child, by its PID). `None` when socat is not installed (`.ci/run`
+/// installs it).
+struct Socat {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Socat {
+    fn endless_zeros() -> Option<Socat> {
+        let mut child = std::process::Command::new("socat")
+            .args(["-d", "-d", "-b", "4194304", "-u", "/dev/zero"])
+            .arg("TCP-LISTEN:0,bind=127.0.0.1,reuseaddr")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        // socat -d -d logs "N listening on AF=2 127.0.0.1:PORT" once ready.
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(at) = line.find("listening on AF=2 ") {
+                    let _ = tx.send(line[at + 18..].trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(common::DEADLINE)
+            .expect("socat's `listening on` line")
+            .parse()
+            .expect("socat's address");
+        Some(Socat { child, addr })
+    }
+}
+
+impl Drop for Socat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The issue's reproduction with the real socat: an endless reply at full
+/// speed. With --raw the deadline holds (exit 28 soon after 1 s, where the
+/// client used to read on for 11-18 s or run out of memory); without it,
+/// --max-reply stops it (exit 63), never an allocation failure.
+#[test]
+fn socat_endless_reply_times_out_or_hits_max_reply() {
+    let Some(socat) = Socat::endless_zeros() else {
+        eprintln!("socat is not installed (.ci/run installs it): skipped");
+        return;
+    };
+    let started = Instant::now();
+    let mut child = bin()
+        .args(["client", &socat.addr.to_string(), "--raw", "--timeout", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    let stderr = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(28), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "echoloop: error: timed out after 1 s reading from {}\n",
+            socat.addr
+        )
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(socat);
+
+    let Some(socat) = Socat::endless_zeros() else {
+        return;
+    };
+    let (out, _) = client_bounded(&[&socat.addr.to_string(), "--max-reply", "20000000"]);
+    let stderr = assert_exit(&out, 63);
+    assert_eq!(
+        stderr,
+        "echoloop: error: the reply is larger than --max-reply (20000000 bytes); \
+         use --raw to stream it\n"
+    );
+}
