@@ -46,7 +46,7 @@ impl Sample {
 
 fn main() {
     servers::serve_if_asked();
-    echoloop::net::raise_fd_limit().expect("raise the fd limit");
+    echoloop::shared::net::raise_fd_limit().expect("raise the fd limit");
     let rounds: usize = env_or("ROUNDS", 5);
     let secs: f64 = env_or("SECS", 3.0);
     let kinds = servers::kinds_from_env("c,echoloop,tokio,threads");

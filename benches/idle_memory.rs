@@ -29,7 +29,7 @@ fn main() {
         .unwrap_or(10_000);
     // The bench holds one fd per client and each server one per
     // connection, in two processes; both stay under the 20,000 hard limit.
-    let limit = echoloop::net::raise_fd_limit().expect("raise the fd limit");
+    let limit = echoloop::shared::net::raise_fd_limit().expect("raise the fd limit");
     assert!(
         limit >= n as u64 + 100,
         "fd limit {limit} is too low for {n} connections"

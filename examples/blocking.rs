@@ -84,6 +84,6 @@ fn client(addr: &str, path: &str) -> io::Result<()> {
         reply.extend_from_slice(&buf[..n]);
     }
     sock.shutdown(Shutdown::Both)?;
-    println!("{}", echoloop::repr::bytes_repr(&reply));
+    println!("{}", echoloop::client::bytes_repr(&reply));
     Ok(())
 }

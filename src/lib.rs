@@ -1,45 +1,37 @@
 //! echoloop: a TCP echo server, an HTTP GET client and a load generator,
 //! each driven by a hand-rolled `mio` event loop on a single thread.
 //!
+//! The tree is the architecture: three programs over a small shared core,
+//! and no program imports another.
+//!
+//! ```text
+//! src/
+//! ├── main.rs        the command line: parse → run → print one line → exit
+//! ├── shared/        what every loop is built from
+//! ├── server/        echoloop server: the reactor, a connection, counters
+//! ├── client/        echoloop client: one connection's state machine
+//! └── load/          echoloop load: the server's reactor turned around
+//! ```
+//!
 //! # How to read this crate
 //!
-//! Start with the server, then the pieces it uses:
+//! 1. [`shared::readiness`] — the event each loop's `turn` takes, and the
+//!    drain rule: when an edge-triggered socket has been read dry.
+//! 2. [`server`] — the reactor: `run` (poll, then `turn`), `turn(now,
+//!    batch)`, `next_deadline()`, `on_timers(now)`. Then its connection
+//!    (what it owes, which readiness it needs; tested against a scripted
+//!    fake stream) and its counters.
+//! 3. [`client`] — a second, smaller loop: one connection as a state
+//!    machine, resolving → connecting → writing → reading → done.
+//! 4. [`load`] — the server's loop shape again, with the roles swapped:
+//!    many client connections, every echoed byte checked, latency measured.
+//! 5. The rest of [`shared`]: sockets ([`shared::net`]), durations and
+//!    deadlines ([`shared::duration`]), `host:port` ([`shared::addr`]).
 //!
-//! - [`server`] — the reactor: one `Poll`, the listener, the loop, timers.
-//! - [`connection`] — one echo connection: what it owes, which readiness it
-//!   needs; unit-tested against a scripted fake stream.
-//! - [`net`] — the listening socket and the `would_block`/`interrupted` helpers.
-//! - [`stats`] — the loop's counters, the `--stats` line and the summary.
-//! - [`duration`] — parsing `500ms`, `10s`, `1.5`.
-//!
-//! Then the client, a second, smaller event loop:
-//!
-//! - [`client`] — the state machine: resolving → connecting → writing →
-//!   reading → done, on one `Poll`.
-//! - [`target`] — the SERVER argument and the exact HTTP request.
-//! - [`repr`] — Python's `repr()` of bytes, for the client's output.
-//! - [`stdout`] — stdout written without ever waiting past the deadline.
-//!
-//! Last, the load generator, the server's reactor turned around:
-//!
-//! - [`load`] — many connections, each a small state machine, on one `Poll`;
-//!   closed or open loop, every echoed byte checked, latency histograms.
-//! - [`timer`] — a timerfd in the poll, for an open-loop schedule kept to
-//!   the microsecond (poll timeouts are whole milliseconds).
-//!
-//! The command-line shell is `src/main.rs`: it parses arguments, calls into
-//! these modules and maps errors to exit codes.
-
-#![warn(missing_docs)]
+//! Before all of this, `examples/` walks from the blocking server of the
+//! Python socket tutorial to a 100-line reactor; see README.
 
 pub mod client;
-pub mod connection;
-pub mod duration;
 pub mod load;
-pub mod net;
-pub mod repr;
 pub mod server;
-pub mod stats;
-pub mod stdout;
-pub mod target;
-pub mod timer;
+pub mod shared;

@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use echoloop::client;
-use echoloop::duration::{deadline_after, parse_duration, parse_rate};
+use echoloop::client::DeadlineStdout;
+use echoloop::client::Target;
 use echoloop::server::{self, Server};
-use echoloop::stdout::DeadlineStdout;
-use echoloop::target::Target;
+use echoloop::shared::duration::{deadline_after, parse_duration, parse_rate};
 
 /// A TCP echo server, HTTP GET client and load generator, each a
 /// hand-rolled mio event loop on one thread.
@@ -206,7 +206,7 @@ fn parse_host_port(text: &str) -> Result<(String, u16), String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok((addr.ip().to_string(), addr.port()));
     }
-    echoloop::target::host_and_port(text)
+    echoloop::shared::addr::host_and_port(text)
 }
 
 /// Resolves the load target, and when the name has several addresses,
@@ -218,7 +218,7 @@ fn pick_load_address(host: &str, port: u16, timeout: Duration) -> Result<SocketA
     let resolved: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
         Err(e) => {
-            let why = echoloop::net::resolver_message(&e);
+            let why = echoloop::shared::net::resolver_message(&e);
             return Err((6, format!("could not resolve host {host}: {why}")));
         }
     };
@@ -237,7 +237,7 @@ fn pick_load_address(host: &str, port: u16, timeout: Duration) -> Result<SocketA
                 }
             }
             let why = last.map_or("no address accepted".into(), |e| {
-                echoloop::net::describe(&e)
+                echoloop::shared::net::describe(&e)
             });
             Err((7, format!("could not connect to {host}:{port}: {why}")))
         }
@@ -348,7 +348,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
         (None, Some(path)) => match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) => {
-                let what = echoloop::net::describe(&e);
+                let what = echoloop::shared::net::describe(&e);
                 error_line(format!("cannot read {}: {what}", path.display()));
                 return ExitCode::from(26);
             }
@@ -461,7 +461,7 @@ fn run_server(args: ServerArgs) -> ExitCode {
 /// Lifts the soft fd limit to the hard one, and warns when even that is
 /// below what `needed` sockets will take.
 fn raise_fd_limit(needed: Option<u64>) {
-    match echoloop::net::raise_fd_limit() {
+    match echoloop::shared::net::raise_fd_limit() {
         Ok(limit) => {
             log::debug!("open-files limit: {limit}");
             if let Some(needed) = needed

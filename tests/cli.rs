@@ -118,7 +118,7 @@ fn bad_arguments_exit_2() {
 /// A backlog above somaxconn gets a warning (the kernel caps it silently).
 #[test]
 fn backlog_above_somaxconn_warns() {
-    let Some(max) = echoloop::net::somaxconn() else {
+    let Some(max) = echoloop::shared::net::somaxconn() else {
         return; // no /proc here: nothing to compare against
     };
     let mut server = ServerProcess::start(&["--backlog", &(max + 1).to_string()]);

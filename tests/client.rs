@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Rng, ServerProcess, bin};
-use echoloop::repr::bytes_repr;
+use echoloop::client::bytes_repr;
 
 /// A one-shot server on 127.0.0.1:0: it reads the request (up to the blank
 /// line), hands it to the test, and answers `reply` in small segments with

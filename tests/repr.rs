@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use echoloop::repr::bytes_repr;
+use echoloop::client::bytes_repr;
 
 /// Python's repr of each input, one per line (via a hex round trip).
 fn python_reprs(inputs: &[Vec<u8>]) -> Option<Vec<String>> {

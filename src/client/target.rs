@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::shared::addr::split_host_port;
+
 /// A parsed SERVER argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -92,49 +94,6 @@ impl fmt::Display for Target {
     }
 }
 
-/// Splits `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 literal.
-/// `HOST:PORT`, `[V6]:PORT` split into host and port, where the port is
-/// required (what `echoloop load` takes; the client's SERVER defaults it).
-pub fn host_and_port(spec: &str) -> Result<(String, u16), String> {
-    match split_host_port(spec.trim())? {
-        ("", _) => Err(format!("`{spec}` has no host")),
-        (host, Some(port)) => Ok((host.to_string(), port)),
-        (_, None) => Err(format!(
-            "`{spec}` has no port (try 127.0.0.1:7878 or localhost:7878)"
-        )),
-    }
-}
-
-fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
-    if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| format!("missing `]` in `{authority}`"))?;
-        return match after {
-            "" => Ok((host, None)),
-            _ => match after.strip_prefix(':') {
-                Some(port) => Ok((host, Some(parse_port(port)?))),
-                None => Err(format!("unexpected `{after}` after `]`")),
-            },
-        };
-    }
-    match authority.matches(':').count() {
-        0 => Ok((authority, None)),
-        1 => {
-            let (host, port) = authority.split_once(':').unwrap_or((authority, ""));
-            Ok((host, Some(parse_port(port)?)))
-        }
-        _ => Ok((authority, None)), // a bare IPv6 literal such as ::1
-    }
-}
-
-fn parse_port(text: &str) -> Result<u16, String> {
-    match text.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("`{text}` is not a port (1-65535)")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,18 +163,5 @@ mod tests {
             t("http://[::1]:8080/p").request(),
             b"GET /p HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n"
         );
-    }
-
-    /// `load`'s ADDR: a host and a port, both required.
-    #[test]
-    fn host_and_port_requires_both() {
-        assert_eq!(
-            host_and_port("localhost:7878"),
-            Ok(("localhost".into(), 7878))
-        );
-        assert_eq!(host_and_port("[::1]:7"), Ok(("::1".into(), 7)));
-        for bad in ["nowhere", ":7", "h:x", "[::1]", "h:0"] {
-            assert!(host_and_port(bad).is_err(), "{bad:?} was accepted");
-        }
     }
 }

@@ -28,7 +28,7 @@
 //! [`Server::turn`] (one batch of events), then the handlers below it in the
 //! order they run: `dispatch` → `on_connection` / `accept` →
 //! `close`, and the timers in `on_timers`. What a single connection does with
-//! its bytes is in [`crate::connection`].
+//! its bytes is in [`connection`].
 //!
 //! Three choices shape this file:
 //!
@@ -65,24 +65,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::connection::{Connection, Drain, Limits, Next, interest_name};
-use crate::duration::deadline_after;
-use crate::net::{self, describe, interrupted, out_of_resources, would_block};
-use crate::stats::Counters;
+use crate::shared::duration::deadline_after;
+use crate::shared::net::{self, describe, interrupted, out_of_resources, would_block};
+pub use crate::shared::readiness::Readiness;
+use crate::shared::readiness::{Drain, interest_name};
+use connection::{Connection, Limits, Next};
+pub use counters::Counters;
+
+mod connection;
+mod counters;
+#[cfg(test)]
+mod tests;
 
 /// The listening socket's token.
-pub const LISTENER: Token = Token(0);
+const LISTENER: Token = Token(0);
 /// The token of the signal pipe (SIGINT, SIGTERM, SIGUSR1).
-pub const SIGNALS: Token = Token(1);
+const SIGNALS: Token = Token(1);
 /// The token of the waker that [`Handle::shutdown`] uses.
-pub const WAKER: Token = Token(2);
+const WAKER: Token = Token(2);
 /// Connection tokens start here: slab key `k` is `Token(k + FIRST_CONNECTION)`.
-pub const FIRST_CONNECTION: usize = 3;
+const FIRST_CONNECTION: usize = 3;
 
 /// How long accepting pauses after running out of file descriptors.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -189,64 +195,6 @@ enum Accepting {
     Full,
     /// Out of file descriptors; `Ready` again at this instant.
     Paused(Instant),
-}
-
-/// One readiness event, copied out of mio's `Event` so that tests can
-/// hand-craft batches (stale tokens, spurious wake-ups).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Readiness {
-    /// Whose event it is.
-    pub token: Token,
-    /// Data (or EOF) can be read.
-    pub readable: bool,
-    /// The send buffer has room.
-    pub writable: bool,
-    /// The peer shut down its sending side (EPOLLRDHUP / EPOLLHUP).
-    pub read_closed: bool,
-    /// The socket has a pending error (EPOLLERR).
-    pub error: bool,
-}
-
-impl Readiness {
-    /// A plain readable event for `token`.
-    pub fn readable(token: Token) -> Self {
-        Readiness {
-            token,
-            readable: true,
-            writable: false,
-            read_closed: false,
-            error: false,
-        }
-    }
-}
-
-impl From<&Event> for Readiness {
-    fn from(e: &Event) -> Self {
-        Readiness {
-            token: e.token(),
-            readable: e.is_readable(),
-            writable: e.is_writable(),
-            read_closed: e.is_read_closed(),
-            error: e.is_error(),
-        }
-    }
-}
-
-impl fmt::Display for Readiness {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "token={}", self.token.0)?;
-        for (on, name) in [
-            (self.readable, "readable"),
-            (self.writable, "writable"),
-            (self.read_closed, "read_closed"),
-            (self.error, "error"),
-        ] {
-            if on {
-                write!(f, " {name}")?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Stops a running [`Server`] from another thread.
@@ -425,7 +373,7 @@ impl Server {
     /// Waits for events, at most `timeout`. A signal that interrupts the
     /// wait (EINTR) is not an error: we return with no events and the loop
     /// goes round, recomputing its timeout.
-    pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+    fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         let result = self.poll.poll(events, timeout);
         self.stats.polls += 1;
         match result {
@@ -441,8 +389,12 @@ impl Server {
     /// Handles one batch of events that arrived at `now`, then does what had
     /// to wait for the end of the batch: timers, accepting (one budget), and
     /// the connections that were already on the ready queue when the turn
-    /// began (one budget each). Public so tests can feed batches, and
-    /// instants, of their own making.
+    /// began (one budget each).
+    ///
+    /// With [`next_deadline`](Self::next_deadline), this is the loop
+    /// without its I/O wait: whoever owns the poll (here [`run`](Self::run);
+    /// in the unit tests, a test with batches and instants of its own
+    /// making) reads the clock and hands it in.
     pub fn turn(&mut self, now: Instant, batch: impl IntoIterator<Item = Readiness>) {
         // Time only moves forward, whatever a caller passes.
         self.now = self.now.max(now);
@@ -477,11 +429,6 @@ impl Server {
         }
     }
 
-    /// How many connections wait on the ready queue.
-    pub fn ready_len(&self) -> usize {
-        self.ready.len()
-    }
-
     /// Routes one event to its owner.
     fn dispatch(&mut self, event: Readiness) {
         log::trace!("event {event}");
@@ -511,12 +458,8 @@ impl Server {
             // later in this turn or the next: reading here too would give
             // it a second budget in one turn.
             None
-        } else if event.read_closed || event.error {
-            // After a hang-up or an error, read to the end: the FIN or the
-            // error may sit right behind the data and will raise no new edge.
-            Some(Drain::WouldBlock)
-        } else if event.readable {
-            Some(Drain::ShortRead)
+        } else if event.readable || event.read_closed || event.error {
+            Some(Drain::after(&event))
         } else {
             None
         };

@@ -26,7 +26,7 @@
 //! * **The deadline wins.** It is checked between polls *and* inside every
 //!   read loop, since a server that sends without pause never lets a read
 //!   say `WouldBlock`; and stdout is written through a writer that gives up
-//!   at the same deadline ([`crate::stdout`]), so a reader that stops
+//!   at the same deadline ([`stdout`]), so a reader that stops
 //!   reading cannot hold the client past `--timeout` either. On a timeout,
 //!   the reply so far is printed before the error, as curl does.
 //! * **Memory is bounded.** Without `--raw` the reply is held for `repr()`,
@@ -37,8 +37,8 @@
 //!   whole payload is out, and a reset on the way is a send failure (exit
 //!   55) that says how much went out.
 //!
-//! Read this after [`crate::server`]; [`crate::target`] parses the SERVER
-//! argument and builds the request, [`crate::repr`] formats the reply.
+//! Read this after [`crate::server`]; [`target`] parses the SERVER
+//! argument and builds the request, [`repr`] formats the reply.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -49,10 +49,15 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::duration::deadline_after;
-use crate::net::{connect_finished, describe, interrupted, resolver_message, would_block};
-use crate::repr::bytes_repr;
-use crate::target::Target;
+use crate::shared::duration::deadline_after;
+use crate::shared::net::{connect_finished, describe, interrupted, resolver_message, would_block};
+pub use repr::bytes_repr;
+pub use stdout::DeadlineStdout;
+pub use target::Target;
+
+mod repr;
+mod stdout;
+mod target;
 
 /// The client's one socket.
 const SOCKET: Token = Token(0);
@@ -638,7 +643,7 @@ impl<'o> Client<'o> {
     }
 
     /// The error for a failed write to the output: the deadline passing
-    /// while stdout was blocked (see [`crate::stdout`]) is a timeout.
+    /// while stdout was blocked (see [`stdout`]) is a timeout.
     fn output_error(&self, e: io::Error) -> ClientError {
         if e.kind() == io::ErrorKind::TimedOut {
             ClientError::Timeout {

@@ -38,8 +38,10 @@ use std::time::Instant;
 
 use mio::Interest;
 
-use crate::net::{interrupted, would_block};
-use crate::stats::Counters;
+use crate::shared::readiness::Drain;
+
+use super::counters::Counters;
+use crate::shared::net::{interrupted, would_block};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,31 +76,6 @@ pub enum Next {
     /// The connection failed (reset, broken pipe, ...). Only this connection
     /// is affected.
     Failed(io::Error),
-}
-
-/// How a read pass should decide that the socket has been drained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drain {
-    /// Stop after a read shorter than the buffer: epoll(7) notes that such a
-    /// read emptied a stream socket, and any data that arrives later raises a
-    /// new edge. Saves one `read` syscall per event.
-    ShortRead,
-    /// Read until `WouldBlock` or EOF. Needed when no further edge may come:
-    /// the event already reported the peer's hang-up (the FIN may sit right
-    /// behind the data), or we are resuming after pausing for backpressure
-    /// (the edge for the waiting data was spent while we were not reading).
-    WouldBlock,
-}
-
-/// An interest as the trace prints it everywhere: `READABLE`, `WRITABLE`,
-/// `READABLE|WRITABLE`, or `none` once the connection is finished.
-pub fn interest_name(interest: Option<Interest>) -> &'static str {
-    match interest {
-        Some(i) if i.is_readable() && i.is_writable() => "READABLE|WRITABLE",
-        Some(i) if i.is_writable() => "WRITABLE",
-        Some(_) => "READABLE",
-        None => "none",
-    }
 }
 
 /// The two bounds on one read pass, both in bytes.
@@ -335,11 +312,6 @@ impl<S: Read + Write> Connection<S> {
         self.id
     }
 
-    /// Where the connection is in its life.
-    pub fn state(&self) -> State {
-        self.state
-    }
-
     /// Bytes read from the peer so far.
     pub fn bytes_in(&self) -> u64 {
         self.bytes_in
@@ -555,7 +527,7 @@ mod tests {
         let mut stats = Counters::default();
         let next = c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats);
         assert!(matches!(next, Next::Keep));
-        assert_eq!(c.state(), State::Draining);
+        assert_eq!(c.state, State::Draining);
         assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
         let next = c.on_writable(&mut buf, LIMITS, &mut stats);
         assert!(matches!(next, Next::Done));
@@ -659,17 +631,5 @@ mod tests {
         let next = c.on_readable(&mut buf, tiny, Drain::ShortRead, &mut stats);
         assert!(matches!(next, Next::Requeue), "{next:?}");
         assert_eq!(c.stream.written, b"abcd");
-    }
-
-    /// The trace names interests the same way everywhere.
-    #[test]
-    fn interest_names() {
-        assert_eq!(interest_name(Some(Interest::READABLE)), "READABLE");
-        assert_eq!(interest_name(Some(Interest::WRITABLE)), "WRITABLE");
-        assert_eq!(
-            interest_name(Some(Interest::READABLE | Interest::WRITABLE)),
-            "READABLE|WRITABLE"
-        );
-        assert_eq!(interest_name(None), "none");
     }
 }

@@ -1,16 +1,36 @@
-//! The reactor driven by hand through the library: batches of events made
-//! up by the test, to pin down the traps that real timing rarely shows.
+//! The reactor driven by hand: batches of events and instants made up by
+//! the test, to pin down the traps that real timing rarely shows (a stale
+//! token, a greedy peer, a flood of connects, a timer at its deadline).
+//! Unit tests, so they can look at the ready queue itself.
 
-mod common;
-
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echoloop::server::{Config, FIRST_CONNECTION, LISTENER, Readiness, Server};
 use mio::{Events, Token};
 
-use common::{DEADLINE, round_trip};
+use super::*;
+
+/// Generous upper bound for anything a test waits on.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Writes `msg` and reads exactly its echo back.
+fn round_trip(s: &mut TcpStream, msg: &[u8]) {
+    s.write_all(msg).unwrap();
+    let mut back = vec![0; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg);
+}
+
+/// Polls `cond` every few milliseconds until it holds; fails past DEADLINE.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
 
 fn server() -> Server {
     server_with_budget(Config::default().budget)
@@ -44,7 +64,7 @@ fn poll_until(server: &mut Server, want: impl Fn(&Readiness) -> bool) {
 }
 
 /// Runs the server on a thread, calls `f`, stops it and returns its counters.
-fn run_while(mut server: Server, f: impl FnOnce()) -> echoloop::stats::Counters {
+fn run_while(mut server: Server, f: impl FnOnce()) -> Counters {
     let handle = server.handle();
     let runner = thread::spawn(move || server.run().unwrap());
     f();
@@ -170,7 +190,7 @@ fn a_greedy_connection_is_requeued_after_its_budget() {
 
     let waiting = BUDGET * 3 / 2;
     greedy.write_all(&vec![7u8; waiting]).unwrap();
-    common::eventually("the bytes to reach the server", || unsent(&greedy) == 0);
+    wait_until("the bytes to reach the server", || unsent(&greedy) == 0);
     server.turn(Instant::now(), [Readiness::readable(greedy_token)]);
     assert_eq!(
         server.stats().bytes_in,
@@ -178,7 +198,7 @@ fn a_greedy_connection_is_requeued_after_its_budget() {
         "one budget, no more"
     );
     assert_eq!(server.stats().budget_spent, 1);
-    assert_eq!(server.ready_len(), 1, "the greedy peer waits its turn");
+    assert_eq!(server.ready.len(), 1, "the greedy peer waits its turn");
 
     bystander.write_all(b"ping").unwrap();
     poll_until(&mut server, |e| e.token == bystander_token);
@@ -189,7 +209,7 @@ fn a_greedy_connection_is_requeued_after_its_budget() {
         "both were served"
     );
     assert_eq!(
-        server.ready_len(),
+        server.ready.len(),
         0,
         "the rest fitted in the second budget"
     );
@@ -205,7 +225,6 @@ fn a_greedy_connection_is_requeued_after_its_budget() {
 /// accepts the rest without waiting for an edge that will not come.
 #[test]
 fn a_flood_of_peers_is_accepted_one_budget_per_turn() {
-    use echoloop::server::ACCEPT_BUDGET;
     let mut server = server();
     let addr = server.local_addr().unwrap();
     let flood = ACCEPT_BUDGET + ACCEPT_BUDGET / 2;
@@ -238,7 +257,7 @@ fn a_queued_connection_gets_one_budget_per_turn_even_with_an_event() {
     server.turn(Instant::now(), [Readiness::readable(LISTENER)]);
 
     greedy.write_all(&vec![7u8; BUDGET * 3]).unwrap();
-    common::eventually("the bytes to reach the server", || unsent(&greedy) == 0);
+    wait_until("the bytes to reach the server", || unsent(&greedy) == 0);
     server.turn(Instant::now(), [Readiness::readable(token)]);
     assert_eq!(server.stats().bytes_in, BUDGET as u64);
     server.turn(Instant::now(), [Readiness::readable(token)]); // queued, and an event too
@@ -247,11 +266,11 @@ fn a_queued_connection_gets_one_budget_per_turn_even_with_an_event() {
         2 * BUDGET as u64,
         "one budget per turn"
     );
-    assert_eq!(server.ready_len(), 1);
+    assert_eq!(server.ready.len(), 1);
     server.turn(Instant::now(), []);
     server.turn(Instant::now(), []);
     assert_eq!(server.stats().bytes_in, 3 * BUDGET as u64);
-    assert_eq!(server.ready_len(), 0, "drained");
+    assert_eq!(server.ready.len(), 0, "drained");
 }
 
 /// A server with `--idle-timeout` of `timeout` (no other timers).
@@ -284,7 +303,9 @@ fn idle_timeout_fires_at_the_deadline_and_not_before() {
     assert_eq!(server.stats().idle_closed, 0, "not before the deadline");
     server.turn(t0 + timeout, []);
     assert_eq!(server.stats().idle_closed, 1, "at the deadline");
-    assert_eq!(common::read_to_eof(&mut c), b"", "the peer sees EOF");
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"", "the peer sees EOF");
 }
 
 /// Data from the peer moves its deadline: the old deadline passes without

@@ -24,7 +24,7 @@
 //!   flat whatever the rate) and are handed to connections whose sockets
 //!   have taken everything so far; the report says how many were due, how
 //!   many were sent, how many never were, and how late the sends were. The
-//!   schedule is kept with a timerfd ([`crate::timer`]), not the poll's
+//!   schedule is kept with a timerfd ([`timer`]), not the poll's
 //!   millisecond timeout.
 //!
 //! The clock starts once the connections are up (with `--connect-rate`, at
@@ -48,9 +48,11 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::duration::{MAX_DURATION, deadline_after, nth_tick};
-use crate::net::{connect_finished, describe, interrupted, would_block};
-use crate::timer::Timer;
+use crate::shared::duration::{MAX_DURATION, deadline_after, nth_tick};
+use crate::shared::net::{connect_finished, describe, interrupted, would_block};
+use timer::Timer;
+
+mod timer;
 
 /// The period of the byte tape. Shifts of whole multiples of it would go
 /// unnoticed; 1 MiB is far beyond anything a TCP stream reorders.

@@ -22,7 +22,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::Instant;
 
-use crate::net::interrupted;
+use crate::shared::net::interrupted;
 
 /// The most bytes written per call: POSIX's `PIPE_BUF` on Linux. A pipe
 /// with room for one more write takes this much without blocking.

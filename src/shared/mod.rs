@@ -1,0 +1,17 @@
+//! What the three programs share: the small core every loop in this crate
+//! is built from. Nothing in here knows about echoing, HTTP or load; the
+//! server, the client and the load generator each import from here and
+//! never from one another.
+//!
+//! - [`readiness`] — the event type each reactor's `turn` takes, and the
+//!   drain rule (when a socket has been read dry). Read this first.
+//! - [`net`] — sockets: the listener, `would_block`/`interrupted`, how a
+//!   non-blocking connect finishes, error messages, the fd limit.
+//! - [`duration`] — `500ms`, `10s`, `2.5k/s` as people type them, range
+//!   checked, and deadline arithmetic that cannot overflow.
+//! - [`addr`] — `host:port` and `[v6]:port`, as people type them.
+
+pub mod addr;
+pub mod duration;
+pub mod net;
+pub mod readiness;
