@@ -2,11 +2,8 @@
 //! machine, on one `mio::Poll` — the server's reactor turned around.
 //!
 //! Each connection sends a stream of fixed-size messages and checks every
-//! echoed byte against what it sent, however the replies are segmented.
-//! The bytes come from one shared random "tape": connection `i` sends the
-//! tape from its own starting offset, cyclically, so checking a received
-//! chunk is one `memcmp` against the tape, and a lost, repeated or
-//! reordered segment shows up as a mismatch.
+//! echoed byte against what it sent, however the replies are segmented
+//! (the bytes come from one shared random [`tape`]).
 //!
 //! Two ways to drive the server:
 //!
@@ -36,11 +33,13 @@
 //! `WouldBlock`), and a share of one `epoll_wait`. Sockets are registered
 //! once for both directions and never re-registered.
 //!
-//! Read [`Generator::run`] for the loop, then `Conn` for one connection.
+//! The loop has the server's shape, name for name: [`Generator::run`]
+//! (poll, then `turn`), [`Generator::turn`] (each event, then the timers,
+//! then deferred work), [`Generator::next_deadline`] and `on_timers`. Read
+//! those, then [`connection`] for one connection, [`counters`] for what is
+//! counted and [`report`] for what is printed.
 
-use std::collections::VecDeque;
-use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -49,26 +48,32 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::shared::duration::{MAX_DURATION, deadline_after, nth_tick};
-use crate::shared::net::{connect_finished, describe, interrupted, would_block};
+use crate::shared::net::{connect_finished, describe, interrupted};
+use crate::shared::readiness::{Drain, Readiness};
+
+use connection::{Close, Connection, Phase};
+use counters::Counters;
+pub use counters::Errors;
+pub use report::{Failure, Progress, Report, Schedule};
+pub use tape::splitmix64;
+use tape::{CHUNK, TAPE_PERIOD, make_tape};
 use timer::Timer;
 
+mod connection;
+mod counters;
+mod report;
+mod tape;
+#[cfg(test)]
+mod tests;
 mod timer;
 
-/// The period of the byte tape. Shifts of whole multiples of it would go
-/// unnoticed; 1 MiB is far beyond anything a TCP stream reorders.
-const TAPE_PERIOD: usize = 1 << 20;
-/// The most bytes one read or write handles, and the tape's overhang past
-/// its period (so any chunk starting inside the period is one slice).
-const CHUNK: usize = 64 * 1024;
 /// How often overdue echoes are looked for and the live line is refreshed.
 /// (An echo that does come back late is a timeout whatever the tick: see
-/// [`Tally::complete`].)
+/// `Counters::complete`.)
 const TICK: Duration = Duration::from_millis(200);
 /// The most due messages handed out in one turn; the rest wait for the next
 /// turn, after a poll, so that echoes are read in between.
 const DEAL_PER_TURN: u64 = 1024;
-/// A send later than this after its due time means the schedule slipped.
-const LAG_TOLERATED_US: u64 = 1000;
 /// How long before a message is due the open-loop timer wakes the loop,
 /// which then polls without sleeping until the due time. A sleeping CPU
 /// (a virtual one, especially) takes 50–300 µs to wake from a timer; a
@@ -104,512 +109,19 @@ pub struct Config {
     pub timeout: Duration,
 }
 
-/// Failures by kind. None of them stops the run; all of them are reported.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Errors {
-    /// Connections that could not be established (refused, timed out).
-    pub connect: u64,
-    /// Connections reset or closed by the server mid-run.
-    pub reset: u64,
-    /// Echoes that did not come back within the timeout.
-    pub timeout: u64,
-    /// Echoed bytes that differ from what was sent (or more than was sent).
-    pub mismatch: u64,
-}
-
-impl Errors {
-    /// All errors.
-    pub fn total(&self) -> u64 {
-        self.connect + self.reset + self.timeout + self.mismatch
-    }
-}
-
-/// The outcome of a run.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// Connections asked for.
-    pub connections: usize,
-    /// Connections that were established at some point.
-    pub established: usize,
-    /// Bytes per message.
-    pub size: usize,
-    /// The measured window (warm-up excluded).
-    pub duration: Duration,
-    /// Messages echoed in full within the window.
-    pub messages: u64,
-    /// Bytes written within the window.
-    pub bytes_sent: u64,
-    /// Bytes read (and verified) within the window.
-    pub bytes_received: u64,
-    /// Latency of each measured message, in microseconds.
-    pub latency: Histogram<u64>,
-    /// Failures by kind.
-    pub errors: Errors,
-    /// The first connect failure, for the error message.
-    pub first_connect_error: Option<String>,
-    /// Open loop: how well the schedule was kept. `None` in closed loop.
-    pub schedule: Option<Schedule>,
-}
-
-/// How an open-loop run kept its schedule, over the measured window.
-#[derive(Debug, Clone)]
-pub struct Schedule {
-    /// Messages that fell due.
-    pub due: u64,
-    /// Of those, messages handed to a connection and written.
-    pub sent: u64,
-    /// How late each send was after its due time, µs (1 = on time).
-    pub lag: Histogram<u64>,
-}
-
-impl Schedule {
-    /// Messages that fell due but were never sent: the generator (or the
-    /// connections available to it) could not keep up.
-    pub fn unsent(&self) -> u64 {
-        self.due.saturating_sub(self.sent)
-    }
-
-    fn lag_at(&self, q: f64) -> u64 {
-        if self.lag.is_empty() {
-            0
-        } else {
-            self.lag.value_at_quantile(q)
-        }
-    }
-
-    /// Whether the schedule was kept: everything due was sent, and 99% of
-    /// the sends within a millisecond of their due time.
-    pub fn kept(&self) -> bool {
-        self.unsent() == 0 && self.lag_at(0.99) <= LAG_TOLERATED_US
-    }
-
-    /// One line for the human summary (and the warning when not kept).
-    pub fn line(&self) -> String {
-        format!(
-            "due {}, sent {}, not sent {}; send lag µs p50 {}  p99 {}  max {}",
-            self.due,
-            self.sent,
-            self.unsent(),
-            self.lag_at(0.5),
-            self.lag_at(0.99),
-            self.lag.max()
-        )
-    }
-
-    fn to_json(&self) -> String {
-        format!(
-            "{{\"due\":{},\"sent\":{},\"unsent\":{},\"kept\":{},\
-             \"lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}}}}",
-            self.due,
-            self.sent,
-            self.unsent(),
-            self.kept(),
-            self.lag_at(0.5),
-            self.lag_at(0.99),
-            self.lag.max()
-        )
-    }
-}
-
-/// Why a finished run counts as failed: the one line `echoloop load`
-/// prints on stderr, and its exit code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// Not one connection was established (exit 7).
-    NoConnection {
-        /// The server.
-        addr: SocketAddr,
-        /// The first connect error, in the kernel's words.
-        why: String,
-    },
-    /// Errors happened; the summary has the details (exit 1).
-    Errors(Errors),
-    /// The run was clean but nothing came back in the window (exit 1).
-    NothingEchoed,
-}
-
-impl Failure {
-    /// The process exit code.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Failure::NoConnection { .. } => 7,
-            Failure::Errors(_) | Failure::NothingEchoed => 1,
-        }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::NoConnection { addr, why } => write!(f, "could not connect to {addr}: {why}"),
-            Failure::Errors(e) => write!(
-                f,
-                "{} errors (connect {}, reset {}, timeout {}, mismatch {})",
-                e.total(),
-                e.connect,
-                e.reset,
-                e.timeout,
-                e.mismatch
-            ),
-            Failure::NothingEchoed => f.write_str("no message was echoed"),
-        }
-    }
-}
-
-/// A snapshot for the live progress line.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    /// Time measured so far (0 during warm-up).
-    pub measured: Duration,
-    /// Messages so far.
-    pub messages: u64,
-    /// Bytes received so far.
-    pub bytes_received: u64,
-    /// p99 latency so far, µs.
-    pub p99_us: u64,
-    /// Errors so far.
-    pub errors: u64,
-    /// Still in the warm-up.
-    pub warming_up: bool,
-}
-
-impl Progress {
-    /// `elapsed 3.2s  msgs/s 123456  MiB/s 7.5  p99 350µs  errors 0`.
-    pub fn line(&self) -> String {
-        if self.warming_up {
-            return format!("warming up...  errors {}", self.errors);
-        }
-        let secs = self.measured.as_secs_f64().max(1e-9);
-        format!(
-            "elapsed {:.1}s  msgs/s {:.0}  MiB/s {:.2}  p99 {}µs  errors {}",
-            secs,
-            self.messages as f64 / secs,
-            self.bytes_received as f64 / secs / MIB,
-            self.p99_us,
-            self.errors
-        )
-    }
-}
-
-const MIB: f64 = 1024.0 * 1024.0;
-
-impl Report {
-    /// The run's verdict: `None` for a clean run, else why it failed (in
-    /// this order: nothing connected, errors, nothing echoed). A schedule
-    /// that was not kept is not a failure; it is reported in the summary.
-    pub fn failure(&self, addr: SocketAddr) -> Option<Failure> {
-        if self.established == 0 {
-            let why = self
-                .first_connect_error
-                .as_deref()
-                .unwrap_or("no connection");
-            return Some(Failure::NoConnection {
-                addr,
-                why: why.to_string(),
-            });
-        }
-        if self.errors.total() > 0 {
-            return Some(Failure::Errors(self.errors));
-        }
-        (self.messages == 0).then_some(Failure::NothingEchoed)
-    }
-
-    /// Messages per second over the window.
-    pub fn msgs_per_s(&self) -> f64 {
-        self.messages as f64 / self.secs()
-    }
-
-    /// MiB per second echoed back (the received direction).
-    pub fn mib_per_s(&self) -> f64 {
-        self.bytes_received as f64 / self.secs() / MIB
-    }
-
-    fn secs(&self) -> f64 {
-        self.duration.as_secs_f64().max(1e-9)
-    }
-
-    fn percentile(&self, q: f64) -> u64 {
-        if self.latency.is_empty() {
-            0
-        } else {
-            self.latency.value_at_quantile(q)
-        }
-    }
-
-    /// One JSON object with exactly the documented keys (plus `schedule`
-    /// in open loop).
-    pub fn to_json(&self) -> String {
-        let e = &self.errors;
-        let schedule = self
-            .schedule
-            .as_ref()
-            .map_or(String::new(), |s| format!(",\"schedule\":{}", s.to_json()));
-        format!(
-            "{{\"connections\":{},\"size\":{},\"duration_s\":{:.3},\"messages\":{},\
-             \"msgs_per_s\":{:.1},\"mib_per_s\":{:.3},\
-             \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
-             \"errors\":{{\"connect\":{},\"reset\":{},\"timeout\":{},\"mismatch\":{}}}{schedule}}}",
-            self.connections,
-            self.size,
-            self.duration.as_secs_f64(),
-            self.messages,
-            self.msgs_per_s(),
-            self.mib_per_s(),
-            self.percentile(0.5),
-            self.percentile(0.9),
-            self.percentile(0.99),
-            self.percentile(0.999),
-            self.latency.max(),
-            e.connect,
-            e.reset,
-            e.timeout,
-            e.mismatch
-        )
-    }
-
-    /// The human summary, several lines.
-    pub fn to_human(&self, config: &Config) -> String {
-        let mode = match config.rate {
-            Some(rate) => format!("open loop at {rate} msgs/s"),
-            None => format!("closed loop, pipeline {}", config.pipeline),
-        };
-        let secs = self.secs();
-        let mut out = String::new();
-        let plural = if self.connections == 1 { "" } else { "s" };
-        let _ = writeln!(
-            out,
-            "{}: {} connection{plural} ({} established) x {} B, {mode}, {:.2} s measured",
-            config.addr,
-            self.connections,
-            self.established,
-            self.size,
-            self.duration.as_secs_f64()
-        );
-        let _ = writeln!(
-            out,
-            "  messages    {} ({:.1} msgs/s)",
-            self.messages,
-            self.msgs_per_s()
-        );
-        let _ = writeln!(
-            out,
-            "  throughput  {:.3} MiB/s sent, {:.3} MiB/s received",
-            self.bytes_sent as f64 / secs / MIB,
-            self.mib_per_s()
-        );
-        let _ = writeln!(
-            out,
-            "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            self.percentile(0.5),
-            self.percentile(0.9),
-            self.percentile(0.99),
-            self.percentile(0.999),
-            self.latency.max()
-        );
-        if let Some(schedule) = &self.schedule {
-            let _ = writeln!(out, "  schedule    {}", schedule.line());
-        }
-        let e = &self.errors;
-        let _ = write!(
-            out,
-            "  errors      connect {}  reset {}  timeout {}  mismatch {}",
-            e.connect, e.reset, e.timeout, e.mismatch
-        );
-        out
-    }
-}
-
-/// Where one connection is.
-enum Phase {
-    /// Not opened yet (ramping up under `--connect-rate`).
-    Waiting,
-    /// A non-blocking connect is in flight since `since`.
-    Connecting {
-        /// The socket being connected.
-        stream: TcpStream,
-        /// When the attempt started.
-        since: Instant,
-    },
-    /// Sending messages and checking echoes.
-    Running {
-        /// The connected socket.
-        stream: TcpStream,
-    },
-    /// Failed, or the run is over; the socket is closed.
-    Closed,
-}
-
-/// Why a connection stopped.
-#[derive(Debug)]
-enum Fault {
-    /// The server reset or closed the connection, or I/O failed.
-    Reset,
-    /// The echo differs from what was sent.
-    Mismatch,
-    /// The oldest echo did not come back within the timeout.
-    Timeout,
-}
-
-/// One load connection: what it has sent, what came back, and the
-/// messages whose echoes are still on their way.
-struct Conn {
-    phase: Phase,
-    /// Where this connection's bytes start on the tape.
-    tape_start: usize,
-    /// Bytes handed to the messages so far (what should be written).
-    queued: u64,
-    /// Bytes written so far.
-    sent: u64,
-    /// Bytes read back and verified so far.
-    received: u64,
-    /// For each message not yet echoed in full: the stream offset where it
-    /// ends, and when it was sent (closed loop) or due (open loop).
-    in_flight: VecDeque<(u64, Instant)>,
-}
-
-/// The counters every connection adds to.
-struct Tally {
-    /// Start of the measured window (far in the future until the clock
-    /// starts, see [`Generator::start_clock`]).
-    measure_from: Instant,
-    /// End of the run (likewise).
-    end: Instant,
-    /// An echo that takes longer than this is a timeout, not a success.
-    timeout: Duration,
-    messages: u64,
-    bytes_sent: u64,
-    bytes_received: u64,
-    latency: Histogram<u64>,
-    errors: Errors,
-}
-
-impl Tally {
-    /// Counts a message echoed in full at `now` that was sent (closed loop)
-    /// or due (open loop) at `at`. An echo later than the timeout is a
-    /// timeout, however it was noticed: here, as it arrives, or by the
-    /// periodic check in [`Generator::expire`] if it never does.
-    fn complete(&mut self, at: Instant, now: Instant) -> Result<(), Fault> {
-        let took = now.saturating_duration_since(at);
-        if took > self.timeout {
-            return Err(Fault::Timeout);
-        }
-        if at >= self.measure_from && now <= self.end {
-            self.messages += 1;
-            self.latency
-                .saturating_record((took.as_micros() as u64).max(1));
-        }
-        Ok(())
-    }
-
-    /// Whether bytes moved at `now` count: inside the measured window.
-    fn measuring(&self, now: Instant) -> bool {
-        now >= self.measure_from && now <= self.end
-    }
-}
-
-impl Conn {
-    /// Whether this connection can take another open-loop message now:
-    /// running, with everything queued so far already written.
-    fn can_take(&self) -> bool {
-        matches!(self.phase, Phase::Running { .. }) && self.sent == self.queued
-    }
-
-    /// Queues one message, sent (or due) at `at`.
-    fn queue(&mut self, size: usize, at: Instant) {
-        self.queued += size as u64;
-        self.in_flight.push_back((self.queued, at));
-    }
-
-    /// Writes queued bytes until all are out or the socket is full.
-    fn write(&mut self, tape: &[u8], tally: &mut Tally, now: Instant) -> Result<(), Fault> {
-        let Phase::Running { stream } = &mut self.phase else {
-            return Ok(());
-        };
-        while self.sent < self.queued {
-            let len = (self.queued - self.sent).min(CHUNK as u64) as usize;
-            match stream.write(tape_slice(tape, self.tape_start, self.sent, len)) {
-                Ok(n) => {
-                    self.sent += n as u64;
-                    if tally.measuring(now) {
-                        tally.bytes_sent += n as u64;
-                    }
-                }
-                Err(e) if would_block(&e) => break,
-                Err(e) if interrupted(&e) => {}
-                Err(e) => {
-                    log::debug!("write failed: {e}");
-                    return Err(Fault::Reset);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads echoes, checks them against the tape, completes messages, and
-    /// in closed loop queues a new message for each one completed.
-    fn read(
-        &mut self,
-        buf: &mut [u8],
-        tape: &[u8],
-        tally: &mut Tally,
-        now: Instant,
-        refill: Option<usize>,
-        to_would_block: bool,
-    ) -> Result<(), Fault> {
-        loop {
-            let Phase::Running { stream } = &mut self.phase else {
-                return Ok(());
-            };
-            let n = match stream.read(buf) {
-                Ok(0) => {
-                    log::debug!("server closed the connection");
-                    return Err(Fault::Reset);
-                }
-                Ok(n) => n,
-                Err(e) if would_block(&e) => return Ok(()),
-                Err(e) if interrupted(&e) => continue,
-                Err(e) => {
-                    log::debug!("read failed: {e}");
-                    return Err(Fault::Reset);
-                }
-            };
-            if self.received + n as u64 > self.sent
-                || buf[..n] != *tape_slice(tape, self.tape_start, self.received, n)
-            {
-                return Err(Fault::Mismatch);
-            }
-            self.received += n as u64;
-            if tally.measuring(now) {
-                tally.bytes_received += n as u64;
-            }
-            while let Some(&(end, at)) = self.in_flight.front() {
-                if end > self.received {
-                    break;
-                }
-                self.in_flight.pop_front();
-                tally.complete(at, now)?;
-                if let Some(size) = refill {
-                    self.queue(size, now);
-                }
-            }
-            // A short read drained the socket (epoll(7)); more data raises
-            // a new edge. After a hang-up, read on to see the EOF.
-            if n < buf.len() && !to_would_block {
-                return Ok(());
-            }
-        }
-    }
-}
-
 /// The generator: its connections, the tape, the schedule, the counters.
 pub struct Generator {
     config: Config,
     poll: Poll,
-    conns: Vec<Conn>,
+    conns: Vec<Connection<TcpStream>>,
     tape: Vec<u8>,
     buf: Vec<u8>,
     /// When the run started (connections open from here).
     started: Instant,
+    /// The time the last poll returned: one clock read per batch.
+    now: Instant,
+    /// When overdue echoes are next looked for and the live line is due.
+    next_tick: Instant,
     /// When the clock started: the schedule counts from here, the warm-up
     /// and the measured window follow. `None` while connecting.
     t0: Option<Instant>,
@@ -639,7 +151,8 @@ pub struct Generator {
     /// `None` in closed loop (or if timerfd is unavailable: then the
     /// poll's millisecond timeout is used, and the report shows the lag).
     timer: Option<Timer>,
-    tally: Tally,
+    /// What the connections count, and the measured window.
+    counters: Counters,
     first_connect_error: Option<String>,
 }
 
@@ -650,7 +163,7 @@ impl std::fmt::Debug for Generator {
             .field("opened", &self.opened)
             .field("established", &self.established)
             .field("dealt", &self.dealt)
-            .field("messages", &self.tally.messages)
+            .field("messages", &self.counters.messages)
             .finish_non_exhaustive()
     }
 }
@@ -665,7 +178,7 @@ impl Generator {
             Histogram::new_with_bounds(1, 60_000_000, 3)
                 .map_err(|e| io::Error::other(e.to_string()))
         };
-        let tally = Tally {
+        let counters = Counters {
             measure_from: never,
             end: never,
             timeout: config.timeout,
@@ -676,15 +189,8 @@ impl Generator {
             errors: Errors::default(),
         };
         let conns = (0..config.connections)
-            .map(|i| Conn {
-                phase: Phase::Waiting,
-                // Spread the starting points over the tape.
-                tape_start: (i * 7919 * 64) % TAPE_PERIOD,
-                queued: 0,
-                sent: 0,
-                received: 0,
-                in_flight: VecDeque::new(),
-            })
+            // Spread the starting points over the tape.
+            .map(|i| Connection::new((i * 7919 * 64) % TAPE_PERIOD))
             .collect();
         let poll = Poll::new()?;
         let timer = match config.rate {
@@ -703,6 +209,8 @@ impl Generator {
             tape: make_tape(),
             buf: vec![0; CHUNK],
             started,
+            now: started,
+            next_tick: started,
             t0: None,
             opened: 0,
             established: 0,
@@ -714,7 +222,7 @@ impl Generator {
             deal_blocked: false,
             next_conn: 0,
             timer,
-            tally,
+            counters,
             first_connect_error: None,
             config,
         })
@@ -724,74 +232,128 @@ impl Generator {
     /// connection has failed. `progress` is called every tick.
     pub fn run(&mut self, mut progress: impl FnMut(&Progress)) -> io::Result<Report> {
         let mut events = Events::with_capacity(1024);
-        let mut next_tick = self.started;
-        // One clock read per poll: the time the poll returned serves both
-        // the events of the batch and the deadline checks that follow it.
-        let mut now = Instant::now();
+        let mut now = self.started;
         loop {
-            if self.t0.is_none() && self.connected() {
-                self.start_clock(now);
+            // The first turn has no events: it opens the connections.
+            if let Some(tick) = self.turn(now, events.iter().map(Readiness::from)) {
+                progress(&tick);
             }
-            if now >= self.tally.end || self.enough() || self.all_closed() {
-                break;
+            if self.finished() {
+                return Ok(self.finish());
             }
-            self.open_due(now);
-            self.deal(now);
-            if now >= next_tick {
-                self.expire(now);
-                progress(&self.progress(now));
-                next_tick = deadline_after(now, TICK);
-            }
-            let timeout = self.poll_timeout(now, next_tick)?;
-            let polled = self.poll.poll(&mut events, timeout);
+            self.arm_timer()?;
+            let timeout = self
+                .next_deadline()
+                .map(|at| at.saturating_duration_since(self.now));
+            self.poll(&mut events, timeout)?;
+            // The clock is read here, once per poll, and handed down:
+            // everything below works with `now`, so tests can make it up.
             now = Instant::now();
-            match polled {
-                Ok(()) => {}
-                Err(e) if interrupted(&e) => continue,
-                Err(e) => return Err(e),
-            }
-            for event in events.iter() {
-                if event.token() == TIMER {
-                    if let Some(timer) = &mut self.timer {
-                        timer.fired();
-                    }
-                    continue;
-                }
-                self.deal_blocked = false; // a socket may have room now
-                let to_would_block = event.is_read_closed() || event.is_error();
-                self.on_event(event.token().0, to_would_block, now);
-            }
         }
-        Ok(self.finish())
     }
 
-    /// How long the next poll may sleep: until the end, the next tick or
-    /// the next connection to open, in whole milliseconds. The next due
-    /// message is the timer's job when there is one: it wakes the loop
-    /// [`SPIN`] early, and from there the poll does not sleep until the
-    /// message is due. Without a timer, the poll's own timeout does it.
-    fn poll_timeout(&mut self, now: Instant, next_tick: Instant) -> io::Result<Option<Duration>> {
-        let due = if self.deal_blocked {
-            None
-        } else {
-            self.next_due()
-        };
-        let mut wake = [Some(self.tally.end), Some(next_tick), self.next_open()];
-        match &mut self.timer {
-            Some(timer) => {
-                let spin_from = due.map(|at| at.checked_sub(SPIN).unwrap_or(at));
-                match spin_from {
-                    Some(from) if from <= now => {
-                        timer.set(now, None)?;
-                        wake[0] = Some(now); // the last stretch: poll, do not sleep
-                    }
-                    other => timer.set(now, other)?,
-                }
+    /// Waits for events, at most `timeout`. A signal that interrupts the
+    /// wait (EINTR) is not an error: no events, and the loop goes round.
+    fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        match self.poll.poll(events, timeout) {
+            Err(e) if interrupted(&e) => {
+                events.clear();
+                Ok(())
             }
-            None => wake[0] = wake[0].into_iter().chain(due).min(),
+            other => other,
         }
-        let wake = wake.into_iter().flatten().min();
-        Ok(wake.map(|at| at.saturating_duration_since(now)))
+    }
+
+    /// Handles one batch of events that arrived at `now`, then the timers,
+    /// then the work that waits for the end of a batch: opening the
+    /// connections whose time has come, and (open loop) handing out the
+    /// messages that fell due. Returns the live line's figures when a tick
+    /// fell due in this turn.
+    ///
+    /// With [`next_deadline`](Self::next_deadline), this is the loop
+    /// without its I/O wait, as in the server: whoever owns the poll reads
+    /// the clock and hands it in.
+    pub fn turn(
+        &mut self,
+        now: Instant,
+        batch: impl IntoIterator<Item = Readiness>,
+    ) -> Option<Progress> {
+        // Time only moves forward, whatever a caller passes.
+        self.now = self.now.max(now);
+        for event in batch {
+            self.dispatch(event);
+        }
+        let tick = self.on_timers(self.now);
+        self.open_due(self.now);
+        self.deal(self.now);
+        tick
+    }
+
+    /// Routes one event to its owner: the open-loop timer, or a connection
+    /// (whose token is its index).
+    fn dispatch(&mut self, event: Readiness) {
+        log::trace!("event {event}");
+        if event.token == TIMER {
+            if let Some(timer) = &mut self.timer {
+                timer.fired();
+            }
+            return;
+        }
+        self.deal_blocked = false; // a socket may have room now
+        self.on_connection(event.token.0, event);
+    }
+
+    /// Starts the clock once the connections are up; at each tick, fails
+    /// what is overdue and returns the live line's figures.
+    fn on_timers(&mut self, now: Instant) -> Option<Progress> {
+        if self.t0.is_none() && self.connected() {
+            self.start_clock(now);
+        }
+        if now < self.next_tick {
+            return None;
+        }
+        self.expire(now);
+        self.next_tick = deadline_after(now, TICK);
+        Some(self.progress(now))
+    }
+
+    /// The soonest deadline: the end of the run, the next tick, the next
+    /// connection to open, or the next due message. `None`: sleep until an
+    /// event. The next due message is the timer's job when there is one
+    /// (see [`arm_timer`](Self::arm_timer)): the poll only stops sleeping
+    /// for it in the last [`SPIN`] before it is due, and then not at all.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let due = match self.next_due() {
+            _ if self.deal_blocked => None,
+            Some(at) if self.timer.is_some() => {
+                (at.checked_sub(SPIN).unwrap_or(at) <= self.now).then_some(self.now)
+            }
+            other => other,
+        };
+        [
+            Some(self.counters.end),
+            Some(self.next_tick),
+            self.next_open(),
+            due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Open loop: sets the timerfd to wake the poll [`SPIN`] before the next
+    /// message is due (the poll timeout is whole milliseconds), or disarms
+    /// it when the loop is already in that last stretch or nothing is due.
+    fn arm_timer(&mut self) -> io::Result<()> {
+        let spin_from = match self.next_due() {
+            _ if self.deal_blocked => None,
+            Some(at) => Some(at.checked_sub(SPIN).unwrap_or(at)).filter(|&from| from > self.now),
+            None => None,
+        };
+        match &mut self.timer {
+            Some(timer) => timer.set(self.now, spin_from),
+            None => Ok(()),
+        }
     }
 
     /// Whether the clock may start: with `--connect-rate` at once (the
@@ -815,12 +377,14 @@ impl Generator {
             t0.saturating_duration_since(self.started)
         );
         self.t0 = Some(t0);
-        self.tally.measure_from = deadline_after(t0, self.config.warmup);
-        self.tally.end = deadline_after(self.tally.measure_from, self.config.duration);
+        self.counters.measure_from = deadline_after(t0, self.config.warmup);
+        self.counters.end = deadline_after(self.counters.measure_from, self.config.duration);
     }
 
-    /// One socket is ready.
-    fn on_event(&mut self, i: usize, to_would_block: bool, now: Instant) {
+    /// A connection's socket is ready: finish its connect, or read the
+    /// echoes (to dry, by the drain rule) and write what is queued.
+    fn on_connection(&mut self, i: usize, event: Readiness) {
+        let now = self.now;
         let Some(conn) = self.conns.get_mut(i) else {
             return;
         };
@@ -839,20 +403,20 @@ impl Generator {
             },
             Phase::Running { .. } => {
                 let refill = self.config.rate.is_none().then_some(self.config.size);
-                conn.read(
+                conn.on_readable(
                     &mut self.buf,
                     &self.tape,
-                    &mut self.tally,
+                    &mut self.counters,
                     now,
                     refill,
-                    to_would_block,
+                    Drain::after(&event),
                 )
-                .and_then(|()| conn.write(&self.tape, &mut self.tally, now))
+                .and_then(|()| conn.on_writable(&self.tape, &mut self.counters, now))
             }
             Phase::Waiting | Phase::Closed => return,
         };
-        if let Err(fault) = result {
-            self.fail(i, fault);
+        if let Err(why) = result {
+            self.close(i, why);
         }
     }
 
@@ -872,8 +436,8 @@ impl Generator {
                 conn.queue(self.config.size, now);
             }
         }
-        if let Err(fault) = conn.write(&self.tape, &mut self.tally, now) {
-            self.fail(i, fault);
+        if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, now) {
+            self.close(i, why);
         }
     }
 
@@ -935,7 +499,8 @@ impl Generator {
 
     /// When the next message is due, if one is still to come in the run.
     fn next_due(&self) -> Option<Instant> {
-        self.due_time(self.dealt).filter(|&at| at < self.tally.end)
+        self.due_time(self.dealt)
+            .filter(|&at| at < self.counters.end)
     }
 
     /// Open loop: hands the due backlog out, round robin, one message at a
@@ -945,7 +510,7 @@ impl Generator {
     fn deal(&mut self, now: Instant) {
         let n = self.conns.len();
         let due = self.due_before(deadline_after(now, Duration::from_nanos(1)));
-        let due = due.min(self.due_before(self.tally.end));
+        let due = due.min(self.due_before(self.counters.end));
         let mut budget = DEAL_PER_TURN;
         while self.dealt < due && budget > 0 {
             // The next connection, at most one lap away, that can take one.
@@ -962,14 +527,14 @@ impl Generator {
             self.dealt += 1;
             budget -= 1;
             self.next_conn = (i + 1) % n;
-            if at >= self.tally.measure_from {
+            if at >= self.counters.measure_from {
                 self.dealt_measured += 1;
                 let late = now.saturating_duration_since(at).as_micros() as u64;
                 self.lag.saturating_record(late.max(1));
             }
             self.conns[i].queue(self.config.size, at);
-            if let Err(fault) = self.conns[i].write(&self.tape, &mut self.tally, now) {
-                self.fail(i, fault);
+            if let Err(why) = self.conns[i].on_writable(&self.tape, &mut self.counters, now) {
+                self.close(i, why);
             }
         }
     }
@@ -986,10 +551,10 @@ impl Generator {
                     self.connect_failed(i, &e);
                 }
                 Phase::Running { .. } => {
-                    if let Some(&(_, at)) = self.conns[i].in_flight.front()
+                    if let Some(at) = self.conns[i].oldest_in_flight()
                         && now.saturating_duration_since(at) > timeout
                     {
-                        self.fail(i, Fault::Timeout);
+                        self.close(i, Close::Timeout);
                     }
                 }
                 _ => {}
@@ -999,13 +564,13 @@ impl Generator {
 
     fn connect_failed(&mut self, i: usize, e: &io::Error) {
         log::debug!("connection {i}: connect failed: {e}");
-        self.tally.errors.connect += 1;
+        self.counters.errors.connect += 1;
         self.first_connect_error.get_or_insert_with(|| describe(e));
-        self.close(i);
+        self.end(i);
     }
 
     /// Any phase → `Closed` (dropping the socket), keeping the counts.
-    fn close(&mut self, i: usize) {
+    fn end(&mut self, i: usize) {
         match std::mem::replace(&mut self.conns[i].phase, Phase::Closed) {
             Phase::Closed => {}
             Phase::Connecting { .. } => {
@@ -1016,20 +581,27 @@ impl Generator {
         }
     }
 
-    fn fail(&mut self, i: usize, fault: Fault) {
-        log::debug!("connection {i}: {fault:?}");
-        match fault {
-            Fault::Reset => self.tally.errors.reset += 1,
-            Fault::Mismatch => self.tally.errors.mismatch += 1,
-            Fault::Timeout => self.tally.errors.timeout += 1,
+    /// Closes connection `i` before the end of the run, and counts why.
+    fn close(&mut self, i: usize, why: Close) {
+        log::debug!("close connection {i} ({why})");
+        match why {
+            Close::Failed(_) => self.counters.errors.reset += 1,
+            Close::Mismatch => self.counters.errors.mismatch += 1,
+            Close::Timeout => self.counters.errors.timeout += 1,
         }
-        self.close(i);
+        self.end(i);
+    }
+
+    /// Whether the run is over: the window has ended, enough messages were
+    /// measured, or every connection is gone.
+    fn finished(&self) -> bool {
+        self.now >= self.counters.end || self.enough() || self.all_closed()
     }
 
     fn enough(&self) -> bool {
         self.config
             .messages
-            .is_some_and(|want| self.tally.messages >= want)
+            .is_some_and(|want| self.counters.messages >= want)
     }
 
     fn all_closed(&self) -> bool {
@@ -1037,7 +609,7 @@ impl Generator {
     }
 
     fn progress(&self, now: Instant) -> Progress {
-        let t = &self.tally;
+        let t = &self.counters;
         Progress {
             measured: now.saturating_duration_since(t.measure_from),
             messages: t.messages,
@@ -1054,15 +626,15 @@ impl Generator {
 
     /// Closes everything and builds the report.
     fn finish(&mut self) -> Report {
-        let now = Instant::now();
+        let now = self.now;
         for conn in &mut self.conns {
             conn.phase = Phase::Closed;
         }
-        let end = now.min(self.tally.end);
+        let end = now.min(self.counters.end);
         let schedule = self.config.rate.map(|_| Schedule {
             due: self
                 .due_before(end)
-                .saturating_sub(self.due_before(self.tally.measure_from)),
+                .saturating_sub(self.due_before(self.counters.measure_from)),
             sent: self.dealt_measured,
             lag: self.lag.clone(),
         });
@@ -1070,197 +642,19 @@ impl Generator {
             connections: self.config.connections,
             established: self.established,
             size: self.config.size,
-            duration: end.saturating_duration_since(self.tally.measure_from),
-            messages: self.tally.messages,
-            bytes_sent: self.tally.bytes_sent,
-            bytes_received: self.tally.bytes_received,
-            latency: self.tally.latency.clone(),
-            errors: self.tally.errors,
+            duration: end.saturating_duration_since(self.counters.measure_from),
+            messages: self.counters.messages,
+            bytes_sent: self.counters.bytes_sent,
+            bytes_received: self.counters.bytes_received,
+            latency: self.counters.latency.clone(),
+            errors: self.counters.errors,
             first_connect_error: self.first_connect_error.clone(),
             schedule,
         }
     }
 }
 
-/// The `len` tape bytes (at most [`CHUNK`]) at `offset` of the stream of a
-/// connection whose bytes start at `start` on the tape.
-fn tape_slice(tape: &[u8], start: usize, offset: u64, len: usize) -> &[u8] {
-    let at = (start + (offset % TAPE_PERIOD as u64) as usize) % TAPE_PERIOD;
-    &tape[at..at + len.min(CHUNK)]
-}
-
-/// The tape every connection sends from: one period of random bytes
-/// (splitmix64), then its first [`CHUNK`] bytes again, so that a chunk that
-/// starts near the end of the period reads on, seamlessly, into its start.
-fn make_tape() -> Vec<u8> {
-    let mut state: u64 = 0x0123_4567_89ab_cdef;
-    let mut tape = Vec::with_capacity(TAPE_PERIOD + CHUNK + 8);
-    while tape.len() < TAPE_PERIOD {
-        tape.extend_from_slice(&splitmix64(&mut state).to_le_bytes());
-    }
-    tape.truncate(TAPE_PERIOD);
-    tape.extend_from_within(..CHUNK);
-    tape
-}
-
-/// The next value of the splitmix64 generator: small, fast, and good
-/// enough for test payloads (not for anything secret).
-pub fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Runs a whole load test.
 pub fn run(config: Config, progress: impl FnMut(&Progress)) -> io::Result<Report> {
     Generator::new(config)?.run(progress)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Any chunk read at any offset equals the bytes written there, however
-    /// the stream is cut: the tape wraps seamlessly.
-    #[test]
-    fn tape_slices_agree_across_the_wrap() {
-        let tape = make_tape();
-        let start = TAPE_PERIOD - 100;
-        let written: Vec<u8> = [
-            tape_slice(&tape, start, 0, 5000),
-            tape_slice(&tape, start, 5000, 3000),
-        ]
-        .concat();
-        let mut read = Vec::new();
-        for (offset, len) in [(0, 37), (37, 63), (100, 4000), (4100, 3900)] {
-            read.extend_from_slice(tape_slice(&tape, start, offset, len));
-        }
-        assert_eq!(read, written);
-        assert_eq!(tape_slice(&tape, start, 100, 10), &tape[..10]);
-    }
-
-    fn tally(timeout: Duration, measure_from: Instant) -> Tally {
-        Tally {
-            measure_from,
-            end: measure_from + Duration::from_secs(10),
-            timeout,
-            messages: 0,
-            bytes_sent: 0,
-            bytes_received: 0,
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
-            errors: Errors::default(),
-        }
-    }
-
-    /// An echo later than the timeout is a timeout, not a success, however
-    /// it was noticed; one just inside it counts, with its latency.
-    #[test]
-    fn a_late_echo_is_a_timeout_whatever_the_tick() {
-        let t0 = Instant::now();
-        let mut t = tally(Duration::from_millis(100), t0);
-        let late = t.complete(t0, t0 + Duration::from_millis(150));
-        assert!(matches!(late, Err(Fault::Timeout)), "{late:?}");
-        assert_eq!(t.messages, 0);
-        assert!(t.complete(t0, t0 + Duration::from_millis(100)).is_ok());
-        assert_eq!(t.messages, 1);
-        assert_eq!(t.latency.max(), t.latency.highest_equivalent(100_000));
-    }
-
-    /// Bytes and messages count only inside the window, so the figures
-    /// agree: nothing before the warm-up ends, nothing after the end.
-    #[test]
-    fn only_the_window_counts() {
-        let t0 = Instant::now();
-        let from = t0 + Duration::from_secs(1);
-        let mut t = tally(Duration::from_secs(60), from);
-        assert!(!t.measuring(t0));
-        assert!(t.measuring(from));
-        assert!(!t.measuring(t.end + Duration::from_nanos(1)));
-        t.complete(t0, from).unwrap(); // sent before the window: not counted
-        let end = t.end;
-        t.complete(from, end + Duration::from_millis(1)).unwrap(); // after it
-        assert_eq!(t.messages, 0);
-    }
-
-    /// What an open-loop run reports about its schedule.
-    #[test]
-    fn schedule_kept_and_not_kept() {
-        let mut lag = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
-        lag.record(20).unwrap();
-        let kept = Schedule {
-            due: 10,
-            sent: 10,
-            lag: lag.clone(),
-        };
-        assert!(kept.kept());
-        assert_eq!(kept.unsent(), 0);
-        let short = Schedule {
-            due: 10,
-            sent: 7,
-            lag: lag.clone(),
-        };
-        assert!(!short.kept());
-        assert_eq!(short.unsent(), 3);
-        assert!(
-            short
-                .line()
-                .starts_with("due 10, sent 7, not sent 3; send lag µs p50 20")
-        );
-        lag.record(5_000).unwrap();
-        lag.record(5_000).unwrap();
-        let late = Schedule {
-            due: 3,
-            sent: 3,
-            lag,
-        };
-        assert!(!late.kept(), "p99 of 5 ms late is not keeping the schedule");
-    }
-
-    fn report(established: usize, errors: Errors, messages: u64) -> Report {
-        Report {
-            connections: 2,
-            established,
-            size: 64,
-            duration: Duration::from_secs(1),
-            messages,
-            bytes_sent: 0,
-            bytes_received: 0,
-            latency: Histogram::new(3).unwrap(),
-            errors,
-            first_connect_error: Some("connection refused".into()),
-            schedule: None,
-        }
-    }
-
-    /// The verdict and its exit code, in the documented order.
-    #[test]
-    fn failure_verdicts_and_exit_codes() {
-        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let refused = Errors {
-            connect: 2,
-            ..Errors::default()
-        };
-        let f = report(0, refused, 0).failure(addr).unwrap();
-        assert_eq!(
-            (f.exit_code(), f.to_string().as_str()),
-            (7, "could not connect to 127.0.0.1:9: connection refused")
-        );
-        let reset = Errors {
-            reset: 1,
-            ..Errors::default()
-        };
-        let f = report(2, reset, 10).failure(addr).unwrap();
-        assert_eq!(
-            (f.exit_code(), f.to_string().as_str()),
-            (1, "1 errors (connect 0, reset 1, timeout 0, mismatch 0)")
-        );
-        let f = report(2, Errors::default(), 0).failure(addr).unwrap();
-        assert_eq!(
-            (f.exit_code(), f.to_string().as_str()),
-            (1, "no message was echoed")
-        );
-        assert_eq!(report(2, Errors::default(), 10).failure(addr), None);
-    }
 }

@@ -212,7 +212,9 @@ impl Handle {
     }
 }
 
-/// Why a connection was closed (for the debug log and the counters).
+/// Why a connection was closed (for the debug log and the counters). The
+/// load generator's reasons have the same names where they mean the same
+/// thing.
 #[derive(Debug)]
 enum Close {
     /// The peer sent EOF and got everything back.
@@ -220,7 +222,17 @@ enum Close {
     /// An I/O error on this connection.
     Failed(io::Error),
     /// Silent for longer than `--idle-timeout`.
-    Idle,
+    Timeout,
+}
+
+impl fmt::Display for Close {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Close::Done => f.write_str("peer finished"),
+            Close::Failed(e) => write!(f, "error: {e}"),
+            Close::Timeout => f.write_str("idle timeout"),
+        }
+    }
 }
 
 /// The echo server: a listener and its connections on one poller.
@@ -636,20 +648,15 @@ impl Server {
         match &why {
             Close::Done => {}
             Close::Failed(_) => self.stats.failed += 1,
-            Close::Idle => self.stats.idle_closed += 1,
+            Close::Timeout => self.stats.idle_closed += 1,
         }
         if log::log_enabled!(log::Level::Debug) {
             let peer = conn
                 .stream_mut()
                 .peer_addr()
                 .map_or_else(|_| "?".to_string(), |p| p.to_string());
-            let reason = match &why {
-                Close::Done => "peer finished".to_string(),
-                Close::Failed(e) => format!("error: {e}"),
-                Close::Idle => "idle timeout".to_string(),
-            };
             log::debug!(
-                "close conn=#{} peer={peer} token={} in={} out={} ({reason})",
+                "close conn=#{} peer={peer} token={} in={} out={} ({why})",
                 conn.id(),
                 key + FIRST_CONNECTION,
                 conn.bytes_in(),
@@ -726,7 +733,7 @@ impl Server {
                 };
                 let due = deadline_after(conn.last_active(), timeout);
                 if due <= now {
-                    self.close(key, Close::Idle);
+                    self.close(key, Close::Timeout);
                 } else {
                     self.idle.push(Reverse((due, key, id)));
                 }

@@ -1,0 +1,118 @@
+//! What a load run counts: messages, bytes and latency inside the measured
+//! window, and failures by kind. The server keeps its own `Counters`; the
+//! two mirror each other in name and place.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::connection::Close;
+
+/// Failures by kind. None of them stops the run; all of them are reported.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Errors {
+    /// Connections that could not be established (refused, timed out).
+    pub connect: u64,
+    /// Connections reset or closed by the server mid-run.
+    pub reset: u64,
+    /// Echoes that did not come back within the timeout.
+    pub timeout: u64,
+    /// Echoed bytes that differ from what was sent (or more than was sent).
+    pub mismatch: u64,
+}
+
+impl Errors {
+    /// All errors.
+    pub fn total(&self) -> u64 {
+        self.connect + self.reset + self.timeout + self.mismatch
+    }
+}
+
+/// The counters every connection adds to, and the measured window they
+/// count in.
+pub(super) struct Counters {
+    /// Start of the measured window (far in the future until the clock
+    /// starts, see `Generator::start_clock`).
+    pub(super) measure_from: Instant,
+    /// End of the run (likewise).
+    pub(super) end: Instant,
+    /// An echo that takes longer than this is a timeout, not a success.
+    pub(super) timeout: Duration,
+    pub(super) messages: u64,
+    pub(super) bytes_sent: u64,
+    pub(super) bytes_received: u64,
+    pub(super) latency: Histogram<u64>,
+    pub(super) errors: Errors,
+}
+
+impl Counters {
+    /// Counts a message echoed in full at `now` that was sent (closed loop)
+    /// or due (open loop) at `at`. An echo later than the timeout is a
+    /// timeout, however it was noticed: here, as it arrives, or by the
+    /// periodic check in `Generator::expire` if it never does.
+    pub(super) fn complete(&mut self, at: Instant, now: Instant) -> Result<(), Close> {
+        let took = now.saturating_duration_since(at);
+        if took > self.timeout {
+            return Err(Close::Timeout);
+        }
+        if at >= self.measure_from && now <= self.end {
+            self.messages += 1;
+            self.latency
+                .saturating_record((took.as_micros() as u64).max(1));
+        }
+        Ok(())
+    }
+
+    /// Whether bytes moved at `now` count: inside the measured window.
+    pub(super) fn measuring(&self, now: Instant) -> bool {
+        now >= self.measure_from && now <= self.end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(timeout: Duration, measure_from: Instant) -> Counters {
+        Counters {
+            measure_from,
+            end: measure_from + Duration::from_secs(10),
+            timeout,
+            messages: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+            errors: Errors::default(),
+        }
+    }
+
+    /// An echo later than the timeout is a timeout, not a success, however
+    /// it was noticed; one just inside it counts, with its latency.
+    #[test]
+    fn a_late_echo_is_a_timeout_whatever_the_tick() {
+        let t0 = Instant::now();
+        let mut t = counters(Duration::from_millis(100), t0);
+        let late = t.complete(t0, t0 + Duration::from_millis(150));
+        assert!(matches!(late, Err(Close::Timeout)), "{late:?}");
+        assert_eq!(t.messages, 0);
+        assert!(t.complete(t0, t0 + Duration::from_millis(100)).is_ok());
+        assert_eq!(t.messages, 1);
+        assert_eq!(t.latency.max(), t.latency.highest_equivalent(100_000));
+    }
+
+    /// Bytes and messages count only inside the window, so the figures
+    /// agree: nothing before the warm-up ends, nothing after the end.
+    #[test]
+    fn only_the_window_counts() {
+        let t0 = Instant::now();
+        let from = t0 + Duration::from_secs(1);
+        let mut t = counters(Duration::from_secs(60), from);
+        assert!(!t.measuring(t0));
+        assert!(t.measuring(from));
+        assert!(!t.measuring(t.end + Duration::from_nanos(1)));
+        t.complete(t0, from).unwrap(); // sent before the window: not counted
+        let end = t.end;
+        t.complete(from, end + Duration::from_millis(1)).unwrap(); // after it
+        assert_eq!(t.messages, 0);
+    }
+}

@@ -1,0 +1,394 @@
+//! What a load run tells its user: the report (human and JSON), the
+//! schedule an open-loop run kept or did not, the live line, and the
+//! verdict with its exit code.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::Config;
+use super::counters::Errors;
+
+/// A send later than this after its due time means the schedule slipped.
+const LAG_TOLERATED_US: u64 = 1000;
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Connections asked for.
+    pub connections: usize,
+    /// Connections that were established at some point.
+    pub established: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// The measured window (warm-up excluded).
+    pub duration: Duration,
+    /// Messages echoed in full within the window.
+    pub messages: u64,
+    /// Bytes written within the window.
+    pub bytes_sent: u64,
+    /// Bytes read (and verified) within the window.
+    pub bytes_received: u64,
+    /// Latency of each measured message, in microseconds.
+    pub latency: Histogram<u64>,
+    /// Failures by kind.
+    pub errors: Errors,
+    /// The first connect failure, for the error message.
+    pub first_connect_error: Option<String>,
+    /// Open loop: how well the schedule was kept. `None` in closed loop.
+    pub schedule: Option<Schedule>,
+}
+
+/// How an open-loop run kept its schedule, over the measured window.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Messages that fell due.
+    pub due: u64,
+    /// Of those, messages handed to a connection and written.
+    pub sent: u64,
+    /// How late each send was after its due time, µs (1 = on time).
+    pub lag: Histogram<u64>,
+}
+
+impl Schedule {
+    /// Messages that fell due but were never sent: the generator (or the
+    /// connections available to it) could not keep up.
+    pub fn unsent(&self) -> u64 {
+        self.due.saturating_sub(self.sent)
+    }
+
+    fn lag_at(&self, q: f64) -> u64 {
+        if self.lag.is_empty() {
+            0
+        } else {
+            self.lag.value_at_quantile(q)
+        }
+    }
+
+    /// Whether the schedule was kept: everything due was sent, and 99% of
+    /// the sends within a millisecond of their due time.
+    pub fn kept(&self) -> bool {
+        self.unsent() == 0 && self.lag_at(0.99) <= LAG_TOLERATED_US
+    }
+
+    /// One line for the human summary (and the warning when not kept).
+    pub fn line(&self) -> String {
+        format!(
+            "due {}, sent {}, not sent {}; send lag µs p50 {}  p99 {}  max {}",
+            self.due,
+            self.sent,
+            self.unsent(),
+            self.lag_at(0.5),
+            self.lag_at(0.99),
+            self.lag.max()
+        )
+    }
+
+    fn to_json(&self) -> String {
+        format!(
+            "{{\"due\":{},\"sent\":{},\"unsent\":{},\"kept\":{},\
+             \"lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}}}}",
+            self.due,
+            self.sent,
+            self.unsent(),
+            self.kept(),
+            self.lag_at(0.5),
+            self.lag_at(0.99),
+            self.lag.max()
+        )
+    }
+}
+
+/// Why a finished run counts as failed: the one line `echoloop load`
+/// prints on stderr, and its exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Not one connection was established (exit 7).
+    NoConnection {
+        /// The server.
+        addr: SocketAddr,
+        /// The first connect error, in the kernel's words.
+        why: String,
+    },
+    /// Errors happened; the summary has the details (exit 1).
+    Errors(Errors),
+    /// The run was clean but nothing came back in the window (exit 1).
+    NothingEchoed,
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::NoConnection { .. } => 7,
+            Failure::Errors(_) | Failure::NothingEchoed => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NoConnection { addr, why } => write!(f, "could not connect to {addr}: {why}"),
+            Failure::Errors(e) => write!(
+                f,
+                "{} errors (connect {}, reset {}, timeout {}, mismatch {})",
+                e.total(),
+                e.connect,
+                e.reset,
+                e.timeout,
+                e.mismatch
+            ),
+            Failure::NothingEchoed => f.write_str("no message was echoed"),
+        }
+    }
+}
+
+/// A snapshot for the live progress line.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Time measured so far (0 during warm-up).
+    pub measured: Duration,
+    /// Messages so far.
+    pub messages: u64,
+    /// Bytes received so far.
+    pub bytes_received: u64,
+    /// p99 latency so far, µs.
+    pub p99_us: u64,
+    /// Errors so far.
+    pub errors: u64,
+    /// Still in the warm-up.
+    pub warming_up: bool,
+}
+
+impl Progress {
+    /// `elapsed 3.2s  msgs/s 123456  MiB/s 7.5  p99 350µs  errors 0`.
+    pub fn line(&self) -> String {
+        if self.warming_up {
+            return format!("warming up...  errors {}", self.errors);
+        }
+        let secs = self.measured.as_secs_f64().max(1e-9);
+        format!(
+            "elapsed {:.1}s  msgs/s {:.0}  MiB/s {:.2}  p99 {}µs  errors {}",
+            secs,
+            self.messages as f64 / secs,
+            self.bytes_received as f64 / secs / MIB,
+            self.p99_us,
+            self.errors
+        )
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl Report {
+    /// The run's verdict: `None` for a clean run, else why it failed (in
+    /// this order: nothing connected, errors, nothing echoed). A schedule
+    /// that was not kept is not a failure; it is reported in the summary.
+    pub fn failure(&self, addr: SocketAddr) -> Option<Failure> {
+        if self.established == 0 {
+            let why = self
+                .first_connect_error
+                .as_deref()
+                .unwrap_or("no connection");
+            return Some(Failure::NoConnection {
+                addr,
+                why: why.to_string(),
+            });
+        }
+        if self.errors.total() > 0 {
+            return Some(Failure::Errors(self.errors));
+        }
+        (self.messages == 0).then_some(Failure::NothingEchoed)
+    }
+
+    /// Messages per second over the window.
+    pub fn msgs_per_s(&self) -> f64 {
+        self.messages as f64 / self.secs()
+    }
+
+    /// MiB per second echoed back (the received direction).
+    pub fn mib_per_s(&self) -> f64 {
+        self.bytes_received as f64 / self.secs() / MIB
+    }
+
+    fn secs(&self) -> f64 {
+        self.duration.as_secs_f64().max(1e-9)
+    }
+
+    fn percentile(&self, q: f64) -> u64 {
+        if self.latency.is_empty() {
+            0
+        } else {
+            self.latency.value_at_quantile(q)
+        }
+    }
+
+    /// One JSON object with exactly the documented keys (plus `schedule`
+    /// in open loop).
+    pub fn to_json(&self) -> String {
+        let e = &self.errors;
+        let schedule = self
+            .schedule
+            .as_ref()
+            .map_or(String::new(), |s| format!(",\"schedule\":{}", s.to_json()));
+        format!(
+            "{{\"connections\":{},\"size\":{},\"duration_s\":{:.3},\"messages\":{},\
+             \"msgs_per_s\":{:.1},\"mib_per_s\":{:.3},\
+             \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
+             \"errors\":{{\"connect\":{},\"reset\":{},\"timeout\":{},\"mismatch\":{}}}{schedule}}}",
+            self.connections,
+            self.size,
+            self.duration.as_secs_f64(),
+            self.messages,
+            self.msgs_per_s(),
+            self.mib_per_s(),
+            self.percentile(0.5),
+            self.percentile(0.9),
+            self.percentile(0.99),
+            self.percentile(0.999),
+            self.latency.max(),
+            e.connect,
+            e.reset,
+            e.timeout,
+            e.mismatch
+        )
+    }
+
+    /// The human summary, several lines.
+    pub fn to_human(&self, config: &Config) -> String {
+        let mode = match config.rate {
+            Some(rate) => format!("open loop at {rate} msgs/s"),
+            None => format!("closed loop, pipeline {}", config.pipeline),
+        };
+        let secs = self.secs();
+        let mut out = String::new();
+        let plural = if self.connections == 1 { "" } else { "s" };
+        let _ = writeln!(
+            out,
+            "{}: {} connection{plural} ({} established) x {} B, {mode}, {:.2} s measured",
+            config.addr,
+            self.connections,
+            self.established,
+            self.size,
+            self.duration.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "  messages    {} ({:.1} msgs/s)",
+            self.messages,
+            self.msgs_per_s()
+        );
+        let _ = writeln!(
+            out,
+            "  throughput  {:.3} MiB/s sent, {:.3} MiB/s received",
+            self.bytes_sent as f64 / secs / MIB,
+            self.mib_per_s()
+        );
+        let _ = writeln!(
+            out,
+            "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            self.percentile(0.5),
+            self.percentile(0.9),
+            self.percentile(0.99),
+            self.percentile(0.999),
+            self.latency.max()
+        );
+        if let Some(schedule) = &self.schedule {
+            let _ = writeln!(out, "  schedule    {}", schedule.line());
+        }
+        let e = &self.errors;
+        let _ = write!(
+            out,
+            "  errors      connect {}  reset {}  timeout {}  mismatch {}",
+            e.connect, e.reset, e.timeout, e.mismatch
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an open-loop run reports about its schedule.
+    #[test]
+    fn schedule_kept_and_not_kept() {
+        let mut lag = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
+        lag.record(20).unwrap();
+        let kept = Schedule {
+            due: 10,
+            sent: 10,
+            lag: lag.clone(),
+        };
+        assert!(kept.kept());
+        assert_eq!(kept.unsent(), 0);
+        let short = Schedule {
+            due: 10,
+            sent: 7,
+            lag: lag.clone(),
+        };
+        assert!(!short.kept());
+        assert_eq!(short.unsent(), 3);
+        assert!(
+            short
+                .line()
+                .starts_with("due 10, sent 7, not sent 3; send lag µs p50 20")
+        );
+        lag.record(5_000).unwrap();
+        lag.record(5_000).unwrap();
+        let late = Schedule {
+            due: 3,
+            sent: 3,
+            lag,
+        };
+        assert!(!late.kept(), "p99 of 5 ms late is not keeping the schedule");
+    }
+
+    fn report(established: usize, errors: Errors, messages: u64) -> Report {
+        Report {
+            connections: 2,
+            established,
+            size: 64,
+            duration: Duration::from_secs(1),
+            messages,
+            bytes_sent: 0,
+            bytes_received: 0,
+            latency: Histogram::new(3).unwrap(),
+            errors,
+            first_connect_error: Some("connection refused".into()),
+            schedule: None,
+        }
+    }
+
+    /// The verdict and its exit code, in the documented order.
+    #[test]
+    fn failure_verdicts_and_exit_codes() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let refused = Errors {
+            connect: 2,
+            ..Errors::default()
+        };
+        let f = report(0, refused, 0).failure(addr).unwrap();
+        assert_eq!(
+            (f.exit_code(), f.to_string().as_str()),
+            (7, "could not connect to 127.0.0.1:9: connection refused")
+        );
+        let reset = Errors {
+            reset: 1,
+            ..Errors::default()
+        };
+        let f = report(2, reset, 10).failure(addr).unwrap();
+        assert_eq!(
+            (f.exit_code(), f.to_string().as_str()),
+            (1, "1 errors (connect 0, reset 1, timeout 0, mismatch 0)")
+        );
+        let f = report(2, Errors::default(), 0).failure(addr).unwrap();
+        assert_eq!(
+            (f.exit_code(), f.to_string().as_str()),
+            (1, "no message was echoed")
+        );
+        assert_eq!(report(2, Errors::default(), 10).failure(addr), None);
+    }
+}
