@@ -196,3 +196,183 @@ impl<S: Read + Write> Connection<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::load::tape::make_tape;
+    use crate::shared::fake::{Fake, Step};
+
+    /// Where the test connection's bytes start on the tape.
+    const START: usize = 1000;
+    const SIZE: usize = 64;
+    const TIMEOUT: Duration = Duration::from_secs(1);
+
+    fn tape() -> &'static [u8] {
+        static TAPE: OnceLock<Vec<u8>> = OnceLock::new();
+        TAPE.get_or_init(make_tape)
+    }
+
+    /// The first `len` bytes this connection sends.
+    fn sent(len: usize) -> &'static [u8] {
+        &tape()[START..START + len]
+    }
+
+    fn running(reads: Vec<Step>, writes: Vec<Step>) -> Connection<Fake> {
+        let mut c = Connection::new(START);
+        c.phase = Phase::Running {
+            stream: Fake {
+                reads: reads.into(),
+                writes: writes.into(),
+                ..Fake::default()
+            },
+        };
+        c
+    }
+
+    fn counters(t0: Instant) -> Counters {
+        Counters::new(TIMEOUT, t0, t0 + Duration::from_secs(10)).unwrap()
+    }
+
+    fn fake(c: &Connection<Fake>) -> &Fake {
+        match &c.phase {
+            Phase::Running { stream } => stream,
+            _ => panic!("not running"),
+        }
+    }
+
+    /// One message queued and written in full, at `t0`.
+    fn one_message_out(c: &mut Connection<Fake>, k: &mut Counters, t0: Instant) {
+        c.queue(SIZE, t0);
+        c.on_writable(tape(), k, t0).unwrap();
+        assert_eq!(fake(c).written, sent(SIZE));
+    }
+
+    /// A short write keeps the rest; the next writable event sends it from
+    /// where it stopped: on the wire, exactly the tape's bytes, in order.
+    #[test]
+    fn a_short_write_resumes_where_it_stopped() {
+        let t0 = Instant::now();
+        let mut k = counters(t0);
+        let mut c = running(vec![], vec![Step::Take(10), Step::Block]);
+        c.queue(SIZE, t0);
+        c.on_writable(tape(), &mut k, t0).unwrap();
+        assert_eq!(fake(&c).written, sent(10));
+        assert!(!c.can_take(), "54 bytes still queued");
+        c.on_writable(tape(), &mut k, t0).unwrap();
+        assert_eq!(fake(&c).written, sent(SIZE));
+        assert!(c.can_take());
+        assert_eq!(k.bytes_sent, SIZE as u64);
+    }
+
+    /// An echo that comes back in pieces completes its message once, when
+    /// its last byte arrives; in closed loop that queues the next message.
+    /// With the short-read rule, each pass stops after a short read.
+    #[test]
+    fn a_segmented_echo_completes_once_and_refills() {
+        let t0 = Instant::now();
+        let mut k = counters(t0);
+        let echo = sent(SIZE);
+        let mut c = running(
+            vec![Step::Data(&echo[..20]), Step::Data(&echo[20..])],
+            vec![],
+        );
+        one_message_out(&mut c, &mut k, t0);
+        let mut buf = vec![0; CHUNK];
+        let later = t0 + Duration::from_millis(3);
+        c.on_readable(
+            &mut buf,
+            tape(),
+            &mut k,
+            later,
+            Some(SIZE),
+            Drain::ShortRead,
+        )
+        .unwrap();
+        assert_eq!((k.messages, fake(&c).read_calls), (0, 1));
+        c.on_readable(
+            &mut buf,
+            tape(),
+            &mut k,
+            later,
+            Some(SIZE),
+            Drain::ShortRead,
+        )
+        .unwrap();
+        assert_eq!((k.messages, fake(&c).read_calls), (1, 2));
+        assert_eq!(k.latency.max(), k.latency.highest_equivalent(3000));
+        assert_eq!(c.oldest_in_flight(), Some(later), "the refill, sent now");
+        assert_eq!(k.bytes_received, SIZE as u64);
+    }
+
+    /// After a hang-up the pass reads past the short read (no edge will
+    /// come for what follows) and sees the EOF behind the echo: the
+    /// message counts, and the connection fails with the server's close.
+    #[test]
+    fn reading_to_would_block_sees_the_eof_behind_the_echo() {
+        let t0 = Instant::now();
+        let mut k = counters(t0);
+        let mut c = running(vec![Step::Data(sent(SIZE)), Step::Eof], vec![]);
+        one_message_out(&mut c, &mut k, t0);
+        let mut buf = vec![0; CHUNK];
+        let got = c.on_readable(&mut buf, tape(), &mut k, t0, None, Drain::WouldBlock);
+        assert!(
+            matches!(&got, Err(Close::Failed(e)) if e.kind() == io::ErrorKind::UnexpectedEof),
+            "{got:?}"
+        );
+        assert_eq!(k.messages, 1);
+    }
+
+    /// A wrong byte is a mismatch; so is a byte that was never sent.
+    #[test]
+    fn a_wrong_or_unsent_byte_is_a_mismatch() {
+        let t0 = Instant::now();
+        let mut buf = vec![0; CHUNK];
+        let mut wrong = sent(SIZE).to_vec();
+        wrong[40] ^= 1;
+        let wrong: &'static [u8] = wrong.leak();
+        let mut k = counters(t0);
+        let mut c = running(vec![Step::Data(wrong)], vec![]);
+        one_message_out(&mut c, &mut k, t0);
+        let got = c.on_readable(&mut buf, tape(), &mut k, t0, None, Drain::ShortRead);
+        assert!(matches!(got, Err(Close::Mismatch)), "{got:?}");
+
+        // Only 10 bytes went out, and 11 come back.
+        let mut c = running(
+            vec![Step::Data(sent(11))],
+            vec![Step::Take(10), Step::Block],
+        );
+        c.queue(SIZE, t0);
+        c.on_writable(tape(), &mut k, t0).unwrap();
+        let got = c.on_readable(&mut buf, tape(), &mut k, t0, None, Drain::ShortRead);
+        assert!(matches!(got, Err(Close::Mismatch)), "{got:?}");
+        assert_eq!(k.messages, 0);
+    }
+
+    /// With made-up instants: an echo that arrives exactly `--timeout` after
+    /// its send counts; one a nanosecond later is a timeout, not a success.
+    #[test]
+    fn an_echo_later_than_the_timeout_is_a_timeout() {
+        let t0 = Instant::now();
+        let mut buf = vec![0; CHUNK];
+        for (arrives, want_ok) in [
+            (t0 + TIMEOUT, true),
+            (t0 + TIMEOUT + Duration::from_nanos(1), false),
+        ] {
+            let mut k = counters(t0);
+            let mut c = running(vec![Step::Data(sent(SIZE))], vec![]);
+            one_message_out(&mut c, &mut k, t0);
+            let got = c.on_readable(&mut buf, tape(), &mut k, arrives, None, Drain::ShortRead);
+            if want_ok {
+                assert!(got.is_ok(), "{got:?}");
+                assert_eq!(k.messages, 1);
+            } else {
+                assert!(matches!(got, Err(Close::Timeout)), "{got:?}");
+                assert_eq!(k.messages, 0);
+            }
+        }
+    }
+}

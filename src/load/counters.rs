@@ -2,6 +2,7 @@
 //! window, and failures by kind. The server keeps its own `Counters`; the
 //! two mirror each other in name and place.
 
+use std::io;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -45,7 +46,26 @@ pub(super) struct Counters {
     pub(super) errors: Errors,
 }
 
+/// A histogram of microseconds, 1 µs to 60 s, 3 significant digits.
+pub(super) fn micros_histogram() -> io::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| io::Error::other(e.to_string()))
+}
+
 impl Counters {
+    /// Nothing counted yet, in the window from `measure_from` to `end`.
+    pub(super) fn new(timeout: Duration, measure_from: Instant, end: Instant) -> io::Result<Self> {
+        Ok(Counters {
+            measure_from,
+            end,
+            timeout,
+            messages: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            latency: micros_histogram()?,
+            errors: Errors::default(),
+        })
+    }
+
     /// Counts a message echoed in full at `now` that was sent (closed loop)
     /// or due (open loop) at `at`. An echo later than the timeout is a
     /// timeout, however it was noticed: here, as it arrives, or by the
@@ -74,16 +94,12 @@ mod tests {
     use super::*;
 
     fn counters(timeout: Duration, measure_from: Instant) -> Counters {
-        Counters {
-            measure_from,
-            end: measure_from + Duration::from_secs(10),
+        Counters::new(
             timeout,
-            messages: 0,
-            bytes_sent: 0,
-            bytes_received: 0,
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
-            errors: Errors::default(),
-        }
+            measure_from,
+            measure_from + Duration::from_secs(10),
+        )
+        .unwrap()
     }
 
     /// An echo later than the timeout is a timeout, not a success, however

@@ -52,8 +52,8 @@ use crate::shared::net::{connect_finished, describe, interrupted};
 use crate::shared::readiness::{Drain, Readiness};
 
 use connection::{Close, Connection, Phase};
-use counters::Counters;
 pub use counters::Errors;
+use counters::{Counters, micros_histogram};
 pub use report::{Failure, Progress, Report, Schedule};
 pub use tape::splitmix64;
 use tape::{CHUNK, TAPE_PERIOD, make_tape};
@@ -174,20 +174,7 @@ impl Generator {
         let started = Instant::now();
         // Nothing is measured until the clock starts.
         let never = deadline_after(started, MAX_DURATION);
-        let histogram = || {
-            Histogram::new_with_bounds(1, 60_000_000, 3)
-                .map_err(|e| io::Error::other(e.to_string()))
-        };
-        let counters = Counters {
-            measure_from: never,
-            end: never,
-            timeout: config.timeout,
-            messages: 0,
-            bytes_sent: 0,
-            bytes_received: 0,
-            latency: histogram()?,
-            errors: Errors::default(),
-        };
+        let counters = Counters::new(config.timeout, never, never)?;
         let conns = (0..config.connections)
             // Spread the starting points over the tape.
             .map(|i| Connection::new((i * 7919 * 64) % TAPE_PERIOD))
@@ -218,7 +205,7 @@ impl Generator {
             closed: 0,
             dealt: 0,
             dealt_measured: 0,
-            lag: histogram()?,
+            lag: micros_histogram()?,
             deal_blocked: false,
             next_conn: 0,
             timer,

@@ -13,5 +13,7 @@
 
 pub mod addr;
 pub mod duration;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod net;
 pub mod readiness;
