@@ -1,1 +1,98 @@
+//! The generator's loop driven by hand: real loopback sockets, but every
+//! instant made up by the test, so its timers are checked at their
+//! deadlines without waiting for them.
 
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Generous upper bound for the real events a test waits on.
+const DEADLINE: Duration = Duration::from_secs(30);
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A generator with one closed-loop connection to `addr`.
+fn generator(addr: SocketAddr) -> Generator {
+    Generator::new(Config {
+        addr,
+        connections: 1,
+        size: 64,
+        duration: Duration::from_secs(60),
+        messages: None,
+        pipeline: 1,
+        rate: None,
+        connect_rate: None,
+        warmup: Duration::ZERO,
+        timeout: TIMEOUT,
+    })
+    .unwrap()
+}
+
+/// Feeds real events to `turn`, all stamped `now`, until `done` holds.
+fn turn_until(g: &mut Generator, now: Instant, done: impl Fn(&Generator) -> bool) {
+    let mut events = Events::with_capacity(16);
+    let end = Instant::now() + DEADLINE;
+    while !done(g) {
+        assert!(Instant::now() < end, "timed out waiting for real events");
+        g.poll(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
+        g.turn(now, events.iter().map(Readiness::from));
+    }
+}
+
+/// A server that accepts (in the kernel's backlog) but never echoes: the
+/// first message's echo never comes. The generator notices at the first
+/// tick past `--timeout`, not before, and the poll is told when to wake.
+#[test]
+fn an_echo_that_never_comes_is_a_timeout_at_the_first_tick_past_it() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut g = generator(silent.local_addr().unwrap());
+    let t0 = Instant::now();
+    let first = g.turn(t0, []);
+    assert!(first.is_some(), "the first turn is a tick (the live line)");
+    assert_eq!(g.opened, 1);
+    turn_until(&mut g, t0, |g| g.established == 1);
+    assert_eq!(
+        g.t0,
+        Some(t0),
+        "the clock started when the connection was up"
+    );
+    assert_eq!(
+        g.conns[0].oldest_in_flight(),
+        Some(t0),
+        "one message sent at t0"
+    );
+
+    // The tick after t0 is at t0 + TICK; nothing else is due before.
+    assert_eq!(g.next_deadline(), Some(t0 + TICK));
+    let at_timeout = g.turn(t0 + TIMEOUT, []).expect("a tick");
+    assert_eq!(at_timeout.errors, 0, "exactly --timeout is not late yet");
+    assert_eq!(g.next_deadline(), Some(t0 + TIMEOUT + TICK));
+    assert!(g.turn(t0 + TIMEOUT + TICK / 2, []).is_none(), "no tick");
+    assert_eq!(g.counters.errors.timeout, 0, "found at ticks only");
+    let after = g.turn(t0 + TIMEOUT + TICK, []).expect("a tick");
+    assert_eq!((after.errors, g.counters.errors.timeout), (1, 1));
+    assert!(g.finished(), "its only connection is gone");
+    let report = g.finish();
+    assert_eq!((report.messages, report.errors.timeout), (0, 1));
+}
+
+/// The end of the run is a deadline like the others: the loop is finished
+/// at `t0 + duration`, not a nanosecond before.
+#[test]
+fn the_run_ends_at_its_deadline() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut g = generator(silent.local_addr().unwrap());
+    let t0 = Instant::now();
+    g.turn(t0, []);
+    turn_until(&mut g, t0, |g| g.established == 1);
+    let end = t0 + Duration::from_secs(60);
+    // Keep the only message from timing out: pretend the echo is fine.
+    g.config.timeout = Duration::from_secs(3600);
+    g.counters.timeout = g.config.timeout;
+    g.turn(end - Duration::from_nanos(1), []);
+    assert!(!g.finished());
+    g.turn(end, []);
+    assert!(g.finished());
+    assert_eq!(g.finish().duration, Duration::from_secs(60));
+}

@@ -81,8 +81,10 @@ mod counters;
 #[cfg(test)]
 mod tests;
 
-/// The listening socket's token.
-const LISTENER: Token = Token(0);
+/// The listening socket's token: a [`Readiness`] for it, handed to
+/// [`Server::turn`], says that peers wait to be accepted. (The other tokens
+/// are the loop's own business.)
+pub const LISTENER: Token = Token(0);
 /// The token of the signal pipe (SIGINT, SIGTERM, SIGUSR1).
 const SIGNALS: Token = Token(1);
 /// The token of the waker that [`Handle::shutdown`] uses.
