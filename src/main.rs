@@ -209,41 +209,6 @@ fn parse_host_port(text: &str) -> Result<(String, u16), String> {
     echoloop::shared::addr::host_and_port(text)
 }
 
-/// Resolves the load target, and when the name has several addresses,
-/// picks the first that accepts a connection (as the client does), so
-/// `localhost:PORT` works whether the server listens on 127.0.0.1 or ::1.
-/// Errors: the exit code (6 unresolvable, 7 nothing accepts) and the line.
-fn pick_load_address(host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, (u8, String)> {
-    use std::net::ToSocketAddrs;
-    let resolved: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
-        Err(e) => {
-            let why = echoloop::shared::net::resolver_message(&e);
-            return Err((6, format!("could not resolve host {host}: {why}")));
-        }
-    };
-    match resolved.as_slice() {
-        [] => Err((6, format!("could not resolve host {host}: no addresses"))),
-        [only] => Ok(*only),
-        several => {
-            let mut last = None;
-            for addr in several {
-                match std::net::TcpStream::connect_timeout(addr, timeout) {
-                    Ok(_) => return Ok(*addr),
-                    Err(e) => {
-                        log::debug!("load: {addr} does not accept: {e}");
-                        last = Some(e);
-                    }
-                }
-            }
-            let why = last.map_or("no address accepted".into(), |e| {
-                echoloop::shared::net::describe(&e)
-            });
-            Err((7, format!("could not connect to {host}:{port}: {why}")))
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = matches!(&cli.command, Command::Client(args) if args.verbose);
@@ -268,11 +233,11 @@ fn main() -> ExitCode {
 fn run_load(args: LoadArgs) -> ExitCode {
     raise_fd_limit(Some(args.connections));
     let (host, port) = &args.addr;
-    let addr = match pick_load_address(host, *port, args.timeout) {
+    let addr = match echoloop::load::resolve(host, *port, args.timeout) {
         Ok(addr) => addr,
-        Err((code, line)) => {
-            error_line(line);
-            return ExitCode::from(code);
+        Err(failure) => {
+            error_line(&failure);
+            return ExitCode::from(failure.exit_code());
         }
     };
     let config = echoloop::load::Config {

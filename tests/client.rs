@@ -205,15 +205,11 @@ fn silent_server_times_out_with_28() {
 /// IPv6 loopback, in both spellings of the address.
 #[test]
 fn ipv6_loopback() {
-    let Ok(listener) = TcpListener::bind("[::1]:0") else {
-        eprintln!("no IPv6 loopback here; skipped");
+    if !ServerProcess::has_ipv6_loopback() {
         return;
-    };
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    let mut cmd = bin();
-    cmd.args(["server", "--bind", &format!("[::1]:{port}")]);
-    let server = ServerProcess::spawn(cmd);
+    }
+    let server = ServerProcess::at("[::1]:0", &[]);
+    let port = server.addr.port();
     for spec in [format!("[::1]:{port}"), format!("http://[::1]:{port}/")] {
         let out = client(&[&spec, "--data", "six", "--half-close"]);
         assert_exit(&out, 0);

@@ -133,13 +133,10 @@ fn a_reset_mid_stream_touches_no_other_connection() {
 /// IPv6 loopback, where the machine has it.
 #[test]
 fn echoes_over_ipv6_loopback() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("no IPv6 loopback here; skipped");
+    if !ServerProcess::has_ipv6_loopback() {
         return;
     }
-    let mut cmd = common::bin();
-    cmd.args(["server", "--bind", "[::1]:0"]);
-    let server = ServerProcess::spawn(cmd);
+    let server = ServerProcess::at("[::1]:0", &[]);
     assert!(server.addr.is_ipv6(), "{}", server.addr);
     let mut s = server.connect();
     round_trip(&mut s, b"over six");

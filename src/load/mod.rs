@@ -40,7 +40,7 @@
 //! counted and [`report`] for what is printed.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -48,7 +48,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::shared::duration::{MAX_DURATION, deadline_after, nth_tick};
-use crate::shared::net::{connect_finished, describe, interrupted};
+use crate::shared::net::{connect_finished, describe, interrupted, resolver_message};
 use crate::shared::readiness::{Drain, Readiness};
 
 use connection::{Close, Connection, Phase};
@@ -637,6 +637,40 @@ impl Generator {
             errors: self.counters.errors,
             first_connect_error: self.first_connect_error.clone(),
             schedule,
+        }
+    }
+}
+
+/// Resolves ADDR's host, and when the name has several addresses, picks
+/// the first that accepts a connection (as the client does), so
+/// `localhost:PORT` works whether the server listens on 127.0.0.1 or ::1.
+pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, Failure> {
+    let unresolved = |why: String| Failure::Unresolved {
+        host: host.to_string(),
+        why,
+    };
+    let resolved: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => return Err(unresolved(resolver_message(&e))),
+    };
+    match resolved.as_slice() {
+        [] => Err(unresolved("no addresses".to_string())),
+        [only] => Ok(*only),
+        several => {
+            let mut last = None;
+            for addr in several {
+                match std::net::TcpStream::connect_timeout(addr, timeout) {
+                    Ok(_) => return Ok(*addr),
+                    Err(e) => {
+                        log::debug!("{addr} does not accept: {e}");
+                        last = Some(e);
+                    }
+                }
+            }
+            Err(Failure::NoConnection {
+                target: format!("{host}:{port}"),
+                why: last.map_or("no address accepted".into(), |e| describe(&e)),
+            })
         }
     }
 }

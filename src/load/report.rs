@@ -104,10 +104,17 @@ impl Schedule {
 /// prints on stderr, and its exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
+    /// ADDR's host name did not resolve (exit 6).
+    Unresolved {
+        /// The host name.
+        host: String,
+        /// The resolver's answer, in words.
+        why: String,
+    },
     /// Not one connection was established (exit 7).
     NoConnection {
-        /// The server.
-        addr: SocketAddr,
+        /// The server: an address, or `host:port` as given.
+        target: String,
         /// The first connect error, in the kernel's words.
         why: String,
     },
@@ -121,6 +128,7 @@ impl Failure {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self {
+            Failure::Unresolved { .. } => 6,
             Failure::NoConnection { .. } => 7,
             Failure::Errors(_) | Failure::NothingEchoed => 1,
         }
@@ -130,7 +138,10 @@ impl Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::NoConnection { addr, why } => write!(f, "could not connect to {addr}: {why}"),
+            Failure::Unresolved { host, why } => write!(f, "could not resolve host {host}: {why}"),
+            Failure::NoConnection { target, why } => {
+                write!(f, "could not connect to {target}: {why}")
+            }
             Failure::Errors(e) => write!(
                 f,
                 "{} errors (connect {}, reset {}, timeout {}, mismatch {})",
@@ -193,7 +204,7 @@ impl Report {
                 .as_deref()
                 .unwrap_or("no connection");
             return Some(Failure::NoConnection {
-                addr,
+                target: addr.to_string(),
                 why: why.to_string(),
             });
         }

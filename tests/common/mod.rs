@@ -47,9 +47,26 @@ impl ServerProcess {
     /// `listening on` line.
     #[track_caller]
     pub fn start(args: &[&str]) -> ServerProcess {
+        Self::at("127.0.0.1:0", args)
+    }
+
+    /// Starts `echoloop server --bind BIND ARGS...` and waits for its
+    /// `listening on` line (which has the real port when BIND's is 0).
+    #[track_caller]
+    pub fn at(bind: &str, args: &[&str]) -> ServerProcess {
         let mut cmd = bin();
-        cmd.args(["server", "--bind", "127.0.0.1:0"]).args(args);
+        cmd.args(["server", "--bind", bind]).args(args);
         Self::spawn(cmd)
+    }
+
+    /// Whether this machine has an IPv6 loopback (tests that need one skip,
+    /// saying so, when it does not).
+    pub fn has_ipv6_loopback() -> bool {
+        let ok = std::net::TcpListener::bind("[::1]:0").is_ok();
+        if !ok {
+            eprintln!("no IPv6 loopback here; skipped");
+        }
+        ok
     }
 
     /// Spawns a prepared command that runs a server, and waits for its
