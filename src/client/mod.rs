@@ -37,8 +37,9 @@
 //!   whole payload is out, and a reset on the way is a send failure (exit
 //!   55) that says how much went out.
 //!
-//! Read this after [`crate::server`]; [`target`] parses the SERVER
-//! argument and builds the request, [`repr`] formats the reply.
+//! Read this after [`crate::server`]. Next: [`target`] parses the SERVER
+//! argument and builds the request, [`repr`] formats the reply, [`stdout`]
+//! writes it; then [`crate::load`].
 
 use std::collections::VecDeque;
 use std::fmt;

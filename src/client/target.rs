@@ -1,6 +1,8 @@
 //! What `echoloop client` connects to: parsing `host`, `host:port`,
 //! `[v6addr]:port` and `http://host[:port][/path]`, and the exact HTTP
 //! request that goes with it.
+//!
+//! Next: [`repr`](super::repr), how the reply is printed.
 
 use std::fmt;
 

@@ -1,6 +1,8 @@
 //! What a load run counts: messages, bytes and latency inside the measured
 //! window, and failures by kind. The server keeps its own `Counters`; the
 //! two mirror each other in name and place.
+//!
+//! Next: [`report`](super::report), what is made of them.
 
 use std::io;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! A [`Connection`] works on any `Read + Write` stream, so the tests at the
 //! bottom of this file drive it with a scripted fake stream (WouldBlock, short
 //! writes, `Ok(0)`) instead of sockets. The reactor that owns the real sockets
-//! is in [`crate::server`]; read that next.
+//! is in [`crate::server`]; after both, [`counters`](super::counters).
 //!
 //! The whole contract with the operating system, in four rules:
 //!

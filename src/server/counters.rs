@@ -3,6 +3,8 @@
 //!
 //! They are plain integers bumped by the handlers; nothing here does I/O
 //! except the formatting helpers, which only build strings.
+//!
+//! Next: [`crate::client`], a second, smaller loop.
 
 use std::fmt::Write as _;
 use std::time::Duration;

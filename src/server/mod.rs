@@ -28,7 +28,7 @@
 //! [`Server::turn`] (one batch of events), then the handlers below it in the
 //! order they run: `dispatch` → `on_connection` / `accept` →
 //! `close`, and the timers in `on_timers`. What a single connection does with
-//! its bytes is in [`connection`].
+//! its bytes is in [`connection`], what the loop counts in [`counters`].
 //!
 //! Three choices shape this file:
 //!

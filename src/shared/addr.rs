@@ -1,6 +1,9 @@
 //! Host and port, as people type them: `host:port`, `[v6]:port`, a bare
 //! IPv6 literal. The client's SERVER argument and the load generator's
 //! ADDR both go through here, so they accept (and refuse) the same text.
+//!
+//! That is the whole crate; the reading order is on the [crate
+//! page](crate).
 
 /// `HOST:PORT`, `[V6]:PORT` split into host and port, where the port is
 /// required (what `echoloop load` takes; the client's SERVER defaults it).
