@@ -12,7 +12,7 @@
 //! kernel says `WouldBlock`. An idle connection costs a `TcpStream` in a map.
 //!
 //! It is correct for small messages and polite peers. What it leaves out,
-//! each handled in `src/server.rs` and `src/connection.rs`:
+//! each handled in `src/server/mod.rs` and `src/server/connection.rs`:
 //!
 //! - **Short writes.** `write_all` on a non-blocking socket fails with
 //!   `WouldBlock` when the send buffer is full, with part of the bytes sent

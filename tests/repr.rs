@@ -1,5 +1,5 @@
 //! `bytes_repr` against Python's own `repr()`, when python3 is on the
-//! machine; the fixed table in `src/repr.rs` covers machines without it.
+//! machine; the fixed table in `src/client/repr.rs` covers machines without it.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
