@@ -90,6 +90,13 @@ struct ServerArgs {
     /// or 500ms, 10s). Default: off. SIGUSR1 prints the totals at any time.
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     stats: Option<Duration>,
+
+    /// Run N share-nothing reactors, one per thread, each with its own
+    /// SO_REUSEPORT listener on the address; the kernel spreads new
+    /// connections over them. --max-connections is split between them.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: u64,
 }
 
 /// Options of `echoloop client`.
@@ -217,6 +224,26 @@ fn main() -> ExitCode {
     if verbose {
         logger.parse_filters("echoloop=debug");
     }
+    if matches!(&cli.command, Command::Server(args) if args.threads > 1) {
+        // Several reactors: every line says which one wrote it.
+        logger.format(|buf, record| {
+            let thread = std::thread::current();
+            let reactor = thread
+                .name()
+                .and_then(|name| name.strip_prefix("reactor-"))
+                .map(|n| format!(" reactor={n}"))
+                .unwrap_or_default();
+            let style = buf.default_level_style(record.level());
+            writeln!(
+                buf,
+                "[{} {style}{:<5}{style:#} {}{reactor}] {}",
+                buf.timestamp(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        });
+    }
     logger.init();
     match cli.command {
         Command::Server(args) => run_server(args),
@@ -306,7 +333,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
     };
     let target = match Target::parse(&spec, args.port, args.path.as_deref()) {
         Ok(target) => target,
-        Err(msg) => usage_error(clap::error::ErrorKind::ValueValidation, &msg),
+        Err(msg) => usage_error("client", clap::error::ErrorKind::ValueValidation, &msg),
     };
     let payload = match (args.data, args.data_file) {
         (Some(text), _) => text.into_bytes(),
@@ -346,6 +373,7 @@ fn prompt_for_server() -> String {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         usage_error(
+            "client",
             clap::error::ErrorKind::MissingRequiredArgument,
             "SERVER is required when stdin is not a terminal",
         );
@@ -356,24 +384,32 @@ fn prompt_for_server() -> String {
     match stdin.lock().read_line(&mut line) {
         Ok(_) if !line.trim().is_empty() => line.trim().to_string(),
         _ => usage_error(
+            "client",
             clap::error::ErrorKind::MissingRequiredArgument,
             "no server given",
         ),
     }
 }
 
-/// Exits with clap's usage-error format and code (2).
-fn usage_error(kind: clap::error::ErrorKind, msg: &str) -> ! {
+/// Exits with clap's usage-error format and code (2), for subcommand `sub`.
+fn usage_error(sub: &str, kind: clap::error::ErrorKind, msg: &str) -> ! {
     let mut cmd = Cli::command();
     let sub = cmd
-        .find_subcommand_mut("client")
-        .map(|c| c.clone().bin_name("echoloop client"));
+        .find_subcommand_mut(sub)
+        .map(|c| c.clone().bin_name(format!("echoloop {sub}")));
     sub.unwrap_or(cmd).error(kind, msg).exit()
 }
 
 /// `echoloop server`: bind, announce the address, run until a signal.
 fn run_server(args: ServerArgs) -> ExitCode {
     raise_fd_limit(None);
+    let threads = args.threads as usize;
+    if let Some(max) = args.max_connections
+        && max < args.threads
+    {
+        let msg = format!("--max-connections ({max}) must be at least --threads ({threads})");
+        usage_error("server", clap::error::ErrorKind::ValueValidation, &msg);
+    }
     let config = server::Config {
         bind: args.bind,
         backlog: args.backlog,
@@ -385,26 +421,54 @@ fn run_server(args: ServerArgs) -> ExitCode {
         handle_signals: true,
         ..server::Config::default()
     };
-    let mut server = match Server::bind(config) {
-        Ok(server) => server,
-        Err(e) => {
-            error_line(&e);
-            return ExitCode::from(e.exit_code());
+    let summary = if threads == 1 {
+        let mut server = match Server::bind(config) {
+            Ok(server) => server,
+            Err(e) => return start_failed(&e),
+        };
+        match server.local_addr() {
+            Ok(addr) => announce(addr, &args),
+            Err(e) => return fail(&e),
         }
+        server.run().map(|totals| totals.summary_line())
+    } else {
+        let mut group = match server::Group::bind(config, threads) {
+            Ok(group) => group,
+            Err(e) => return start_failed(&e),
+        };
+        announce(group.local_addr(), &args);
+        group.run().map(|totals| totals.summary_line())
     };
-    let addr = match server.local_addr() {
-        Ok(addr) => addr,
-        Err(e) => return fail(&e),
-    };
-    // Scripts and tests read the port from this line: print it exactly once,
-    // and flush, since stdout is a pipe for them and would otherwise hold it.
+    match summary {
+        Ok(line) => {
+            let mut stdout = std::io::stdout();
+            let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("event loop failed: {e}")),
+    }
+}
+
+/// The server could not start: its one line and its exit code.
+fn start_failed(e: &server::StartError) -> ExitCode {
+    error_line(e);
+    ExitCode::from(e.exit_code())
+}
+
+/// Prints `listening on ADDR` (scripts and tests read the port from it:
+/// exactly once, flushed, since stdout is a pipe for them), and logs how
+/// the server is set up.
+fn announce(addr: SocketAddr, args: &ServerArgs) {
     let mut stdout = std::io::stdout();
     // If nobody reads stdout the line is lost, but the server still serves.
     let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
-    // The address is on stdout already; the log says how the server is set.
+    let reactors = match args.threads {
+        1 => String::new(),
+        n => format!(", {n} reactors"),
+    };
     log::info!(
         "echo server ready: read size {} B, budget {} B per turn, backlog {}, \
-         max connections {}, idle timeout {}",
+         max connections {}, idle timeout {}{reactors}",
         args.read_size,
         args.budget,
         args.backlog,
@@ -413,14 +477,6 @@ fn run_server(args: ServerArgs) -> ExitCode {
         args.idle_timeout
             .map_or("none".to_string(), |d| format!("{d:?}"))
     );
-    match server.run() {
-        Ok(totals) => {
-            let summary = totals.summary_line();
-            let _ = writeln!(stdout, "{summary}").and_then(|()| stdout.flush());
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&format!("event loop failed: {e}")),
-    }
 }
 
 /// Lifts the soft fd limit to the hard one, and warns when even that is

@@ -4,58 +4,19 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::thread;
 
-use common::{Rng, ServerProcess, read_to_eof, round_trip};
-
-/// Writes `payload` in random-sized chunks, then shuts down the write side;
-/// meanwhile (on this thread) reads everything back until EOF.
-fn echo_in_chunks(mut stream: TcpStream, payload: Vec<u8>, seed: u64) -> (Vec<u8>, Vec<u8>) {
-    let mut writer = stream.try_clone().unwrap();
-    let sender = thread::spawn(move || {
-        let mut rng = Rng::new(seed);
-        let mut rest = &payload[..];
-        while !rest.is_empty() {
-            let n = rng.range(1, 64 * 1024).min(rest.len());
-            writer.write_all(&rest[..n]).unwrap();
-            rest = &rest[n..];
-        }
-        writer.shutdown(Shutdown::Write).unwrap();
-        payload
-    });
-    let got = read_to_eof(&mut stream);
-    (sender.join().unwrap(), got)
-}
+use common::{
+    Rng, ServerProcess, echo_in_chunks, random_payloads_come_back, read_to_eof, round_trip,
+};
 
 /// 100 connections at once, payloads from 1 byte to 8 MiB (log-uniform),
 /// written in random chunk sizes: each gets back exactly what it sent.
 #[test]
 fn random_payloads_on_100_connections_come_back_byte_exact() {
     let server = ServerProcess::start(&[]);
-    let mut rng = Rng::new(0x5eed);
-    let max = 8 * 1024 * 1024_usize;
-    let sizes: Vec<usize> = (0..100)
-        .map(|i| match i {
-            0 => 1,
-            1 => max,
-            _ => ((rng.next_u64() as f64 / u64::MAX as f64) * (max as f64).ln()).exp() as usize,
-        })
-        .collect();
-    let clients: Vec<_> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &size)| {
-            let stream = server.connect();
-            let payload = Rng::new(i as u64).bytes(size);
-            thread::spawn(move || echo_in_chunks(stream, payload, i as u64 + 1000))
-        })
-        .collect();
-    for (i, client) in clients.into_iter().enumerate() {
-        let (sent, got) = client.join().unwrap();
-        assert_eq!(got.len(), sent.len(), "connection {i}: length");
-        assert!(got == sent, "connection {i}: bytes differ");
-    }
+    random_payloads_come_back(&server, 100, 8 * 1024 * 1024);
 }
 
 /// The textbook client, twice on fresh connections: connect, send, read the

@@ -100,6 +100,49 @@ impl Counters {
         line
     }
 
+    /// Adds another reactor's counters to these (`--threads`): counts and
+    /// what is owed now are summed; `owed_peak` is the larger of the two (it
+    /// is per connection); `peak_open` is summed, so for several reactors it
+    /// is the sum of each one's peak, an upper bound of the true peak.
+    pub fn add(&mut self, other: &Counters) {
+        let Counters {
+            polls,
+            events,
+            stale_events,
+            reads,
+            writes,
+            would_blocks,
+            bytes_in,
+            bytes_out,
+            accepted,
+            closed,
+            idle_closed,
+            failed,
+            accept_errors,
+            owed_now,
+            owed_peak,
+            peak_open,
+            budget_spent,
+        } = *other;
+        self.polls += polls;
+        self.events += events;
+        self.stale_events += stale_events;
+        self.reads += reads;
+        self.writes += writes;
+        self.would_blocks += would_blocks;
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+        self.accepted += accepted;
+        self.closed += closed;
+        self.idle_closed += idle_closed;
+        self.failed += failed;
+        self.accept_errors += accept_errors;
+        self.owed_now += owed_now;
+        self.owed_peak = self.owed_peak.max(owed_peak);
+        self.peak_open += peak_open;
+        self.budget_spent += budget_spent;
+    }
+
     /// The one-line summary printed at shutdown.
     pub fn summary_line(&self) -> String {
         format!(
@@ -137,6 +180,40 @@ mod tests {
             line,
             "stats: last=1.5s polls=4 events/poll=2.50 reads=4 writes=0 wouldblock=0 \
              in=0 out=0 accepted=2 closed=1 budget_spent=0 | open=4 owed=7 owed_peak=9 accept_errors=0"
+        );
+    }
+
+    /// Summing two reactors: counts add, the per-connection peak does not.
+    #[test]
+    fn add_sums_counts_and_keeps_the_larger_owed_peak() {
+        let mut a = Counters {
+            accepted: 3,
+            closed: 1,
+            bytes_out: 10,
+            owed_peak: 9,
+            peak_open: 2,
+            ..Counters::default()
+        };
+        let b = Counters {
+            accepted: 4,
+            bytes_out: 5,
+            owed_now: 6,
+            owed_peak: 7,
+            peak_open: 4,
+            ..Counters::default()
+        };
+        a.add(&b);
+        assert_eq!(
+            (
+                a.accepted,
+                a.closed,
+                a.open(),
+                a.bytes_out,
+                a.owed_now,
+                a.owed_peak,
+                a.peak_open
+            ),
+            (7, 1, 6, 15, 6, 9, 6)
         );
     }
 

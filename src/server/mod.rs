@@ -63,6 +63,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -76,8 +77,11 @@ use crate::shared::readiness::{Drain, interest_name};
 use connection::{Connection, Limits, Next};
 pub use counters::Counters;
 
+pub use group::{Group, Totals};
+
 mod connection;
 mod counters;
+mod group;
 #[cfg(test)]
 mod tests;
 
@@ -203,6 +207,7 @@ enum Accepting {
 #[derive(Debug, Clone)]
 pub struct Handle {
     stop: Arc<AtomicBool>,
+    report: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
 
@@ -210,6 +215,13 @@ impl Handle {
     /// Asks the server to shut down; [`Server::run`] returns soon after.
     pub fn shutdown(&self) -> io::Result<()> {
         self.stop.store(true, Ordering::SeqCst);
+        self.waker.wake()
+    }
+
+    /// Asks the server for a copy of its counters, which it sends on the
+    /// channel given to [`Server::report_to`] at its next turn.
+    pub fn request_report(&self) -> io::Result<()> {
+        self.report.store(true, Ordering::SeqCst);
         self.waker.wake()
     }
 }
@@ -263,7 +275,11 @@ pub struct Server {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     /// Set by [`Handle::shutdown`] or a signal; the loop ends when it is.
     stop: Arc<AtomicBool>,
-    /// Wakes the poll for [`Handle::shutdown`].
+    /// Set by [`Handle::request_report`]: send the counters on `reports`.
+    report: Arc<AtomicBool>,
+    /// Where reports go, with this reactor's number (several reactors).
+    reports: Option<(usize, Sender<(usize, Counters)>)>,
+    /// Wakes the poll for [`Handle::shutdown`] and [`Handle::request_report`].
     waker: Arc<Waker>,
     /// The time the last poll returned: one clock read per batch.
     now: Instant,
@@ -294,20 +310,19 @@ impl fmt::Debug for Server {
 impl Server {
     /// Creates the listening socket and the poller, ready to [`run`](Self::run).
     pub fn bind(config: Config) -> Result<Server, StartError> {
-        if let Some(max) = net::somaxconn()
-            && config.backlog > max
-        {
-            log::warn!(
-                "--backlog {} is above net.core.somaxconn ({max}): the kernel silently caps it at {max}",
-                config.backlog
-            );
-        }
+        warn_if_backlog_capped(config.backlog);
         let listen_err = |source| StartError::Listen {
             addr: config.bind,
             source,
         };
-        let std_listener = net::listen(config.bind, config.backlog).map_err(listen_err)?;
-        let mut listener = TcpListener::from_std(std_listener);
+        let listener = net::listen(config.bind, config.backlog).map_err(listen_err)?;
+        Server::on_listener(config, listener)
+    }
+
+    /// A server around a listening socket made elsewhere (the reactors of a
+    /// [`Group`] each get one of several `SO_REUSEPORT` listeners).
+    fn on_listener(config: Config, listener: std::net::TcpListener) -> Result<Server, StartError> {
+        let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new().map_err(StartError::Setup)?;
         let registry = poll.registry();
         registry
@@ -339,6 +354,8 @@ impl Server {
                 .map(|every| (deadline_after(now, every), now, Counters::default())),
             signals,
             stop: Arc::new(AtomicBool::new(false)),
+            report: Arc::new(AtomicBool::new(false)),
+            reports: None,
             waker,
             now,
             started: now,
@@ -358,8 +375,15 @@ impl Server {
     pub fn handle(&self) -> Handle {
         Handle {
             stop: Arc::clone(&self.stop),
+            report: Arc::clone(&self.report),
             waker: Arc::clone(&self.waker),
         }
+    }
+
+    /// Makes [`Handle::request_report`] send `(number, counters)` on `tx`:
+    /// how the reactors of a [`Group`] report to the thread that prints.
+    pub fn report_to(&mut self, number: usize, tx: Sender<(usize, Counters)>) {
+        self.reports = Some((number, tx));
     }
 
     /// The counters so far.
@@ -453,7 +477,14 @@ impl Server {
                 }
             }
             SIGNALS => self.on_signals(),
-            WAKER => {} // the stop flag is checked by the loop
+            WAKER => {
+                // The stop flag is checked by the loop; a report is sent now.
+                if self.report.swap(false, Ordering::SeqCst)
+                    && let Some((number, tx)) = &self.reports
+                {
+                    let _ = tx.send((*number, self.stats));
+                }
+            }
             Token(t) => self.on_connection(t - FIRST_CONNECTION, event),
         }
     }
@@ -756,6 +787,17 @@ impl Server {
             self.stats.note_closed(conn.owed());
         }
         self.stats
+    }
+}
+
+/// Warns that the kernel will silently cap a `--backlog` above somaxconn.
+fn warn_if_backlog_capped(backlog: u32) {
+    if let Some(max) = net::somaxconn()
+        && backlog > max
+    {
+        log::warn!(
+            "--backlog {backlog} is above net.core.somaxconn ({max}): the kernel silently caps it at {max}"
+        );
     }
 }
 

@@ -78,8 +78,26 @@ pub fn connect_finished(stream: &mio::net::TcpStream) -> io::Result<bool> {
 /// Creates a non-blocking listening socket: `socket()`, `SO_REUSEADDR` (so a
 /// restarted server need not wait out TIME_WAIT), `bind()`, `listen(backlog)`.
 pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    listen_with(addr, backlog, false)
+}
+
+/// Like [`listen`], with `SO_REUSEPORT` too: several sockets of this user
+/// may then listen on the same address, and the kernel hashes each new
+/// connection to one of them. For the server's share-nothing reactors.
+pub fn listen_reuseport(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    listen_with(addr, backlog, true)
+}
+
+fn listen_with(
+    addr: SocketAddr,
+    backlog: u32,
+    reuse_port: bool,
+) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     // listen(2) takes an int; anything larger is capped by somaxconn anyway.
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -222,6 +222,12 @@ impl Stats {
         )
     }
 
+    /// One figure as it was printed.
+    #[track_caller]
+    pub fn text(&self, key: &str) -> &str {
+        &self.0.iter().find(|(k, _)| k == key).expect(key).1
+    }
+
     /// One figure as a number.
     #[track_caller]
     pub fn get(&self, key: &str) -> f64 {
@@ -352,5 +358,52 @@ impl Rng {
         }
         v.truncate(len);
         v
+    }
+}
+
+/// Writes `payload` in random-sized chunks, then shuts down the write side;
+/// meanwhile (on this thread) reads everything back until EOF.
+pub fn echo_in_chunks(mut stream: TcpStream, payload: Vec<u8>, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let mut rng = Rng::new(seed);
+        let mut rest = &payload[..];
+        while !rest.is_empty() {
+            let n = rng.range(1, 64 * 1024).min(rest.len());
+            writer.write_all(&rest[..n]).unwrap();
+            rest = &rest[n..];
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+        payload
+    });
+    let got = read_to_eof(&mut stream);
+    (sender.join().unwrap(), got)
+}
+
+/// `connections` connections to `server` at once, payloads from 1 byte to
+/// `max` (log-uniform), written in random chunk sizes: asserts that each
+/// gets back exactly what it sent.
+pub fn random_payloads_come_back(server: &ServerProcess, connections: usize, max: usize) {
+    let mut rng = Rng::new(0x5eed);
+    let sizes: Vec<usize> = (0..connections)
+        .map(|i| match i {
+            0 => 1,
+            1 => max,
+            _ => ((rng.next_u64() as f64 / u64::MAX as f64) * (max as f64).ln()).exp() as usize,
+        })
+        .collect();
+    let clients: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let stream = server.connect();
+            let payload = Rng::new(i as u64).bytes(size);
+            thread::spawn(move || echo_in_chunks(stream, payload, i as u64 + 1000))
+        })
+        .collect();
+    for (i, client) in clients.into_iter().enumerate() {
+        let (sent, got) = client.join().unwrap();
+        assert_eq!(got.len(), sent.len(), "connection {i}: length");
+        assert!(got == sent, "connection {i}: bytes differ");
     }
 }

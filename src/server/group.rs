@@ -1,0 +1,380 @@
+//! `echoloop server --threads N`: N share-nothing reactors side by side,
+//! the way nginx workers, seastar shards and h2o loops scale past a core.
+//!
+//! Each reactor is exactly the one-thread [`Server`] of the rest of this
+//! module: its own `Poll`, slab, read buffer, timers and counters, on its
+//! own thread. Nothing is shared on the hot path. The main thread only
+//! handles signals and `--stats`: it wakes each reactor through its waker
+//! to shut down, or to send a copy of its counters over a channel.
+//!
+//! **How connections are spread: one `SO_REUSEPORT` listener per reactor.**
+//! The kernel hashes each new connection's address pair to one of the
+//! listeners, so the spread is even and costs nothing. The alternative, one
+//! listening socket in every reactor's poll (h2o), wakes every idle reactor
+//! for each new peer (all but one find `WouldBlock`), and under a burst the
+//! first reactor awake takes a whole accept budget at once. A reactor that
+//! stops (at `--max-connections`, or out of fds) keeps its share waiting in
+//! its own backlog; that is the price of the hash, and the same wait a
+//! single reactor imposes.
+//!
+//! **The guard.** `SO_REUSEPORT` lets *any* socket of the same user join
+//! the group: a second `echoloop server --threads N` on the same address
+//! would bind without error and silently take a share of the connections.
+//! So a group first takes a lock named for its address: an abstract Unix
+//! socket `@echoloop-server/ADDR`, which only one process can bind, and
+//! which the kernel frees when the process ends, however it ends. A second
+//! group fails on the lock with "address in use", like a plain listener.
+//! (A one-reactor server does not set `SO_REUSEPORT` at all, so it and a
+//! group exclude each other by the ordinary bind rules.) With port 0 the
+//! lock is taken right after the first bind, on the port it got.
+//!
+//! **`--max-connections M`** stays the whole server's limit: it is split,
+//! each reactor taking `M / N` and the first `M mod N` one more. It must be
+//! at least N, or a reactor would accept nothing.
+//!
+//! Next: [`connection`](super::connection), one connection of a reactor.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::{Config, Counters, Handle, Server, StartError, print_stats, warn_if_backlog_capped};
+use crate::shared::duration::deadline_after;
+use crate::shared::net::{self, interrupted};
+
+/// The main thread's poll: signals, and a waker that a reactor's thread
+/// uses when it ends.
+const SIGNALS: Token = Token(0);
+const ENDED: Token = Token(1);
+
+/// How long the main thread waits for the reactors' counters.
+const REPORT_WAIT: Duration = Duration::from_secs(1);
+
+/// One reactor, seen from the main thread.
+#[derive(Debug)]
+struct Reactor {
+    handle: Handle,
+    thread: Option<JoinHandle<io::Result<Counters>>>,
+}
+
+/// What a group of reactors did: the sum, and each reactor's own counters.
+#[derive(Debug, Clone)]
+pub struct Totals {
+    /// All reactors together (see [`Counters::add`]).
+    pub total: Counters,
+    /// Each reactor's counters, in reactor order.
+    pub per_reactor: Vec<Counters>,
+}
+
+impl Totals {
+    fn of(per_reactor: Vec<Counters>) -> Totals {
+        let mut total = Counters::default();
+        for c in &per_reactor {
+            total.add(c);
+        }
+        Totals { total, per_reactor }
+    }
+
+    /// The shutdown summary: the summed line, then how many connections
+    /// each reactor served (`; per reactor 52/48/49/51`).
+    pub fn summary_line(&self) -> String {
+        let each = self.joined(|c| c.accepted);
+        format!("{}; per reactor {each}", self.total.summary_line())
+    }
+
+    /// `a/b/c`: one figure per reactor.
+    fn joined(&self, figure: impl Fn(&Counters) -> u64) -> String {
+        let each: Vec<String> = self
+            .per_reactor
+            .iter()
+            .map(|c| figure(c).to_string())
+            .collect();
+        each.join("/")
+    }
+}
+
+/// N reactors on N threads, and the main thread's signals and stats.
+pub struct Group {
+    reactors: Vec<Reactor>,
+    addr: SocketAddr,
+    poll: Poll,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    reports: Receiver<(usize, Counters)>,
+    stats_every: Option<Duration>,
+    started: Instant,
+    /// The address lock; held (open) as long as the group lives.
+    _lock: UnixListener,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("addr", &self.addr)
+            .field("reactors", &self.reactors.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Group {
+    /// Binds `threads` listeners on `config.bind` (`threads` ≥ 2) and
+    /// starts a reactor on each.
+    pub fn bind(config: Config, threads: usize) -> Result<Group, StartError> {
+        warn_if_backlog_capped(config.backlog);
+        let listen_err = |addr, source| StartError::Listen { addr, source };
+        // With a fixed port, lock before joining any reuseport group.
+        let early_lock = match config.bind.port() {
+            0 => None,
+            _ => Some(lock(config.bind).map_err(|e| listen_err(config.bind, e))?),
+        };
+        let first = net::listen_reuseport(config.bind, config.backlog)
+            .map_err(|e| listen_err(config.bind, e))?;
+        let addr = first.local_addr().map_err(StartError::Setup)?;
+        let lock = match early_lock {
+            Some(lock) => lock,
+            None => lock(addr).map_err(|e| listen_err(addr, e))?,
+        };
+        let mut listeners = vec![first];
+        for _ in 1..threads {
+            listeners.push(
+                net::listen_reuseport(addr, config.backlog).map_err(|e| listen_err(addr, e))?,
+            );
+        }
+
+        let poll = Poll::new().map_err(StartError::Setup)?;
+        let ended = Arc::new(Waker::new(poll.registry(), ENDED).map_err(StartError::Setup)?);
+        let signals = if config.handle_signals {
+            use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+            let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGUSR1])
+                .map_err(StartError::Setup)?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)
+                .map_err(StartError::Setup)?;
+            Some(signals)
+        } else {
+            None
+        };
+        let (tx, reports) = mpsc::channel();
+        let mut group = Group {
+            reactors: Vec::with_capacity(threads),
+            addr,
+            poll,
+            signals,
+            reports,
+            stats_every: config.stats_every,
+            started: Instant::now(),
+            _lock: lock,
+        };
+        for (number, listener) in listeners.into_iter().enumerate() {
+            let own = Config {
+                max_connections: config.max_connections.map(|m| share(m, threads, number)),
+                stats_every: None,
+                handle_signals: false,
+                ..config.clone()
+            };
+            // On an error here, dropping `group` stops the reactors so far.
+            let mut server = Server::on_listener(own, listener)?;
+            server.report_to(number, tx.clone());
+            let handle = server.handle();
+            let ended = Arc::clone(&ended);
+            let thread = thread::Builder::new()
+                .name(format!("reactor-{number}"))
+                .spawn(move || {
+                    let result = server.run();
+                    let _ = ended.wake();
+                    result
+                })
+                .map_err(StartError::Setup)?;
+            group.reactors.push(Reactor {
+                handle,
+                thread: Some(thread),
+            });
+        }
+        Ok(group)
+    }
+
+    /// The address every reactor listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits for SIGINT or SIGTERM (or a reactor that ends on its own),
+    /// printing `--stats` lines and SIGUSR1's meanwhile; then stops every
+    /// reactor and returns their counters.
+    pub fn run(&mut self) -> io::Result<Totals> {
+        let mut events = Events::with_capacity(16);
+        let mut last = (self.started, Counters::default());
+        let mut stats_due = self
+            .stats_every
+            .map(|every| deadline_after(self.started, every));
+        loop {
+            let timeout = stats_due.map(|at| at.saturating_duration_since(Instant::now()));
+            match self.poll.poll(&mut events, timeout) {
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => {
+                    let _ = self.stop_all();
+                    return Err(e);
+                }
+                Ok(()) => {}
+            }
+            let now = Instant::now();
+            let (mut stop, mut usr1) = (false, false);
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => {
+                        let Some(signals) = self.signals.as_mut() else {
+                            continue;
+                        };
+                        for signal in signals.pending() {
+                            if signal == signal_hook::consts::SIGUSR1 {
+                                usr1 = true;
+                            } else {
+                                let name = match signal {
+                                    signal_hook::consts::SIGINT => "SIGINT",
+                                    _ => "SIGTERM",
+                                };
+                                log::info!("{name}: shutting down");
+                                stop = true;
+                            }
+                        }
+                    }
+                    _ => {
+                        log::warn!("a reactor stopped on its own: shutting down");
+                        stop = true;
+                    }
+                }
+            }
+            if usr1 {
+                let now_totals = self.collect();
+                let since_start = Counters::default();
+                print_stats(&self.stats_line(&now_totals, &since_start, now - self.started));
+            }
+            if let Some(at) = stats_due
+                && at <= now
+            {
+                let now_totals = self.collect();
+                print_stats(&self.stats_line(&now_totals, &last.1, now - last.0));
+                last = (now, now_totals.total);
+                let every = self.stats_every.unwrap_or(Duration::from_secs(1));
+                stats_due = Some(deadline_after(at, every));
+            }
+            if stop {
+                return self.stop_all();
+            }
+        }
+    }
+
+    /// The `--stats` line of the whole server, and each reactor's open
+    /// connections: `... | open=200 ... open_per_reactor=52/48/49/51`.
+    fn stats_line(&self, totals: &Totals, earlier: &Counters, elapsed: Duration) -> String {
+        format!(
+            "{} open_per_reactor={}",
+            totals.total.interval_line(earlier, elapsed),
+            totals.joined(Counters::open)
+        )
+    }
+
+    /// Asks every reactor for its counters and waits for the answers (at
+    /// most [`REPORT_WAIT`]; a reactor that does not answer counts as zero).
+    fn collect(&self) -> Totals {
+        for reactor in &self.reactors {
+            let _ = reactor.handle.request_report();
+        }
+        let mut per = vec![Counters::default(); self.reactors.len()];
+        let deadline = deadline_after(Instant::now(), REPORT_WAIT);
+        let mut missing = per.len();
+        while missing > 0 {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.reports.recv_timeout(wait) {
+                Ok((number, counters)) => {
+                    if let Some(slot) = per.get_mut(number) {
+                        *slot = counters;
+                        missing -= 1;
+                    }
+                }
+                Err(_) => {
+                    log::warn!("{missing} reactor(s) did not report in time: counted as zero");
+                    break;
+                }
+            }
+        }
+        Totals::of(per)
+    }
+
+    /// Stops every reactor and waits for each; the first error wins.
+    fn stop_all(&mut self) -> io::Result<Totals> {
+        for reactor in &self.reactors {
+            let _ = reactor.handle.shutdown();
+        }
+        let mut per = Vec::with_capacity(self.reactors.len());
+        let mut first_error = None;
+        for reactor in &mut self.reactors {
+            let Some(thread) = reactor.thread.take() else {
+                continue;
+            };
+            match thread.join() {
+                Ok(Ok(counters)) => per.push(counters),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(io::Error::other("a reactor thread panicked"));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(Totals::of(per)),
+        }
+    }
+}
+
+impl Drop for Group {
+    /// A group dropped before [`run`](Group::run) finished (a failed start,
+    /// a test) stops and joins its reactors rather than leaving them running.
+    fn drop(&mut self) {
+        let _ = self.stop_all();
+    }
+}
+
+/// Reactor `number`'s share of a limit of `max` over `threads` reactors.
+fn share(max: usize, threads: usize, number: usize) -> usize {
+    max / threads + usize::from(number < max % threads)
+}
+
+/// Binds the abstract Unix socket `@echoloop-server/ADDR`: the one group
+/// per address. Taken already means another group serves ADDR.
+fn lock(addr: SocketAddr) -> io::Result<UnixListener> {
+    let name = format!("echoloop-server/{addr}");
+    let lock_addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    UnixListener::bind_addr(&lock_addr).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "address in use (another echoloop server --threads serves it)",
+        ),
+        _ => e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The limit is split exactly: shares add up to it, and differ by one
+    /// at most.
+    #[test]
+    fn shares_add_up_to_the_limit() {
+        for (max, threads) in [(10, 3), (4, 4), (1000, 7), (5, 2)] {
+            let shares: Vec<usize> = (0..threads).map(|n| share(max, threads, n)).collect();
+            assert_eq!(shares.iter().sum::<usize>(), max, "{shares:?}");
+            let (lo, hi) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{shares:?}");
+        }
+    }
+}
