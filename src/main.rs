@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | 0 | stopped by SIGINT/SIGTERM | reply read to EOF and printed | clean run |
 //! | 1 | cannot listen, or the event loop failed | the event loop failed | errors, or nothing echoed, or the event loop failed |
-//! | 2 | usage (clap) | usage (clap), bad SERVER | usage (clap), ADDR without a port |
+//! | 2 | usage (clap), `--max-connections` below `--threads` | usage (clap), bad SERVER | usage (clap), ADDR without a port |
 //! | 6 | | could not resolve | could not resolve ADDR's host |
 //! | 7 | | could not connect | not one connection established |
 //! | 23 | | could not write the output | |

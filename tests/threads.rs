@@ -53,7 +53,11 @@ fn four_reactors_spread_connections_and_sum_their_counters() {
     let (status, out, _) = server.wait_exit();
     assert!(status.success(), "{status:?}");
     // `listening on` was read at the start; after it, only the summary.
-    assert_eq!(out.len(), 1, "one summary, no second listening line: {out:?}");
+    assert_eq!(
+        out.len(),
+        1,
+        "one summary, no second listening line: {out:?}"
+    );
     let summary = &out[0];
     let (head, per) = summary.split_once("; per reactor ").expect(summary);
     assert!(
