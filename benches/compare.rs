@@ -70,6 +70,10 @@ fn throughput(c: &mut Criterion) {
                             connect_rate: None,
                             warmup: Duration::ZERO,
                             timeout: Duration::from_secs(10),
+                            messages_per_connection: None,
+                            reconnect: false,
+                            sources: Vec::new(),
+                            threads: 1,
                         },
                         |_| {},
                     )

@@ -203,6 +203,31 @@ struct LoadArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
 
+    /// Close each connection after N verified round trips and open a new
+    /// one at once (1 is pure connection churn); the summary adds
+    /// connections per second and connect latency.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    messages_per_connection: Option<u64>,
+
+    /// Open a connection that failed (reset, refused, timed out, wrong
+    /// echo) again after 100 ms instead of leaving it down; failures are
+    /// still counted by kind.
+    #[arg(long)]
+    reconnect: bool,
+
+    /// Connect from these local addresses in turn (127.0.0.2,127.0.0.3):
+    /// one source address runs out of ports near 28,000 connections to one
+    /// server port.
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    source: Vec<std::net::IpAddr>,
+
+    /// Run N generator threads, each its own event loop on a share of the
+    /// connections (at most one thread per connection); rates are split so
+    /// the whole schedule is kept.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: u64,
+
     /// Print one JSON object on stdout instead of the human summary.
     #[arg(long)]
     json: bool,
@@ -267,6 +292,10 @@ fn run_load(args: LoadArgs) -> ExitCode {
             return ExitCode::from(failure.exit_code());
         }
     };
+    if let Some(bad) = args.source.iter().find(|s| s.is_ipv4() != addr.is_ipv4()) {
+        let msg = format!("--source {bad} is not of the same family as {addr}");
+        usage_error("load", clap::error::ErrorKind::ValueValidation, &msg);
+    }
     let config = echoloop::load::Config {
         addr,
         connections: args.connections as usize,
@@ -278,6 +307,10 @@ fn run_load(args: LoadArgs) -> ExitCode {
         connect_rate: args.connect_rate,
         warmup: args.warmup.unwrap_or(Duration::ZERO),
         timeout: args.timeout,
+        messages_per_connection: args.messages_per_connection,
+        reconnect: args.reconnect,
+        sources: args.source.clone(),
+        threads: args.threads as usize,
     };
     let live = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -314,6 +347,14 @@ fn run_load(args: LoadArgs) -> ExitCode {
             "the generator fell behind its schedule of {} msgs/s: {}",
             config.rate.unwrap_or_default(),
             schedule.line()
+        );
+    }
+    if report.busy() >= 0.9 {
+        log::warn!(
+            "the generator was busy {:.0}% of its {} thread(s) over the run: it may be the \
+             limit, not the server (try --threads, or fewer connections per thread)",
+            report.busy() * 100.0,
+            report.per_thread.len()
         );
     }
     match report.failure(config.addr) {

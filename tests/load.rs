@@ -101,11 +101,21 @@ fn clean_run_against_the_echo_server_reports_json() {
             "p99",
             "p999",
             "max",
+            "connects",
+            "connects_per_s",
+            "connect_latency_us",
+            "p50",
+            "p90",
+            "p99",
+            "max",
             "errors",
             "connect",
             "reset",
             "timeout",
-            "mismatch"
+            "mismatch",
+            "cpu_us_per_msg",
+            "cpu_busy",
+            "threads"
         ]
     );
     assert_eq!(json_number(&json, "connections"), 8.0);
@@ -339,4 +349,211 @@ fn host_names_resolve_and_bad_names_exit_6() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// `--messages-per-connection 1` is pure churn: every verified round trip
+/// has its own connection, so the connections established in the window
+/// and the messages match (to within the connections in flight at either
+/// edge), and the server served at least that many. With 3, each
+/// connection carries three messages.
+#[test]
+fn messages_per_connection_churns_connections() {
+    // Bounded by --messages: each closed connection holds a local port in
+    // TIME_WAIT for a minute, and the suite shares the port range.
+    for (per, args) in [
+        (1.0, ["-c", "4", "--messages", "300"]),
+        (3.0, ["-c", "4", "--messages", "300"]),
+    ] {
+        let server = ServerProcess::start(&[]);
+        let quota = format!("{per}");
+        let mut all = args.to_vec();
+        all.extend(["--messages-per-connection", &quota, "--json"]);
+        let out = load(server.addr, &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let json = String::from_utf8(out.stdout).unwrap();
+        let (connects, messages) = (
+            json_number(&json, "connects"),
+            json_number(&json, "messages"),
+        );
+        assert!(connects >= 300.0 / per - 4.0, "churn: {json}");
+        assert!(
+            (messages - per * connects).abs() <= 4.0 * per,
+            "{per} message(s) per connection: {json}"
+        );
+        assert!(json_number(&json, "connects_per_s") > 0.0, "{json}");
+        let connect_p50 = json.split("\"connect_latency_us\":").nth(1).unwrap();
+        assert!(json_number(connect_p50, "p50") >= 1.0, "{json}");
+        server.signal(libc::SIGTERM);
+        let (status, out, _) = server.wait_exit();
+        assert!(status.success());
+        let served: f64 = out[0].split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(served >= connects, "served {served} < {connects} connects");
+    }
+}
+
+/// The human summary shows the churn: connections per second and the
+/// connect latency.
+#[test]
+fn churn_shows_in_the_human_summary() {
+    let server = ServerProcess::start(&[]);
+    let out = load(
+        server.addr,
+        &[
+            "-c",
+            "2",
+            "--messages",
+            "50",
+            "--messages-per-connection",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("connects"))
+        .expect(&text);
+    assert!(line.contains("conns/s), connect µs p50 "), "{line}");
+}
+
+/// `--reconnect`: a server that hangs up after 640 bytes keeps being
+/// reconnected to, so far more connections are established than asked
+/// for, and every hang-up is still counted as a reset.
+#[test]
+fn reconnect_reopens_failed_connections() {
+    let addr = bad_server(None, Some(640), Duration::ZERO);
+    let out = load(addr, &["-c", "2", "-s", "64", "-d", "600ms", "--reconnect"]);
+    assert_eq!(out.status.code(), Some(1), "resets are still errors");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let established: u64 = text
+        .split(" established)")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect(&text);
+    // 600 ms with a 100 ms back-off: about five rounds of two connections.
+    assert!(established >= 6, "reconnected: {text}");
+    let resets: u64 = text
+        .split("reset ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect(&text);
+    assert!(resets + 2 >= established, "every hang-up counted: {text}");
+    // Without --reconnect the same run has exactly two connections.
+    let out = load(addr, &["-c", "2", "-s", "64", "-d", "300ms"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("(2 established)"), "{text}");
+}
+
+/// `--source`: connections come from the given loopback addresses, in
+/// turn (the server's debug log names each peer); a source of the wrong
+/// family is a usage error.
+#[test]
+fn source_addresses_are_used_in_turn() {
+    let mut cmd = bin();
+    cmd.args(["server", "--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug");
+    let mut server = ServerProcess::spawn(cmd);
+    let out = load(
+        server.addr,
+        &["-c", "4", "-d", "100ms", "--source", "127.0.0.2,127.0.0.3"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut peers = Vec::new();
+    for _ in 0..4 {
+        let line = server.wait_stderr(|l| l.contains("accept conn=#"));
+        let peer = line
+            .split("peer=")
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap();
+        peers.push(peer.to_string());
+    }
+    peers.sort();
+    assert_eq!(peers, ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"]);
+    let out = load(server.addr, &["-c", "1", "-d", "100ms", "--source", "::1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--source ::1 is not of the same family"),
+        "{stderr}"
+    );
+}
+
+/// `--threads 2`: two generator threads, one report: per-thread msgs/s in
+/// the JSON, both busy, and together the messages of the run; more threads
+/// than connections become one thread per connection.
+#[test]
+fn threads_split_the_connections_and_merge_the_report() {
+    let server = ServerProcess::start(&[]);
+    let out = load(
+        server.addr,
+        &["-c", "4", "-d", "300ms", "--threads", "2", "--json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8(out.stdout).unwrap();
+    let per: Vec<f64> = json
+        .split("\"threads\":[")
+        .nth(1)
+        .and_then(|t| t.split(']').next())
+        .unwrap()
+        .split(',')
+        .map(|m| m.parse().unwrap())
+        .collect();
+    assert_eq!(per.len(), 2, "{json}");
+    assert!(per.iter().all(|&m| m > 0.0), "{json}");
+    let total = json_number(&json, "msgs_per_s");
+    let sum: f64 = per.iter().sum();
+    assert!(
+        (sum - total).abs() <= 0.1 * total,
+        "threads {per:?} vs {total}: {json}"
+    );
+    assert!(json_number(&json, "cpu_us_per_msg") > 0.0, "{json}");
+
+    let out = load(server.addr, &["-c", "2", "-d", "200ms", "--threads", "8"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("busy on 2 threads (msgs/s "), "{text}");
+}
+
+/// `--rate` over three threads keeps the whole schedule: what was due is
+/// the rate times the window, within 10%, and all of it was sent.
+#[test]
+fn threads_keep_the_whole_schedule() {
+    let server = ServerProcess::start(&[]);
+    let args = [
+        "-c",
+        "6",
+        "-d",
+        "1s",
+        "--rate",
+        "600",
+        "--threads",
+        "3",
+        "--json",
+    ];
+    let out = load(server.addr, &args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8(out.stdout).unwrap();
+    let due = json_number(&json, "due");
+    assert!((540.0..=660.0).contains(&due), "due {due}: {json}");
+    assert_eq!(json_number(&json, "sent"), due, "{json}");
 }

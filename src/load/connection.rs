@@ -40,6 +40,8 @@ pub(super) enum Phase<S> {
         /// The connected socket.
         stream: S,
     },
+    /// Failed; with `--reconnect`, waits to be opened again.
+    Backoff,
     /// Failed, or the run is over; the socket is closed.
     Closed,
 }
@@ -81,11 +83,17 @@ pub(super) struct Connection<S> {
     /// For each message not yet echoed in full: the stream offset where it
     /// ends, and when it was sent (closed loop) or due (open loop).
     in_flight: VecDeque<(u64, Instant)>,
+    /// `--messages-per-connection`: how many messages one socket carries
+    /// before it is closed and a new one opened in its place.
+    quota: Option<u64>,
+    /// Messages queued on this socket so far, and echoed in full.
+    msgs_queued: u64,
+    msgs_done: u64,
 }
 
 impl<S: Read + Write> Connection<S> {
     /// A connection not opened yet, whose bytes start at `tape_start`.
-    pub(super) fn new(tape_start: usize) -> Self {
+    pub(super) fn new(tape_start: usize, quota: Option<u64>) -> Self {
         Connection {
             phase: Phase::Waiting,
             tape_start,
@@ -93,13 +101,33 @@ impl<S: Read + Write> Connection<S> {
             sent: 0,
             received: 0,
             in_flight: VecDeque::new(),
+            quota,
+            msgs_queued: 0,
+            msgs_done: 0,
         }
+    }
+
+    /// Forgets the old socket's stream, for a new socket in this slot (its
+    /// bytes start again at the connection's place on the tape).
+    pub(super) fn reset(&mut self) {
+        *self = Connection::new(self.tape_start, self.quota);
+    }
+
+    /// Whether this socket may carry another message (its quota is not
+    /// all queued yet).
+    pub(super) fn wants_more(&self) -> bool {
+        self.quota.is_none_or(|q| self.msgs_queued < q)
+    }
+
+    /// Whether this socket has carried its whole quota, every echo back.
+    pub(super) fn is_spent(&self) -> bool {
+        self.quota.is_some_and(|q| self.msgs_done >= q)
     }
 
     /// Whether this connection can take another open-loop message now:
     /// running, with everything queued so far already written.
     pub(super) fn can_take(&self) -> bool {
-        matches!(self.phase, Phase::Running { .. }) && self.sent == self.queued
+        matches!(self.phase, Phase::Running { .. }) && self.sent == self.queued && self.wants_more()
     }
 
     /// When the oldest message still waiting for its echo was sent (or due).
@@ -109,6 +137,7 @@ impl<S: Read + Write> Connection<S> {
 
     /// Queues one message, sent (or due) at `at`.
     pub(super) fn queue(&mut self, size: usize, at: Instant) {
+        self.msgs_queued += 1;
         self.queued += size as u64;
         self.in_flight.push_back((self.queued, at));
     }
@@ -183,8 +212,11 @@ impl<S: Read + Write> Connection<S> {
                     break;
                 }
                 self.in_flight.pop_front();
+                self.msgs_done += 1;
                 counters.complete(at, now)?;
-                if let Some(size) = refill {
+                if let Some(size) = refill
+                    && self.wants_more()
+                {
                     self.queue(size, now);
                 }
             }
@@ -222,7 +254,7 @@ mod tests {
     }
 
     fn running(reads: Vec<Step>, writes: Vec<Step>) -> Connection<Fake> {
-        let mut c = Connection::new(START);
+        let mut c = Connection::new(START, None);
         c.phase = Phase::Running {
             stream: Fake {
                 reads: reads.into(),
@@ -299,6 +331,39 @@ mod tests {
         assert_eq!(k.latency.max(), k.latency.highest_equivalent(3000));
         assert_eq!(c.oldest_in_flight(), Some(later), "the refill, sent now");
         assert_eq!(k.bytes_received, SIZE as u64);
+    }
+
+    /// With a quota of 2 and a pipeline of 1, the socket carries exactly
+    /// two messages: the second echo refills nothing, and it is spent.
+    #[test]
+    fn a_quota_of_two_messages_then_spent() {
+        let t0 = Instant::now();
+        let mut k = counters(t0);
+        let mut c = running(
+            vec![
+                Step::Data(sent(SIZE)),
+                Step::Data(&tape()[START + SIZE..START + 2 * SIZE]),
+            ],
+            vec![],
+        );
+        c.quota = Some(2);
+        one_message_out(&mut c, &mut k, t0);
+        let mut buf = vec![0; CHUNK];
+        c.on_readable(&mut buf, tape(), &mut k, t0, Some(SIZE), Drain::ShortRead)
+            .unwrap();
+        assert!(!c.is_spent() && !c.wants_more(), "the refill was the last");
+        c.on_writable(tape(), &mut k, t0).unwrap();
+        c.on_readable(&mut buf, tape(), &mut k, t0, Some(SIZE), Drain::ShortRead)
+            .unwrap();
+        assert!(c.is_spent());
+        assert_eq!(
+            (k.messages, c.oldest_in_flight()),
+            (2, None),
+            "nothing refilled"
+        );
+        c.reset();
+        assert!(c.wants_more() && !c.is_spent());
+        assert!(matches!(c.phase, Phase::Waiting));
     }
 
     /// After a hang-up the pass reads past the short read (no edge will

@@ -45,6 +45,10 @@ pub(super) struct Counters {
     pub(super) bytes_sent: u64,
     pub(super) bytes_received: u64,
     pub(super) latency: Histogram<u64>,
+    /// Connections established inside the window (churn, reconnects).
+    pub(super) connects: u64,
+    /// How long each of those took, connect() to established, µs.
+    pub(super) connect_latency: Histogram<u64>,
     pub(super) errors: Errors,
 }
 
@@ -64,6 +68,8 @@ impl Counters {
             bytes_sent: 0,
             bytes_received: 0,
             latency: micros_histogram()?,
+            connects: 0,
+            connect_latency: micros_histogram()?,
             errors: Errors::default(),
         })
     }
@@ -83,6 +89,16 @@ impl Counters {
                 .saturating_record((took.as_micros() as u64).max(1));
         }
         Ok(())
+    }
+
+    /// Counts a connection whose connect started at `since` and completed
+    /// at `now`, when that happened inside the window.
+    pub(super) fn connected(&mut self, since: Instant, now: Instant) {
+        if since >= self.measure_from && now <= self.end {
+            self.connects += 1;
+            let took = now.saturating_duration_since(since).as_micros() as u64;
+            self.connect_latency.saturating_record(took.max(1));
+        }
     }
 
     /// Whether bytes moved at `now` count: inside the measured window.

@@ -39,8 +39,9 @@
 //! those, then [`connection`] for one connection, [`counters`] for what is
 //! counted and [`report`] for what is printed.
 
+use std::collections::VecDeque;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -48,7 +49,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::shared::duration::{MAX_DURATION, deadline_after, nth_tick};
-use crate::shared::net::{connect_finished, describe, interrupted, resolver_message};
+use crate::shared::net::{self, connect_finished, describe, interrupted, resolver_message};
 use crate::shared::readiness::{Drain, Readiness};
 
 use connection::{Close, Connection, Phase};
@@ -65,6 +66,7 @@ mod report;
 mod tape;
 #[cfg(test)]
 mod tests;
+mod threads;
 mod timer;
 
 /// How often overdue echoes are looked for and the live line is refreshed.
@@ -81,6 +83,9 @@ const DEAL_PER_TURN: u64 = 1024;
 /// delay is charged to the server. Spinning the last stretch costs up to
 /// this much CPU per message, and keeps sends within microseconds.
 const SPIN: Duration = Duration::from_micros(300);
+/// How long a failed connection waits before `--reconnect` opens it again:
+/// long enough not to hammer a server that refuses, short next to a run.
+pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// The open-loop timer's token (connection tokens are their indices).
 const TIMER: Token = Token(usize::MAX);
 
@@ -107,6 +112,17 @@ pub struct Config {
     pub warmup: Duration,
     /// How long a connect or an echo may take before it counts as an error.
     pub timeout: Duration,
+    /// Close each connection after this many verified round trips and open
+    /// a new one at once (`1` is pure connection churn).
+    pub messages_per_connection: Option<u64>,
+    /// Open a failed connection again after [`RECONNECT_BACKOFF`] instead
+    /// of leaving it down for the rest of the run.
+    pub reconnect: bool,
+    /// Local addresses to connect from, in turn (empty: the kernel picks).
+    pub sources: Vec<IpAddr>,
+    /// Generator threads, each a whole [`Generator`] on its own share of
+    /// the connections (see [`threads`]).
+    pub threads: usize,
 }
 
 /// The generator: its connections, the tape, the schedule, the counters.
@@ -153,6 +169,11 @@ pub struct Generator {
     timer: Option<Timer>,
     /// What the connections count, and the measured window.
     counters: Counters,
+    /// This thread's CPU time when the measured window began.
+    cpu_from: Option<Duration>,
+    /// `--reconnect`: failed connections waiting to be opened again, and
+    /// when (in that order: the back-off is the same for all).
+    retries: VecDeque<(Instant, usize)>,
     first_connect_error: Option<String>,
 }
 
@@ -177,7 +198,12 @@ impl Generator {
         let counters = Counters::new(config.timeout, never, never)?;
         let conns = (0..config.connections)
             // Spread the starting points over the tape.
-            .map(|i| Connection::new((i * 7919 * 64) % TAPE_PERIOD))
+            .map(|i| {
+                Connection::new(
+                    (i * 7919 * 64) % TAPE_PERIOD,
+                    config.messages_per_connection,
+                )
+            })
             .collect();
         let poll = Poll::new()?;
         let timer = match config.rate {
@@ -210,6 +236,8 @@ impl Generator {
             next_conn: 0,
             timer,
             counters,
+            retries: VecDeque::new(),
+            cpu_from: None,
             first_connect_error: None,
             config,
         })
@@ -296,6 +324,9 @@ impl Generator {
         if self.t0.is_none() && self.connected() {
             self.start_clock(now);
         }
+        if self.cpu_from.is_none() && now >= self.counters.measure_from {
+            self.cpu_from = Some(thread_cpu());
+        }
         if now < self.next_tick {
             return None;
         }
@@ -321,6 +352,7 @@ impl Generator {
             Some(self.counters.end),
             Some(self.next_tick),
             self.next_open(),
+            self.retries.front().map(|&(at, _)| at),
             due,
         ]
         .into_iter()
@@ -400,27 +432,32 @@ impl Generator {
                 )
                 .and_then(|()| conn.on_writable(&self.tape, &mut self.counters, now))
             }
-            Phase::Waiting | Phase::Closed => return,
+            Phase::Waiting | Phase::Backoff | Phase::Closed => return,
         };
-        if let Err(why) = result {
-            self.close(i, why);
+        match result {
+            Err(why) => self.close(i, why),
+            Ok(()) if self.conns[i].is_spent() => self.recycle(i, now),
+            Ok(()) => {}
         }
     }
 
     /// Connecting → Running: in closed loop, fill the pipeline and send.
     fn start(&mut self, i: usize, now: Instant) {
         let conn = &mut self.conns[i];
-        let Phase::Connecting { stream, .. } = std::mem::replace(&mut conn.phase, Phase::Closed)
+        let Phase::Connecting { stream, since } = std::mem::replace(&mut conn.phase, Phase::Closed)
         else {
             return;
         };
         self.connecting -= 1;
+        self.counters.connected(since, now);
         // Small messages must leave at once, not wait for Nagle.
         let _ = stream.set_nodelay(true);
         conn.phase = Phase::Running { stream };
         if self.config.rate.is_none() {
             for _ in 0..self.config.pipeline {
-                conn.queue(self.config.size, now);
+                if conn.wants_more() {
+                    conn.queue(self.config.size, now);
+                }
             }
         }
         if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, now) {
@@ -428,31 +465,61 @@ impl Generator {
         }
     }
 
-    /// Opens the connections whose turn has come.
+    /// Opens the connections whose turn has come, and (`--reconnect`) the
+    /// failed ones whose back-off is over.
     fn open_due(&mut self, now: Instant) {
         while self.opened < self.conns.len() && self.open_time(self.opened) <= now {
             let i = self.opened;
             self.opened += 1;
-            match TcpStream::connect(self.config.addr) {
-                Ok(mut stream) => {
-                    // Both directions, once: writable completes the connect
-                    // and later says the send buffer has room again.
-                    let registered = self.poll.registry().register(
-                        &mut stream,
-                        Token(i),
-                        Interest::READABLE | Interest::WRITABLE,
-                    );
-                    match registered {
-                        Ok(()) => {
-                            self.conns[i].phase = Phase::Connecting { stream, since: now };
-                            self.connecting += 1;
-                        }
-                        Err(e) => self.connect_failed(i, &e),
-                    }
-                }
-                Err(e) => self.connect_failed(i, &e),
-            }
+            self.connect(i, now);
         }
+        while let Some(&(at, i)) = self.retries.front() {
+            if at > now {
+                break;
+            }
+            self.retries.pop_front();
+            log::debug!("connection {i}: reconnecting");
+            self.connect(i, now);
+        }
+    }
+
+    /// Starts a non-blocking connect for slot `i` (from the slot's source
+    /// address, if any): its phase becomes `Connecting`. The slot's token is
+    /// `i` whatever socket it holds; an event left over from an earlier
+    /// socket of the slot is harmless, since `connect_finished` tells a
+    /// spurious wake-up from a finished connect.
+    fn connect(&mut self, i: usize, now: Instant) {
+        let source = match self.config.sources.as_slice() {
+            [] => None,
+            sources => Some(sources[i % sources.len()]),
+        };
+        match net::connect_from(source, self.config.addr) {
+            Ok(mut stream) => {
+                // Both directions, once: writable completes the connect
+                // and later says the send buffer has room again.
+                let registered = self.poll.registry().register(
+                    &mut stream,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                );
+                match registered {
+                    Ok(()) => {
+                        self.conns[i].phase = Phase::Connecting { stream, since: now };
+                        self.connecting += 1;
+                    }
+                    Err(e) => self.connect_failed(i, &e),
+                }
+            }
+            Err(e) => self.connect_failed(i, &e),
+        }
+    }
+
+    /// `--messages-per-connection`: slot `i` has carried its quota; close
+    /// its socket (cleanly: everything was echoed) and open a new one now.
+    fn recycle(&mut self, i: usize, now: Instant) {
+        log::trace!("connection {i}: quota done, reconnecting");
+        self.conns[i].reset(); // drops the socket
+        self.connect(i, now);
     }
 
     /// When connection `i` is due to open.
@@ -552,8 +619,32 @@ impl Generator {
     fn connect_failed(&mut self, i: usize, e: &io::Error) {
         log::debug!("connection {i}: connect failed: {e}");
         self.counters.errors.connect += 1;
+        if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) && self.first_connect_error.is_none() {
+            log::warn!(
+                "out of local ports to {} (each closed connection holds its port in TIME_WAIT \
+                 for a minute): spread the connections with --source 127.0.0.2,127.0.0.3,...",
+                self.config.addr
+            );
+        }
         self.first_connect_error.get_or_insert_with(|| describe(e));
-        self.end(i);
+        self.down(i);
+    }
+
+    /// A failed connection: with `--reconnect`, parked until its back-off
+    /// is over; otherwise gone for the rest of the run.
+    fn down(&mut self, i: usize) {
+        if !self.config.reconnect {
+            return self.end(i);
+        }
+        if let Phase::Connecting { .. } =
+            std::mem::replace(&mut self.conns[i].phase, Phase::Backoff)
+        {
+            self.connecting -= 1;
+        }
+        self.conns[i].reset(); // the stream starts afresh on the new socket
+        self.conns[i].phase = Phase::Backoff;
+        self.retries
+            .push_back((deadline_after(self.now, RECONNECT_BACKOFF), i));
     }
 
     /// Any phase → `Closed` (dropping the socket), keeping the counts.
@@ -564,7 +655,7 @@ impl Generator {
                 self.connecting -= 1;
                 self.closed += 1;
             }
-            Phase::Waiting | Phase::Running { .. } => self.closed += 1,
+            Phase::Waiting | Phase::Backoff | Phase::Running { .. } => self.closed += 1,
         }
     }
 
@@ -576,7 +667,7 @@ impl Generator {
             Close::Mismatch => self.counters.errors.mismatch += 1,
             Close::Timeout => self.counters.errors.timeout += 1,
         }
-        self.end(i);
+        self.down(i);
     }
 
     /// Whether the run is over: the window has ended, enough messages were
@@ -618,6 +709,11 @@ impl Generator {
             conn.phase = Phase::Closed;
         }
         let end = now.min(self.counters.end);
+        let cpu = self
+            .cpu_from
+            .map_or(Duration::ZERO, |from| thread_cpu().saturating_sub(from));
+        let duration = end.saturating_duration_since(self.counters.measure_from);
+        let msgs_per_s = self.counters.messages as f64 / duration.as_secs_f64().max(1e-9);
         let schedule = self.config.rate.map(|_| Schedule {
             due: self
                 .due_before(end)
@@ -629,14 +725,18 @@ impl Generator {
             connections: self.config.connections,
             established: self.established,
             size: self.config.size,
-            duration: end.saturating_duration_since(self.counters.measure_from),
+            duration,
             messages: self.counters.messages,
             bytes_sent: self.counters.bytes_sent,
             bytes_received: self.counters.bytes_received,
             latency: self.counters.latency.clone(),
+            connects: self.counters.connects,
+            connect_latency: self.counters.connect_latency.clone(),
             errors: self.counters.errors,
             first_connect_error: self.first_connect_error.clone(),
             schedule,
+            cpu,
+            per_thread: vec![msgs_per_s],
         }
     }
 }
@@ -677,5 +777,23 @@ pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, F
 
 /// Runs a whole load test.
 pub fn run(config: Config, progress: impl FnMut(&Progress)) -> io::Result<Report> {
-    Generator::new(config)?.run(progress)
+    if config.threads > 1 {
+        threads::run(config, progress)
+    } else {
+        Generator::new(config)?.run(progress)
+    }
+}
+
+/// The calling thread's CPU time so far, user plus system.
+fn thread_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer we give it,
+    // which points to enough space; on failure we read the zeroed value.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv =
+        |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }

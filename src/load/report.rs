@@ -35,12 +35,23 @@ pub struct Report {
     pub bytes_received: u64,
     /// Latency of each measured message, in microseconds.
     pub latency: Histogram<u64>,
+    /// Connections established inside the window (with
+    /// `--messages-per-connection` or `--reconnect`; the first connects
+    /// happen before the clock starts).
+    pub connects: u64,
+    /// Connect latency of those, connect() to established, µs.
+    pub connect_latency: Histogram<u64>,
     /// Failures by kind.
     pub errors: Errors,
     /// The first connect failure, for the error message.
     pub first_connect_error: Option<String>,
     /// Open loop: how well the schedule was kept. `None` in closed loop.
     pub schedule: Option<Schedule>,
+    /// The generator's own CPU time (user + system) over the window, all
+    /// its threads together.
+    pub cpu: Duration,
+    /// Messages per second of each generator thread (one entry per thread).
+    pub per_thread: Vec<f64>,
 }
 
 /// How an open-loop run kept its schedule, over the measured window.
@@ -160,7 +171,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// A snapshot for the live progress line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
     /// Time measured so far (0 during warm-up).
     pub measured: Duration,
@@ -196,6 +207,15 @@ impl Progress {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// The value at quantile `q` of `h`, 0 when it is empty.
+fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
 impl Report {
     /// The run's verdict: `None` for a clean run, else why it failed (in
     /// this order: nothing connected, errors, nothing echoed). A schedule
@@ -217,6 +237,54 @@ impl Report {
         (self.messages == 0).then_some(Failure::NothingEchoed)
     }
 
+    /// The reports of several generator threads as one: counts summed,
+    /// histograms added, the longest window, the first connect error.
+    /// `None` for no reports.
+    pub fn merge(reports: Vec<Report>) -> Option<Report> {
+        let mut reports = reports.into_iter();
+        let mut all = reports.next()?;
+        for r in reports {
+            all.connections += r.connections;
+            all.established += r.established;
+            all.duration = all.duration.max(r.duration);
+            all.messages += r.messages;
+            all.bytes_sent += r.bytes_sent;
+            all.bytes_received += r.bytes_received;
+            // Same bounds on every thread, so adding cannot fail.
+            let _ = all.latency.add(&r.latency);
+            all.connects += r.connects;
+            let _ = all.connect_latency.add(&r.connect_latency);
+            all.errors.connect += r.errors.connect;
+            all.errors.reset += r.errors.reset;
+            all.errors.timeout += r.errors.timeout;
+            all.errors.mismatch += r.errors.mismatch;
+            all.first_connect_error = all.first_connect_error.or(r.first_connect_error);
+            all.schedule = match (all.schedule, r.schedule) {
+                (Some(mut a), Some(b)) => {
+                    a.due += b.due;
+                    a.sent += b.sent;
+                    let _ = a.lag.add(&b.lag);
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
+            all.cpu += r.cpu;
+            all.per_thread.extend(r.per_thread);
+        }
+        Some(all)
+    }
+
+    /// The generator's CPU time per measured message, µs.
+    pub fn cpu_us_per_msg(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.messages.max(1) as f64
+    }
+
+    /// How busy the generator's threads were over the window: CPU time over
+    /// (window × threads); near 1.0, the generator may be the limit.
+    pub fn busy(&self) -> f64 {
+        self.cpu.as_secs_f64() / (self.secs() * self.per_thread.len().max(1) as f64)
+    }
+
     /// Messages per second over the window.
     pub fn msgs_per_s(&self) -> f64 {
         self.messages as f64 / self.secs()
@@ -232,11 +300,12 @@ impl Report {
     }
 
     fn percentile(&self, q: f64) -> u64 {
-        if self.latency.is_empty() {
-            0
-        } else {
-            self.latency.value_at_quantile(q)
-        }
+        quantile(&self.latency, q)
+    }
+
+    /// Connections established per second over the window.
+    pub fn connects_per_s(&self) -> f64 {
+        self.connects as f64 / self.secs()
     }
 
     /// One JSON object with exactly the documented keys (plus `schedule`
@@ -251,7 +320,10 @@ impl Report {
             "{{\"connections\":{},\"size\":{},\"duration_s\":{:.3},\"messages\":{},\
              \"msgs_per_s\":{:.1},\"mib_per_s\":{:.3},\
              \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
-             \"errors\":{{\"connect\":{},\"reset\":{},\"timeout\":{},\"mismatch\":{}}}{schedule}}}",
+             \"connects\":{},\"connects_per_s\":{:.1},\
+             \"connect_latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},\
+             \"errors\":{{\"connect\":{},\"reset\":{},\"timeout\":{},\"mismatch\":{}}},\
+             \"cpu_us_per_msg\":{:.3},\"cpu_busy\":{:.3},\"threads\":[{}]{schedule}}}",
             self.connections,
             self.size,
             self.duration.as_secs_f64(),
@@ -263,10 +335,23 @@ impl Report {
             self.percentile(0.99),
             self.percentile(0.999),
             self.latency.max(),
+            self.connects,
+            self.connects_per_s(),
+            quantile(&self.connect_latency, 0.5),
+            quantile(&self.connect_latency, 0.9),
+            quantile(&self.connect_latency, 0.99),
+            self.connect_latency.max(),
             e.connect,
             e.reset,
             e.timeout,
-            e.mismatch
+            e.mismatch,
+            self.cpu_us_per_msg(),
+            self.busy(),
+            self.per_thread
+                .iter()
+                .map(|m| format!("{m:.1}"))
+                .collect::<Vec<_>>()
+                .join(",")
         )
     }
 
@@ -309,9 +394,35 @@ impl Report {
             self.percentile(0.999),
             self.latency.max()
         );
+        if config.messages_per_connection.is_some() || config.reconnect {
+            let c = &self.connect_latency;
+            let _ = writeln!(
+                out,
+                "  connects    {} ({:.1} conns/s), connect µs p50 {}  p90 {}  p99 {}  max {}",
+                self.connects,
+                self.connects_per_s(),
+                quantile(c, 0.5),
+                quantile(c, 0.9),
+                quantile(c, 0.99),
+                c.max()
+            );
+        }
         if let Some(schedule) = &self.schedule {
             let _ = writeln!(out, "  schedule    {}", schedule.line());
         }
+        let threads = match self.per_thread.as_slice() {
+            [_] => "1 thread".to_string(),
+            each => {
+                let each: Vec<String> = each.iter().map(|m| format!("{m:.0}")).collect();
+                format!("{} threads (msgs/s {})", each.len(), each.join(" / "))
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  generator   {:.2} µs CPU per message, {:.0}% busy on {threads}",
+            self.cpu_us_per_msg(),
+            self.busy() * 100.0,
+        );
         let e = &self.errors;
         let _ = write!(
             out,
@@ -370,10 +481,49 @@ mod tests {
             bytes_sent: 0,
             bytes_received: 0,
             latency: Histogram::new(3).unwrap(),
+            connects: 0,
+            connect_latency: Histogram::new(3).unwrap(),
             errors,
+            cpu: Duration::ZERO,
+            per_thread: vec![0.0],
             first_connect_error: Some("connection refused".into()),
             schedule: None,
         }
+    }
+
+    /// Two threads' reports as one: counts and histograms add up, the
+    /// schedule too, and each thread keeps its msgs/s.
+    #[test]
+    fn merged_reports_add_up() {
+        let mut a = report(2, Errors::default(), 10);
+        a.latency.record(100).unwrap();
+        a.per_thread = vec![10.0];
+        a.cpu = Duration::from_millis(30);
+        let mut b = report(
+            1,
+            Errors {
+                reset: 2,
+                ..Errors::default()
+            },
+            5,
+        );
+        b.latency.record(300).unwrap();
+        b.latency.record(300).unwrap();
+        b.per_thread = vec![5.0];
+        b.cpu = Duration::from_millis(20);
+        b.duration = Duration::from_secs(2);
+        let all = Report::merge(vec![a, b]).unwrap();
+        assert_eq!((all.connections, all.established, all.messages), (4, 3, 15));
+        assert_eq!(
+            (all.latency.len(), all.latency.max()),
+            (3, all.latency.highest_equivalent(300))
+        );
+        assert_eq!(all.errors.reset, 2);
+        assert_eq!(all.duration, Duration::from_secs(2));
+        assert_eq!(all.per_thread, [10.0, 5.0]);
+        assert_eq!(all.cpu, Duration::from_millis(50));
+        assert!((all.busy() - 0.05 / 4.0).abs() < 1e-9, "{}", all.busy());
+        assert!(Report::merge(Vec::new()).is_none());
     }
 
     /// The verdict and its exit code, in the documented order.

@@ -24,6 +24,10 @@ fn generator(addr: SocketAddr) -> Generator {
         connect_rate: None,
         warmup: Duration::ZERO,
         timeout: TIMEOUT,
+        messages_per_connection: None,
+        reconnect: false,
+        sources: Vec::new(),
+        threads: 1,
     })
     .unwrap()
 }

@@ -105,6 +105,29 @@ fn listen_with(
     Ok(socket.into())
 }
 
+/// Starts a non-blocking connect to `to`, from `from` (any port) when
+/// given: the socket is bound first, so connections can be spread over
+/// several local addresses (one source address runs out of ports near
+/// 28,000 connections to one server port). The connect is in progress when
+/// this returns; see [`connect_finished`].
+pub fn connect_from(
+    from: Option<std::net::IpAddr>,
+    to: SocketAddr,
+) -> io::Result<mio::net::TcpStream> {
+    let Some(from) = from else {
+        return mio::net::TcpStream::connect(to);
+    };
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    match socket.connect(&to.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(mio::net::TcpStream::from_std(socket.into()))
+}
+
 /// Raises this process's soft limit on open files to its hard limit, as a
 /// server or load generator that holds thousands of sockets needs (the
 /// usual soft default is 1024). Returns the soft limit now in force.

@@ -1,0 +1,174 @@
+//! `echoloop load --threads N`: N generators side by side, each exactly
+//! the one-thread [`Generator`](super::Generator) on its own `Poll`, with
+//! nothing shared while they run. Their reports are merged at the end
+//! (latency histograms added, counters summed) and their live figures
+//! while they run.
+//!
+//! How the run is split: connections as evenly as they go (the first
+//! `c mod N` threads one more), and every rate (`--rate`,
+//! `--connect-rate`) and `--messages` in proportion to a thread's
+//! connections, so the whole schedule is the one asked for and latency
+//! still counts from each message's due time. Each thread starts its clock
+//! when its own connections are up.
+//!
+//! Next: [`timer`](super::timer).
+
+use std::io;
+use std::sync::mpsc;
+use std::thread;
+
+use super::report::{Progress, Report};
+use super::{Config, Generator};
+
+/// What a generator thread tells the thread that prints.
+enum Message {
+    /// Its latest live figures.
+    Progress(usize, Progress),
+    /// It is done.
+    Done(usize, Box<io::Result<Report>>),
+}
+
+/// Runs `config.threads` generators (at most one per connection) and merges
+/// what they report. `progress` gets the whole run's live figures.
+pub(super) fn run(config: Config, mut progress: impl FnMut(&Progress)) -> io::Result<Report> {
+    let parts = split(&config);
+    let (tx, rx) = mpsc::channel();
+    let mut handles = Vec::with_capacity(parts.len());
+    for (number, part) in parts.into_iter().enumerate() {
+        let tx = tx.clone();
+        let generator = Generator::new(part)?;
+        let handle = thread::Builder::new()
+            .name(format!("generator-{number}"))
+            .spawn(move || {
+                let mut generator = generator;
+                let report = generator.run(|p| {
+                    let _ = tx.send(Message::Progress(number, *p));
+                });
+                let _ = tx.send(Message::Done(number, Box::new(report)));
+            })?;
+        handles.push(handle);
+    }
+    drop(tx);
+    let mut latest: Vec<Option<Progress>> = vec![None; handles.len()];
+    let mut reports: Vec<Option<Report>> = (0..handles.len()).map(|_| None).collect();
+    let mut first_error = None;
+    // Ends when every thread has said Done (or died: then the channel closes).
+    for message in rx {
+        match message {
+            Message::Progress(number, p) => {
+                latest[number] = Some(p);
+                progress(&merged(&latest));
+            }
+            Message::Done(number, result) => match *result {
+                Ok(report) => reports[number] = Some(report),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            },
+        }
+    }
+    for handle in handles {
+        if handle.join().is_err() {
+            first_error.get_or_insert(io::Error::other("a generator thread panicked"));
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let reports: Vec<Report> = reports.into_iter().flatten().collect();
+    Report::merge(reports).ok_or_else(|| io::Error::other("no generator reported"))
+}
+
+/// The per-thread configurations: `threads` parts (at most one per
+/// connection), connections split evenly, rates and `--messages` in
+/// proportion, source addresses continuing where the last part stopped.
+fn split(config: &Config) -> Vec<Config> {
+    let threads = config.threads.clamp(1, config.connections.max(1));
+    let total = config.connections;
+    let mut first = 0;
+    (0..threads)
+        .map(|number| {
+            let connections = total / threads + usize::from(number < total % threads);
+            let fraction = connections as f64 / total as f64;
+            let mut sources = config.sources.clone();
+            if !sources.is_empty() {
+                let len = sources.len();
+                sources.rotate_left(first % len);
+            }
+            first += connections;
+            Config {
+                connections,
+                rate: config.rate.map(|r| r * fraction),
+                connect_rate: config.connect_rate.map(|r| r * fraction),
+                messages: config
+                    .messages
+                    .map(|m| ((m as f64 * fraction).ceil() as u64).max(1)),
+                sources,
+                threads: 1,
+                ..config.clone()
+            }
+        })
+        .collect()
+}
+
+/// The whole run's live figures from each thread's latest.
+fn merged(latest: &[Option<Progress>]) -> Progress {
+    let mut all = Progress::default();
+    for p in latest.iter().flatten() {
+        all.measured = all.measured.max(p.measured);
+        all.messages += p.messages;
+        all.bytes_received += p.bytes_received;
+        all.p99_us = all.p99_us.max(p.p99_us);
+        all.errors += p.errors;
+        all.warming_up |= p.warming_up;
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn config(connections: usize, threads: usize) -> Config {
+        Config {
+            addr: "127.0.0.1:7".parse().unwrap(),
+            connections,
+            size: 64,
+            duration: Duration::from_secs(1),
+            messages: Some(1000),
+            pipeline: 1,
+            rate: Some(900.0),
+            connect_rate: None,
+            warmup: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+            messages_per_connection: None,
+            reconnect: false,
+            sources: vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()],
+            threads,
+        }
+    }
+
+    /// Ten connections over four threads: 3, 3, 2, 2; the rate and the
+    /// message count follow the connections; sources continue in turn.
+    #[test]
+    fn the_split_keeps_the_totals() {
+        let parts = split(&config(10, 4));
+        let conns: Vec<usize> = parts.iter().map(|p| p.connections).collect();
+        assert_eq!(conns, [3, 3, 2, 2]);
+        let rate: f64 = parts.iter().map(|p| p.rate.unwrap()).sum();
+        assert!((rate - 900.0).abs() < 1e-9, "{rate}");
+        let messages: u64 = parts.iter().map(|p| p.messages.unwrap()).sum();
+        assert!((1000..1000 + 4).contains(&messages), "{messages}");
+        let firsts: Vec<String> = parts.iter().map(|p| p.sources[0].to_string()).collect();
+        assert_eq!(firsts, ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.2"]);
+        assert!(parts.iter().all(|p| p.threads == 1));
+    }
+
+    /// More threads than connections: one thread per connection.
+    #[test]
+    fn never_a_thread_without_a_connection() {
+        assert_eq!(split(&config(3, 8)).len(), 3);
+    }
+}
