@@ -22,9 +22,12 @@ use std::process::Command;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "servers/measure.rs"]
+mod measure;
 mod servers;
 
 use common::{ServerProcess, json_number};
+use measure::{Measured, measure, run_load};
 use servers::{clone_command, env_or, has, has_taskset, median};
 
 /// One measurement: server and load CPU µs per message, and msgs/s.
@@ -42,6 +45,16 @@ impl Sample {
         load_us_per_msg: f64::NAN,
         msgs_per_s: f64::NAN,
     };
+
+    /// Per message, from a measured run.
+    fn of(m: &Measured) -> Sample {
+        let messages = json_number(&m.json, "messages").max(1.0);
+        Sample {
+            cpu_us_per_msg: m.server_cpu_us / messages,
+            load_us_per_msg: m.load_cpu_us / messages,
+            msgs_per_s: json_number(&m.json, "msgs_per_s"),
+        }
+    }
 }
 
 fn main() {
@@ -81,7 +94,10 @@ fn main() {
                     "-d".into(),
                     format!("{secs}s"),
                 ];
-                samples[k].push(measure(&kinds[k], &load, pin).unwrap_or(Sample::FAILED));
+                let sample = servers::command(&kinds[k])
+                    .and_then(|cmd| measure(&cmd, &load, pin))
+                    .map_or(Sample::FAILED, |m| Sample::of(&m));
+                samples[k].push(sample);
             }
         }
         print!("{conns:>4} x {size:<5} B:");
@@ -162,69 +178,4 @@ fn bulk(kinds: &[String], pin: bool) {
         }
         println!("  {name}: {:.0} MB/s", median(rates.into_iter()));
     }
-}
-
-/// Starts `kind` pinned to core 0, runs the load from core 1, and returns
-/// the server's CPU per message.
-fn measure(kind: &str, load: &[String], pin: bool) -> Option<Sample> {
-    let cmd = servers::command(kind)?;
-    let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
-    let pid = server.pid();
-    let before = cpu_ticks(pid);
-    let load_before = children_cpu_us();
-    let json = run_load(&server, load, pin)?;
-    // The load process has been waited for; the server not yet.
-    let load_used = children_cpu_us() - load_before;
-    let used = cpu_ticks(pid) - before;
-    let messages = json_number(&json, "messages").max(1.0);
-    let ticks_per_s = 100.0; // USER_HZ on Linux
-    Some(Sample {
-        cpu_us_per_msg: used as f64 / ticks_per_s * 1e6 / messages,
-        load_us_per_msg: load_used / messages,
-        msgs_per_s: json_number(&json, "msgs_per_s"),
-    })
-}
-
-/// Runs `echoloop load ADDR ARGS --json`, pinned to core 1.
-fn run_load(server: &ServerProcess, args: &[String], pin: bool) -> Option<String> {
-    let mut load = Command::new(env!("CARGO_BIN_EXE_echoloop"));
-    load.arg("load")
-        .arg(server.addr.to_string())
-        .args(args)
-        .arg("--json");
-    let out = clone_command(&load, pin.then_some(1)).output().ok()?;
-    let json = String::from_utf8(out.stdout).ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "load against {} failed: {}{}",
-            server.addr,
-            json,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    Some(json)
-}
-
-/// utime + stime of `pid`, in clock ticks (all of its threads).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name may hold spaces; fields count from after its ')'.
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-/// CPU time (user + system, µs) of this process's children that have
-/// been waited for.
-fn children_cpu_us() -> f64 {
-    // SAFETY: getrusage fills the struct we pass; all-zero is a valid rusage.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
-    us(usage.ru_utime) + us(usage.ru_stime)
 }

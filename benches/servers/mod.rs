@@ -151,6 +151,20 @@ pub fn command(kind: &str) -> Option<std::process::Command> {
             cmd.args(["--serve", kind]);
             cmd
         }
+        // echoloop with N reactors: `echoloop-t2`, `echoloop-t4`, ...
+        several if several.starts_with("echoloop-t") => {
+            let threads: u32 = several.strip_prefix("echoloop-t")?.parse().ok()?;
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+            cmd.args([
+                "server",
+                "--bind",
+                "127.0.0.1:0",
+                "--threads",
+                &threads.to_string(),
+            ])
+            .env("RUST_LOG", "warn");
+            cmd
+        }
         "c" => {
             let mut cmd = Command::new(c_anchor()?);
             cmd.arg("0");

@@ -1,0 +1,84 @@
+//! Measuring one run: a server process pinned to core 0, `echoloop load`
+//! pinned to core 1, and the CPU time each used (from /proc and
+//! getrusage), with the load's JSON report. Included by the benches that
+//! measure CPU time (`#[path = "servers/measure.rs"] mod measure;`).
+
+use std::process::Command;
+
+use crate::common::ServerProcess;
+use crate::servers::clone_command;
+
+/// What one run cost: the server's and the load's CPU time (µs), and the
+/// load's JSON report.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The server process's CPU time during the run, µs.
+    pub server_cpu_us: f64,
+    /// The load process's CPU time, µs.
+    pub load_cpu_us: f64,
+    /// `echoloop load --json`'s report.
+    pub json: String,
+}
+
+/// Starts the server `cmd` pinned to core 0, runs `echoloop load ARGS`
+/// from core 1, and returns what each used.
+pub fn measure(cmd: &Command, load: &[String], pin: bool) -> Option<Measured> {
+    let server = ServerProcess::spawn(clone_command(cmd, pin.then_some(0)));
+    let pid = server.pid();
+    let before = cpu_ticks(pid);
+    let load_before = children_cpu_us();
+    let json = run_load(&server, load, pin)?;
+    // The load process has been waited for; the server not yet.
+    let load_used = children_cpu_us() - load_before;
+    let used = cpu_ticks(pid) - before;
+    let ticks_per_s = 100.0; // USER_HZ on Linux
+    Some(Measured {
+        server_cpu_us: used as f64 / ticks_per_s * 1e6,
+        load_cpu_us: load_used,
+        json,
+    })
+}
+
+/// Runs `echoloop load ADDR ARGS --json`, pinned to core 1.
+pub fn run_load(server: &ServerProcess, args: &[String], pin: bool) -> Option<String> {
+    let mut load = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    load.arg("load")
+        .arg(server.addr.to_string())
+        .args(args)
+        .arg("--json");
+    let out = clone_command(&load, pin.then_some(1)).output().ok()?;
+    let json = String::from_utf8(out.stdout).ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "load against {} failed: {}{}",
+            server.addr,
+            json,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(json)
+}
+
+/// utime + stime of `pid`, in clock ticks (all of its threads).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may hold spaces; fields count from after its ')'.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// CPU time (user + system, µs) of this process's children that have
+/// been waited for.
+fn children_cpu_us() -> f64 {
+    // SAFETY: getrusage fills the struct we pass; all-zero is a valid rusage.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(usage.ru_utime) + us(usage.ru_stime)
+}
