@@ -37,7 +37,8 @@
 //! (poll, then `turn`), [`Generator::turn`] (each event, then the timers,
 //! then deferred work), [`Generator::next_deadline`] and `on_timers`. Read
 //! those, then [`connection`] for one connection, [`counters`] for what is
-//! counted and [`report`] for what is printed.
+//! counted and [`report`] for what is printed; [`threads`] runs N
+//! generators side by side (`--threads`).
 
 use std::collections::VecDeque;
 use std::io;

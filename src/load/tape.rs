@@ -5,7 +5,7 @@
 //! the replies are segmented, and a lost, repeated or reordered segment
 //! shows up as a mismatch. Nothing is stored per message.
 //!
-//! Next: [`timer`](super::timer).
+//! Next: [`threads`](super::threads).
 
 /// The period of the byte tape. Shifts of whole multiples of it would go
 /// unnoticed; 1 MiB is far beyond anything a TCP stream reorders.

@@ -1,5 +1,5 @@
 //! `echoloop load --threads N`: N generators side by side, each exactly
-//! the one-thread [`Generator`](super::Generator) on its own `Poll`, with
+//! the one-thread [`Generator`] on its own `Poll`, with
 //! nothing shared while they run. Their reports are merged at the end
 //! (latency histograms added, counters summed) and their live figures
 //! while they run.

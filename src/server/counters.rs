@@ -4,7 +4,8 @@
 //! They are plain integers bumped by the handlers; nothing here does I/O
 //! except the formatting helpers, which only build strings.
 //!
-//! Next: [`crate::client`], a second, smaller loop.
+//! Next: [`group`](super::group), several servers side by side; then
+//! [`crate::client`], a second, smaller loop.
 
 use std::fmt::Write as _;
 use std::time::Duration;

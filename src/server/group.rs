@@ -32,7 +32,7 @@
 //! each reactor taking `M / N` and the first `M mod N` one more. It must be
 //! at least N, or a reactor would accept nothing.
 //!
-//! Next: [`connection`](super::connection), one connection of a reactor.
+//! Next: [`crate::client`], a second, smaller loop.
 
 use std::io;
 use std::net::SocketAddr;

@@ -28,7 +28,8 @@
 //! [`Server::turn`] (one batch of events), then the handlers below it in the
 //! order they run: `dispatch` → `on_connection` / `accept` →
 //! `close`, and the timers in `on_timers`. What a single connection does with
-//! its bytes is in [`connection`], what the loop counts in [`counters`].
+//! its bytes is in [`connection`], what the loop counts in [`counters`];
+//! [`Group`] runs N of these servers side by side (`--threads`).
 //!
 //! Three choices shape this file:
 //!
