@@ -21,6 +21,18 @@ fn load(addr: SocketAddr, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `echoloop load ADDR ARGS --json`, asserts a clean exit (0), and
+/// returns the JSON.
+#[track_caller]
+fn clean_json(addr: SocketAddr, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = load(addr, &all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The keys of a flat-ish JSON object, in order (enough for our own output).
 fn json_keys(json: &str) -> Vec<String> {
     json.split('"')
@@ -367,11 +379,8 @@ fn messages_per_connection_churns_connections() {
         let server = ServerProcess::start(&[]);
         let quota = format!("{per}");
         let mut all = args.to_vec();
-        all.extend(["--messages-per-connection", &quota, "--json"]);
-        let out = load(server.addr, &all);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{stderr}");
-        let json = String::from_utf8(out.stdout).unwrap();
+        all.extend(["--messages-per-connection", &quota]);
+        let json = clean_json(server.addr, &all);
         let (connects, messages) = (
             json_number(&json, "connects"),
             json_number(&json, "messages"),
@@ -495,17 +504,7 @@ fn source_addresses_are_used_in_turn() {
 #[test]
 fn threads_split_the_connections_and_merge_the_report() {
     let server = ServerProcess::start(&[]);
-    let out = load(
-        server.addr,
-        &["-c", "4", "-d", "300ms", "--threads", "2", "--json"],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = String::from_utf8(out.stdout).unwrap();
+    let json = clean_json(server.addr, &["-c", "4", "-d", "300ms", "--threads", "2"]);
     let per: Vec<f64> = json
         .split("\"threads\":[")
         .nth(1)
@@ -534,25 +533,8 @@ fn threads_split_the_connections_and_merge_the_report() {
 #[test]
 fn threads_keep_the_whole_schedule() {
     let server = ServerProcess::start(&[]);
-    let args = [
-        "-c",
-        "6",
-        "-d",
-        "1s",
-        "--rate",
-        "600",
-        "--threads",
-        "3",
-        "--json",
-    ];
-    let out = load(server.addr, &args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = String::from_utf8(out.stdout).unwrap();
+    let args = ["-c", "6", "-d", "1s", "--rate", "600", "--threads", "3"];
+    let json = clean_json(server.addr, &args);
     let due = json_number(&json, "due");
     assert!((540.0..=660.0).contains(&due), "due {due}: {json}");
     assert_eq!(json_number(&json, "sent"), due, "{json}");
