@@ -97,6 +97,21 @@ struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: u64,
+
+    /// Echo UDP datagrams too (RFC 862), on the same address and port as
+    /// TCP; datagrams from the ports of self-answering services (7, 9, 13,
+    /// 17, 19, 37) are never answered (loop protection).
+    #[arg(long)]
+    udp: bool,
+
+    /// Echo UDP only: no TCP listener.
+    #[arg(long, conflicts_with = "udp")]
+    udp_only: bool,
+
+    /// Answer at most this many datagrams per second per source address
+    /// (for an exposed port). Default: no limit.
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    udp_rate_limit: Option<f64>,
 }
 
 /// Options of `echoloop client`.
@@ -460,6 +475,12 @@ fn run_server(args: ServerArgs) -> ExitCode {
         idle_timeout: args.idle_timeout,
         stats_every: args.stats,
         handle_signals: true,
+        udp: match (args.udp, args.udp_only) {
+            (_, true) => server::UdpMode::Only,
+            (true, false) => server::UdpMode::WithTcp,
+            (false, false) => server::UdpMode::Off,
+        },
+        udp_rate_limit: args.udp_rate_limit,
         ..server::Config::default()
     };
     let summary = if threads == 1 {
@@ -501,8 +522,10 @@ fn start_failed(e: &server::StartError) -> ExitCode {
 /// the server is set up.
 fn announce(addr: SocketAddr, args: &ServerArgs) {
     let mut stdout = std::io::stdout();
+    // With UDP only, say so: `udp://ADDR`. (With --udp, ADDR serves both.)
+    let scheme = if args.udp_only { "udp://" } else { "" };
     // If nobody reads stdout the line is lost, but the server still serves.
-    let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
+    let _ = writeln!(stdout, "listening on {scheme}{addr}").and_then(|()| stdout.flush());
     let reactors = match args.threads {
         1 => String::new(),
         n => format!(", {n} reactors"),

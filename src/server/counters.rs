@@ -50,6 +50,21 @@ pub struct Counters {
     /// Times a read pass or the accept loop stopped because it had used
     /// its budget for the turn, with work possibly left (fairness).
     pub budget_spent: u64,
+    /// Whether UDP is served: the lines then show the datagram figures.
+    pub udp: bool,
+    /// Datagrams received.
+    pub udp_in: u64,
+    /// Datagrams sent back.
+    pub udp_out: u64,
+    /// Datagrams not sent back because the send would block or failed
+    /// (UDP has no backpressure: never queued).
+    pub udp_dropped: u64,
+    /// Datagrams not answered because they came from a service port that
+    /// answers by itself (loop protection).
+    pub udp_looped: u64,
+    /// Datagrams not answered because their source was over
+    /// `--udp-rate-limit`.
+    pub udp_limited: u64,
 }
 
 impl Counters {
@@ -98,6 +113,17 @@ impl Counters {
             self.owed_peak,
             self.accept_errors
         );
+        if self.udp {
+            let _ = write!(
+                line,
+                " | udp_in={} udp_out={} udp_dropped={} udp_looped={} udp_limited={}",
+                d(self.udp_in, earlier.udp_in),
+                d(self.udp_out, earlier.udp_out),
+                d(self.udp_dropped, earlier.udp_dropped),
+                d(self.udp_looped, earlier.udp_looped),
+                d(self.udp_limited, earlier.udp_limited),
+            );
+        }
         line
     }
 
@@ -124,6 +150,12 @@ impl Counters {
             owed_peak,
             peak_open,
             budget_spent,
+            udp,
+            udp_in,
+            udp_out,
+            udp_dropped,
+            udp_looped,
+            udp_limited,
         } = *other;
         self.polls += polls;
         self.events += events;
@@ -142,14 +174,28 @@ impl Counters {
         self.owed_peak = self.owed_peak.max(owed_peak);
         self.peak_open += peak_open;
         self.budget_spent += budget_spent;
+        self.udp |= udp;
+        self.udp_in += udp_in;
+        self.udp_out += udp_out;
+        self.udp_dropped += udp_dropped;
+        self.udp_looped += udp_looped;
+        self.udp_limited += udp_limited;
     }
 
     /// The one-line summary printed at shutdown.
     pub fn summary_line(&self) -> String {
-        format!(
+        let mut line = format!(
             "served {} connections, echoed {} bytes, peak {} concurrent",
             self.accepted, self.bytes_out, self.peak_open
-        )
+        );
+        if self.udp {
+            let _ = write!(
+                line,
+                "; udp datagrams in {} out {} dropped {} looped {} limited {}",
+                self.udp_in, self.udp_out, self.udp_dropped, self.udp_looped, self.udp_limited
+            );
+        }
+        line
     }
 }
 

@@ -45,7 +45,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Config, Counters, Handle, Server, StartError, print_stats, warn_if_backlog_capped};
+use super::{
+    Config, Counters, Handle, Server, StartError, UdpMode, print_stats, warn_if_backlog_capped,
+};
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, interrupted};
 
@@ -56,6 +58,10 @@ const ENDED: Token = Token(1);
 
 /// How long the main thread waits for the reactors' counters.
 const REPORT_WAIT: Duration = Duration::from_secs(1);
+
+/// One reactor's sockets: its TCP listener and its UDP socket, each when
+/// served.
+type Sockets = (Option<std::net::TcpListener>, Option<std::net::UdpSocket>);
 
 /// One reactor, seen from the main thread.
 #[derive(Debug)]
@@ -133,18 +139,39 @@ impl Group {
             0 => None,
             _ => Some(lock(config.bind).map_err(|e| listen_err(config.bind, e))?),
         };
-        let first = net::listen_reuseport(config.bind, config.backlog)
-            .map_err(|e| listen_err(config.bind, e))?;
-        let addr = first.local_addr().map_err(StartError::Setup)?;
+        // One socket (or two: TCP and UDP) per reactor, all SO_REUSEPORT.
+        let tcp = config.udp != UdpMode::Only;
+        let udp = config.udp != UdpMode::Off;
+        let open = |addr: SocketAddr| -> io::Result<Sockets> {
+            let listener = match tcp {
+                true => Some(net::listen_reuseport(addr, config.backlog)?),
+                false => None,
+            };
+            // UDP on the port TCP got (for port 0).
+            let udp_addr = match &listener {
+                Some(l) => l.local_addr()?,
+                None => addr,
+            };
+            let socket = match udp {
+                true => Some(net::bind_udp(udp_addr, true)?),
+                false => None,
+            };
+            Ok((listener, socket))
+        };
+        let first = open(config.bind).map_err(|e| listen_err(config.bind, e))?;
+        let addr = match &first {
+            (Some(l), _) => l.local_addr(),
+            (None, Some(u)) => u.local_addr(),
+            (None, None) => Err(io::Error::other("no socket")),
+        }
+        .map_err(StartError::Setup)?;
         let lock = match early_lock {
             Some(lock) => lock,
             None => lock(addr).map_err(|e| listen_err(addr, e))?,
         };
-        let mut listeners = vec![first];
+        let mut sockets = vec![first];
         for _ in 1..threads {
-            listeners.push(
-                net::listen_reuseport(addr, config.backlog).map_err(|e| listen_err(addr, e))?,
-            );
+            sockets.push(open(addr).map_err(|e| listen_err(addr, e))?);
         }
 
         let poll = Poll::new().map_err(StartError::Setup)?;
@@ -171,7 +198,7 @@ impl Group {
             started: Instant::now(),
             _lock: lock,
         };
-        for (number, listener) in listeners.into_iter().enumerate() {
+        for (number, (listener, socket)) in sockets.into_iter().enumerate() {
             let own = Config {
                 max_connections: config.max_connections.map(|m| share(m, threads, number)),
                 stats_every: None,
@@ -179,7 +206,7 @@ impl Group {
                 ..config.clone()
             };
             // On an error here, dropping `group` stops the reactors so far.
-            let mut server = Server::on_listener(own, listener)?;
+            let mut server = Server::on_sockets(own, listener, socket)?;
             server.report_to(number, tx.clone());
             let handle = server.handle();
             let ended = Arc::clone(&ended);

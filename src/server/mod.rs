@@ -77,6 +77,7 @@ pub use crate::shared::readiness::Readiness;
 use crate::shared::readiness::{Drain, interest_name};
 use connection::{Connection, Limits, Next};
 pub use counters::Counters;
+use udp::{Datagrams, Pass};
 
 pub use group::{Group, Totals};
 
@@ -85,6 +86,7 @@ mod counters;
 mod group;
 #[cfg(test)]
 mod tests;
+mod udp;
 
 /// The listening socket's token: a [`Readiness`] for it, handed to
 /// [`Server::turn`], says that peers wait to be accepted. (The other tokens
@@ -94,8 +96,10 @@ pub const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 /// The token of the waker that [`Handle::shutdown`] uses.
 const WAKER: Token = Token(2);
+/// The UDP socket's token (`--udp`).
+const UDP: Token = Token(3);
 /// Connection tokens start here: slab key `k` is `Token(k + FIRST_CONNECTION)`.
-const FIRST_CONNECTION: usize = 3;
+const FIRST_CONNECTION: usize = 4;
 
 /// How long accepting pauses after running out of file descriptors.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -139,6 +143,22 @@ pub struct Config {
     /// Handle SIGINT/SIGTERM (shut down) and SIGUSR1 (print counters). Off
     /// for servers embedded in tests and benches.
     pub handle_signals: bool,
+    /// Whether to echo UDP datagrams too, or only them.
+    pub udp: UdpMode,
+    /// Datagrams answered per second per source address (`None`: all).
+    pub udp_rate_limit: Option<f64>,
+}
+
+/// Which transports the server echoes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdpMode {
+    /// TCP only (the default).
+    #[default]
+    Off,
+    /// TCP, and UDP on the same address and port (`--udp`).
+    WithTcp,
+    /// UDP only, no TCP listener (`--udp-only`).
+    Only,
 }
 
 impl Default for Config {
@@ -153,6 +173,8 @@ impl Default for Config {
             owed_cap: DEFAULT_OWED_CAP,
             budget: DEFAULT_BUDGET,
             handle_signals: false,
+            udp: UdpMode::Off,
+            udp_rate_limit: None,
         }
     }
 }
@@ -254,8 +276,13 @@ impl fmt::Display for Close {
 pub struct Server {
     /// The poller every socket is registered with.
     poll: Poll,
-    /// The listening socket.
-    listener: TcpListener,
+    /// The listening socket (`None` with `--udp-only`).
+    listener: Option<TcpListener>,
+    /// The UDP echo (`--udp`, `--udp-only`).
+    udp: Option<Datagrams>,
+    /// Whether the UDP socket may hold datagrams (an event came, or the
+    /// last pass used its budget): served after the batch, like accepting.
+    udp_ready: bool,
     /// What the listener is doing; see [`Accepting`].
     accepting: Accepting,
     /// Open connections; a connection's slab key is its token (plus offset).
@@ -316,19 +343,51 @@ impl Server {
             addr: config.bind,
             source,
         };
-        let listener = net::listen(config.bind, config.backlog).map_err(listen_err)?;
-        Server::on_listener(config, listener)
+        let listener = match config.udp {
+            UdpMode::Only => None,
+            _ => Some(net::listen(config.bind, config.backlog).map_err(listen_err)?),
+        };
+        // UDP on TCP's address and port (the real one, for port 0).
+        let udp_addr = match &listener {
+            Some(l) => l.local_addr().map_err(StartError::Setup)?,
+            None => config.bind,
+        };
+        let udp = match config.udp {
+            UdpMode::Off => None,
+            _ => Some(net::bind_udp(udp_addr, false).map_err(listen_err)?),
+        };
+        Server::on_sockets(config, listener, udp)
     }
 
-    /// A server around a listening socket made elsewhere (the reactors of a
-    /// [`Group`] each get one of several `SO_REUSEPORT` listeners).
-    fn on_listener(config: Config, listener: std::net::TcpListener) -> Result<Server, StartError> {
-        let mut listener = TcpListener::from_std(listener);
+    /// A server around sockets made elsewhere (the reactors of a [`Group`]
+    /// each get one of several `SO_REUSEPORT` sockets).
+    fn on_sockets(
+        config: Config,
+        listener: Option<std::net::TcpListener>,
+        udp: Option<std::net::UdpSocket>,
+    ) -> Result<Server, StartError> {
         let poll = Poll::new().map_err(StartError::Setup)?;
         let registry = poll.registry();
-        registry
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(StartError::Setup)?;
+        let listener = match listener {
+            Some(listener) => {
+                let mut listener = TcpListener::from_std(listener);
+                registry
+                    .register(&mut listener, LISTENER, Interest::READABLE)
+                    .map_err(StartError::Setup)?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let udp = match udp {
+            Some(socket) => {
+                let mut socket = mio::net::UdpSocket::from_std(socket);
+                registry
+                    .register(&mut socket, UDP, Interest::READABLE)
+                    .map_err(StartError::Setup)?;
+                Some(Datagrams::new(socket, config.udp_rate_limit))
+            }
+            None => None,
+        };
         let waker = Arc::new(Waker::new(registry, WAKER).map_err(StartError::Setup)?);
         let signals = if config.handle_signals {
             use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
@@ -345,6 +404,8 @@ impl Server {
         Ok(Server {
             poll,
             listener,
+            udp,
+            udp_ready: false,
             accepting: Accepting::Idle,
             conns: Slab::new(),
             ready: VecDeque::new(),
@@ -362,14 +423,21 @@ impl Server {
             started: now,
             next_id: 1,
             accept_failing: false,
-            stats: Counters::default(),
+            stats: Counters {
+                udp: config.udp != UdpMode::Off,
+                ..Counters::default()
+            },
             config,
         })
     }
 
     /// The address actually bound (the real port when asked for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match (&self.listener, &self.udp) {
+            (Some(listener), _) => listener.local_addr(),
+            (None, Some(udp)) => udp.socket.local_addr(),
+            (None, None) => Err(io::Error::other("no socket")),
+        }
     }
 
     /// A handle that can stop this server from another thread.
@@ -444,7 +512,22 @@ impl Server {
         }
         self.on_timers(self.now);
         self.accept();
+        self.serve_udp();
         self.serve_ready(waiting);
+    }
+
+    /// One budget of datagrams, if the UDP socket may hold any.
+    fn serve_udp(&mut self) {
+        let Some(udp) = self.udp.as_mut().filter(|_| self.udp_ready) else {
+            return;
+        };
+        match udp.serve(self.now, self.config.budget, &mut self.stats) {
+            Pass::Drained => self.udp_ready = false,
+            Pass::Requeue => {
+                self.stats.budget_spent += 1;
+                log::trace!("requeue udp (budget of {} B used)", self.config.budget);
+            }
+        }
     }
 
     /// Gives the first `waiting` connections on the ready queue (those
@@ -478,6 +561,7 @@ impl Server {
                 }
             }
             SIGNALS => self.on_signals(),
+            UDP => self.udp_ready = true,
             WAKER => {
                 // The stop flag is checked by the loop; a report is sent now.
                 if self.report.swap(false, Ordering::SeqCst)
@@ -593,7 +677,11 @@ impl Server {
                 self.accepting = Accepting::Full;
                 return;
             }
-            match self.listener.accept() {
+            let Some(listener) = &self.listener else {
+                self.accepting = Accepting::Idle;
+                return;
+            };
+            match listener.accept() {
                 Ok((stream, peer)) => self.add(stream, peer),
                 Err(e) if would_block(&e) => {
                     log::trace!("accept wouldblock (the backlog is empty)");
@@ -736,7 +824,7 @@ impl Server {
     /// connection, the end of an accept pause, or the next stats line.
     /// `None`: sleep until an event.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.ready.is_empty() || self.accepting == Accepting::Ready {
+        if !self.ready.is_empty() || self.accepting == Accepting::Ready || self.udp_ready {
             return Some(self.now);
         }
         let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);

@@ -105,6 +105,18 @@ fn listen_with(
     Ok(socket.into())
 }
 
+/// Binds a non-blocking UDP socket on `addr`, with `SO_REUSEPORT` when
+/// `reuse_port` (several reactors, each with its own socket).
+pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 /// Starts a non-blocking connect to `to`, from `from` (any port) when
 /// given: the socket is bound first, so connections can be spread over
 /// several local addresses (one source address runs out of ports near

@@ -23,6 +23,8 @@ pub struct ServerProcess {
     child: Child,
     /// The address from its `listening on` line.
     pub addr: SocketAddr,
+    /// What its `listening on` line says, whole (`udp://…`, `unix:…`).
+    pub ready: String,
     stdout: Receiver<String>,
     stderr: Receiver<String>,
     stderr_seen: Vec<String>,
@@ -87,14 +89,20 @@ impl ServerProcess {
         let line = stdout
             .recv_timeout(DEADLINE)
             .expect("no `listening on` line from the server");
-        let addr = line
+        let ready = line
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        // `ADDR`, `udp://ADDR`, or `unix:PATH` (no IP address: 0.0.0.0:0).
+        let addr = ready
+            .strip_prefix("udp://")
+            .unwrap_or(&ready)
             .parse()
-            .expect("address in the `listening on` line");
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         ServerProcess {
             child,
             addr,
+            ready,
             stdout,
             stderr,
             stderr_seen: Vec::new(),
