@@ -60,7 +60,7 @@ fn throughput(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let report = echoloop::load::run(
                         echoloop::load::Config {
-                            addr,
+                            addr: echoloop::shared::addr::Endpoint::Tcp(addr),
                             connections: 50,
                             size,
                             duration: Duration::from_secs(600),

@@ -30,6 +30,7 @@ use echoloop::client;
 use echoloop::client::DeadlineStdout;
 use echoloop::client::Target;
 use echoloop::server::{self, Server};
+use echoloop::shared::addr::Endpoint;
 use echoloop::shared::duration::{deadline_after, parse_duration, parse_rate};
 
 /// A TCP echo server, HTTP GET client and load generator, each a
@@ -54,10 +55,15 @@ enum Command {
 /// Options of `echoloop server`.
 #[derive(Args, Debug)]
 struct ServerArgs {
-    /// Address to listen on: 127.0.0.1:7878, [::1]:7878, [::]:7878; port 0
-    /// picks a free port.
+    /// Address to listen on: 127.0.0.1:7878, [::1]:7878, [::]:7878 (port 0
+    /// picks a free port), or a Unix-domain socket: unix:/path/echo.sock,
+    /// unix:@name (Linux's abstract namespace, no file).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
-    bind: SocketAddr,
+    bind: Endpoint,
+
+    /// Permissions of the Unix-domain socket file, in octal (0660).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    unix_mode: Option<u32>,
 
     /// Listen backlog (the kernel caps it at net.core.somaxconn).
     #[arg(long, value_name = "N", default_value_t = 1024,
@@ -172,8 +178,8 @@ struct ClientArgs {
 struct LoadArgs {
     /// The echo server: 127.0.0.1:7878, [::1]:7878 or HOST:PORT (a name is
     /// resolved, and its addresses tried in turn until one accepts).
-    #[arg(value_name = "ADDR", value_parser = parse_host_port)]
-    addr: (String, u16),
+    #[arg(value_name = "ADDR", value_parser = parse_load_target)]
+    addr: LoadTarget,
 
     /// Connections to open.
     #[arg(short = 'c', long, value_name = "N", default_value_t = 50,
@@ -248,6 +254,30 @@ struct LoadArgs {
     json: bool,
 }
 
+/// File permissions in octal: `660`, `0660`, `0o660`; at most 0777.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("`{text}` is not a file mode in octal (0 to 0777)")),
+    }
+}
+
+/// What `echoloop load` drives: a host and port (TCP), or a Unix socket.
+#[derive(Debug, Clone)]
+enum LoadTarget {
+    Tcp(String, u16),
+    Unix(Endpoint),
+}
+
+/// ADDR: `unix:/path`, `unix:@name`, or `HOST:PORT` / `[V6]:PORT`.
+fn parse_load_target(text: &str) -> Result<LoadTarget, String> {
+    if text.starts_with("unix:") {
+        return text.parse().map(LoadTarget::Unix);
+    }
+    parse_host_port(text).map(|(host, port)| LoadTarget::Tcp(host, port))
+}
+
 /// `HOST:PORT` or `[V6]:PORT`, split; the port is required.
 fn parse_host_port(text: &str) -> Result<(String, u16), String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
@@ -299,15 +329,21 @@ fn main() -> ExitCode {
 /// could not be resolved; 7 not one connection could be established.
 fn run_load(args: LoadArgs) -> ExitCode {
     raise_fd_limit(Some(args.connections));
-    let (host, port) = &args.addr;
-    let addr = match echoloop::load::resolve(host, *port, args.timeout) {
-        Ok(addr) => addr,
-        Err(failure) => {
-            error_line(&failure);
-            return ExitCode::from(failure.exit_code());
-        }
+    let addr = match &args.addr {
+        LoadTarget::Unix(endpoint) => endpoint.clone(),
+        LoadTarget::Tcp(host, port) => match echoloop::load::resolve(host, *port, args.timeout) {
+            Ok(addr) => Endpoint::Tcp(addr),
+            Err(failure) => {
+                error_line(&failure);
+                return ExitCode::from(failure.exit_code());
+            }
+        },
     };
-    if let Some(bad) = args.source.iter().find(|s| s.is_ipv4() != addr.is_ipv4()) {
+    let same_family = |s: &std::net::IpAddr| match &addr {
+        Endpoint::Tcp(ip) => s.is_ipv4() == ip.is_ipv4(),
+        _ => false,
+    };
+    if let Some(bad) = args.source.iter().find(|s| !same_family(s)) {
         let msg = format!("--source {bad} is not of the same family as {addr}");
         usage_error("load", clap::error::ErrorKind::ValueValidation, &msg);
     }
@@ -372,7 +408,7 @@ fn run_load(args: LoadArgs) -> ExitCode {
             report.per_thread.len()
         );
     }
-    match report.failure(config.addr) {
+    match report.failure(&config.addr) {
         Some(failure) => {
             error_line(&failure);
             ExitCode::from(failure.exit_code())
@@ -466,8 +502,18 @@ fn run_server(args: ServerArgs) -> ExitCode {
         let msg = format!("--max-connections ({max}) must be at least --threads ({threads})");
         usage_error("server", clap::error::ErrorKind::ValueValidation, &msg);
     }
+    let unix = !matches!(args.bind, Endpoint::Tcp(_));
+    if unix && (threads > 1 || args.udp || args.udp_only) {
+        let msg = "--threads and --udp need an IP address, not a Unix-domain socket";
+        usage_error("server", clap::error::ErrorKind::ArgumentConflict, msg);
+    }
+    if args.unix_mode.is_some() && !matches!(args.bind, Endpoint::Unix(_)) {
+        let msg = "--unix-mode needs --bind unix:/path";
+        usage_error("server", clap::error::ErrorKind::ArgumentConflict, msg);
+    }
     let config = server::Config {
-        bind: args.bind,
+        bind: args.bind.clone(),
+        unix_mode: args.unix_mode,
         backlog: args.backlog,
         max_connections: args.max_connections.map(|n| n as usize),
         read_size: args.read_size as usize,
@@ -488,8 +534,8 @@ fn run_server(args: ServerArgs) -> ExitCode {
             Ok(server) => server,
             Err(e) => return start_failed(&e),
         };
-        match server.local_addr() {
-            Ok(addr) => announce(addr, &args),
+        match server.listening_on() {
+            Ok(ready) => announce(&ready, &args),
             Err(e) => return fail(&e),
         }
         server.run().map(|totals| totals.summary_line())
@@ -498,7 +544,8 @@ fn run_server(args: ServerArgs) -> ExitCode {
             Ok(group) => group,
             Err(e) => return start_failed(&e),
         };
-        announce(group.local_addr(), &args);
+        let scheme = if args.udp_only { "udp://" } else { "" };
+        announce(&format!("{scheme}{}", group.local_addr()), &args);
         group.run().map(|totals| totals.summary_line())
     };
     match summary {
@@ -520,12 +567,10 @@ fn start_failed(e: &server::StartError) -> ExitCode {
 /// Prints `listening on ADDR` (scripts and tests read the port from it:
 /// exactly once, flushed, since stdout is a pipe for them), and logs how
 /// the server is set up.
-fn announce(addr: SocketAddr, args: &ServerArgs) {
+fn announce(ready: &str, args: &ServerArgs) {
     let mut stdout = std::io::stdout();
-    // With UDP only, say so: `udp://ADDR`. (With --udp, ADDR serves both.)
-    let scheme = if args.udp_only { "udp://" } else { "" };
     // If nobody reads stdout the line is lost, but the server still serves.
-    let _ = writeln!(stdout, "listening on {scheme}{addr}").and_then(|()| stdout.flush());
+    let _ = writeln!(stdout, "listening on {ready}").and_then(|()| stdout.flush());
     let reactors = match args.threads {
         1 => String::new(),
         n => format!(", {n} reactors"),

@@ -44,17 +44,18 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
-use crate::shared::net::{connect_finished, describe, interrupted, resolver_message, would_block};
+use crate::shared::net::{self, describe, interrupted, resolver_message, would_block};
+use crate::shared::stream::Stream;
 pub use repr::bytes_repr;
 pub use stdout::DeadlineStdout;
-pub use target::Target;
+pub use target::{Target, Transport};
 
 mod repr;
 mod stdout;
@@ -215,9 +216,9 @@ pub enum State {
     /// A non-blocking connect to `addr` is in flight; it started at `since`.
     Connecting {
         /// The socket being connected.
-        stream: TcpStream,
+        stream: Stream,
         /// The address being tried.
-        addr: SocketAddr,
+        addr: Endpoint,
         /// When this attempt started (for `--connect-timeout`).
         since: Instant,
     },
@@ -226,7 +227,7 @@ pub enum State {
     /// payload is all out, and would stop reading from us if we did not.
     Writing {
         /// The connected socket.
-        stream: TcpStream,
+        stream: Stream,
         /// Payload bytes written so far.
         written: usize,
         /// The server has sent EOF: it will say no more, but it may still
@@ -236,7 +237,7 @@ pub enum State {
     /// The payload is out; read until EOF.
     Reading {
         /// The connected socket.
-        stream: TcpStream,
+        stream: Stream,
     },
     /// EOF seen; the socket is shut down and closed.
     Done,
@@ -270,7 +271,7 @@ pub struct Client<'o> {
     /// The poller for the one socket.
     poll: Poll,
     /// Resolved addresses not tried yet.
-    untried: VecDeque<SocketAddr>,
+    untried: VecDeque<Endpoint>,
     /// Why the last connection attempt failed, for the final error.
     last_failure: Option<io::Error>,
     /// When the whole exchange must be over.
@@ -372,7 +373,7 @@ impl<'o> Client<'o> {
                 mut stream,
                 addr,
                 since,
-            } => match connect_finished(&stream) {
+            } => match stream.connect_finished() {
                 // Connected: ask for both directions and write at once (a
                 // freshly connected socket has room).
                 Ok(true) => {
@@ -421,8 +422,12 @@ impl<'o> Client<'o> {
     }
 
     /// Resolving → Connecting: ask the system resolver, then try the first
-    /// address.
+    /// address. (A Unix-domain socket has nothing to resolve.)
     fn resolve(&mut self) -> Result<State, ClientError> {
+        if let Transport::Unix(endpoint) = &self.opts.target.transport {
+            self.untried = VecDeque::from([endpoint.clone()]);
+            return self.connect_next();
+        }
         let Target { host, port, .. } = &self.opts.target;
         let addrs = (host.as_str(), *port)
             .to_socket_addrs()
@@ -430,7 +435,7 @@ impl<'o> Client<'o> {
                 host: host.clone(),
                 message: resolver_message(&e),
             })?;
-        self.untried = addrs.collect();
+        self.untried = addrs.map(Endpoint::Tcp).collect();
         log::debug!("resolved {host} to {:?}", self.untried);
         if self.untried.is_empty() {
             return Err(ClientError::Resolve {
@@ -446,7 +451,11 @@ impl<'o> Client<'o> {
     /// wins; if none does, the last failure is the error.
     fn connect_next(&mut self) -> Result<State, ClientError> {
         while let Some(addr) = self.untried.pop_front() {
-            let mut stream = match TcpStream::connect(addr) {
+            let connecting = match &addr {
+                Endpoint::Tcp(ip) => mio::net::TcpStream::connect(*ip).map(Stream::Tcp),
+                unix => net::connect_unix(unix).map(Stream::Unix),
+            };
+            let mut stream = match connecting {
                 Ok(stream) => stream,
                 Err(e) => {
                     log::debug!("connect to {addr} failed at once: {e}");
@@ -493,7 +502,7 @@ impl<'o> Client<'o> {
     /// of the payload went out.
     fn write(
         &mut self,
-        mut stream: TcpStream,
+        mut stream: Stream,
         mut written: usize,
         mut peer_done: bool,
     ) -> Result<State, ClientError> {
@@ -555,7 +564,7 @@ impl<'o> Client<'o> {
     /// Reads until `WouldBlock` (false) or EOF (true), passing each chunk to
     /// the output. The deadline is checked before every read: a server that
     /// sends without pause would otherwise keep this loop going forever.
-    fn read_available(&mut self, stream: &mut TcpStream) -> Result<bool, ClientError> {
+    fn read_available(&mut self, stream: &mut Stream) -> Result<bool, ClientError> {
         loop {
             if Instant::now() >= self.deadline {
                 return Err(self.timed_out());
@@ -600,10 +609,10 @@ impl<'o> Client<'o> {
             if now >= self.deadline {
                 return Err(self.timed_out());
             }
-            let State::Connecting { since, addr, .. } = self.state else {
+            let State::Connecting { since, addr, .. } = &self.state else {
                 return Ok(self.deadline - now);
             };
-            let attempt_ends = deadline_after(since, self.opts.connect_timeout);
+            let attempt_ends = deadline_after(*since, self.opts.connect_timeout);
             if now < attempt_ends {
                 return Ok(attempt_ends.min(self.deadline) - now);
             }
@@ -668,7 +677,7 @@ impl<'o> Client<'o> {
 }
 
 /// Reading → Done: shut the socket down and close it.
-fn finish(stream: TcpStream) -> State {
+fn finish(stream: Stream) -> State {
     // The peer may have closed both directions already (ENOTCONN): fine.
     let _ = stream.shutdown(Shutdown::Both);
     drop(stream);
@@ -695,10 +704,10 @@ mod tests {
     /// A port that refuses connections for as long as the guard lives: a
     /// bound socket that does not listen (a listener bound and dropped
     /// would leave the port free for another process to take).
-    fn closed_port() -> (socket2::Socket, SocketAddr) {
+    fn closed_port() -> (socket2::Socket, std::net::SocketAddr) {
         use socket2::{Domain, Socket, Type};
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
         socket.bind(&any.into()).unwrap();
         let addr = socket.local_addr().unwrap().as_socket().unwrap();
         (socket, addr)
@@ -720,7 +729,7 @@ mod tests {
         });
         let mut out = Vec::new();
         let mut client = Client::new(opts(live_addr.port()), &mut out).unwrap();
-        client.untried = [closed, live_addr].into();
+        client.untried = [Endpoint::Tcp(closed), Endpoint::Tcp(live_addr)].into();
         let first = client.connect_next().unwrap();
         client.set_state(first);
         assert_eq!(client.drive().unwrap(), 4);
@@ -734,7 +743,7 @@ mod tests {
         let (_guard, closed) = closed_port();
         let mut out = Vec::new();
         let mut client = Client::new(opts(closed.port()), &mut out).unwrap();
-        client.untried = [closed, closed].into();
+        client.untried = [Endpoint::Tcp(closed), Endpoint::Tcp(closed)].into();
         let err = match client.connect_next() {
             Ok(state) => {
                 client.set_state(state);

@@ -1,22 +1,37 @@
 //! What `echoloop client` connects to: parsing `host`, `host:port`,
-//! `[v6addr]:port` and `http://host[:port][/path]`, and the exact HTTP
-//! request that goes with it.
+//! `[v6addr]:port`, `http://host[:port][/path]`, `udp://host:port` and
+//! `unix:/path` (or `unix:@name`), and the exact HTTP request that goes
+//! with it.
 //!
 //! Next: [`repr`](super::repr), how the reply is printed.
 
 use std::fmt;
 
-use crate::shared::addr::split_host_port;
+use crate::shared::addr::{Endpoint, split_host_port};
+
+/// How the client talks to its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A TCP connection (SERVER is a host, or `http://…`).
+    Tcp,
+    /// One datagram each way (`udp://host:port`).
+    Udp,
+    /// A Unix-domain stream socket (`unix:/path`, `unix:@name`).
+    Unix(Endpoint),
+}
 
 /// A parsed SERVER argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// Host name or address literal, without IPv6 brackets.
+    /// Host name or address literal, without IPv6 brackets (`localhost`
+    /// for a Unix-domain socket: what the Host header says).
     pub host: String,
-    /// TCP port (80 unless given).
+    /// TCP or UDP port (80 unless given; unused over a Unix socket).
     pub port: u16,
     /// Request path, starting with `/`.
     pub path: String,
+    /// TCP, UDP, or a Unix-domain socket.
+    pub transport: Transport,
 }
 
 impl Target {
@@ -24,12 +39,26 @@ impl Target {
     /// what SERVER says.
     pub fn parse(spec: &str, port: Option<u16>, path: Option<&str>) -> Result<Target, String> {
         let spec = spec.trim();
-        let rest = match spec.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        if spec.starts_with("unix:") {
+            let endpoint: Endpoint = spec.parse()?;
+            return Ok(Target {
+                host: "localhost".to_string(),
+                port: 80,
+                path: path.map_or("/".to_string(), |p| {
+                    format!("/{}", p.trim_start_matches('/'))
+                }),
+                transport: Transport::Unix(endpoint),
+            });
+        }
+        let (rest, transport) = match spec.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, Transport::Tcp),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("udp") => (rest, Transport::Udp),
             Some((scheme, _)) => {
-                return Err(format!("unsupported scheme `{scheme}://` (only http://)"));
+                return Err(format!(
+                    "unsupported scheme `{scheme}://` (http://, udp:// or unix:)"
+                ));
             }
-            None => spec,
+            None => (spec, Transport::Tcp),
         };
         let (authority, url_path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -52,10 +81,15 @@ impl Target {
                 "the path `{path}` has spaces or control characters"
             ));
         }
+        let port = port.or(url_port);
+        if transport == Transport::Udp && port.is_none() {
+            return Err(format!("`{spec}` has no port (udp://HOST:PORT)"));
+        }
         Ok(Target {
             host: host.to_string(),
-            port: port.or(url_port).unwrap_or(80),
+            port: port.unwrap_or(80),
             path,
+            transport,
         })
     }
 
@@ -86,8 +120,11 @@ impl Target {
 }
 
 impl fmt::Display for Target {
-    /// `host:port`, with brackets around IPv6 literals.
+    /// `host:port`, with brackets around IPv6 literals; `unix:/path`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Transport::Unix(endpoint) = &self.transport {
+            return write!(f, "{endpoint}");
+        }
         if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)
         } else {
@@ -130,6 +167,28 @@ mod tests {
                 "{spec}"
             );
         }
+    }
+
+    /// `udp://` needs a port; `unix:` takes a path or an abstract name.
+    #[test]
+    fn udp_and_unix_targets() {
+        let u = t("udp://127.0.0.1:7");
+        assert_eq!(
+            (&u.transport, u.port, u.to_string()),
+            (&Transport::Udp, 7, "127.0.0.1:7".into())
+        );
+        assert!(Target::parse("udp://127.0.0.1", None, None).is_err());
+        let x = t("unix:/tmp/e.sock");
+        assert_eq!(
+            x.transport,
+            Transport::Unix(Endpoint::Unix("/tmp/e.sock".into()))
+        );
+        assert_eq!(x.to_string(), "unix:/tmp/e.sock");
+        assert_eq!(
+            x.request(),
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        );
+        assert!(Target::parse("unix:", None, None).is_err());
     }
 
     #[test]

@@ -46,12 +46,13 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::shared::addr::Endpoint;
 use crate::shared::duration::{MAX_DURATION, deadline_after, nth_tick};
-use crate::shared::net::{self, connect_finished, describe, interrupted, resolver_message};
+use crate::shared::net::{self, describe, interrupted, resolver_message};
 use crate::shared::readiness::{Drain, Readiness};
+use crate::shared::stream::Stream;
 
 use connection::{Close, Connection, Phase};
 pub use counters::Errors;
@@ -94,7 +95,7 @@ const TIMER: Token = Token(usize::MAX);
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The echo server.
-    pub addr: SocketAddr,
+    pub addr: Endpoint,
     /// Connections to open.
     pub connections: usize,
     /// Bytes per message.
@@ -130,7 +131,7 @@ pub struct Config {
 pub struct Generator {
     config: Config,
     poll: Poll,
-    conns: Vec<Connection<TcpStream>>,
+    conns: Vec<Connection<Stream>>,
     tape: Vec<u8>,
     buf: Vec<u8>,
     /// When the run started (connections open from here).
@@ -409,7 +410,7 @@ impl Generator {
             return;
         };
         let result = match &mut conn.phase {
-            Phase::Connecting { stream, .. } => match connect_finished(stream) {
+            Phase::Connecting { stream, .. } => match stream.connect_finished() {
                 Ok(true) => {
                     self.established += 1;
                     self.start(i, now);
@@ -452,7 +453,7 @@ impl Generator {
         self.connecting -= 1;
         self.counters.connected(since, now);
         // Small messages must leave at once, not wait for Nagle.
-        let _ = stream.set_nodelay(true);
+        let _ = stream.set_nodelay();
         conn.phase = Phase::Running { stream };
         if self.config.rate.is_none() {
             for _ in 0..self.config.pipeline {
@@ -494,7 +495,11 @@ impl Generator {
             [] => None,
             sources => Some(sources[i % sources.len()]),
         };
-        match net::connect_from(source, self.config.addr) {
+        let stream = match &self.config.addr {
+            Endpoint::Tcp(addr) => net::connect_from(source, *addr).map(Stream::Tcp),
+            unix => net::connect_unix(unix).map(Stream::Unix),
+        };
+        match stream {
             Ok(mut stream) => {
                 // Both directions, once: writable completes the connect
                 // and later says the send buffer has room again.

@@ -6,13 +6,13 @@
 //! [`timer`](super::timer), how an open-loop schedule is kept.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
 use super::Config;
 use super::counters::Errors;
+use crate::shared::addr::Endpoint;
 
 /// A send later than this after its due time means the schedule slipped.
 const LAG_TOLERATED_US: u64 = 1000;
@@ -220,7 +220,7 @@ impl Report {
     /// The run's verdict: `None` for a clean run, else why it failed (in
     /// this order: nothing connected, errors, nothing echoed). A schedule
     /// that was not kept is not a failure; it is reported in the summary.
-    pub fn failure(&self, addr: SocketAddr) -> Option<Failure> {
+    pub fn failure(&self, addr: &Endpoint) -> Option<Failure> {
         if self.established == 0 {
             let why = self
                 .first_connect_error
@@ -529,12 +529,12 @@ mod tests {
     /// The verdict and its exit code, in the documented order.
     #[test]
     fn failure_verdicts_and_exit_codes() {
-        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let addr: Endpoint = "127.0.0.1:9".parse().unwrap();
         let refused = Errors {
             connect: 2,
             ..Errors::default()
         };
-        let f = report(0, refused, 0).failure(addr).unwrap();
+        let f = report(0, refused, 0).failure(&addr).unwrap();
         assert_eq!(
             (f.exit_code(), f.to_string().as_str()),
             (7, "could not connect to 127.0.0.1:9: connection refused")
@@ -543,16 +543,16 @@ mod tests {
             reset: 1,
             ..Errors::default()
         };
-        let f = report(2, reset, 10).failure(addr).unwrap();
+        let f = report(2, reset, 10).failure(&addr).unwrap();
         assert_eq!(
             (f.exit_code(), f.to_string().as_str()),
             (1, "1 errors (connect 0, reset 1, timeout 0, mismatch 0)")
         );
-        let f = report(2, Errors::default(), 0).failure(addr).unwrap();
+        let f = report(2, Errors::default(), 0).failure(&addr).unwrap();
         assert_eq!(
             (f.exit_code(), f.to_string().as_str()),
             (1, "no message was echoed")
         );
-        assert_eq!(report(2, Errors::default(), 10).failure(addr), None);
+        assert_eq!(report(2, Errors::default(), 10).failure(&addr), None);
     }
 }

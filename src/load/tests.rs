@@ -14,7 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 /// A generator with one closed-loop connection to `addr`.
 fn generator(addr: SocketAddr) -> Generator {
     Generator::new(Config {
-        addr,
+        addr: Endpoint::Tcp(addr),
         connections: 1,
         size: 64,
         duration: Duration::from_secs(60),

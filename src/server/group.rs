@@ -46,8 +46,10 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::{
-    Config, Counters, Handle, Server, StartError, UdpMode, print_stats, warn_if_backlog_capped,
+    Config, Counters, Handle, Listener, Server, StartError, UdpMode, print_stats,
+    warn_if_backlog_capped,
 };
+use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, interrupted};
 
@@ -133,11 +135,21 @@ impl Group {
     /// starts a reactor on each.
     pub fn bind(config: Config, threads: usize) -> Result<Group, StartError> {
         warn_if_backlog_capped(config.backlog);
-        let listen_err = |addr, source| StartError::Listen { addr, source };
+        let listen_err = |addr, source| StartError::Listen {
+            addr: Endpoint::Tcp(addr),
+            source,
+        };
+        let Endpoint::Tcp(bind) = config.bind else {
+            let why = "several reactors need a TCP address (SO_REUSEPORT)";
+            return Err(StartError::Listen {
+                addr: config.bind.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, why),
+            });
+        };
         // With a fixed port, lock before joining any reuseport group.
-        let early_lock = match config.bind.port() {
+        let early_lock = match bind.port() {
             0 => None,
-            _ => Some(lock(config.bind).map_err(|e| listen_err(config.bind, e))?),
+            _ => Some(lock(bind).map_err(|e| listen_err(bind, e))?),
         };
         // One socket (or two: TCP and UDP) per reactor, all SO_REUSEPORT.
         let tcp = config.udp != UdpMode::Only;
@@ -158,7 +170,7 @@ impl Group {
             };
             Ok((listener, socket))
         };
-        let first = open(config.bind).map_err(|e| listen_err(config.bind, e))?;
+        let first = open(bind).map_err(|e| listen_err(bind, e))?;
         let addr = match &first {
             (Some(l), _) => l.local_addr(),
             (None, Some(u)) => u.local_addr(),
@@ -206,6 +218,7 @@ impl Group {
                 ..config.clone()
             };
             // On an error here, dropping `group` stops the reactors so far.
+            let listener = listener.map(|l| Listener::Tcp(mio::net::TcpListener::from_std(l)));
             let mut server = Server::on_sockets(own, listener, socket)?;
             server.report_to(number, tx.clone());
             let handle = server.handle();

@@ -67,14 +67,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, describe, interrupted, out_of_resources, would_block};
 pub use crate::shared::readiness::Readiness;
 use crate::shared::readiness::{Drain, interest_name};
+use crate::shared::stream::Stream;
 use connection::{Connection, Limits, Next};
 pub use counters::Counters;
 use udp::{Datagrams, Pass};
@@ -124,8 +126,9 @@ pub const ACCEPT_BUDGET: usize = 64;
 /// Everything `echoloop server` can be told.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Address to listen on; port 0 picks a free port.
-    pub bind: SocketAddr,
+    /// Where to listen: a TCP address (port 0 picks a free port), or a
+    /// Unix-domain socket (`unix:/path`, `unix:@name`).
+    pub bind: Endpoint,
     /// The listen backlog (capped by the kernel at somaxconn).
     pub backlog: u32,
     /// Stop accepting while this many connections are open.
@@ -147,6 +150,8 @@ pub struct Config {
     pub udp: UdpMode,
     /// Datagrams answered per second per source address (`None`: all).
     pub udp_rate_limit: Option<f64>,
+    /// The permissions of a Unix-domain socket file (`--unix-mode`).
+    pub unix_mode: Option<u32>,
 }
 
 /// Which transports the server echoes on.
@@ -164,7 +169,7 @@ pub enum UdpMode {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            bind: Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], 7878))),
             backlog: 1024,
             max_connections: None,
             read_size: 1024,
@@ -175,6 +180,7 @@ impl Default for Config {
             handle_signals: false,
             udp: UdpMode::Off,
             udp_rate_limit: None,
+            unix_mode: None,
         }
     }
 }
@@ -185,7 +191,7 @@ pub enum StartError {
     /// socket/bind/listen failed (address in use, permission denied, ...).
     Listen {
         /// The address we tried.
-        addr: SocketAddr,
+        addr: Endpoint,
         /// What the kernel said.
         source: io::Error,
     },
@@ -224,6 +230,52 @@ enum Accepting {
     Full,
     /// Out of file descriptors; `Ready` again at this instant.
     Paused(Instant),
+}
+
+/// The listening socket: TCP, or Unix-domain (with its file, if any).
+#[derive(Debug)]
+enum Listener {
+    Tcp(TcpListener),
+    Unix {
+        listener: mio::net::UnixListener,
+        _file: Option<SocketFile>,
+    },
+}
+
+impl Listener {
+    fn register(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => registry.register(l, LISTENER, Interest::READABLE),
+            Listener::Unix { listener, .. } => {
+                registry.register(listener, LISTENER, Interest::READABLE)
+            }
+        }
+    }
+
+    /// The next connection waiting in the backlog, and its peer's name.
+    fn accept(&self) -> io::Result<(Stream, String)> {
+        match self {
+            Listener::Tcp(l) => l
+                .accept()
+                .map(|(s, peer)| (Stream::Tcp(s), peer.to_string())),
+            Listener::Unix { listener, .. } => listener
+                .accept()
+                .map(|(s, _)| (Stream::Unix(s), "unix".to_string())),
+        }
+    }
+}
+
+/// A Unix-domain socket file, removed when the server that made it stops
+/// (however `run` ends: the removal is in `Drop`).
+#[derive(Debug)]
+struct SocketFile(std::path::PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            log::warn!("cannot remove {}: {e}", self.0.display());
+        }
+    }
 }
 
 /// Stops a running [`Server`] from another thread.
@@ -277,7 +329,7 @@ pub struct Server {
     /// The poller every socket is registered with.
     poll: Poll,
     /// The listening socket (`None` with `--udp-only`).
-    listener: Option<TcpListener>,
+    listener: Option<Listener>,
     /// The UDP echo (`--udp`, `--udp-only`).
     udp: Option<Datagrams>,
     /// Whether the UDP socket may hold datagrams (an event came, or the
@@ -286,7 +338,7 @@ pub struct Server {
     /// What the listener is doing; see [`Accepting`].
     accepting: Accepting,
     /// Open connections; a connection's slab key is its token (plus offset).
-    conns: Slab<Connection<TcpStream>>,
+    conns: Slab<Connection<Stream>>,
     /// Connections that used their budget and may still have data, oldest
     /// first: (slab key, connection id). Served after each batch.
     ready: VecDeque<(usize, u64)>,
@@ -340,22 +392,39 @@ impl Server {
     pub fn bind(config: Config) -> Result<Server, StartError> {
         warn_if_backlog_capped(config.backlog);
         let listen_err = |source| StartError::Listen {
-            addr: config.bind,
+            addr: config.bind.clone(),
             source,
+        };
+        let tcp = match &config.bind {
+            Endpoint::Tcp(addr) => *addr,
+            unix => {
+                if config.udp != UdpMode::Off {
+                    let why = "UDP needs an IP address, not a Unix-domain socket";
+                    return Err(listen_err(io::Error::new(io::ErrorKind::InvalidInput, why)));
+                }
+                let (listener, file) =
+                    net::listen_unix(unix, config.unix_mode).map_err(listen_err)?;
+                let listener = Listener::Unix {
+                    listener: mio::net::UnixListener::from_std(listener),
+                    _file: file.map(SocketFile),
+                };
+                return Server::on_sockets(config, Some(listener), None);
+            }
         };
         let listener = match config.udp {
             UdpMode::Only => None,
-            _ => Some(net::listen(config.bind, config.backlog).map_err(listen_err)?),
+            _ => Some(net::listen(tcp, config.backlog).map_err(listen_err)?),
         };
         // UDP on TCP's address and port (the real one, for port 0).
         let udp_addr = match &listener {
             Some(l) => l.local_addr().map_err(StartError::Setup)?,
-            None => config.bind,
+            None => tcp,
         };
         let udp = match config.udp {
             UdpMode::Off => None,
             _ => Some(net::bind_udp(udp_addr, false).map_err(listen_err)?),
         };
+        let listener = listener.map(|l| Listener::Tcp(TcpListener::from_std(l)));
         Server::on_sockets(config, listener, udp)
     }
 
@@ -363,21 +432,14 @@ impl Server {
     /// each get one of several `SO_REUSEPORT` sockets).
     fn on_sockets(
         config: Config,
-        listener: Option<std::net::TcpListener>,
+        mut listener: Option<Listener>,
         udp: Option<std::net::UdpSocket>,
     ) -> Result<Server, StartError> {
         let poll = Poll::new().map_err(StartError::Setup)?;
         let registry = poll.registry();
-        let listener = match listener {
-            Some(listener) => {
-                let mut listener = TcpListener::from_std(listener);
-                registry
-                    .register(&mut listener, LISTENER, Interest::READABLE)
-                    .map_err(StartError::Setup)?;
-                Some(listener)
-            }
-            None => None,
-        };
+        if let Some(listener) = &mut listener {
+            listener.register(registry).map_err(StartError::Setup)?;
+        }
         let udp = match udp {
             Some(socket) => {
                 let mut socket = mio::net::UdpSocket::from_std(socket);
@@ -434,9 +496,19 @@ impl Server {
     /// The address actually bound (the real port when asked for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match (&self.listener, &self.udp) {
-            (Some(listener), _) => listener.local_addr(),
+            (Some(Listener::Tcp(listener)), _) => listener.local_addr(),
             (None, Some(udp)) => udp.socket.local_addr(),
-            (None, None) => Err(io::Error::other("no socket")),
+            _ => Err(io::Error::other("not listening on an IP address")),
+        }
+    }
+
+    /// What the ready line says: `127.0.0.1:7878` (TCP, and UDP with
+    /// `--udp`), `udp://127.0.0.1:7878` (`--udp-only`), `unix:/path`.
+    pub fn listening_on(&self) -> io::Result<String> {
+        match &self.listener {
+            Some(Listener::Unix { .. }) => Ok(self.config.bind.to_string()),
+            Some(Listener::Tcp(_)) => Ok(self.local_addr()?.to_string()),
+            None => Ok(format!("udp://{}", self.local_addr()?)),
         }
     }
 
@@ -733,10 +805,10 @@ impl Server {
     }
 
     /// Registers a freshly accepted connection.
-    fn add(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn add(&mut self, mut stream: Stream, peer: String) {
         // An echo is a small reply that must leave now: Nagle's algorithm
         // would hold it back waiting for the peer's ACK.
-        if let Err(e) = stream.set_nodelay(true) {
+        if let Err(e) = stream.set_nodelay() {
             log::debug!("accept peer={peer}: TCP_NODELAY failed: {e}");
         }
         let entry = self.conns.vacant_entry();
@@ -773,10 +845,7 @@ impl Server {
             Close::Timeout => self.stats.idle_closed += 1,
         }
         if log::log_enabled!(log::Level::Debug) {
-            let peer = conn
-                .stream_mut()
-                .peer_addr()
-                .map_or_else(|_| "?".to_string(), |p| p.to_string());
+            let peer = conn.stream_mut().peer_name();
             log::debug!(
                 "close conn=#{} peer={peer} token={} in={} out={} ({why})",
                 conn.id(),

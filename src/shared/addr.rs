@@ -1,9 +1,58 @@
 //! Host and port, as people type them: `host:port`, `[v6]:port`, a bare
 //! IPv6 literal. The client's SERVER argument and the load generator's
 //! ADDR both go through here, so they accept (and refuse) the same text.
+//! And [`Endpoint`]: a TCP address or a Unix-domain socket, as `--bind`
+//! and the targets spell them.
 //!
 //! That is the whole crate; the reading order is on the [crate
 //! page](crate).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Where a server listens, or what a client or load generator connects
+/// to, when it is not a host name: a TCP address, a Unix-domain socket
+/// file (`unix:/path`), or a name in Linux's abstract namespace
+/// (`unix:@name`, no file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `127.0.0.1:7878`, `[::1]:7878`.
+    Tcp(SocketAddr),
+    /// `unix:/run/echo.sock` (or a relative path).
+    Unix(PathBuf),
+    /// `unix:@echo`: the abstract socket named `echo`.
+    Abstract(String),
+}
+
+impl FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Endpoint, String> {
+        match text.strip_prefix("unix:") {
+            Some("") | Some("@") => Err(format!("`{text}` has no path")),
+            Some(name) => match name.strip_prefix('@') {
+                Some(name) => Ok(Endpoint::Abstract(name.to_string())),
+                None => Ok(Endpoint::Unix(PathBuf::from(name))),
+            },
+            None => text
+                .parse()
+                .map(Endpoint::Tcp)
+                .map_err(|_| format!("`{text}` is not ADDR:PORT, [V6]:PORT or unix:PATH")),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "{addr}"),
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::Abstract(name) => write!(f, "unix:@{name}"),
+        }
+    }
+}
 
 /// `HOST:PORT`, `[V6]:PORT` split into host and port, where the port is
 /// required (what `echoloop load` takes; the client's SERVER defaults it).
@@ -52,6 +101,25 @@ fn parse_port(text: &str) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every spelling of an endpoint, and back to text.
+    #[test]
+    fn endpoints_parse_and_print() {
+        for (text, want) in [
+            ("127.0.0.1:7", Endpoint::Tcp("127.0.0.1:7".parse().unwrap())),
+            ("[::1]:7", Endpoint::Tcp("[::1]:7".parse().unwrap())),
+            ("unix:/tmp/e.sock", Endpoint::Unix("/tmp/e.sock".into())),
+            ("unix:rel.sock", Endpoint::Unix("rel.sock".into())),
+            ("unix:@echo", Endpoint::Abstract("echo".into())),
+        ] {
+            let got: Endpoint = text.parse().unwrap();
+            assert_eq!(got, want, "{text}");
+            assert_eq!(got.to_string(), text);
+        }
+        for bad in ["unix:", "unix:@", "localhost:7", "nonsense"] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
+        }
+    }
 
     /// `load`'s ADDR: a host and a port, both required.
     #[test]

@@ -9,7 +9,9 @@
 //!   non-blocking connect finishes, error messages, the fd limit.
 //! - [`duration`] — `500ms`, `10s`, `2.5k/s` as people type them, range
 //!   checked, and deadline arithmetic that cannot overflow.
-//! - [`addr`] — `host:port` and `[v6]:port`, as people type them.
+//! - [`addr`] — `host:port` and `[v6]:port`, as people type them; and
+//!   [`addr::Endpoint`], a TCP address or a Unix-domain socket.
+//! - [`stream`] — a connected TCP or Unix-domain stream, as one type.
 
 pub mod addr;
 pub mod duration;
@@ -17,3 +19,4 @@ pub mod duration;
 pub(crate) mod fake;
 pub mod net;
 pub mod readiness;
+pub mod stream;

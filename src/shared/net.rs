@@ -10,6 +10,9 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::addr::Endpoint;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -60,21 +63,6 @@ pub fn resolver_message(err: &io::Error) -> String {
     }
 }
 
-/// mio's documented way to learn whether a non-blocking connect finished:
-/// after a writable event, `take_error` reports a failure (refused,
-/// unreachable); otherwise `peer_addr` succeeds once connected, and says
-/// `NotConnected` while the attempt is still in progress (a spurious event).
-pub fn connect_finished(stream: &mio::net::TcpStream) -> io::Result<bool> {
-    if let Some(e) = stream.take_error()? {
-        return Err(e);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// Creates a non-blocking listening socket: `socket()`, `SO_REUSEADDR` (so a
 /// restarted server need not wait out TIME_WAIT), `bind()`, `listen(backlog)`.
 pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
@@ -103,6 +91,83 @@ fn listen_with(
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Creates a non-blocking listening Unix-domain socket for `unix:/path`
+/// or `unix:@name`, and returns it with the file to remove when the server
+/// stops (`None` for an abstract name, which has no file).
+///
+/// A socket file already at the path is replaced only if nothing answers
+/// on it: a server that died left it behind. If something answers, that
+/// is "address in use"; a path that exists and is not a socket is never
+/// touched. `mode` (say 0o660) sets the file's permissions.
+pub fn listen_unix(
+    endpoint: &Endpoint,
+    mode: Option<u32>,
+) -> io::Result<(std::os::unix::net::UnixListener, Option<PathBuf>)> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
+    let (listener, file) = match endpoint {
+        Endpoint::Abstract(name) => {
+            let addr = UnixAddr::from_abstract_name(name.as_bytes())?;
+            (UnixListener::bind_addr(&addr)?, None)
+        }
+        Endpoint::Unix(path) => {
+            match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+                    Ok(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AddrInUse,
+                            "address in use (a server answers on that socket)",
+                        ));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        log::info!("{}: replacing a stale socket file", path.display());
+                        std::fs::remove_file(path)?;
+                    }
+                    Err(e) => return Err(e),
+                },
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "the path exists and is not a socket (left untouched)",
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let listener = UnixListener::bind(path)?;
+            if let Some(mode) = mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
+            (listener, Some(path.clone()))
+        }
+        Endpoint::Tcp(addr) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{addr} is not a Unix-domain address"),
+            ));
+        }
+    };
+    listener.set_nonblocking(true)?;
+    Ok((listener, file))
+}
+
+/// Starts a non-blocking connect to `unix:/path` or `unix:@name`.
+pub fn connect_unix(endpoint: &Endpoint) -> io::Result<mio::net::UnixStream> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr as UnixAddr;
+    match endpoint {
+        Endpoint::Unix(path) => mio::net::UnixStream::connect(path),
+        Endpoint::Abstract(name) => {
+            mio::net::UnixStream::connect_addr(&UnixAddr::from_abstract_name(name.as_bytes())?)
+        }
+        Endpoint::Tcp(addr) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{addr} is not a Unix-domain address"),
+        )),
+    }
 }
 
 /// Binds a non-blocking UDP socket on `addr`, with `SO_REUSEPORT` when
