@@ -186,7 +186,7 @@ pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpS
 /// given: the socket is bound first, so connections can be spread over
 /// several local addresses (one source address runs out of ports near
 /// 28,000 connections to one server port). The connect is in progress when
-/// this returns; see [`connect_finished`].
+/// this returns; see [`Stream::connect_finished`](super::stream::Stream::connect_finished).
 pub fn connect_from(
     from: Option<std::net::IpAddr>,
     to: SocketAddr,
