@@ -146,3 +146,49 @@ fn udp_with_two_reactors() {
         assert!(echo(&socket(0), server.addr, &payload) == payload);
     }
 }
+
+/// `echoloop client udp://…`: one datagram, its reply printed as repr()
+/// (or raw); a port that does not answer is exit 28 at --timeout; a
+/// closed port is exit 7 (ICMP port unreachable on the connected socket).
+#[test]
+fn the_client_over_udp() {
+    let server = ServerProcess::start(&["--udp"]);
+    let spec = format!("udp://{}", server.addr);
+    let client = |args: &[&str]| {
+        let mut cmd = common::bin();
+        cmd.arg("client").args(args);
+        common::run_bounded(cmd, DEADLINE)
+    };
+    let out = client(&[&spec, "--data", "it's\n"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"b\"it's\\n\"\n");
+    let out = client(&[&spec, "--data", "raw bytes", "--raw"]);
+    assert_eq!(out.stdout, b"raw bytes");
+
+    // Bound, so no ICMP comes back, and silent.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let spec = format!("udp://{}", silent.local_addr().unwrap());
+    let out = client(&[&spec, "--data", "hello?", "--timeout", "300ms"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(28), "{stderr}");
+    assert!(
+        stderr.contains("timed out after 0.3 s waiting for a datagram from"),
+        "{stderr}"
+    );
+    assert_eq!(
+        silent.recv(&mut [0; 16]).unwrap(),
+        6,
+        "the datagram did arrive"
+    );
+
+    drop(silent);
+    let out = client(&[&spec, "--data", "anyone?", "--timeout", "5s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+}

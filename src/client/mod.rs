@@ -60,6 +60,7 @@ pub use target::{Target, Transport};
 mod repr;
 mod stdout;
 mod target;
+mod udp;
 
 /// The client's one socket.
 const SOCKET: Token = Token(0);
@@ -299,6 +300,9 @@ impl fmt::Debug for Client<'_> {
 /// Runs one exchange and writes the reply to `out`. Returns the number of
 /// reply bytes received.
 pub fn run(opts: Options, out: &mut dyn Write) -> Result<u64, ClientError> {
+    if opts.target.transport == Transport::Udp {
+        return udp::exchange(&opts, out);
+    }
     let mut client = Client::new(opts, out)?;
     client.run()
 }
