@@ -60,7 +60,7 @@ fn throughput(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let report = echoloop::load::run(
                         echoloop::load::Config {
-                            addr: echoloop::shared::addr::Endpoint::Tcp(addr),
+                            addr: echoloop::shared::addr::Endpoint::Ip(addr),
                             connections: 50,
                             size,
                             duration: Duration::from_secs(600),
@@ -74,6 +74,7 @@ fn throughput(c: &mut Criterion) {
                             reconnect: false,
                             sources: Vec::new(),
                             threads: 1,
+                            udp: false,
                         },
                         |_| {},
                     )

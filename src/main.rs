@@ -267,6 +267,7 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 #[derive(Debug, Clone)]
 enum LoadTarget {
     Tcp(String, u16),
+    Udp(String, u16),
     Unix(Endpoint),
 }
 
@@ -274,6 +275,9 @@ enum LoadTarget {
 fn parse_load_target(text: &str) -> Result<LoadTarget, String> {
     if text.starts_with("unix:") {
         return text.parse().map(LoadTarget::Unix);
+    }
+    if let Some(rest) = text.strip_prefix("udp://") {
+        return parse_host_port(rest).map(|(host, port)| LoadTarget::Udp(host, port));
     }
     parse_host_port(text).map(|(host, port)| LoadTarget::Tcp(host, port))
 }
@@ -331,16 +335,32 @@ fn run_load(args: LoadArgs) -> ExitCode {
     raise_fd_limit(Some(args.connections));
     let addr = match &args.addr {
         LoadTarget::Unix(endpoint) => endpoint.clone(),
-        LoadTarget::Tcp(host, port) => match echoloop::load::resolve(host, *port, args.timeout) {
-            Ok(addr) => Endpoint::Tcp(addr),
-            Err(failure) => {
-                error_line(&failure);
-                return ExitCode::from(failure.exit_code());
+        LoadTarget::Tcp(host, port) | LoadTarget::Udp(host, port) => {
+            // UDP has no connect to probe with: its first address is it.
+            let probe = matches!(args.addr, LoadTarget::Tcp(..));
+            match echoloop::load::resolve(host, *port, args.timeout, probe) {
+                Ok(addr) => Endpoint::Ip(addr),
+                Err(failure) => {
+                    error_line(&failure);
+                    return ExitCode::from(failure.exit_code());
+                }
             }
-        },
+        }
     };
+    let udp = matches!(args.addr, LoadTarget::Udp(..));
+    if udp && !(16..=65_507).contains(&args.size) {
+        let msg = format!(
+            "-s {} is not a UDP message size (16 to 65507 bytes)",
+            args.size
+        );
+        usage_error("load", clap::error::ErrorKind::ValueValidation, &msg);
+    }
+    if udp && (args.messages_per_connection.is_some() || args.reconnect) {
+        let msg = "--messages-per-connection and --reconnect are for streams, not udp://";
+        usage_error("load", clap::error::ErrorKind::ArgumentConflict, msg);
+    }
     let same_family = |s: &std::net::IpAddr| match &addr {
-        Endpoint::Tcp(ip) => s.is_ipv4() == ip.is_ipv4(),
+        Endpoint::Ip(ip) => s.is_ipv4() == ip.is_ipv4(),
         _ => false,
     };
     if let Some(bad) = args.source.iter().find(|s| !same_family(s)) {
@@ -362,6 +382,7 @@ fn run_load(args: LoadArgs) -> ExitCode {
         reconnect: args.reconnect,
         sources: args.source.clone(),
         threads: args.threads as usize,
+        udp,
     };
     let live = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -502,7 +523,7 @@ fn run_server(args: ServerArgs) -> ExitCode {
         let msg = format!("--max-connections ({max}) must be at least --threads ({threads})");
         usage_error("server", clap::error::ErrorKind::ValueValidation, &msg);
     }
-    let unix = !matches!(args.bind, Endpoint::Tcp(_));
+    let unix = !matches!(args.bind, Endpoint::Ip(_));
     if unix && (threads > 1 || args.udp || args.udp_only) {
         let msg = "--threads and --udp need an IP address, not a Unix-domain socket";
         usage_error("server", clap::error::ErrorKind::ArgumentConflict, msg);

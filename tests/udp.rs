@@ -192,3 +192,134 @@ fn the_client_over_udp() {
     assert_eq!(out.status.code(), Some(7), "{stderr}");
     assert!(stderr.contains("connection refused"), "{stderr}");
 }
+
+/// What a misbehaving UDP echo server in the tests does to each reply.
+#[derive(Clone, Copy)]
+enum Misbehave {
+    /// Drops every tenth datagram it receives.
+    DropTenth,
+    /// Sends every reply twice.
+    Duplicate,
+    /// Holds each odd datagram back and sends it after the next one.
+    Swap,
+    /// Flips a byte in every reply.
+    Corrupt,
+}
+
+/// A UDP echo server on its own thread that misbehaves as told; it stops
+/// by itself after two idle seconds.
+fn bad_udp_server(how: Misbehave) -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let addr = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut held: Option<(Vec<u8>, SocketAddr)> = None;
+        let mut count = 0u64;
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            count += 1;
+            let reply = &mut buf[..n];
+            match how {
+                Misbehave::DropTenth if count.is_multiple_of(10) => continue,
+                Misbehave::DropTenth => {}
+                Misbehave::Duplicate => {
+                    let _ = s.send_to(reply, from);
+                }
+                Misbehave::Swap => match held.take() {
+                    None => {
+                        held = Some((reply.to_vec(), from));
+                        continue;
+                    }
+                    Some((old, to)) => {
+                        let _ = s.send_to(reply, from);
+                        let _ = s.send_to(&old, to);
+                        continue;
+                    }
+                },
+                Misbehave::Corrupt => reply[n - 1] ^= 0x40,
+            }
+            let _ = s.send_to(reply, from);
+        }
+    });
+    addr
+}
+
+/// `echoloop load udp://… --json ARGS`: exit code and JSON.
+fn load_udp(addr: SocketAddr, args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = common::bin();
+    cmd.args(["load", &format!("udp://{addr}"), "--json"])
+        .args(args);
+    let out = common::run_bounded(cmd, DEADLINE);
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+/// The figure after `"udp":{…"key":`.
+fn udp_figure(json: &str, key: &str) -> f64 {
+    common::json_number(json.split("\"udp\":").nth(1).expect(json), key)
+}
+
+/// Against echoloop on loopback: no loss, every datagram sent in the
+/// window answered, none duplicated, reordered or corrupted.
+#[test]
+fn load_over_udp_is_clean_on_loopback() {
+    let server = ServerProcess::start(&["--udp-only"]);
+    let (code, json) = load_udp(server.addr, &["-c", "20", "-d", "300ms", "--pipeline", "2"]);
+    assert_eq!(code, Some(0), "{json}");
+    let sent = udp_figure(&json, "sent");
+    assert!(sent > 100.0, "{json}");
+    assert_eq!(udp_figure(&json, "answered"), sent, "{json}");
+    for key in ["lost", "duplicated", "reordered", "corrupted"] {
+        assert_eq!(udp_figure(&json, key), 0.0, "{key}: {json}");
+    }
+}
+
+/// A server that drops every tenth datagram: 10% loss, and the run is
+/// still a clean exit (loss is a measurement); duplicates, reordering and
+/// corruption are each seen for what they are, and corruption fails the
+/// run.
+#[test]
+fn load_over_udp_names_what_the_network_did() {
+    let args = [
+        "-c",
+        "4",
+        "--rate",
+        "2000",
+        "-d",
+        "1s",
+        "--timeout",
+        "100ms",
+    ];
+    let (code, json) = load_udp(bad_udp_server(Misbehave::DropTenth), &args);
+    assert_eq!(code, Some(0), "{json}");
+    let loss = udp_figure(&json, "loss_pct");
+    assert!((9.0..=11.0).contains(&loss), "loss {loss}%: {json}");
+    let sent = udp_figure(&json, "sent");
+    let settled = udp_figure(&json, "answered") + udp_figure(&json, "lost");
+    assert_eq!(settled, sent, "every datagram answered or lost: {json}");
+
+    let (_, json) = load_udp(bad_udp_server(Misbehave::Duplicate), &args);
+    let (dup, answered) = (
+        udp_figure(&json, "duplicated"),
+        udp_figure(&json, "answered"),
+    );
+    assert!(dup >= answered - 5.0 && answered > 0.0, "{json}");
+
+    // One socket, so that the swapped pairs are its own.
+    let one = [
+        "-c",
+        "1",
+        "--rate",
+        "2000",
+        "-d",
+        "1s",
+        "--timeout",
+        "100ms",
+    ];
+    let (_, json) = load_udp(bad_udp_server(Misbehave::Swap), &one);
+    assert!(udp_figure(&json, "reordered") > 100.0, "{json}");
+
+    let (code, json) = load_udp(bad_udp_server(Misbehave::Corrupt), &args);
+    assert_eq!(code, Some(1), "{json}");
+    assert!(udp_figure(&json, "corrupted") > 100.0, "{json}");
+    assert_eq!(udp_figure(&json, "answered"), 0.0, "{json}");
+}

@@ -439,7 +439,7 @@ impl<'o> Client<'o> {
                 host: host.clone(),
                 message: resolver_message(&e),
             })?;
-        self.untried = addrs.map(Endpoint::Tcp).collect();
+        self.untried = addrs.map(Endpoint::Ip).collect();
         log::debug!("resolved {host} to {:?}", self.untried);
         if self.untried.is_empty() {
             return Err(ClientError::Resolve {
@@ -456,7 +456,7 @@ impl<'o> Client<'o> {
     fn connect_next(&mut self) -> Result<State, ClientError> {
         while let Some(addr) = self.untried.pop_front() {
             let connecting = match &addr {
-                Endpoint::Tcp(ip) => mio::net::TcpStream::connect(*ip).map(Stream::Tcp),
+                Endpoint::Ip(ip) => mio::net::TcpStream::connect(*ip).map(Stream::Tcp),
                 unix => net::connect_unix(unix).map(Stream::Unix),
             };
             let mut stream = match connecting {
@@ -733,7 +733,7 @@ mod tests {
         });
         let mut out = Vec::new();
         let mut client = Client::new(opts(live_addr.port()), &mut out).unwrap();
-        client.untried = [Endpoint::Tcp(closed), Endpoint::Tcp(live_addr)].into();
+        client.untried = [Endpoint::Ip(closed), Endpoint::Ip(live_addr)].into();
         let first = client.connect_next().unwrap();
         client.set_state(first);
         assert_eq!(client.drive().unwrap(), 4);
@@ -747,7 +747,7 @@ mod tests {
         let (_guard, closed) = closed_port();
         let mut out = Vec::new();
         let mut client = Client::new(opts(closed.port()), &mut out).unwrap();
-        client.untried = [Endpoint::Tcp(closed), Endpoint::Tcp(closed)].into();
+        client.untried = [Endpoint::Ip(closed), Endpoint::Ip(closed)].into();
         let err = match client.connect_next() {
             Ok(state) => {
                 client.set_state(state);

@@ -57,13 +57,14 @@ use crate::shared::stream::Stream;
 use connection::{Close, Connection, Phase};
 pub use counters::Errors;
 use counters::{Counters, micros_histogram};
-pub use report::{Failure, Progress, Report, Schedule};
+pub use report::{Datagrams, Failure, Progress, Report, Schedule};
 pub use tape::splitmix64;
 use tape::{CHUNK, TAPE_PERIOD, make_tape};
 use timer::Timer;
 
 mod connection;
 mod counters;
+mod datagrams;
 mod report;
 mod tape;
 #[cfg(test)]
@@ -125,6 +126,8 @@ pub struct Config {
     /// Generator threads, each a whole [`Generator`] on its own share of
     /// the connections (see [`threads`]).
     pub threads: usize,
+    /// Datagrams over UDP (`udp://`) instead of a stream; see [`datagrams`].
+    pub udp: bool,
 }
 
 /// The generator: its connections, the tape, the schedule, the counters.
@@ -496,7 +499,7 @@ impl Generator {
             sources => Some(sources[i % sources.len()]),
         };
         let stream = match &self.config.addr {
-            Endpoint::Tcp(addr) => net::connect_from(source, *addr).map(Stream::Tcp),
+            Endpoint::Ip(addr) => net::connect_from(source, *addr).map(Stream::Tcp),
             unix => net::connect_unix(unix).map(Stream::Unix),
         };
         match stream {
@@ -743,14 +746,21 @@ impl Generator {
             schedule,
             cpu,
             per_thread: vec![msgs_per_s],
+            datagrams: None,
         }
     }
 }
 
-/// Resolves ADDR's host, and when the name has several addresses, picks
-/// the first that accepts a connection (as the client does), so
-/// `localhost:PORT` works whether the server listens on 127.0.0.1 or ::1.
-pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, Failure> {
+/// Resolves ADDR's host, and when the name has several addresses and
+/// `probe` is set, picks the first that accepts a TCP connection (as the
+/// client does), so `localhost:PORT` works whether the server listens on
+/// 127.0.0.1 or ::1. Without `probe` (UDP), the first address.
+pub fn resolve(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    probe: bool,
+) -> Result<SocketAddr, Failure> {
     let unresolved = |why: String| Failure::Unresolved {
         host: host.to_string(),
         why,
@@ -762,6 +772,7 @@ pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, F
     match resolved.as_slice() {
         [] => Err(unresolved("no addresses".to_string())),
         [only] => Ok(*only),
+        [first, ..] if !probe => Ok(*first),
         several => {
             let mut last = None;
             for addr in several {
@@ -785,6 +796,15 @@ pub fn resolve(host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, F
 pub fn run(config: Config, progress: impl FnMut(&Progress)) -> io::Result<Report> {
     if config.threads > 1 {
         threads::run(config, progress)
+    } else {
+        run_one(config, progress)
+    }
+}
+
+/// One generator on this thread: datagrams or a stream.
+fn run_one(config: Config, progress: impl FnMut(&Progress)) -> io::Result<Report> {
+    if config.udp {
+        datagrams::run(config, progress)
     } else {
         Generator::new(config)?.run(progress)
     }

@@ -52,6 +52,42 @@ pub struct Report {
     pub cpu: Duration,
     /// Messages per second of each generator thread (one entry per thread).
     pub per_thread: Vec<f64>,
+    /// UDP only: what happened to the datagrams.
+    pub datagrams: Option<Datagrams>,
+}
+
+/// What happened to a UDP run's datagrams (those sent in the window).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Datagrams {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Of those, answered within `--timeout` (possibly after the window:
+    /// the run waits up to `--timeout` for the last replies).
+    pub answered: u64,
+    /// Of those, no reply within `--timeout`: `sent = answered + lost`.
+    pub lost: u64,
+    /// A second reply to the same datagram.
+    pub duplicated: u64,
+    /// A reply that came after one to a later datagram.
+    pub reordered: u64,
+    /// A reply that is not exactly a datagram that was sent.
+    pub corrupted: u64,
+}
+
+impl Datagrams {
+    /// Lost datagrams as a percentage of those sent.
+    pub fn loss_pct(&self) -> f64 {
+        100.0 * self.lost as f64 / self.sent.max(1) as f64
+    }
+
+    fn add(&mut self, other: &Datagrams) {
+        self.sent += other.sent;
+        self.answered += other.answered;
+        self.lost += other.lost;
+        self.duplicated += other.duplicated;
+        self.reordered += other.reordered;
+        self.corrupted += other.corrupted;
+    }
 }
 
 /// How an open-loop run kept its schedule, over the measured window.
@@ -270,6 +306,13 @@ impl Report {
             };
             all.cpu += r.cpu;
             all.per_thread.extend(r.per_thread);
+            all.datagrams = match (all.datagrams, r.datagrams) {
+                (Some(mut a), Some(b)) => {
+                    a.add(&b);
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
         }
         Some(all)
     }
@@ -316,6 +359,19 @@ impl Report {
             .schedule
             .as_ref()
             .map_or(String::new(), |s| format!(",\"schedule\":{}", s.to_json()));
+        let datagrams = self.datagrams.map_or(String::new(), |d| {
+            format!(
+                ",\"udp\":{{\"sent\":{},\"answered\":{},\"lost\":{},\"loss_pct\":{:.3},\"duplicated\":{},\
+                 \"reordered\":{},\"corrupted\":{}}}",
+                d.sent,
+                d.answered,
+                d.lost,
+                d.loss_pct(),
+                d.duplicated,
+                d.reordered,
+                d.corrupted
+            )
+        });
         format!(
             "{{\"connections\":{},\"size\":{},\"duration_s\":{:.3},\"messages\":{},\
              \"msgs_per_s\":{:.1},\"mib_per_s\":{:.3},\
@@ -323,7 +379,7 @@ impl Report {
              \"connects\":{},\"connects_per_s\":{:.1},\
              \"connect_latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},\
              \"errors\":{{\"connect\":{},\"reset\":{},\"timeout\":{},\"mismatch\":{}}},\
-             \"cpu_us_per_msg\":{:.3},\"cpu_busy\":{:.3},\"threads\":[{}]{schedule}}}",
+             \"cpu_us_per_msg\":{:.3},\"cpu_busy\":{:.3},\"threads\":[{}]{schedule}{datagrams}}}",
             self.connections,
             self.size,
             self.duration.as_secs_f64(),
@@ -410,6 +466,19 @@ impl Report {
         if let Some(schedule) = &self.schedule {
             let _ = writeln!(out, "  schedule    {}", schedule.line());
         }
+        if let Some(d) = &self.datagrams {
+            let _ = writeln!(
+                out,
+                "  datagrams   sent {}, answered {}, lost {} ({:.2}%), duplicated {}, reordered {}, corrupted {}",
+                d.sent,
+                d.answered,
+                d.lost,
+                d.loss_pct(),
+                d.duplicated,
+                d.reordered,
+                d.corrupted
+            );
+        }
         let threads = match self.per_thread.as_slice() {
             [_] => "1 thread".to_string(),
             each => {
@@ -486,6 +555,7 @@ mod tests {
             errors,
             cpu: Duration::ZERO,
             per_thread: vec![0.0],
+            datagrams: None,
             first_connect_error: Some("connection refused".into()),
             schedule: None,
         }

@@ -14,7 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 /// A generator with one closed-loop connection to `addr`.
 fn generator(addr: SocketAddr) -> Generator {
     Generator::new(Config {
-        addr: Endpoint::Tcp(addr),
+        addr: Endpoint::Ip(addr),
         connections: 1,
         size: 64,
         duration: Duration::from_secs(60),
@@ -28,6 +28,7 @@ fn generator(addr: SocketAddr) -> Generator {
         reconnect: false,
         sources: Vec::new(),
         threads: 1,
+        udp: false,
     })
     .unwrap()
 }

@@ -1,5 +1,6 @@
 //! `echoloop load --threads N`: N generators side by side, each exactly
-//! the one-thread [`Generator`] on its own `Poll`, with
+//! the one-thread [`Generator`](super::Generator) (or its UDP twin) on its
+//! own `Poll`, with
 //! nothing shared while they run. Their reports are merged at the end
 //! (latency histograms added, counters summed) and their live figures
 //! while they run.
@@ -17,8 +18,8 @@ use std::io;
 use std::sync::mpsc;
 use std::thread;
 
+use super::Config;
 use super::report::{Progress, Report};
-use super::{Config, Generator};
 
 /// What a generator thread tells the thread that prints.
 enum Message {
@@ -36,12 +37,10 @@ pub(super) fn run(config: Config, mut progress: impl FnMut(&Progress)) -> io::Re
     let mut handles = Vec::with_capacity(parts.len());
     for (number, part) in parts.into_iter().enumerate() {
         let tx = tx.clone();
-        let generator = Generator::new(part)?;
         let handle = thread::Builder::new()
             .name(format!("generator-{number}"))
             .spawn(move || {
-                let mut generator = generator;
-                let report = generator.run(|p| {
+                let report = super::run_one(part, |p| {
                     let _ = tx.send(Message::Progress(number, *p));
                 });
                 let _ = tx.send(Message::Done(number, Box::new(report)));
@@ -147,6 +146,7 @@ mod tests {
             reconnect: false,
             sources: vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()],
             threads,
+            udp: false,
         }
     }
 

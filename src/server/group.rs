@@ -136,10 +136,10 @@ impl Group {
     pub fn bind(config: Config, threads: usize) -> Result<Group, StartError> {
         warn_if_backlog_capped(config.backlog);
         let listen_err = |addr, source| StartError::Listen {
-            addr: Endpoint::Tcp(addr),
+            addr: Endpoint::Ip(addr),
             source,
         };
-        let Endpoint::Tcp(bind) = config.bind else {
+        let Endpoint::Ip(bind) = config.bind else {
             let why = "several reactors need a TCP address (SO_REUSEPORT)";
             return Err(StartError::Listen {
                 addr: config.bind.clone(),

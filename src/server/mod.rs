@@ -169,7 +169,7 @@ pub enum UdpMode {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            bind: Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], 7878))),
+            bind: Endpoint::Ip(SocketAddr::from(([127, 0, 0, 1], 7878))),
             backlog: 1024,
             max_connections: None,
             read_size: 1024,
@@ -396,7 +396,7 @@ impl Server {
             source,
         };
         let tcp = match &config.bind {
-            Endpoint::Tcp(addr) => *addr,
+            Endpoint::Ip(addr) => *addr,
             unix => {
                 if config.udp != UdpMode::Off {
                     let why = "UDP needs an IP address, not a Unix-domain socket";

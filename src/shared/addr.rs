@@ -18,8 +18,9 @@ use std::str::FromStr;
 /// (`unix:@name`, no file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    /// `127.0.0.1:7878`, `[::1]:7878`.
-    Tcp(SocketAddr),
+    /// An IP address and port, `127.0.0.1:7878`, `[::1]:7878`: TCP, or
+    /// UDP where the program was asked for it.
+    Ip(SocketAddr),
     /// `unix:/run/echo.sock` (or a relative path).
     Unix(PathBuf),
     /// `unix:@echo`: the abstract socket named `echo`.
@@ -38,7 +39,7 @@ impl FromStr for Endpoint {
             },
             None => text
                 .parse()
-                .map(Endpoint::Tcp)
+                .map(Endpoint::Ip)
                 .map_err(|_| format!("`{text}` is not ADDR:PORT, [V6]:PORT or unix:PATH")),
         }
     }
@@ -47,7 +48,7 @@ impl FromStr for Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Tcp(addr) => write!(f, "{addr}"),
+            Endpoint::Ip(addr) => write!(f, "{addr}"),
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
             Endpoint::Abstract(name) => write!(f, "unix:@{name}"),
         }
@@ -106,8 +107,8 @@ mod tests {
     #[test]
     fn endpoints_parse_and_print() {
         for (text, want) in [
-            ("127.0.0.1:7", Endpoint::Tcp("127.0.0.1:7".parse().unwrap())),
-            ("[::1]:7", Endpoint::Tcp("[::1]:7".parse().unwrap())),
+            ("127.0.0.1:7", Endpoint::Ip("127.0.0.1:7".parse().unwrap())),
+            ("[::1]:7", Endpoint::Ip("[::1]:7".parse().unwrap())),
             ("unix:/tmp/e.sock", Endpoint::Unix("/tmp/e.sock".into())),
             ("unix:rel.sock", Endpoint::Unix("rel.sock".into())),
             ("unix:@echo", Endpoint::Abstract("echo".into())),

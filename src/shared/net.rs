@@ -143,7 +143,7 @@ pub fn listen_unix(
             }
             (listener, Some(path.clone()))
         }
-        Endpoint::Tcp(addr) => {
+        Endpoint::Ip(addr) => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{addr} is not a Unix-domain address"),
@@ -163,7 +163,7 @@ pub fn connect_unix(endpoint: &Endpoint) -> io::Result<mio::net::UnixStream> {
         Endpoint::Abstract(name) => {
             mio::net::UnixStream::connect_addr(&UnixAddr::from_abstract_name(name.as_bytes())?)
         }
-        Endpoint::Tcp(addr) => Err(io::Error::new(
+        Endpoint::Ip(addr) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{addr} is not a Unix-domain address"),
         )),

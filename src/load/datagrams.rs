@@ -1,0 +1,516 @@
+//! `echoloop load udp://HOST:PORT`: the load generator for datagrams. Its
+//! loop has the stream generator's shape (`run` polls, then `turn(now,
+//! batch)`: each event, the timers, then deferred work), on `-c`
+//! connected UDP sockets.
+//!
+//! A datagram can be lost, duplicated, reordered or corrupted on the way,
+//! and a UDP load test is there to say which, as iperf3 `-u` does. So each
+//! datagram carries a header, `[sequence: u64][socket: u32][magic: u32]`
+//! (little-endian, 16 bytes), then tape bytes that depend on both. A reply
+//! is checked in full:
+//!
+//! * **corrupted**: wrong length, wrong socket, or a byte differs;
+//! * **duplicated**: its sequence number was already answered;
+//! * **reordered**: it came after a reply with a higher number (it still
+//!   counts, with its latency);
+//! * **lost**: no reply within `--timeout` (found at the next 200 ms tick);
+//!   a reply that comes after that stays lost. When the window ends, the
+//!   run stops sending and waits up to `--timeout` for the replies still
+//!   due, so that every datagram sent in the window is counted either
+//!   answered or lost: `sent = answered + lost`.
+//!
+//! Closed loop keeps `--pipeline K` datagrams in flight per socket, and a
+//! lost one is replaced; `--rate` sends on the schedule, round robin.
+//! Losing datagrams is a measurement, not a failure: the run fails (exit
+//! 1) for corrupted replies, or when nothing came back at all.
+//!
+//! Next: [`timer`](super::timer).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+
+use super::counters::{Counters, micros_histogram};
+use super::report::{Datagrams as Figures, Progress, Report, Schedule};
+use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
+use super::timer::Timer;
+use super::{Config, DEAL_PER_TURN, SPIN, TICK, TIMER};
+use crate::shared::addr::Endpoint;
+use crate::shared::duration::{deadline_after, nth_tick};
+use crate::shared::net::{describe, interrupted, would_block};
+use crate::shared::readiness::Readiness;
+
+/// The header before the tape bytes: sequence, socket, magic.
+pub const HEADER: usize = 16;
+/// The largest datagram: the largest UDP payload over IPv4.
+pub const MAX_SIZE: usize = 65_507;
+const MAGIC: u32 = 0xEC40_100F;
+/// The most sequence numbers remembered as lost per socket (to tell a late
+/// reply from a duplicate); older ones are forgotten.
+const LOST_MEMORY: usize = 4096;
+
+/// One UDP socket's traffic.
+struct Flow {
+    socket: UdpSocket,
+    /// Where this socket's bytes start on the tape.
+    tape_start: usize,
+    next_seq: u64,
+    /// Datagrams waiting for their reply: sequence → sent (or due) at.
+    in_flight: BTreeMap<u64, Instant>,
+    /// Sequence numbers given up as lost (a reply now is late, not a
+    /// duplicate), oldest first.
+    lost: VecDeque<u64>,
+    lost_set: HashSet<u64>,
+    highest_answered: Option<u64>,
+}
+
+/// The UDP generator.
+pub(super) struct Generator {
+    config: Config,
+    poll: Poll,
+    flows: Vec<Flow>,
+    tape: Vec<u8>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    started: Instant,
+    now: Instant,
+    next_tick: Instant,
+    counters: Counters,
+    figures: Figures,
+    dealt: u64,
+    dealt_measured: u64,
+    lag: hdrhistogram::Histogram<u64>,
+    next_flow: usize,
+    cpu_from: Option<Duration>,
+    /// Open loop: wakes the poll [`SPIN`] before the next due datagram,
+    /// as in the stream generator (the poll's timeout is whole ms).
+    timer: Option<Timer>,
+}
+
+impl Generator {
+    /// Binds and connects the sockets; the clock starts at once (UDP has
+    /// no handshake to wait for).
+    pub(super) fn new(config: Config) -> io::Result<Generator> {
+        let Endpoint::Ip(addr) = config.addr else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "UDP needs an IP address",
+            ));
+        };
+        if !(HEADER..=MAX_SIZE).contains(&config.size) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a UDP message is {HEADER} to {MAX_SIZE} bytes (-s)"),
+            ));
+        }
+        let poll = Poll::new()?;
+        let mut flows = Vec::with_capacity(config.connections);
+        for i in 0..config.connections {
+            let local = match config.sources.as_slice() {
+                [] => match addr {
+                    SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+                    SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+                },
+                sources => SocketAddr::new(sources[i % sources.len()], 0),
+            };
+            let mut socket = UdpSocket::bind(local)?;
+            socket.connect(addr)?;
+            poll.registry()
+                .register(&mut socket, Token(i), Interest::READABLE)?;
+            flows.push(Flow {
+                socket,
+                tape_start: (i * 7919 * 64) % TAPE_PERIOD,
+                next_seq: 0,
+                in_flight: BTreeMap::new(),
+                lost: VecDeque::new(),
+                lost_set: HashSet::new(),
+                highest_answered: None,
+            });
+        }
+        let timer = match config.rate {
+            Some(_) => Timer::new(poll.registry(), TIMER).ok(),
+            None => None,
+        };
+        let started = Instant::now();
+        let measure_from = deadline_after(started, config.warmup);
+        let end = deadline_after(measure_from, config.duration);
+        Ok(Generator {
+            counters: Counters::new(config.timeout, measure_from, end)?,
+            figures: Figures::default(),
+            poll,
+            flows,
+            tape: make_tape(),
+            buf: vec![0; MAX_SIZE + 1024],
+            out: vec![0; config.size],
+            started,
+            now: started,
+            next_tick: started,
+            dealt: 0,
+            dealt_measured: 0,
+            lag: micros_histogram()?,
+            next_flow: 0,
+            cpu_from: None,
+            timer,
+            config,
+        })
+    }
+
+    /// Polls, then hands the batch to `turn`, until the run is over.
+    pub(super) fn run(&mut self, mut progress: impl FnMut(&Progress)) -> io::Result<Report> {
+        let mut events = Events::with_capacity(1024);
+        let mut now = self.started;
+        loop {
+            if let Some(tick) = self.turn(now, events.iter().map(Readiness::from)) {
+                progress(&tick);
+            }
+            if self.finished() {
+                return Ok(self.finish());
+            }
+            let spin_from = self
+                .next_due()
+                .map(|at| at.checked_sub(SPIN).unwrap_or(at))
+                .filter(|&from| from > self.now);
+            if let Some(timer) = &mut self.timer {
+                timer.set(self.now, spin_from)?;
+            }
+            let timeout = self
+                .next_deadline()
+                .map(|at| at.saturating_duration_since(self.now));
+            match self.poll.poll(&mut events, timeout) {
+                Err(e) if interrupted(&e) => events.clear(),
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+            now = Instant::now();
+        }
+    }
+
+    /// Each event, then the timers, then sending what is due.
+    fn turn(
+        &mut self,
+        now: Instant,
+        batch: impl IntoIterator<Item = Readiness>,
+    ) -> Option<Progress> {
+        self.now = self.now.max(now);
+        for event in batch {
+            log::trace!("event {event}");
+            if event.token == TIMER {
+                if let Some(timer) = &mut self.timer {
+                    timer.fired();
+                }
+                continue;
+            }
+            self.on_readable(event.token.0);
+        }
+        let tick = self.on_timers(self.now);
+        if self.now >= self.counters.end {
+            // Settling: no more sends, only the last replies.
+        } else if self.config.rate.is_some() {
+            self.deal(self.now);
+        } else {
+            for i in 0..self.flows.len() {
+                while self.flows[i].in_flight.len() < self.config.pipeline {
+                    let at = self.now;
+                    if !self.send(i, at) {
+                        break;
+                    }
+                }
+            }
+        }
+        tick
+    }
+
+    /// At each tick: datagrams older than `--timeout` are lost.
+    fn on_timers(&mut self, now: Instant) -> Option<Progress> {
+        if self.cpu_from.is_none() && now >= self.counters.measure_from {
+            self.cpu_from = Some(super::thread_cpu());
+        }
+        if now < self.next_tick {
+            return None;
+        }
+        let timeout = self.config.timeout;
+        for flow in &mut self.flows {
+            while let Some((&seq, &at)) = flow.in_flight.first_key_value() {
+                if now.saturating_duration_since(at) <= timeout {
+                    break;
+                }
+                flow.in_flight.remove(&seq);
+                if at >= self.counters.measure_from && at < self.counters.end {
+                    self.figures.lost += 1;
+                }
+                flow.lost.push_back(seq);
+                flow.lost_set.insert(seq);
+                if flow.lost.len() > LOST_MEMORY
+                    && let Some(old) = flow.lost.pop_front()
+                {
+                    flow.lost_set.remove(&old);
+                }
+            }
+        }
+        self.next_tick = deadline_after(now, TICK);
+        let t = &self.counters;
+        Some(Progress {
+            measured: now.saturating_duration_since(t.measure_from),
+            messages: t.messages,
+            bytes_received: t.bytes_received,
+            p99_us: if t.latency.is_empty() {
+                0
+            } else {
+                t.latency.value_at_quantile(0.99)
+            },
+            errors: self.figures.corrupted,
+            warming_up: now < t.measure_from,
+        })
+    }
+
+    /// When the next datagram is due (open loop).
+    fn next_due(&self) -> Option<Instant> {
+        let rate = self.config.rate?;
+        Some(deadline_after(self.started, nth_tick(self.dealt, rate)))
+    }
+
+    /// When to wake: the end, the next tick, the next due datagram (with a
+    /// timer, only in the last [`SPIN`] before it: then at once).
+    fn next_deadline(&self) -> Option<Instant> {
+        let due = match self.next_due() {
+            Some(at) if self.timer.is_some() => {
+                (at.checked_sub(SPIN).unwrap_or(at) <= self.now).then_some(self.now)
+            }
+            other => other,
+        };
+        let settled_by = deadline_after(self.counters.end, self.config.timeout);
+        let end = if self.now >= self.counters.end {
+            settled_by
+        } else {
+            self.counters.end
+        };
+        [Some(end), Some(self.next_tick), due]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Over once the window has ended and every datagram sent in it is
+    /// answered or timed out (at most `--timeout` later), or `--messages`
+    /// were measured.
+    fn finished(&self) -> bool {
+        let settled = self.flows.iter().all(|f| f.in_flight.is_empty())
+            || self.now >= deadline_after(self.counters.end, self.config.timeout);
+        (self.now >= self.counters.end && settled)
+            || self
+                .config
+                .messages
+                .is_some_and(|m| self.counters.messages >= m)
+    }
+
+    /// Open loop: sends the datagrams due by now, round robin.
+    fn deal(&mut self, now: Instant) {
+        let Some(rate) = self.config.rate else { return };
+        let elapsed = now.saturating_duration_since(self.started).as_secs_f64();
+        let end = self
+            .counters
+            .end
+            .saturating_duration_since(self.started)
+            .as_secs_f64();
+        let due = ((elapsed.min(end) * rate).floor() as u64).saturating_add(1);
+        let mut budget = DEAL_PER_TURN;
+        while self.dealt < due && budget > 0 {
+            let at = deadline_after(self.started, nth_tick(self.dealt, rate));
+            if at >= self.counters.end {
+                return;
+            }
+            self.dealt += 1;
+            budget -= 1;
+            let i = self.next_flow;
+            self.next_flow = (i + 1) % self.flows.len();
+            if at >= self.counters.measure_from {
+                self.dealt_measured += 1;
+                let late = now.saturating_duration_since(at).as_micros() as u64;
+                self.lag.saturating_record(late.max(1));
+            }
+            self.send(i, at);
+        }
+    }
+
+    /// Sends flow `i`'s next datagram, due (or sent) at `at`. False when
+    /// the socket could not take it (it is then not in flight).
+    fn send(&mut self, i: usize, at: Instant) -> bool {
+        let flow = &mut self.flows[i];
+        let seq = flow.next_seq;
+        let size = self.config.size;
+        fill(&mut self.out, &self.tape, flow.tape_start, seq, i as u32);
+        loop {
+            match flow.socket.send(&self.out[..size]) {
+                Ok(_) => break,
+                Err(e) if interrupted(&e) => {}
+                Err(e) if would_block(&e) => return false,
+                Err(e) => {
+                    log::debug!("udp socket {i}: send failed: {}", describe(&e));
+                    return false;
+                }
+            }
+        }
+        flow.next_seq += 1;
+        flow.in_flight.insert(seq, at);
+        if at >= self.counters.measure_from && at < self.counters.end {
+            self.figures.sent += 1;
+            self.counters.bytes_sent += size as u64;
+        }
+        true
+    }
+
+    /// Receives every reply waiting on socket `i` and checks each.
+    fn on_readable(&mut self, i: usize) {
+        let Some(flow) = self.flows.get_mut(i) else {
+            return;
+        };
+        loop {
+            let n = match flow.socket.recv(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => {
+                    // ICMP "port unreachable" for an earlier datagram.
+                    log::debug!("udp socket {i}: {}", describe(&e));
+                    self.counters.errors.connect += 1;
+                    return;
+                }
+            };
+            let now = self.now;
+            let reply = &self.buf[..n];
+            let Some(seq) = check(
+                reply,
+                self.config.size,
+                &self.tape,
+                flow.tape_start,
+                i as u32,
+            ) else {
+                log::debug!("udp socket {i}: a corrupted reply ({n} bytes)");
+                self.figures.corrupted += 1;
+                continue;
+            };
+            let Some(at) = flow.in_flight.remove(&seq) else {
+                if flow.lost_set.contains(&seq) {
+                    log::trace!("udp socket {i}: seq {seq} came back after it was counted lost");
+                } else {
+                    self.figures.duplicated += 1;
+                }
+                continue;
+            };
+            if flow.highest_answered.is_some_and(|h| seq < h) {
+                self.figures.reordered += 1;
+            }
+            flow.highest_answered = flow.highest_answered.max(Some(seq));
+            if self.counters.measuring(now) {
+                self.counters.bytes_received += n as u64;
+            }
+            let in_window = at >= self.counters.measure_from && at < self.counters.end;
+            // A reply later than the timeout is a loss, however it was
+            // noticed: here, or by the tick if it never comes.
+            match self.counters.complete(at, now) {
+                Err(_) if in_window => self.figures.lost += 1,
+                Ok(()) if in_window => self.figures.answered += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Report {
+        // What is still in flight now had its whole --timeout: lost.
+        for flow in &self.flows {
+            for &at in flow.in_flight.values() {
+                if at >= self.counters.measure_from && at < self.counters.end {
+                    self.figures.lost += 1;
+                }
+            }
+        }
+        let end = self.now.min(self.counters.end);
+        let duration = end.saturating_duration_since(self.counters.measure_from);
+        let cpu = self.cpu_from.map_or(Duration::ZERO, |from| {
+            super::thread_cpu().saturating_sub(from)
+        });
+        let schedule = self.config.rate.map(|rate| Schedule {
+            due: (duration.as_secs_f64() * rate).round() as u64,
+            sent: self.dealt_measured,
+            lag: self.lag.clone(),
+        });
+        let c = &self.counters;
+        let mut errors = c.errors;
+        errors.mismatch += self.figures.corrupted;
+        Report {
+            connections: self.config.connections,
+            established: self.flows.len(),
+            size: self.config.size,
+            duration,
+            messages: c.messages,
+            bytes_sent: c.bytes_sent,
+            bytes_received: c.bytes_received,
+            latency: c.latency.clone(),
+            connects: 0,
+            connect_latency: c.connect_latency.clone(),
+            errors,
+            first_connect_error: None,
+            schedule,
+            cpu,
+            per_thread: vec![c.messages as f64 / duration.as_secs_f64().max(1e-9)],
+            datagrams: Some(self.figures),
+        }
+    }
+}
+
+/// Writes datagram `seq` of socket `socket` into `out` (its whole length).
+fn fill(out: &mut [u8], tape: &[u8], start: usize, seq: u64, socket: u32) {
+    out[..8].copy_from_slice(&seq.to_le_bytes());
+    out[8..12].copy_from_slice(&socket.to_le_bytes());
+    out[12..16].copy_from_slice(&MAGIC.to_le_bytes());
+    let body = out.len() - HEADER;
+    out[HEADER..].copy_from_slice(tape_slice(tape, start, seq.wrapping_mul(997), body));
+}
+
+/// The sequence number of `reply` if it is exactly a datagram that socket
+/// `socket` sent (length, header and every tape byte); `None` if not.
+fn check(reply: &[u8], size: usize, tape: &[u8], start: usize, socket: u32) -> Option<u64> {
+    if reply.len() != size {
+        return None;
+    }
+    let word =
+        |r: std::ops::Range<usize>| u32::from_le_bytes(reply[r].try_into().unwrap_or_default());
+    let seq = u64::from_le_bytes(reply[..8].try_into().ok()?);
+    if word(8..12) != socket || word(12..16) != MAGIC {
+        return None;
+    }
+    let body = size - HEADER;
+    (reply[HEADER..] == *tape_slice(tape, start, seq.wrapping_mul(997), body)).then_some(seq)
+}
+
+/// Runs a UDP load test.
+pub(super) fn run(config: Config, progress: impl FnMut(&Progress)) -> io::Result<Report> {
+    Generator::new(config)?.run(progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A datagram checks out as itself, and not as another socket's, with
+    /// a byte changed, or cut short.
+    #[test]
+    fn a_datagram_checks_out_only_as_itself() {
+        let tape = make_tape();
+        let mut d = vec![0; 100];
+        fill(&mut d, &tape, 1000, 42, 3);
+        assert_eq!(check(&d, 100, &tape, 1000, 3), Some(42));
+        assert_eq!(check(&d, 100, &tape, 1000, 4), None, "another socket");
+        assert_eq!(check(&d[..99], 100, &tape, 1000, 3), None, "cut short");
+        let mut bad = d.clone();
+        bad[70] ^= 1;
+        assert_eq!(check(&bad, 100, &tape, 1000, 3), None, "a byte changed");
+        let mut other = vec![0; 100];
+        fill(&mut other, &tape, 1000, 43, 3);
+        assert_ne!(other[HEADER..], d[HEADER..], "each datagram's body differs");
+    }
+}
