@@ -2,6 +2,7 @@
 //! pinned to core 1, and the CPU time each used (from /proc and
 //! getrusage), with the load's JSON report. Included by the benches that
 //! measure CPU time (`#[path = "servers/measure.rs"] mod measure;`).
+#![allow(dead_code)] // each bench reads its own figures
 
 use std::process::Command;
 
@@ -42,10 +43,9 @@ pub fn measure(cmd: &Command, load: &[String], pin: bool) -> Option<Measured> {
 /// Runs `echoloop load ADDR ARGS --json`, pinned to core 1.
 pub fn run_load(server: &ServerProcess, args: &[String], pin: bool) -> Option<String> {
     let mut load = Command::new(env!("CARGO_BIN_EXE_echoloop"));
-    load.arg("load")
-        .arg(server.addr.to_string())
-        .args(args)
-        .arg("--json");
+    // The target as the server's ready line says it: `ADDR`, `udp://ADDR`
+    // or `unix:PATH`.
+    load.arg("load").arg(&server.ready).args(args).arg("--json");
     let out = clone_command(&load, pin.then_some(1)).output().ok()?;
     let json = String::from_utf8(out.stdout).ok()?;
     if !out.status.success() {

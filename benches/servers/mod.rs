@@ -108,6 +108,26 @@ pub fn tokio_current_thread(listener: TcpListener) {
     });
 }
 
+/// A UDP echo on a tokio `current_thread` runtime: receive a datagram,
+/// send it back, as tokio's `echo-udp` example does.
+pub fn tokio_udp(socket: std::net::UdpSocket) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        socket.set_nonblocking(true).unwrap();
+        let socket = tokio::net::UdpSocket::from_std(socket).unwrap();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                continue;
+            };
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    });
+}
+
 /// If this process was started with `--serve KIND`, becomes that server
 /// (printing `listening on ADDR`) and never returns.
 pub fn serve_if_asked() {
@@ -119,6 +139,13 @@ pub fn serve_if_asked() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     match kind {
+        "tokio-udp" => {
+            drop(listener);
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            println!("listening on udp://{}", socket.local_addr().unwrap());
+            std::io::stdout().flush().unwrap();
+            tokio_udp(socket);
+        }
         "threads" | "tokio" => {
             println!("listening on {addr}");
             std::io::stdout().flush().unwrap();
@@ -128,7 +155,7 @@ pub fn serve_if_asked() {
                 tokio_current_thread(listener);
             }
         }
-        other => panic!("--serve takes threads or tokio, not {other:?}"),
+        other => panic!("--serve takes threads, tokio or tokio-udp, not {other:?}"),
     }
     std::process::exit(0);
 }
@@ -170,6 +197,37 @@ pub fn command(kind: &str) -> Option<std::process::Command> {
             cmd.arg("0");
             cmd
         }
+        // UDP echo servers: the C baseline, echoloop, tokio.
+        "c-udp" => {
+            let mut cmd = Command::new(c_binary("udp_echo")?);
+            cmd.arg("0");
+            cmd
+        }
+        "echoloop-udp" => {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+            cmd.args(["server", "--bind", "127.0.0.1:0", "--udp-only"])
+                .env("RUST_LOG", "warn");
+            cmd
+        }
+        "tokio-udp" => {
+            let mut cmd = Command::new(std::env::current_exe().ok()?);
+            cmd.args(["--serve", kind]);
+            cmd
+        }
+        // echoloop on a Unix-domain socket (a fresh path per process).
+        "echoloop-unix" => {
+            let path = std::env::temp_dir().join(format!(
+                "echoloop-bench-{}-{}.sock",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ));
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+            cmd.args(["server", "--bind", &format!("unix:{}", path.display())])
+                .env("RUST_LOG", "warn");
+            cmd
+        }
         // Another build of echoloop (say, the last commit's), to compare
         // before and after a change in one interleaved run.
         "before" => {
@@ -188,13 +246,20 @@ pub fn command(kind: &str) -> Option<std::process::Command> {
 /// `ECHOLOOP_C_ANCHOR`. `None`, with a line saying why, when there is no C
 /// compiler: it is a yardstick, not part of the project.
 pub fn c_anchor() -> Option<std::path::PathBuf> {
-    use std::path::PathBuf;
     if let Some(path) = std::env::var_os("ECHOLOOP_C_ANCHOR") {
-        return Some(PathBuf::from(path));
+        return Some(std::path::PathBuf::from(path));
     }
+    c_binary("epoll_echo")
+}
+
+/// `benches/c/NAME.c`, compiled with `cc -O2` into `target/NAME` (again
+/// only when the source is newer); `None`, with a line saying why, when
+/// there is no C compiler.
+pub fn c_binary(name: &str) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let source = manifest.join("benches/c/epoll_echo.c");
-    let binary = manifest.join("target/epoll_echo");
+    let source = manifest.join(format!("benches/c/{name}.c"));
+    let binary = manifest.join(format!("target/{name}"));
     let fresh = |b: &PathBuf| {
         let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         matches!((modified(b), modified(&source)), (Some(b), Some(s)) if b >= s)
