@@ -212,6 +212,36 @@ mod tests {
         assert!(!limit.allow(a, t0 + Duration::from_millis(335)));
     }
 
+    /// A pass stops once its budget is read (the rest waits for the next
+    /// turn), and the next pass reads on to `WouldBlock`; every datagram is
+    /// answered whole, to its sender.
+    #[test]
+    fn a_pass_stops_at_the_budget_and_the_next_drains() {
+        let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        std_socket.set_nonblocking(true).unwrap();
+        let addr = std_socket.local_addr().unwrap();
+        let mut udp = Datagrams::new(UdpSocket::from_std(std_socket), None);
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        for i in 0..3u8 {
+            peer.send_to(&[i; 100], addr).unwrap();
+        }
+        let mut stats = Counters::default();
+        let now = Instant::now();
+        // A send to a loopback UDP socket is queued at the receiver before
+        // send_to returns: all three wait now.
+        assert_eq!(udp.serve(now, 150, &mut stats), Pass::Requeue);
+        assert_eq!(stats.udp_in, 2, "two reads of 100 B spend a budget of 150");
+        assert_eq!(udp.serve(now, 1_000_000, &mut stats), Pass::Drained);
+        assert_eq!((stats.udp_in, stats.udp_out, stats.bytes_out), (3, 3, 300));
+        let mut buf = [0u8; 200];
+        for i in 0..3u8 {
+            let (n, from) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&[i; 100][..], addr));
+        }
+    }
+
     /// The table stays bounded: a flood of new sources is refused once it
     /// is full, and a quiet source's entry makes room again.
     #[test]
