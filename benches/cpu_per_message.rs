@@ -27,7 +27,7 @@ mod measure;
 mod servers;
 
 use common::{ServerProcess, json_number};
-use measure::{Measured, measure, run_load};
+use measure::{Measured, bulk_mb_per_s, measure, run_load};
 use servers::{clone_command, env_or, has, has_taskset, median};
 
 /// One measurement: server and load CPU µs per message, and msgs/s.
@@ -172,8 +172,7 @@ fn bulk(kinds: &[String], pin: bool) {
                 std::net::TcpStream::connect(server.addr).is_ok()
             });
             if let Some(json) = run_load(&server, &load, pin) {
-                let bytes = json_number(&json, "messages") * 1048576.0;
-                rates.push(bytes / json_number(&json, "duration_s") / 1e6);
+                rates.push(bulk_mb_per_s(&json));
             }
         }
         println!("  {name}: {:.0} MB/s", median(rates.into_iter()));

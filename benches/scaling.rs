@@ -35,25 +35,18 @@ mod measure;
 mod servers;
 
 use common::{ServerProcess, json_number};
-use measure::{Measured, measure, run_load};
-use servers::{clone_command, env_or, has_taskset, median};
+use measure::{Measured, Setup, measure, run_load};
+use servers::{clone_command, median};
 
 fn main() {
     servers::serve_if_asked();
-    echoloop::shared::net::raise_fd_limit().expect("raise the fd limit");
-    let rounds: usize = env_or("ROUNDS", 3);
-    let secs: f64 = env_or("SECS", 2.0);
-    let sections = std::env::var("SECTIONS").unwrap_or_else(|_| "churn,reactors,generator".into());
-    let pin = has_taskset() && std::env::var("TASKSET").as_deref() != Ok("0");
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
-        "scaling: {cores} cores; {rounds} rounds x {secs} s; {}",
-        if pin {
-            "server on core 0, load on core 1"
-        } else {
-            "NOT pinned"
-        }
-    );
+    let Setup {
+        rounds,
+        secs,
+        sections,
+        pin,
+        cores,
+    } = Setup::from_env("scaling", "churn,reactors,generator");
     if cores < 4 {
         println!(
             "  (too few cores to show scaling past one core: a server with 2 reactors and a \

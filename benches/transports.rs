@@ -25,25 +25,18 @@ mod measure;
 mod servers;
 
 use common::json_number;
-use measure::{Measured, measure};
-use servers::{env_or, has_taskset, median};
+use measure::{Measured, Setup, bulk_mb_per_s, measure};
+use servers::median;
 
 fn main() {
     servers::serve_if_asked();
-    echoloop::shared::net::raise_fd_limit().expect("raise the fd limit");
-    let rounds: usize = env_or("ROUNDS", 3);
-    let secs: f64 = env_or("SECS", 2.0);
-    let sections = std::env::var("SECTIONS").unwrap_or_else(|_| "udp,unix".into());
-    let pin = has_taskset();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
-        "transports: {cores} cores; {rounds} rounds x {secs} s; {}",
-        if pin {
-            "server on core 0, load on core 1"
-        } else {
-            "NOT pinned"
-        }
-    );
+    let Setup {
+        rounds,
+        secs,
+        sections,
+        pin,
+        ..
+    } = Setup::from_env("transports", "udp,unix");
     let duration = format!("{secs}s");
     let small: Vec<String> = ["-c", "50", "-s", "64", "-d", &duration]
         .map(String::from)
@@ -78,11 +71,7 @@ fn main() {
             };
             let rates = (0..rounds)
                 .filter_map(|_| measure(&cmd, &bulk, pin))
-                .map(|m| {
-                    json_number(&m.json, "messages") * 1048576.0
-                        / json_number(&m.json, "duration_s")
-                        / 1e6
-                });
+                .map(|m| bulk_mb_per_s(&m.json));
             println!("  {kind:<14} {:.0} MB/s", median(rates));
         }
     }

@@ -6,8 +6,54 @@
 
 use std::process::Command;
 
-use crate::common::ServerProcess;
-use crate::servers::clone_command;
+use crate::common::{ServerProcess, json_number};
+use crate::servers::{clone_command, env_or, has_taskset};
+
+/// What a measuring bench was asked for (environment: ROUNDS, SECS,
+/// SECTIONS, TASKSET=0 to unpin), and the machine's core count.
+#[derive(Debug)]
+pub struct Setup {
+    /// Rounds of each comparison.
+    pub rounds: usize,
+    /// Seconds per measurement.
+    pub secs: f64,
+    /// Which sections to run (a comma list).
+    pub sections: String,
+    /// Whether server and load are pinned to cores 0 and 1.
+    pub pin: bool,
+    /// Cores this process may use.
+    pub cores: usize,
+}
+
+impl Setup {
+    /// Reads the knobs, raises the fd limit, and prints the bench's first
+    /// line: `NAME: C cores; R rounds x S s; pinned or not`.
+    pub fn from_env(name: &str, sections: &str) -> Setup {
+        echoloop::shared::net::raise_fd_limit().expect("raise the fd limit");
+        let setup = Setup {
+            rounds: env_or("ROUNDS", 3),
+            secs: env_or("SECS", 2.0),
+            sections: std::env::var("SECTIONS").unwrap_or_else(|_| sections.into()),
+            pin: has_taskset() && std::env::var("TASKSET").as_deref() != Ok("0"),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let pinning = if setup.pin {
+            "server on core 0, load on core 1"
+        } else {
+            "NOT pinned"
+        };
+        println!(
+            "{name}: {} cores; {} rounds x {} s; {pinning}",
+            setup.cores, setup.rounds, setup.secs
+        );
+        setup
+    }
+}
+
+/// MB/s of a bulk run of 1 MiB messages, from its JSON report.
+pub fn bulk_mb_per_s(json: &str) -> f64 {
+    json_number(json, "messages") * 1048576.0 / json_number(json, "duration_s") / 1e6
+}
 
 /// What one run cost: the server's and the load's CPU time (µs), and the
 /// load's JSON report.
