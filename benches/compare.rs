@@ -75,6 +75,7 @@ fn throughput(c: &mut Criterion) {
                             sources: Vec::new(),
                             threads: 1,
                             udp: false,
+                            interval: None,
                         },
                         |_| {},
                     )

@@ -29,9 +29,11 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use echoloop::client;
 use echoloop::client::DeadlineStdout;
 use echoloop::client::Target;
+use echoloop::load::Tick;
 use echoloop::server::{self, Server};
 use echoloop::shared::addr::Endpoint;
 use echoloop::shared::duration::{deadline_after, parse_duration, parse_rate};
+use hdrhistogram::serialization::interval_log::Tag;
 
 /// A TCP echo server, HTTP GET client and load generator, each a
 /// hand-rolled mio event loop on one thread.
@@ -249,9 +251,48 @@ struct LoadArgs {
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: u64,
 
+    /// Print one line per interval of this length during the run (msgs/s,
+    /// MiB/s each way, latency, errors, the generator's CPU), then the
+    /// summary; with --json, JSON Lines.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    interval: Option<Duration>,
+
+    /// Write the latency histogram of every interval (--interval, default
+    /// 1s) to FILE in HdrHistogram's interval log format.
+    #[arg(long, value_name = "FILE")]
+    hdr_log: Option<std::path::PathBuf>,
+
+    /// The tag of this generator's histograms in --hdr-log (default
+    /// HOST:PID); no spaces or commas.
+    #[arg(long, value_name = "NAME", value_parser = parse_tag)]
+    tag: Option<String>,
+
     /// Print one JSON object on stdout instead of the human summary.
     #[arg(long)]
     json: bool,
+}
+
+/// `HOST:PID`, this generator's default tag.
+fn default_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace([',', ' ', '='], "-"))
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// An HdrHistogram log tag: printable, no spaces, commas or `=`.
+fn parse_tag(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 200
+        && text
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != ',' && c != '=');
+    match ok {
+        true => Ok(text.to_string()),
+        false => Err(format!(
+            "`{text}` is not a tag (printable, no spaces, commas or `=`)"
+        )),
+    }
 }
 
 /// File permissions in octal: `660`, `0660`, `0o660`; at most 0777.
@@ -383,7 +424,46 @@ fn run_load(args: LoadArgs) -> ExitCode {
         sources: args.source.clone(),
         threads: args.threads as usize,
         udp,
+        interval: args
+            .interval
+            .or(args.hdr_log.as_ref().map(|_| Duration::from_secs(1))),
     };
+    let start_wall = std::time::SystemTime::now();
+    let mut log_file = match &args.hdr_log {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Some(std::io::BufWriter::new(file)),
+            Err(e) => {
+                let what = echoloop::shared::net::describe(&e);
+                error_line(format!("cannot create {}: {what}", path.display()));
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    let tag = args.tag.clone().unwrap_or_else(default_tag);
+    let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
+    let mut hdr_log = match &mut log_file {
+        Some(file) => {
+            let begun = hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
+                .add_comment(&format!(
+                    "echoloop load {}: latency in µs, tag {tag}",
+                    config.addr
+                ))
+                .with_start_time(start_wall)
+                .with_base_time(start_wall)
+                .with_max_value_divisor(1.0)
+                .begin_log_with(file, &mut serializer);
+            match begun {
+                Ok(writer) => Some(writer),
+                Err(e) => return fail(&format!("cannot write the log: {e}")),
+            }
+        }
+        None => None,
+    };
+    let connect_tag = format!("{tag}-connect");
+    let log_connects = args.messages_per_connection.is_some() || args.reconnect;
+    let mut log_error = None;
+    let mut out = std::io::stdout();
     let live = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -392,12 +472,55 @@ fn run_load(args: LoadArgs) -> ExitCode {
         );
         bar
     });
-    let result = echoloop::load::run(config.clone(), |p| {
-        if let Some(bar) = &live {
-            bar.set_message(p.line());
-            bar.tick();
+    let result = echoloop::load::run(config.clone(), |tick| match tick {
+        Tick::Live(p) => {
+            if let Some(bar) = &live {
+                bar.set_message(p.line());
+                bar.tick();
+            }
+        }
+        Tick::Interval(interval) => {
+            if args.interval.is_some() {
+                let line = if args.json {
+                    interval.to_json()
+                } else {
+                    interval.line()
+                };
+                let shown = match &live {
+                    Some(bar) => bar.suspend(|| writeln!(out, "{line}")),
+                    None => writeln!(out, "{line}"),
+                };
+                let _ = shown.and_then(|()| out.flush());
+            }
+            if let Some(writer) = &mut hdr_log {
+                let at = interval.since_run_start;
+                let mut wrote =
+                    writer.write_histogram(&interval.latency, at, interval.length, Tag::new(&tag));
+                if log_connects && wrote.is_ok() {
+                    let connects = &interval.connect_latency;
+                    wrote = writer.write_histogram(
+                        connects,
+                        at,
+                        interval.length,
+                        Tag::new(&connect_tag),
+                    );
+                }
+                if let Err(e) = wrote {
+                    log_error.get_or_insert(e.to_string());
+                }
+            }
         }
     });
+    drop(hdr_log);
+    if let Some(file) = &mut log_file
+        && let Err(e) = file.flush()
+    {
+        log_error.get_or_insert(e.to_string());
+    }
+    if let (Some(e), Some(path)) = (&log_error, &args.hdr_log) {
+        error_line(format!("cannot write {}: {e}", path.display()));
+        return ExitCode::from(1);
+    }
     if let Some(bar) = live {
         bar.finish_and_clear();
     }
@@ -406,10 +529,11 @@ fn run_load(args: LoadArgs) -> ExitCode {
         Err(e) => return fail(&format!("event loop failed: {e}")),
     };
     let mut stdout = std::io::stdout();
-    let text = if args.json {
-        report.to_json()
-    } else {
-        report.to_human(&config)
+    let text = match (args.json, args.interval) {
+        // JSON Lines: the intervals, then the summary, which says so.
+        (true, Some(_)) => report.to_json().replacen('{', "{\"type\":\"summary\",", 1),
+        (true, None) => report.to_json(),
+        (false, _) => report.to_human(&config),
     };
     let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
     if let Some(schedule) = report.schedule.as_ref().filter(|s| !s.kept()) {

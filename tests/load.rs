@@ -539,3 +539,102 @@ fn threads_keep_the_whole_schedule() {
     assert!((540.0..=660.0).contains(&due), "due {due}: {json}");
     assert_eq!(json_number(&json, "sent"), due, "{json}");
 }
+
+/// `--interval 200ms -d 1s`: interval lines during the run, then the
+/// summary; the intervals' messages add up to the summary's. With
+/// `--json`, JSON Lines: `"type":"interval"` objects, then the summary,
+/// which says `"type":"summary"`.
+#[test]
+fn intervals_as_lines_and_as_json_lines() {
+    let server = ServerProcess::start(&[]);
+    let out = load(server.addr, &["-c", "2", "-d", "1s", "--interval", "200ms"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let intervals: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(intervals.len(), 5, "{text}");
+    assert!(intervals[0].starts_with("[   0.2s] msgs/s "), "{text}");
+    assert!(intervals[4].starts_with("[   1.0s] msgs/s "), "{text}");
+    assert!(
+        text.lines().nth(5).unwrap().contains("1.00 s measured"),
+        "{text}"
+    );
+
+    let json = clean_json(
+        server.addr,
+        &["-c", "2", "-d", "600ms", "--interval", "200ms"],
+    );
+    let lines: Vec<&str> = json.lines().collect();
+    assert_eq!(lines.len(), 4, "{json}");
+    let mut sum = 0.0;
+    for (i, line) in lines[..3].iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("{{\"type\":\"interval\",\"index\":{i},")),
+            "{line}"
+        );
+        sum += json_number(line, "messages");
+    }
+    assert!(
+        lines[3].starts_with("{\"type\":\"summary\",\"connections\":2,"),
+        "{}",
+        lines[3]
+    );
+    assert_eq!(sum, json_number(lines[3], "messages"), "{json}");
+}
+
+/// `--hdr-log FILE`: an HdrHistogram interval log with a StartTime and
+/// one histogram per interval under the tag, that HdrHistogram's own
+/// HistogramLogProcessor (Java, Debian's libhdrhistogram-java, which
+/// .ci/run installs) reads: its total count and max are the run's.
+#[test]
+fn the_hdr_log_is_read_by_hdrhistograms_own_processor() {
+    let server = ServerProcess::start(&[]);
+    let dir = std::env::temp_dir().join(format!("echoloop-hlog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("run.hlog");
+    let args = [
+        "-c",
+        "2",
+        "-d",
+        "1s",
+        "--hdr-log",
+        log.to_str().unwrap(),
+        "--tag",
+        "gen1",
+    ];
+    let json = clean_json(server.addr, &args);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("#[StartTime: "), "{text}");
+    let tagged = text.lines().filter(|l| l.starts_with("Tag=gen1,")).count();
+    assert_eq!(
+        tagged, 1,
+        "one histogram per interval (1 s by default) of 1 s: {text}"
+    );
+    let jar = "/usr/share/java/hdrhistogram.jar";
+    let has_java = std::process::Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok();
+    if !std::path::Path::new(jar).exists() || !has_java {
+        eprintln!(
+            "no java or {jar} (Debian's libhdrhistogram-java): the processor check is skipped"
+        );
+        return;
+    }
+    let out = std::process::Command::new("java")
+        .args(["-cp", jar, "org.HdrHistogram.HistogramLogProcessor", "-i"])
+        .arg(&log)
+        .args(["-tag", "gen1", "-outputValueUnitRatio", "1"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let total = format!("Total count    = {:>12}]", json_number(&json, "messages"));
+    assert!(report.contains(&total), "{total} in {report}");
+    let max = format!("#[Max     = {:>12.3}", json_number(&json, "max"));
+    assert!(report.contains(&max), "{max} in {report}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

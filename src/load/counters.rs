@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::connection::Close;
+use super::report::Interval;
+use crate::shared::duration::deadline_after;
 
 /// Failures by kind. None of them stops the run; all of them are reported.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +51,93 @@ pub(super) struct Counters {
     pub(super) connects: u64,
     /// How long each of those took, connect() to established, µs.
     pub(super) connect_latency: Histogram<u64>,
+    /// The same two histograms for the current `--interval` only.
+    pub(super) interval_latency: Histogram<u64>,
+    pub(super) interval_connect: Histogram<u64>,
     pub(super) errors: Errors,
+}
+
+/// `--interval D`: cuts the measured window into intervals of `every`,
+/// and makes each one an [`Interval`] from the counters' deltas and their
+/// interval histograms. Both generators (streams and datagrams) use it.
+pub(super) struct Intervals {
+    every: Duration,
+    /// Where the next interval ends.
+    next: Instant,
+    /// Where the current one began.
+    from: Instant,
+    index: u64,
+    /// The counters (and this thread's CPU) where the current one began.
+    base: (u64, u64, u64, u64, Duration),
+    /// From the run's start to the window's start.
+    offset: Duration,
+}
+
+impl Intervals {
+    /// Intervals of `every` from `start` (the measured window's start) of
+    /// a run that began at `run_start`.
+    pub(super) fn new(every: Duration, start: Instant, run_start: Instant) -> Intervals {
+        Intervals {
+            every,
+            next: deadline_after(start, every),
+            from: start,
+            index: 0,
+            base: (0, 0, 0, 0, Duration::ZERO),
+            offset: start.saturating_duration_since(run_start),
+        }
+    }
+
+    /// When the current interval ends.
+    pub(super) fn due(&self) -> Instant {
+        self.next
+    }
+
+    /// The interval that ended by `now` (ending at `until`, at most the
+    /// window's end), if one did; the interval histograms start afresh.
+    pub(super) fn take(
+        &mut self,
+        now: Instant,
+        counters: &mut Counters,
+        cpu: Duration,
+        last: bool,
+    ) -> Option<Interval> {
+        let until = self.next.min(counters.end);
+        if !last && now < self.next {
+            return None;
+        }
+        if until <= self.from {
+            return None;
+        }
+        let (messages, sent, received, errors, cpu_before) = self.base;
+        let interval = Interval {
+            index: self.index,
+            start: self.from.saturating_duration_since(counters.measure_from),
+            since_run_start: self.offset
+                + self.from.saturating_duration_since(counters.measure_from),
+            length: until.saturating_duration_since(self.from),
+            messages: counters.messages - messages,
+            bytes_sent: counters.bytes_sent - sent,
+            bytes_received: counters.bytes_received - received,
+            errors: counters.errors.total() - errors,
+            latency: counters.interval_latency.clone(),
+            connect_latency: counters.interval_connect.clone(),
+            cpu: cpu.saturating_sub(cpu_before),
+            threads: 1,
+        };
+        counters.interval_latency.reset();
+        counters.interval_connect.reset();
+        self.base = (
+            counters.messages,
+            counters.bytes_sent,
+            counters.bytes_received,
+            counters.errors.total(),
+            cpu,
+        );
+        self.index += 1;
+        self.from = until;
+        self.next = deadline_after(self.next, self.every);
+        Some(interval)
+    }
 }
 
 /// A histogram of microseconds, 1 µs to 60 s, 3 significant digits.
@@ -70,6 +158,8 @@ impl Counters {
             latency: micros_histogram()?,
             connects: 0,
             connect_latency: micros_histogram()?,
+            interval_latency: micros_histogram()?,
+            interval_connect: micros_histogram()?,
             errors: Errors::default(),
         })
     }
@@ -85,8 +175,9 @@ impl Counters {
         }
         if at >= self.measure_from && now <= self.end {
             self.messages += 1;
-            self.latency
-                .saturating_record((took.as_micros() as u64).max(1));
+            let us = (took.as_micros() as u64).max(1);
+            self.latency.saturating_record(us);
+            self.interval_latency.saturating_record(us);
         }
         Ok(())
     }
@@ -96,8 +187,9 @@ impl Counters {
     pub(super) fn connected(&mut self, since: Instant, now: Instant) {
         if since >= self.measure_from && now <= self.end {
             self.connects += 1;
-            let took = now.saturating_duration_since(since).as_micros() as u64;
-            self.connect_latency.saturating_record(took.max(1));
+            let took = (now.saturating_duration_since(since).as_micros() as u64).max(1);
+            self.connect_latency.saturating_record(took);
+            self.interval_connect.saturating_record(took);
         }
     }
 

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use super::counters::{Counters, micros_histogram};
-use super::report::{Datagrams as Figures, Progress, Report, Schedule};
+use super::counters::{Counters, Intervals, micros_histogram};
+use super::report::{Datagrams as Figures, Interval, Progress, Report, Schedule, Tick};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
 use super::{Config, DEAL_PER_TURN, SPIN, TICK, TIMER};
@@ -89,6 +89,9 @@ pub(super) struct Generator {
     /// Open loop: wakes the poll [`SPIN`] before the next due datagram,
     /// as in the stream generator (the poll's timeout is whole ms).
     timer: Option<Timer>,
+    /// `--interval`, as in the stream generator.
+    intervals: Option<Intervals>,
+    ended: VecDeque<Interval>,
 }
 
 impl Generator {
@@ -155,20 +158,31 @@ impl Generator {
             next_flow: 0,
             cpu_from: None,
             timer,
+            intervals: config
+                .interval
+                .map(|every| Intervals::new(every, measure_from, started)),
+            ended: VecDeque::new(),
             config,
         })
     }
 
     /// Polls, then hands the batch to `turn`, until the run is over.
-    pub(super) fn run(&mut self, mut progress: impl FnMut(&Progress)) -> io::Result<Report> {
+    pub(super) fn run(&mut self, mut report: impl FnMut(Tick<'_>)) -> io::Result<Report> {
         let mut events = Events::with_capacity(1024);
         let mut now = self.started;
         loop {
-            if let Some(tick) = self.turn(now, events.iter().map(Readiness::from)) {
-                progress(&tick);
+            if let Some(live) = self.turn(now, events.iter().map(Readiness::from)) {
+                report(Tick::Live(&live));
+            }
+            while let Some(interval) = self.ended.pop_front() {
+                report(Tick::Interval(&interval));
             }
             if self.finished() {
-                return Ok(self.finish());
+                let summary = self.finish();
+                while let Some(interval) = self.ended.pop_front() {
+                    report(Tick::Interval(&interval));
+                }
+                return Ok(summary);
             }
             let spin_from = self
                 .next_due()
@@ -229,6 +243,14 @@ impl Generator {
         if self.cpu_from.is_none() && now >= self.counters.measure_from {
             self.cpu_from = Some(super::thread_cpu());
         }
+        if let Some(intervals) = &mut self.intervals
+            && now >= intervals.due()
+        {
+            let cpu = super::thread_cpu();
+            while let Some(interval) = intervals.take(now, &mut self.counters, cpu, false) {
+                self.ended.push_back(interval);
+            }
+        }
         if now < self.next_tick {
             return None;
         }
@@ -288,7 +310,8 @@ impl Generator {
         } else {
             self.counters.end
         };
-        [Some(end), Some(self.next_tick), due]
+        let interval = self.intervals.as_ref().map(Intervals::due);
+        [Some(end), Some(self.next_tick), interval, due]
             .into_iter()
             .flatten()
             .min()
@@ -420,6 +443,12 @@ impl Generator {
     }
 
     fn finish(&mut self) -> Report {
+        if let Some(intervals) = &mut self.intervals {
+            let cpu = super::thread_cpu();
+            while let Some(interval) = intervals.take(self.now, &mut self.counters, cpu, true) {
+                self.ended.push_back(interval);
+            }
+        }
         // What is still in flight now had its whole --timeout: lost.
         for flow in &self.flows {
             for &at in flow.in_flight.values() {
@@ -488,7 +517,7 @@ fn check(reply: &[u8], size: usize, tape: &[u8], start: usize, socket: u32) -> O
 }
 
 /// Runs a UDP load test.
-pub(super) fn run(config: Config, progress: impl FnMut(&Progress)) -> io::Result<Report> {
+pub(super) fn run(config: Config, progress: impl FnMut(Tick<'_>)) -> io::Result<Report> {
     Generator::new(config)?.run(progress)
 }
 

@@ -56,8 +56,8 @@ use crate::shared::stream::Stream;
 
 use connection::{Close, Connection, Phase};
 pub use counters::Errors;
-use counters::{Counters, micros_histogram};
-pub use report::{Datagrams, Failure, Progress, Report, Schedule};
+use counters::{Counters, Intervals, micros_histogram};
+pub use report::{Datagrams, Failure, Interval, Progress, Report, Schedule, Tick};
 pub use tape::splitmix64;
 use tape::{CHUNK, TAPE_PERIOD, make_tape};
 use timer::Timer;
@@ -128,6 +128,8 @@ pub struct Config {
     pub threads: usize,
     /// Datagrams over UDP (`udp://`) instead of a stream; see [`datagrams`].
     pub udp: bool,
+    /// Report an [`Interval`] this often (`--interval`).
+    pub interval: Option<Duration>,
 }
 
 /// The generator: its connections, the tape, the schedule, the counters.
@@ -176,6 +178,10 @@ pub struct Generator {
     counters: Counters,
     /// This thread's CPU time when the measured window began.
     cpu_from: Option<Duration>,
+    /// `--interval`: the clock of intervals, once the window is known.
+    intervals: Option<Intervals>,
+    /// Intervals that ended, for `run` to hand out.
+    ended: VecDeque<Interval>,
     /// `--reconnect`: failed connections waiting to be opened again, and
     /// when (in that order: the back-off is the same for all).
     retries: VecDeque<(Instant, usize)>,
@@ -243,6 +249,8 @@ impl Generator {
             counters,
             retries: VecDeque::new(),
             cpu_from: None,
+            intervals: None,
+            ended: VecDeque::new(),
             first_connect_error: None,
             config,
         })
@@ -250,16 +258,23 @@ impl Generator {
 
     /// Runs until the duration (or message count) is reached, or every
     /// connection has failed. `progress` is called every tick.
-    pub fn run(&mut self, mut progress: impl FnMut(&Progress)) -> io::Result<Report> {
+    pub fn run(&mut self, mut report: impl FnMut(Tick<'_>)) -> io::Result<Report> {
         let mut events = Events::with_capacity(1024);
         let mut now = self.started;
         loop {
             // The first turn has no events: it opens the connections.
-            if let Some(tick) = self.turn(now, events.iter().map(Readiness::from)) {
-                progress(&tick);
+            if let Some(live) = self.turn(now, events.iter().map(Readiness::from)) {
+                report(Tick::Live(&live));
+            }
+            while let Some(interval) = self.ended.pop_front() {
+                report(Tick::Interval(&interval));
             }
             if self.finished() {
-                return Ok(self.finish());
+                let summary = self.finish();
+                while let Some(interval) = self.ended.pop_front() {
+                    report(Tick::Interval(&interval));
+                }
+                return Ok(summary);
             }
             self.arm_timer()?;
             let timeout = self
@@ -332,6 +347,14 @@ impl Generator {
         if self.cpu_from.is_none() && now >= self.counters.measure_from {
             self.cpu_from = Some(thread_cpu());
         }
+        if let Some(intervals) = &mut self.intervals
+            && now >= intervals.due()
+        {
+            let cpu = thread_cpu();
+            while let Some(interval) = intervals.take(now, &mut self.counters, cpu, false) {
+                self.ended.push_back(interval);
+            }
+        }
         if now < self.next_tick {
             return None;
         }
@@ -358,6 +381,7 @@ impl Generator {
             Some(self.next_tick),
             self.next_open(),
             self.retries.front().map(|&(at, _)| at),
+            self.intervals.as_ref().map(Intervals::due),
             due,
         ]
         .into_iter()
@@ -403,6 +427,10 @@ impl Generator {
         self.t0 = Some(t0);
         self.counters.measure_from = deadline_after(t0, self.config.warmup);
         self.counters.end = deadline_after(self.counters.measure_from, self.config.duration);
+        self.intervals = self
+            .config
+            .interval
+            .map(|every| Intervals::new(every, self.counters.measure_from, self.started));
     }
 
     /// A connection's socket is ready: finish its connect, or read the
@@ -714,6 +742,12 @@ impl Generator {
     /// Closes everything and builds the report.
     fn finish(&mut self) -> Report {
         let now = self.now;
+        if let Some(intervals) = &mut self.intervals {
+            let cpu = thread_cpu();
+            while let Some(interval) = intervals.take(now, &mut self.counters, cpu, true) {
+                self.ended.push_back(interval);
+            }
+        }
         for conn in &mut self.conns {
             conn.phase = Phase::Closed;
         }
@@ -793,7 +827,7 @@ pub fn resolve(
 }
 
 /// Runs a whole load test.
-pub fn run(config: Config, progress: impl FnMut(&Progress)) -> io::Result<Report> {
+pub fn run(config: Config, progress: impl FnMut(Tick<'_>)) -> io::Result<Report> {
     if config.threads > 1 {
         threads::run(config, progress)
     } else {
@@ -802,7 +836,7 @@ pub fn run(config: Config, progress: impl FnMut(&Progress)) -> io::Result<Report
 }
 
 /// One generator on this thread: datagrams or a stream.
-fn run_one(config: Config, progress: impl FnMut(&Progress)) -> io::Result<Report> {
+fn run_one(config: Config, progress: impl FnMut(Tick<'_>)) -> io::Result<Report> {
     if config.udp {
         datagrams::run(config, progress)
     } else {

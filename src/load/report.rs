@@ -56,6 +56,109 @@ pub struct Report {
     pub datagrams: Option<Datagrams>,
 }
 
+/// What a running generator reports as it goes: the live line's figures
+/// (every 200 ms), or an interval that has just ended (`--interval`).
+#[derive(Debug, Clone, Copy)]
+pub enum Tick<'a> {
+    /// The live figures so far.
+    Live(&'a Progress),
+    /// An interval that ended.
+    Interval(&'a Interval),
+}
+
+/// One `--interval` of a run: what moved and how fast it came back. The
+/// intervals of several threads with the same index are merged into one.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    /// 0 for the first interval of the window.
+    pub index: u64,
+    /// Where it starts, from the measured window's start.
+    pub start: Duration,
+    /// Where it starts, from the run's start (the log's StartTime).
+    pub since_run_start: Duration,
+    /// How long it is (the last one may be shorter).
+    pub length: Duration,
+    /// Messages echoed in full.
+    pub messages: u64,
+    /// Bytes written.
+    pub bytes_sent: u64,
+    /// Bytes read back and verified.
+    pub bytes_received: u64,
+    /// Errors of every kind.
+    pub errors: u64,
+    /// Latency of its messages, µs.
+    pub latency: Histogram<u64>,
+    /// Connect latency of the connections established in it, µs.
+    pub connect_latency: Histogram<u64>,
+    /// The generator's CPU time in it, all threads.
+    pub cpu: Duration,
+    /// How many generator threads it sums.
+    pub threads: usize,
+}
+
+impl Interval {
+    /// Adds another thread's interval of the same index.
+    pub fn merge(&mut self, other: &Interval) {
+        self.length = self.length.max(other.length);
+        self.messages += other.messages;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.errors += other.errors;
+        let _ = self.latency.add(&other.latency);
+        let _ = self.connect_latency.add(&other.connect_latency);
+        self.cpu += other.cpu;
+        self.threads += other.threads;
+    }
+
+    fn secs(&self) -> f64 {
+        self.length.as_secs_f64().max(1e-9)
+    }
+
+    /// The generator's CPU over this interval, as a share of its threads.
+    pub fn busy(&self) -> f64 {
+        self.cpu.as_secs_f64() / (self.secs() * self.threads.max(1) as f64)
+    }
+
+    /// One line: `[  1.0s] msgs/s 123456  MiB/s 7.53 / 7.53  p50 120µs  p99 350µs  max 900µs  errors 0  cpu 61%`.
+    pub fn line(&self) -> String {
+        let secs = self.secs();
+        let end = (self.start + self.length).as_secs_f64();
+        format!(
+            "[{end:>6.1}s] msgs/s {:.0}  MiB/s {:.2} / {:.2}  p50 {}µs  p99 {}µs  max {}µs  errors {}  cpu {:.0}%",
+            self.messages as f64 / secs,
+            self.bytes_sent as f64 / secs / MIB,
+            self.bytes_received as f64 / secs / MIB,
+            quantile(&self.latency, 0.5),
+            quantile(&self.latency, 0.99),
+            self.latency.max(),
+            self.errors,
+            self.busy() * 100.0
+        )
+    }
+
+    /// One JSON object, `"type":"interval"`, on one line.
+    pub fn to_json(&self) -> String {
+        let secs = self.secs();
+        format!(
+            "{{\"type\":\"interval\",\"index\":{},\"start_s\":{:.3},\"duration_s\":{:.3},\
+             \"messages\":{},\"msgs_per_s\":{:.1},\"mib_per_s_sent\":{:.3},\"mib_per_s_received\":{:.3},\
+             \"latency_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\"errors\":{},\"cpu_busy\":{:.3}}}",
+            self.index,
+            self.start.as_secs_f64(),
+            self.length.as_secs_f64(),
+            self.messages,
+            self.messages as f64 / secs,
+            self.bytes_sent as f64 / secs / MIB,
+            self.bytes_received as f64 / secs / MIB,
+            quantile(&self.latency, 0.5),
+            quantile(&self.latency, 0.99),
+            self.latency.max(),
+            self.errors,
+            self.busy()
+        )
+    }
+}
+
 /// What happened to a UDP run's datagrams (those sent in the window).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Datagrams {

@@ -29,6 +29,7 @@ fn generator(addr: SocketAddr) -> Generator {
         sources: Vec::new(),
         threads: 1,
         udp: false,
+        interval: None,
     })
     .unwrap()
 }

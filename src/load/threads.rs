@@ -19,19 +19,23 @@ use std::sync::mpsc;
 use std::thread;
 
 use super::Config;
-use super::report::{Progress, Report};
+use std::collections::BTreeMap;
+
+use super::report::{Interval, Progress, Report, Tick};
 
 /// What a generator thread tells the thread that prints.
 enum Message {
     /// Its latest live figures.
     Progress(usize, Progress),
+    /// An interval of its that ended.
+    Interval(Box<Interval>),
     /// It is done.
     Done(usize, Box<io::Result<Report>>),
 }
 
 /// Runs `config.threads` generators (at most one per connection) and merges
 /// what they report. `progress` gets the whole run's live figures.
-pub(super) fn run(config: Config, mut progress: impl FnMut(&Progress)) -> io::Result<Report> {
+pub(super) fn run(config: Config, mut report: impl FnMut(Tick<'_>)) -> io::Result<Report> {
     let parts = split(&config);
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(parts.len());
@@ -40,8 +44,11 @@ pub(super) fn run(config: Config, mut progress: impl FnMut(&Progress)) -> io::Re
         let handle = thread::Builder::new()
             .name(format!("generator-{number}"))
             .spawn(move || {
-                let report = super::run_one(part, |p| {
-                    let _ = tx.send(Message::Progress(number, *p));
+                let report = super::run_one(part, |tick| {
+                    let _ = match tick {
+                        Tick::Live(p) => tx.send(Message::Progress(number, *p)),
+                        Tick::Interval(i) => tx.send(Message::Interval(Box::new(i.clone()))),
+                    };
                 });
                 let _ = tx.send(Message::Done(number, Box::new(report)));
             })?;
@@ -51,12 +58,30 @@ pub(super) fn run(config: Config, mut progress: impl FnMut(&Progress)) -> io::Re
     let mut latest: Vec<Option<Progress>> = vec![None; handles.len()];
     let mut reports: Vec<Option<Report>> = (0..handles.len()).map(|_| None).collect();
     let mut first_error = None;
+    let threads = handles.len();
+    // Intervals by index, until every thread has sent its own.
+    let mut pending: BTreeMap<u64, Interval> = BTreeMap::new();
     // Ends when every thread has said Done (or died: then the channel closes).
     for message in rx {
         match message {
             Message::Progress(number, p) => {
                 latest[number] = Some(p);
-                progress(&merged(&latest));
+                report(Tick::Live(&merged(&latest)));
+            }
+            Message::Interval(interval) => {
+                let index = interval.index;
+                let whole = match pending.remove(&index) {
+                    Some(mut so_far) => {
+                        so_far.merge(&interval);
+                        so_far
+                    }
+                    None => *interval,
+                };
+                if whole.threads == threads {
+                    report(Tick::Interval(&whole));
+                } else {
+                    pending.insert(index, whole);
+                }
             }
             Message::Done(number, result) => match *result {
                 Ok(report) => reports[number] = Some(report),
@@ -65,6 +90,10 @@ pub(super) fn run(config: Config, mut progress: impl FnMut(&Progress)) -> io::Re
                 }
             },
         }
+    }
+    // The last intervals of threads whose windows ended at other times.
+    for interval in pending.into_values() {
+        report(Tick::Interval(&interval));
     }
     for handle in handles {
         if handle.join().is_err() {
@@ -147,6 +176,7 @@ mod tests {
             sources: vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()],
             threads,
             udp: false,
+            interval: None,
         }
     }
 
