@@ -10,7 +10,8 @@
 //! ├── shared/        what every loop is built from
 //! ├── server/        echoloop server: the reactor, a connection, counters
 //! ├── client/        echoloop client: one connection's state machine
-//! └── load/          echoloop load: the server's reactor turned around
+//! ├── load/          echoloop load: the server's reactor turned around
+//! └── report/        echoloop report: merges --hdr-log files, draws a page
 //! ```
 //!
 //! # How to read this crate
@@ -25,7 +26,9 @@
 //!    machine, resolving → connecting → writing → reading → done.
 //! 4. [`load`] — the server's loop shape again, with the roles swapped:
 //!    many client connections, every echoed byte checked, latency measured.
-//! 5. The rest of [`shared`]: sockets ([`shared::net`]), durations and
+//! 5. [`report`] — not a loop: reading HdrHistogram logs, merging them,
+//!    drawing charts.
+//! 6. The rest of [`shared`]: sockets ([`shared::net`]), durations and
 //!    deadlines ([`shared::duration`]), `host:port` ([`shared::addr`]).
 //!
 //! Before all of this, `examples/` walks from the blocking server of the
@@ -33,5 +36,6 @@
 
 pub mod client;
 pub mod load;
+pub mod report;
 pub mod server;
 pub mod shared;

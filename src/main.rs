@@ -52,6 +52,25 @@ enum Command {
     Client(ClientArgs),
     /// Drive an echo server with many connections and measure it.
     Load(LoadArgs),
+    /// Merge `echoloop load --hdr-log` files and summarize them (--html:
+    /// a page of charts).
+    Report(ReportArgs),
+}
+
+/// Options of `echoloop report`.
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// HdrHistogram interval logs, from one generator or several.
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<std::path::PathBuf>,
+
+    /// Also write one self-contained HTML page of charts to OUT.
+    #[arg(long, value_name = "OUT")]
+    html: Option<std::path::PathBuf>,
+
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Options of `echoloop server`.
@@ -364,6 +383,7 @@ fn main() -> ExitCode {
         Command::Server(args) => run_server(args),
         Command::Client(args) => run_client(args),
         Command::Load(args) => run_load(args),
+        Command::Report(args) => run_report(args),
     }
 }
 
@@ -446,8 +466,19 @@ fn run_load(args: LoadArgs) -> ExitCode {
         Some(file) => {
             let begun = hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
                 .add_comment(&format!(
-                    "echoloop load {}: latency in µs, tag {tag}",
-                    config.addr
+                    "echoloop load {} -c {} -s {} {}{}: latency in µs, tag {tag}",
+                    config.addr,
+                    config.connections,
+                    config.size,
+                    config
+                        .rate
+                        .map_or(format!("--pipeline {}", config.pipeline), |r| format!(
+                            "--rate {r}"
+                        )),
+                    match config.threads {
+                        1 => String::new(),
+                        n => format!(" --threads {n}"),
+                    }
                 ))
                 .with_start_time(start_wall)
                 .with_base_time(start_wall)
@@ -496,6 +527,22 @@ fn run_load(args: LoadArgs) -> ExitCode {
                 let at = interval.since_run_start;
                 let mut wrote =
                     writer.write_histogram(&interval.latency, at, interval.length, Tag::new(&tag));
+                if wrote.is_ok() {
+                    let wall = start_wall
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        + at;
+                    let comment = format!(
+                        "{} tag={tag} start={:.3} length={:.3} errors={}",
+                        echoloop::report::INTERVAL_COMMENT,
+                        wall.as_secs_f64(),
+                        interval.length.as_secs_f64(),
+                        interval.errors
+                    );
+                    wrote = writer.write_comment(&comment).map_err(
+                        hdrhistogram::serialization::interval_log::IntervalLogWriterError::IoError,
+                    );
+                }
                 if log_connects && wrote.is_ok() {
                     let connects = &interval.connect_latency;
                     wrote = writer.write_histogram(
@@ -560,6 +607,34 @@ fn run_load(args: LoadArgs) -> ExitCode {
         }
         None => ExitCode::SUCCESS,
     }
+}
+
+/// `echoloop report`: read, merge, print; the page if asked.
+fn run_report(args: ReportArgs) -> ExitCode {
+    let (logs, merged) = match echoloop::report::summarize(&args.files) {
+        Ok(read) => read,
+        Err(e) => {
+            error_line(&e);
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let text = if args.json {
+        merged.to_json()
+    } else {
+        merged.to_human(&logs)
+    };
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+    if let Some(out) = &args.html {
+        let errors = echoloop::report::errors_by_step(&logs, &merged);
+        let page = echoloop::report::html::page(&logs, &merged, &errors);
+        if let Err(e) = std::fs::write(out, page) {
+            let what = echoloop::shared::net::describe(&e);
+            error_line(format!("cannot write {}: {what}", out.display()));
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// `echoloop client`: work out the target and payload, run the exchange.

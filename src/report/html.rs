@@ -1,0 +1,289 @@
+//! `echoloop report --html OUT.html`: one self-contained page (inline SVG
+//! drawn with plotters, no scripts, no network fetches) with the merged
+//! run: msgs/s over time per tag and in total, latency p50/p99/max over
+//! time, the latency percentile spectrum on HdrHistogram's "nines" axis,
+//! errors over time, and the runs' parameters.
+//!
+//! Next: back to the [crate page](crate).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+
+use super::{Logs, Merged, quantile};
+
+/// Chart size, pixels.
+const SIZE: (u32, u32) = (900, 360);
+
+/// The nines the spectrum is drawn at: 0%, 50%, 90%, 99%, … 99.999%.
+const NINES: [f64; 7] = [0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999];
+
+/// The page, as text.
+pub fn page(logs: &Logs, merged: &Merged, errors: &BTreeMap<u64, u64>) -> String {
+    let mut out = String::new();
+    let title = "echoloop report";
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
+         <style>body{{font-family:sans-serif;margin:2em;max-width:960px}}\
+         table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
+         h2{{margin-top:1.5em}}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
+    );
+    let t = &merged.total;
+    let _ = writeln!(
+        out,
+        "<p id=\"summary\">{} messages over {:.1} s ({:.1} msgs/s); latency µs p50 {}, p99 {}, p99.9 {}, max {}.</p>",
+        t.len(),
+        merged.span(),
+        t.len() as f64 / merged.span().max(1e-9),
+        quantile(t, 0.5),
+        quantile(t, 0.99),
+        quantile(t, 0.999),
+        t.max()
+    );
+    let sections = [
+        ("Messages per second", throughput(merged)),
+        ("Latency over time (µs)", latency(merged)),
+        ("Latency by percentile (µs)", spectrum(merged)),
+        ("Errors per interval", errors_chart(merged, errors)),
+    ];
+    for (heading, svg) in sections {
+        let _ = write!(
+            out,
+            "<h2>{heading}</h2>\n{}\n",
+            svg.unwrap_or_else(|e| format!("<p>(no chart: {e})</p>"))
+        );
+    }
+    out.push_str("<h2>Runs</h2>\n<table>\n<tr><th>log</th></tr>\n");
+    for file in &logs.files {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td></tr>",
+            escape(&file.display().to_string())
+        );
+    }
+    for comment in logs
+        .comments
+        .iter()
+        .filter(|c| !c.starts_with(super::INTERVAL_COMMENT))
+    {
+        let _ = writeln!(out, "<tr><td>{}</td></tr>", escape(comment));
+    }
+    out.push_str("</table>\n<h2>Tags</h2>\n<table>\n<tr><th>tag</th><th>messages</th><th>p50 µs</th><th>p99 µs</th><th>max µs</th></tr>\n");
+    for (tag, (h, _, _)) in &merged.tags {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(tag),
+            h.len(),
+            quantile(h, 0.5),
+            quantile(h, 0.99),
+            h.max()
+        );
+    }
+    out.push_str("</table>\n</body>\n</html>\n");
+    out
+}
+
+/// `<`, `>`, `&` and quotes as entities.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Each step's merged histogram over all tags.
+fn per_step(merged: &Merged) -> Vec<(f64, Histogram<u64>)> {
+    merged
+        .steps
+        .iter()
+        .filter_map(|(index, tags)| {
+            let mut all = tags.values();
+            let mut h = all.next()?.clone();
+            for other in all {
+                let _ = h.add(other);
+            }
+            Some(((*index + 1) as f64 * merged.step, h))
+        })
+        .collect()
+}
+
+type Drawn = Result<String, String>;
+
+/// msgs/s over time: one line per tag, and the total.
+fn throughput(merged: &Merged) -> Drawn {
+    let steps = per_step(merged);
+    let total: Vec<(f64, f64)> = steps
+        .iter()
+        .map(|(t, h)| (*t, h.len() as f64 / merged.step))
+        .collect();
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = vec![("total".into(), total)];
+    for tag in merged.tags.keys() {
+        let points = merged
+            .steps
+            .iter()
+            .map(|(i, tags)| {
+                let n = tags.get(tag).map_or(0, |h| h.len());
+                ((*i + 1) as f64 * merged.step, n as f64 / merged.step)
+            })
+            .collect();
+        series.push((tag.clone(), points));
+    }
+    lines(series, "msgs/s", false)
+}
+
+/// p50, p99 and max of each step.
+fn latency(merged: &Merged) -> Drawn {
+    let steps = per_step(merged);
+    let pick = |q: Option<f64>| -> Vec<(f64, f64)> {
+        steps
+            .iter()
+            .map(|(t, h)| (*t, q.map_or(h.max(), |q| quantile(h, q)).max(1) as f64))
+            .collect()
+    };
+    lines(
+        vec![
+            ("p50".into(), pick(Some(0.5))),
+            ("p99".into(), pick(Some(0.99))),
+            ("max".into(), pick(None)),
+        ],
+        "µs",
+        true,
+    )
+}
+
+/// Errors per step, from the logs' `echoloop-interval` comments.
+fn errors_chart(merged: &Merged, errors: &BTreeMap<u64, u64>) -> Drawn {
+    let points = merged
+        .steps
+        .keys()
+        .map(|i| {
+            (
+                (*i + 1) as f64 * merged.step,
+                errors.get(i).copied().unwrap_or(0) as f64,
+            )
+        })
+        .collect();
+    lines(vec![("errors".into(), points)], "errors", false)
+}
+
+/// Lines over time (seconds), `log` for a logarithmic y axis.
+fn lines(series: Vec<(String, Vec<(f64, f64)>)>, y_label: &str, log: bool) -> Drawn {
+    let x_max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(x, _)| *x))
+        .fold(1.0, f64::max);
+    let y_max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(70);
+        let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        if log {
+            let mut chart = builder
+                .build_cartesian_2d(0f64..x_max, (1f64..y_max).log_scale())
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc("seconds")
+                .y_desc(y_label)
+                .draw()
+                .map_err(|e| e.to_string())?;
+            for (k, (name, points)) in series.into_iter().enumerate() {
+                let color = colors[k % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                    .map_err(|e| e.to_string())?
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        } else {
+            let mut chart = builder
+                .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc("seconds")
+                .y_desc(y_label)
+                .draw()
+                .map_err(|e| e.to_string())?;
+            for (k, (name, points)) in series.into_iter().enumerate() {
+                let color = colors[k % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                    .map_err(|e| e.to_string())?
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// The whole run's latency by percentile, on the "nines" axis: x is
+/// -log10(1 − q), so 90%, 99%, 99.9% … are evenly spaced; y is log scale.
+fn spectrum(merged: &Merged) -> Drawn {
+    let h = &merged.total;
+    let nines = |q: f64| -(1.0 - q).log10();
+    let x_max = nines(*NINES.last().unwrap_or(&0.99999));
+    let points: Vec<(f64, f64)> = (0..=500)
+        .map(|i| {
+            let x = x_max * i as f64 / 500.0;
+            let q = 1.0 - 10f64.powf(-x);
+            (x, quantile(h, q).max(1) as f64)
+        })
+        .collect();
+    let y_max = (h.max().max(2) as f64) * 1.5;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..x_max, (1f64..y_max).log_scale())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("µs")
+            .x_labels(NINES.len())
+            .x_label_formatter(&|x| {
+                let q = 1.0 - 10f64.powf(-x);
+                format!("{}%", (q * 100.0 * 1000.0).round() / 1000.0)
+            })
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
