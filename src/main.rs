@@ -139,6 +139,11 @@ struct ServerArgs {
     /// (for an exposed port). Default: no limit.
     #[arg(long, value_name = "N", value_parser = parse_rate)]
     udp_rate_limit: Option<f64>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, from the same loop
+    /// (port 0 picks a free port; the log says which).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// Options of `echoloop client`.
@@ -747,6 +752,7 @@ fn run_server(args: ServerArgs) -> ExitCode {
             (false, false) => server::UdpMode::Off,
         },
         udp_rate_limit: args.udp_rate_limit,
+        metrics: args.metrics,
         ..server::Config::default()
     };
     let summary = if threads == 1 {
@@ -758,6 +764,9 @@ fn run_server(args: ServerArgs) -> ExitCode {
             Ok(ready) => announce(&ready, &args),
             Err(e) => return fail(&e),
         }
+        if let Some(at) = server.metrics_addr() {
+            log::info!("metrics on http://{at}/metrics");
+        }
         server.run().map(|totals| totals.summary_line())
     } else {
         let mut group = match server::Group::bind(config, threads) {
@@ -766,6 +775,9 @@ fn run_server(args: ServerArgs) -> ExitCode {
         };
         let scheme = if args.udp_only { "udp://" } else { "" };
         announce(&format!("{scheme}{}", group.local_addr()), &args);
+        if let Some(at) = group.metrics_addr() {
+            log::info!("metrics on http://{at}/metrics");
+        }
         group.run().map(|totals| totals.summary_line())
     };
     match summary {

@@ -8,6 +8,9 @@
 //! [`crate::client`], a second, smaller loop.
 
 use std::fmt::Write as _;
+
+/// Buckets of the events-per-poll histogram: ≤1, ≤2, ≤4, … ≤64, more.
+pub const POLL_BUCKETS: usize = 8;
 use std::time::Duration;
 
 /// Monotonic counters of one server's event loop.
@@ -65,6 +68,9 @@ pub struct Counters {
     /// Datagrams not answered because their source was over
     /// `--udp-rate-limit`.
     pub udp_limited: u64,
+    /// Polls by how many events they returned: bucket `i` counts polls of
+    /// at most 2^i events (the last, more than 64).
+    pub events_per_poll: [u64; POLL_BUCKETS],
 }
 
 impl Counters {
@@ -156,6 +162,7 @@ impl Counters {
             udp_dropped,
             udp_looped,
             udp_limited,
+            events_per_poll,
         } = *other;
         self.polls += polls;
         self.events += events;
@@ -180,6 +187,16 @@ impl Counters {
         self.udp_dropped += udp_dropped;
         self.udp_looped += udp_looped;
         self.udp_limited += udp_limited;
+        for (mine, theirs) in self.events_per_poll.iter_mut().zip(events_per_poll) {
+            *mine += theirs;
+        }
+    }
+
+    /// Counts one poll that returned `events` events.
+    pub fn note_poll(&mut self, events: u64) {
+        // ⌈log2(events)⌉: 0 and 1 → bucket 0, 2 → 1, 3..=4 → 2, …
+        let bucket = (u64::BITS - events.saturating_sub(1).leading_zeros()) as usize;
+        self.events_per_poll[bucket.min(POLL_BUCKETS - 1)] += 1;
     }
 
     /// The one-line summary printed at shutdown.

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::{
-    Config, Counters, Handle, Listener, Server, StartError, UdpMode, print_stats,
+    Config, Counters, Handle, Listener, Server, StartError, UdpMode, metrics, print_stats,
     warn_if_backlog_capped,
 };
 use crate::shared::addr::Endpoint;
@@ -116,6 +116,8 @@ pub struct Group {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     reports: Receiver<(usize, Counters)>,
     stats_every: Option<Duration>,
+    /// `--metrics`, served by this (main) thread with a label per reactor.
+    metrics: Option<metrics::Endpoint>,
     started: Instant,
     /// The address lock; held (open) as long as the group lives.
     _lock: UnixListener,
@@ -199,6 +201,12 @@ impl Group {
         } else {
             None
         };
+        let endpoint = match config.metrics {
+            Some(at) => {
+                Some(metrics::Endpoint::bind(at, poll.registry()).map_err(|e| listen_err(at, e))?)
+            }
+            None => None,
+        };
         let (tx, reports) = mpsc::channel();
         let mut group = Group {
             reactors: Vec::with_capacity(threads),
@@ -207,6 +215,7 @@ impl Group {
             signals,
             reports,
             stats_every: config.stats_every,
+            metrics: endpoint,
             started: Instant::now(),
             _lock: lock,
         };
@@ -215,6 +224,7 @@ impl Group {
                 max_connections: config.max_connections.map(|m| share(m, threads, number)),
                 stats_every: None,
                 handle_signals: false,
+                metrics: None,
                 ..config.clone()
             };
             // On an error here, dropping `group` stops the reactors so far.
@@ -239,6 +249,11 @@ impl Group {
         Ok(group)
     }
 
+    /// Where the metrics are served (`--metrics`), with the real port.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
+    }
+
     /// The address every reactor listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -254,7 +269,12 @@ impl Group {
             .stats_every
             .map(|every| deadline_after(self.started, every));
         loop {
-            let timeout = stats_due.map(|at| at.saturating_duration_since(Instant::now()));
+            let scrape = self
+                .metrics
+                .as_ref()
+                .and_then(metrics::Endpoint::next_deadline);
+            let wake = [stats_due, scrape].into_iter().flatten().min();
+            let timeout = wake.map(|at| at.saturating_duration_since(Instant::now()));
             match self.poll.poll(&mut events, timeout) {
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => {
@@ -284,11 +304,23 @@ impl Group {
                             }
                         }
                     }
+                    token if metrics::Endpoint::owns(token) => {
+                        // Out of `self` while it renders, which asks the reactors.
+                        let Some(mut endpoint) = self.metrics.take() else {
+                            continue;
+                        };
+                        let render = || metrics::render(&self.collect().per_reactor);
+                        endpoint.on_event(self.poll.registry(), token, now, &render);
+                        self.metrics = Some(endpoint);
+                    }
                     _ => {
                         log::warn!("a reactor stopped on its own: shutting down");
                         stop = true;
                     }
                 }
+            }
+            if let Some(endpoint) = &mut self.metrics {
+                endpoint.on_timers(now);
             }
             if usr1 {
                 let now_totals = self.collect();

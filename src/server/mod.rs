@@ -86,6 +86,7 @@ pub use group::{Group, Totals};
 mod connection;
 mod counters;
 mod group;
+mod metrics;
 #[cfg(test)]
 mod tests;
 mod udp;
@@ -101,7 +102,8 @@ const WAKER: Token = Token(2);
 /// The UDP socket's token (`--udp`).
 const UDP: Token = Token(3);
 /// Connection tokens start here: slab key `k` is `Token(k + FIRST_CONNECTION)`.
-const FIRST_CONNECTION: usize = 4;
+/// (Token 4 is the metrics listener's, see [`metrics`].)
+const FIRST_CONNECTION: usize = 5;
 
 /// How long accepting pauses after running out of file descriptors.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -152,6 +154,8 @@ pub struct Config {
     pub udp_rate_limit: Option<f64>,
     /// The permissions of a Unix-domain socket file (`--unix-mode`).
     pub unix_mode: Option<u32>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (`--metrics`).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Which transports the server echoes on.
@@ -181,6 +185,7 @@ impl Default for Config {
             udp: UdpMode::Off,
             udp_rate_limit: None,
             unix_mode: None,
+            metrics: None,
         }
     }
 }
@@ -335,6 +340,8 @@ pub struct Server {
     /// Whether the UDP socket may hold datagrams (an event came, or the
     /// last pass used its budget): served after the batch, like accepting.
     udp_ready: bool,
+    /// `--metrics`: the endpoint Prometheus scrapes.
+    metrics: Option<metrics::Endpoint>,
     /// What the listener is doing; see [`Accepting`].
     accepting: Accepting,
     /// Open connections; a connection's slab key is its token (plus offset).
@@ -451,6 +458,15 @@ impl Server {
             None => None,
         };
         let waker = Arc::new(Waker::new(registry, WAKER).map_err(StartError::Setup)?);
+        let metrics = match config.metrics {
+            Some(addr) => Some(metrics::Endpoint::bind(addr, registry).map_err(|source| {
+                StartError::Listen {
+                    addr: Endpoint::Ip(addr),
+                    source,
+                }
+            })?),
+            None => None,
+        };
         let signals = if config.handle_signals {
             use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
             let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGUSR1])
@@ -468,6 +484,7 @@ impl Server {
             listener,
             udp,
             udp_ready: false,
+            metrics,
             accepting: Accepting::Idle,
             conns: Slab::new(),
             ready: VecDeque::new(),
@@ -500,6 +517,11 @@ impl Server {
             (None, Some(udp)) => udp.socket.local_addr(),
             _ => Err(io::Error::other("not listening on an IP address")),
         }
+    }
+
+    /// Where the metrics are served (`--metrics`), with the real port.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
     }
 
     /// What the ready line says: `127.0.0.1:7878` (TCP, and UDP with
@@ -578,10 +600,12 @@ impl Server {
         // Time only moves forward, whatever a caller passes.
         self.now = self.now.max(now);
         let waiting = self.ready.len();
+        let before = self.stats.events;
         for event in batch {
             self.stats.events += 1;
             self.dispatch(event);
         }
+        self.stats.note_poll(self.stats.events - before);
         self.on_timers(self.now);
         self.accept();
         self.serve_udp();
@@ -634,6 +658,13 @@ impl Server {
             }
             SIGNALS => self.on_signals(),
             UDP => self.udp_ready = true,
+            token if metrics::Endpoint::owns(token) => {
+                if let Some(endpoint) = &mut self.metrics {
+                    let stats = self.stats;
+                    let render = move || metrics::render(&[stats]);
+                    endpoint.on_event(self.poll.registry(), token, self.now, &render);
+                }
+            }
             WAKER => {
                 // The stop flag is checked by the loop; a report is sent now.
                 if self.report.swap(false, Ordering::SeqCst)
@@ -902,11 +933,18 @@ impl Server {
             _ => None,
         };
         let stats = self.stats_due.map(|(at, _, _)| at);
-        [idle, pause, stats].into_iter().flatten().min()
+        let scrape = self
+            .metrics
+            .as_ref()
+            .and_then(metrics::Endpoint::next_deadline);
+        [idle, pause, stats, scrape].into_iter().flatten().min()
     }
 
     /// Fires every timer that is due.
     fn on_timers(&mut self, now: Instant) {
+        if let Some(endpoint) = &mut self.metrics {
+            endpoint.on_timers(now);
+        }
         if let Accepting::Paused(until) = self.accepting
             && until <= now
         {

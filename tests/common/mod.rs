@@ -338,6 +338,20 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Polls `get` every few milliseconds until it gives a value, and returns
+/// it; fails past DEADLINE.
+#[track_caller]
+pub fn eventually_value<T>(mut get: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = get() {
+            return value;
+        }
+        assert!(Instant::now() < end, "timed out waiting for a value");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A small deterministic PRNG (the crate's splitmix64): reproducible
 /// payloads without a dependency.
 pub struct Rng(u64);

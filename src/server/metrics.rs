@@ -1,0 +1,555 @@
+//! `--metrics ADDR`: Prometheus metrics at `http://ADDR/metrics`, served
+//! by the same loop that echoes. A second protocol in one reactor: the
+//! metrics listener is one more token, and each scrape is a tiny HTTP/1.1
+//! exchange with its own tokens (far above the echo connections'): read
+//! the request head, answer once, close.
+//!
+//! A scraper gets no more than an echo peer would: its request head may be
+//! 8 KiB at most (else 400), it has [`SCRAPE_TIMEOUT`] to finish (else it
+//! is closed), at most [`MAX_SCRAPES`] are open at once (more get 503), and
+//! each is handled in the turn's event dispatch like any connection, so a
+//! slow or broken scraper cannot hold the echo connections up.
+//!
+//! The text is the OpenMetrics exposition, written by the Prometheus
+//! project's `prometheus-client` crate; only the HTTP exchange is ours.
+//!
+//! Next: [`group`](super::group).
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry as Metrics, Unit};
+use slab::Slab;
+
+use super::counters::{Counters, POLL_BUCKETS};
+use crate::shared::duration::deadline_after;
+use crate::shared::net::{interrupted, would_block};
+
+/// The metrics listener's token.
+pub const LISTENER: Token = Token(4);
+/// Scrape tokens start here, far above any echo connection's.
+const FIRST_SCRAPE: usize = usize::MAX / 2;
+/// How long a scrape may take, from accept to the last byte out.
+pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most scrapes open at once.
+pub const MAX_SCRAPES: usize = 16;
+/// The longest request head read.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// Where one scrape is.
+enum Stage {
+    /// Reading the request head.
+    Reading(Vec<u8>),
+    /// Writing the response; this much is out.
+    Writing(Vec<u8>, usize),
+    /// The response is out and our side shut: reading what the scraper
+    /// still sends until its EOF, then closing. (Closing with unread bytes
+    /// would reset the connection, and the scraper could lose the answer:
+    /// nginx's "lingering close".)
+    Lingering,
+}
+
+struct Scrape {
+    stream: TcpStream,
+    since: Instant,
+    stage: Stage,
+}
+
+/// The metrics endpoint: its listener and the scrapes in progress.
+pub struct Endpoint {
+    listener: TcpListener,
+    scrapes: Slab<Scrape>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("listener", &self.listener)
+            .field("scrapes", &self.scrapes.len())
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// Listens on `addr` and registers with `registry`.
+    pub fn bind(addr: SocketAddr, registry: &Registry) -> io::Result<Endpoint> {
+        let std_listener = crate::shared::net::listen(addr, 64)?;
+        let mut listener = TcpListener::from_std(std_listener);
+        registry.register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Endpoint {
+            listener,
+            scrapes: Slab::new(),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Whether `token` is the metrics listener's or a scrape's.
+    pub fn owns(token: Token) -> bool {
+        token == LISTENER || token.0 >= FIRST_SCRAPE
+    }
+
+    /// Handles an event for the listener or a scrape; `render` makes the
+    /// metrics text when a scrape asks for it.
+    pub fn on_event(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        now: Instant,
+        render: &dyn Fn() -> String,
+    ) {
+        if token == LISTENER {
+            self.accept(registry, now);
+            return;
+        }
+        let key = token.0 - FIRST_SCRAPE;
+        if let Some(scrape) = self.scrapes.get_mut(key)
+            && !scrape.serve(render)
+        {
+            self.scrapes.remove(key);
+        }
+    }
+
+    /// Accepts until the backlog is empty; past [`MAX_SCRAPES`], answers 503.
+    fn accept(&mut self, registry: &Registry, now: Instant) {
+        loop {
+            let (mut stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => {
+                    log::debug!("metrics accept: {e}");
+                    return;
+                }
+            };
+            if self.scrapes.len() >= MAX_SCRAPES {
+                let _ = stream.write(&response(503, "text/plain", b"too many scrapes\n"));
+                continue;
+            }
+            let entry = self.scrapes.vacant_entry();
+            let token = Token(FIRST_SCRAPE + entry.key());
+            if registry
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .is_err()
+            {
+                continue;
+            }
+            log::debug!("metrics scrape from {peer}");
+            entry.insert(Scrape {
+                stream,
+                since: now,
+                stage: Stage::Reading(Vec::new()),
+            });
+        }
+    }
+
+    /// The soonest a scrape runs out of time.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.scrapes
+            .iter()
+            .map(|(_, s)| deadline_after(s.since, SCRAPE_TIMEOUT))
+            .min()
+    }
+
+    /// Closes the scrapes that ran out of time.
+    pub fn on_timers(&mut self, now: Instant) {
+        self.scrapes.retain(|_, s| {
+            let alive = deadline_after(s.since, SCRAPE_TIMEOUT) > now;
+            if !alive {
+                log::debug!("metrics scrape timed out");
+            }
+            alive
+        });
+    }
+}
+
+impl Scrape {
+    /// Reads the request, answers it, and says whether to keep the scrape.
+    fn serve(&mut self, render: &dyn Fn() -> String) -> bool {
+        if let Stage::Reading(head) = &mut self.stage {
+            let mut buf = [0u8; 1024];
+            loop {
+                match self.stream.read(&mut buf) {
+                    Ok(0) => return false,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                    Err(e) if would_block(&e) => break,
+                    Err(e) if interrupted(&e) => {}
+                    Err(_) => return false,
+                }
+                if head.len() > MAX_HEAD || head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let end = head.windows(4).position(|w| w == b"\r\n\r\n");
+            if end.is_none() && head.len() <= MAX_HEAD {
+                return true; // wait for the rest of the head
+            }
+            // A head that ends within MAX_HEAD; anything longer is a 400.
+            let complete = end.is_some_and(|at| at + 4 <= MAX_HEAD);
+            let answer = answer(head, complete, render);
+            self.stage = Stage::Writing(answer, 0);
+        }
+        if let Stage::Writing(out, written) = &mut self.stage {
+            while *written < out.len() {
+                match self.stream.write(&out[*written..]) {
+                    Ok(n) => *written += n,
+                    Err(e) if would_block(&e) => return true,
+                    Err(e) if interrupted(&e) => {}
+                    Err(_) => return false,
+                }
+            }
+            // All out (the response says Connection: close).
+            let _ = self.stream.shutdown(std::net::Shutdown::Write);
+            self.stage = Stage::Lingering;
+        }
+        let mut sink = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut sink) {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if would_block(&e) => return true,
+                Err(e) if interrupted(&e) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// The response to a request head (`complete`: it ended in a blank line).
+fn answer(head: &[u8], complete: bool, render: &dyn Fn() -> String) -> Vec<u8> {
+    if !complete {
+        return response(400, "text/plain", b"request head too large\n");
+    }
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let version_ok = parts.next().is_some_and(|v| v.starts_with(b"HTTP/1."));
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    match (method, path, version_ok) {
+        (_, _, false) => response(400, "text/plain", b"bad request\n"),
+        (b"GET" | b"HEAD", b"/metrics", true) => {
+            let text = render();
+            let mut out = response(200, OPENMETRICS, text.as_bytes());
+            if method == b"HEAD" {
+                let at = out
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(out.len(), |p| p + 4);
+                out.truncate(at);
+            }
+            out
+        }
+        (b"GET" | b"HEAD", _, true) => response(404, "text/plain", b"not found: try /metrics\n"),
+        _ => response(405, "text/plain", b"only GET\n"),
+    }
+}
+
+/// The content type of the OpenMetrics text exposition.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// An HTTP/1.1 response that closes the connection.
+fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n{}\r\n",
+        body.len(),
+        if status == 405 {
+            "Allow: GET, HEAD\r\n"
+        } else {
+            ""
+        }
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The `reactor` label of per-reactor metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct Reactor {
+    reactor: String,
+}
+
+/// Events per poll, as an OpenMetrics histogram with fixed buckets.
+#[derive(Debug)]
+struct EventsPerPoll {
+    buckets: [u64; POLL_BUCKETS],
+    events: u64,
+    polls: u64,
+}
+
+impl prometheus_client::metrics::TypedMetric for EventsPerPoll {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for EventsPerPoll {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        // Per-bucket counts; the encoder makes them cumulative.
+        let buckets: Vec<(f64, u64)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let bound = if i + 1 == POLL_BUCKETS {
+                    f64::INFINITY
+                } else {
+                    (1u64 << i) as f64
+                };
+                (bound, *n)
+            })
+            .collect();
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.events as f64,
+            self.polls,
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// The metrics text for `per_reactor` (one entry: no reactor label).
+pub fn render(per_reactor: &[Counters]) -> String {
+    let mut registry = Metrics::with_prefix("echoloop");
+    let labelled = per_reactor.len() > 1;
+    type Figure = fn(&Counters) -> u64;
+    let counters: [(&str, &str, Option<Unit>, Figure); 14] = [
+        ("connections_accepted", "Connections accepted", None, |c| {
+            c.accepted
+        }),
+        (
+            "connections_closed",
+            "Connections closed, for any reason",
+            None,
+            |c| c.closed,
+        ),
+        (
+            "connections_failed",
+            "Connections closed by an error on them",
+            None,
+            |c| c.failed,
+        ),
+        (
+            "connections_idle_closed",
+            "Connections closed by --idle-timeout",
+            None,
+            |c| c.idle_closed,
+        ),
+        (
+            "received",
+            "Bytes read from peers",
+            Some(Unit::Bytes),
+            |c| c.bytes_in,
+        ),
+        (
+            "sent",
+            "Bytes written back to peers",
+            Some(Unit::Bytes),
+            |c| c.bytes_out,
+        ),
+        ("reads", "read calls that returned data", None, |c| c.reads),
+        ("writes", "write calls that took data", None, |c| c.writes),
+        (
+            "would_blocks",
+            "Reads, writes and accepts that said WouldBlock",
+            None,
+            |c| c.would_blocks,
+        ),
+        (
+            "budget_exhaustions",
+            "Read passes or accept loops stopped by their per-turn budget",
+            None,
+            |c| c.budget_spent,
+        ),
+        (
+            "accept_errors",
+            "Accepts that failed (out of fds or memory)",
+            None,
+            |c| c.accept_errors,
+        ),
+        (
+            "stale_events",
+            "Events for tokens that no longer belong to anything",
+            None,
+            |c| c.stale_events,
+        ),
+        ("polls", "Calls to poll", None, |c| c.polls),
+        ("events", "Readiness events delivered", None, |c| c.events),
+    ];
+    for (name, help, unit, figure) in counters {
+        register(
+            &mut registry,
+            name,
+            help,
+            unit,
+            per_reactor,
+            labelled,
+            figure,
+            false,
+        );
+    }
+    let gauges: [(&str, &str, Option<Unit>, Figure); 3] = [
+        ("connections_open", "Connections open now", None, |c| {
+            c.open()
+        }),
+        (
+            "connections_peak",
+            "The most connections open at once",
+            None,
+            |c| c.peak_open,
+        ),
+        ("owed", "Bytes owed to peers now", Some(Unit::Bytes), |c| {
+            c.owed_now
+        }),
+    ];
+    for (name, help, unit, figure) in gauges {
+        register(
+            &mut registry,
+            name,
+            help,
+            unit,
+            per_reactor,
+            labelled,
+            figure,
+            true,
+        );
+    }
+    if per_reactor.iter().any(|c| c.udp) {
+        let udp: [(&str, &str, Figure); 5] = [
+            ("udp_datagrams_received", "UDP datagrams received", |c| {
+                c.udp_in
+            }),
+            ("udp_datagrams_sent", "UDP datagrams sent back", |c| {
+                c.udp_out
+            }),
+            (
+                "udp_datagrams_dropped",
+                "UDP datagrams not sent back: the send would block",
+                |c| c.udp_dropped,
+            ),
+            (
+                "udp_datagrams_looped",
+                "UDP datagrams from service ports, not answered",
+                |c| c.udp_looped,
+            ),
+            (
+                "udp_datagrams_limited",
+                "UDP datagrams over --udp-rate-limit, not answered",
+                |c| c.udp_limited,
+            ),
+        ];
+        for (name, help, figure) in udp {
+            register(
+                &mut registry,
+                name,
+                help,
+                None,
+                per_reactor,
+                labelled,
+                figure,
+                false,
+            );
+        }
+    }
+    let mut total = EventsPerPoll {
+        buckets: [0; POLL_BUCKETS],
+        events: 0,
+        polls: 0,
+    };
+    for c in per_reactor {
+        for (sum, n) in total.buckets.iter_mut().zip(c.events_per_poll) {
+            *sum += n;
+        }
+        total.events += c.events;
+        total.polls += c.polls;
+    }
+    registry.register(
+        "events_per_poll",
+        "Readiness events per poll that returned",
+        total,
+    );
+    let mut text = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
+/// Registers one figure: a counter or a gauge, per reactor when labelled.
+#[allow(clippy::too_many_arguments)]
+fn register(
+    registry: &mut Metrics,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    per_reactor: &[Counters],
+    labelled: bool,
+    figure: fn(&Counters) -> u64,
+    gauge: bool,
+) {
+    let total: u64 = per_reactor.iter().map(figure).sum();
+    macro_rules! add {
+        ($metric:expr) => {
+            match unit.clone() {
+                Some(unit) => registry.register_with_unit(name, help, unit, $metric),
+                None => registry.register(name, help, $metric),
+            }
+        };
+    }
+    match (gauge, labelled) {
+        (false, false) => {
+            let c = Counter::<u64>::default();
+            c.inc_by(total);
+            add!(c);
+        }
+        (true, false) => {
+            let g = Gauge::<i64>::default();
+            g.set(total as i64);
+            add!(g);
+        }
+        (false, true) => {
+            let family = Family::<Reactor, Counter<u64>>::default();
+            for (k, c) in per_reactor.iter().enumerate() {
+                family
+                    .get_or_create(&Reactor {
+                        reactor: k.to_string(),
+                    })
+                    .inc_by(figure(c));
+            }
+            add!(family);
+        }
+        (true, true) => {
+            let family = Family::<Reactor, Gauge<i64>>::default();
+            for (k, c) in per_reactor.iter().enumerate() {
+                family
+                    .get_or_create(&Reactor {
+                        reactor: k.to_string(),
+                    })
+                    .set(figure(c) as i64);
+            }
+            add!(family);
+        }
+    }
+}

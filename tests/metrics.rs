@@ -1,0 +1,225 @@
+//! `echoloop server --metrics ADDR`: the OpenMetrics text over a small
+//! HTTP/1.1 exchange from the same loop, checked by hand and scraped by a
+//! real Prometheus server (Debian's `prometheus`, which .ci/run installs).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+
+use common::{DEADLINE, ServerProcess, bin, round_trip};
+
+/// A server with `--metrics 127.0.0.1:0 ARGS`, and where its metrics are.
+fn server_with_metrics(args: &[&str]) -> (ServerProcess, SocketAddr) {
+    let mut cmd = bin();
+    cmd.args([
+        "server",
+        "--bind",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+    ])
+    .args(args);
+    let mut server = ServerProcess::spawn(cmd);
+    let line = server.wait_stderr(|l| l.contains("metrics on http://"));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .expect("the metrics address");
+    (server, addr)
+}
+
+/// Sends `request` as is and returns the whole response.
+fn http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// GET /metrics after 3 echo connections: 200, OpenMetrics, the counters
+/// with Prometheus names; anything else is 404, 405 or 400; HEAD has no
+/// body; a head past 8 KiB is 400.
+#[test]
+fn the_metrics_exchange() {
+    let (server, metrics) = server_with_metrics(&["--udp"]);
+    for _ in 0..3 {
+        let mut c = server.connect();
+        round_trip(&mut c, b"count me");
+    }
+    let got = common::eventually_value(|| {
+        let r = http(metrics, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        r.contains("echoloop_connections_closed_total 3\n")
+            .then_some(r)
+    });
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(
+        got.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{got}"
+    );
+    for line in [
+        "echoloop_connections_accepted_total 3\n",
+        "echoloop_received_bytes_total 24\n",
+        "echoloop_sent_bytes_total 24\n",
+        "# TYPE echoloop_connections_open gauge\n",
+        "# TYPE echoloop_events_per_poll histogram\n",
+        "echoloop_events_per_poll_bucket{le=\"+Inf\"} ",
+        "echoloop_udp_datagrams_received_total 0\n",
+    ] {
+        assert!(got.contains(line), "{line} in {got}");
+    }
+    assert!(got.ends_with("# EOF\n"), "{got}");
+    let head = http(metrics, b"HEAD /metrics HTTP/1.1\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(http(metrics, b"GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    assert!(http(metrics, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
+    assert!(http(metrics, b"nonsense\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+    assert!(http(metrics, huge.as_bytes()).starts_with("HTTP/1.1 400 "));
+    // The echo goes on meanwhile.
+    round_trip(&mut server.connect(), b"still here");
+}
+
+/// With `--threads 2` the main thread serves the metrics, one series per
+/// reactor (label `reactor`).
+#[test]
+fn per_reactor_labels() {
+    let (server, metrics) = server_with_metrics(&["--threads", "2"]);
+    let held: Vec<_> = (0..20).map(|_| server.connect()).collect();
+    let got = common::eventually_value(|| {
+        let r = http(metrics, b"GET /metrics HTTP/1.1\r\n\r\n");
+        let open: u64 = r
+            .lines()
+            .filter(|l| l.starts_with("echoloop_connections_open{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        (open == 20).then_some(r)
+    });
+    for reactor in ["0", "1"] {
+        let series = format!("echoloop_connections_accepted_total{{reactor=\"{reactor}\"}} ");
+        assert!(got.contains(&series), "{series} in {got}");
+    }
+    drop(held);
+}
+
+/// A real Prometheus scrapes the endpoint: through its query API the
+/// target is up, and `echoloop_connections_accepted_total` is what this
+/// test did (7 connections).
+#[test]
+fn a_real_prometheus_scrapes_it() {
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("no prometheus (Debian's package `prometheus`): this test is skipped");
+        return;
+    }
+    let (server, metrics) = server_with_metrics(&[]);
+    for _ in 0..7 {
+        round_trip(&mut server.connect(), b"seven");
+    }
+    let dir = std::env::temp_dir().join(format!("echoloop-prom-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: echoloop\n    \
+             static_configs:\n      - targets: [\"{metrics}\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Prometheus::start(&config, &dir);
+    let api = prometheus.address();
+    let value = |query: &str| {
+        let response = http(
+            api,
+            format!("GET /api/v1/query?query={query} HTTP/1.0\r\n\r\n").as_bytes(),
+        );
+        // ..."value":[1795633712.345,"7"]...
+        response
+            .split("\"value\":[")
+            .nth(1)
+            .and_then(|v| v.split('"').nth(1))
+            .map(str::to_string)
+    };
+    let up = common::eventually_value(|| value("up").filter(|v| v == "1"));
+    assert_eq!(up, "1");
+    let accepted = common::eventually_value(|| {
+        value("echoloop_connections_accepted_total").filter(|v| v == "7")
+    });
+    assert_eq!(accepted, "7");
+    prometheus.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A Prometheus server we started, on a free loopback port.
+struct Prometheus {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Prometheus {
+    fn start(config: &std::path::Path, dir: &std::path::Path) -> Prometheus {
+        let mut child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its log says where it listens: msg="Listening on" address=127.0.0.1:P
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("msg=\"Listening on\"")
+                    && let Some(a) = line.split("address=").nth(1)
+                {
+                    let _ = tx.send(a.trim().to_string());
+                }
+            }
+        });
+        let address = rx
+            .recv_timeout(DEADLINE)
+            .expect("prometheus said where it listens")
+            .parse()
+            .unwrap();
+        Prometheus { child, address }
+    }
+
+    fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Ends it (our own child, by its PID) and waits for it.
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
