@@ -2,22 +2,23 @@
 //! turn its outcome into one line and an exit code.
 //!
 //! Each outcome knows its exit code (`StartError::exit_code`,
-//! `ClientError::exit_code`, `load::Failure::exit_code`); this file prints
+//! `ClientError::exit_code`, `load::Failure::exit_code`,
+//! `ReportError::exit_code`); this file prints
 //! its one line and exits with it. Every code of every subcommand:
 //!
-//! | code | server | client | load |
-//! |---|---|---|---|
-//! | 0 | stopped by SIGINT/SIGTERM | reply read to EOF and printed | clean run |
-//! | 1 | cannot listen (in use, a Unix path that is not a socket), or the event loop failed | the event loop failed | errors (UDP: corrupted replies), or nothing echoed, or the event loop failed |
-//! | 2 | usage (clap), `--max-connections` below `--threads`, `--threads`/`--udp` with a Unix socket, `--unix-mode` without one | usage (clap), bad SERVER | usage (clap), ADDR without a port, a `--source` of the other family, `-s` outside 16–65,507 over UDP, churn or reconnect over UDP |
-//! | 6 | | could not resolve | could not resolve ADDR's host |
-//! | 7 | | could not connect (UDP: ICMP port unreachable) | not one connection established |
-//! | 23 | | could not write the output | |
-//! | 26 | | could not read `--data-file` | |
-//! | 28 | | timed out (connecting, sending, receiving, writing stdout; UDP: no reply) | |
-//! | 55 | | sending failed, or reset before the request was all out | |
-//! | 56 | | receiving failed | |
-//! | 63 | | the reply outgrew `--max-reply` | |
+//! | code | server | client | load | report |
+//! |---|---|---|---|---|
+//! | 0 | stopped by SIGINT/SIGTERM | reply read to EOF and printed | clean run | merged and printed |
+//! | 1 | cannot listen (in use, a Unix path that is not a socket), or the event loop failed | the event loop failed | errors (UDP: corrupted replies), or nothing echoed, or the event loop failed, or `--hdr-log` cannot be written | a file cannot be read, or the page cannot be written |
+//! | 2 | usage (clap), `--max-connections` below `--threads`, `--threads`/`--udp` with a Unix socket, `--unix-mode` without one | usage (clap), bad SERVER | usage (clap), ADDR without a port, a `--source` of the other family, `-s` outside 16–65,507 over UDP, churn or reconnect over UDP | usage; a file empty, truncated or not an interval log |
+//! | 6 | | could not resolve | could not resolve ADDR's host | |
+//! | 7 | | could not connect (UDP: ICMP port unreachable) | not one connection established | |
+//! | 23 | | could not write the output | | |
+//! | 26 | | could not read `--data-file` | | |
+//! | 28 | | timed out (connecting, sending, receiving, writing stdout; UDP: no reply) | | |
+//! | 55 | | sending failed, or reset before the request was all out | | |
+//! | 56 | | receiving failed | | |
+//! | 63 | | the reply outgrew `--max-reply` | | |
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;

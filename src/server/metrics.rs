@@ -485,7 +485,9 @@ pub fn render(per_reactor: &[Counters]) -> String {
             *sum += n;
         }
         total.events += c.events;
-        total.polls += c.polls;
+        // Counted when a turn ends, as the buckets are (`polls` also
+        // counts the poll whose batch is being handled now).
+        total.polls += c.events_per_poll.iter().sum::<u64>();
     }
     registry.register(
         "events_per_poll",
@@ -551,5 +553,56 @@ fn register(
             }
             add!(family);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With made-up instants: a scraper that connects and says nothing is
+    /// closed at SCRAPE_TIMEOUT, not before, and the poll is told when.
+    #[test]
+    fn a_silent_scraper_is_closed_at_the_timeout() {
+        let poll = mio::Poll::new().unwrap();
+        let mut endpoint = Endpoint::bind("127.0.0.1:0".parse().unwrap(), poll.registry()).unwrap();
+        let mut peer = std::net::TcpStream::connect(endpoint.local_addr().unwrap()).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let t0 = Instant::now();
+        let render = String::new;
+        // The handshake is done by the kernel; poll for the accept.
+        let end = t0 + Duration::from_secs(30);
+        while endpoint.scrapes.is_empty() {
+            assert!(Instant::now() < end, "never accepted");
+            endpoint.on_event(poll.registry(), LISTENER, t0, &render);
+        }
+        assert_eq!(endpoint.next_deadline(), Some(t0 + SCRAPE_TIMEOUT));
+        endpoint.on_timers(t0 + SCRAPE_TIMEOUT - Duration::from_nanos(1));
+        assert_eq!(endpoint.scrapes.len(), 1, "not a nanosecond early");
+        endpoint.on_timers(t0 + SCRAPE_TIMEOUT);
+        assert_eq!(endpoint.scrapes.len(), 0, "closed at the timeout");
+        assert_eq!(endpoint.next_deadline(), None);
+        let mut buf = [0u8; 8];
+        assert_eq!(peer.read(&mut buf).unwrap(), 0, "the scraper sees EOF");
+    }
+
+    /// The answers, by request line.
+    #[test]
+    fn answers_by_request_line() {
+        let render = || "# EOF\n".to_string();
+        let status = |head: &[u8]| {
+            let out = answer(head, true, &render);
+            String::from_utf8_lossy(&out[..12]).into_owned()
+        };
+        assert_eq!(status(b"GET /metrics HTTP/1.1\r\n\r\n"), "HTTP/1.1 200");
+        assert_eq!(status(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), "HTTP/1.1 200");
+        assert_eq!(status(b"GET /other HTTP/1.1\r\n\r\n"), "HTTP/1.1 404");
+        assert_eq!(status(b"DELETE /metrics HTTP/1.1\r\n\r\n"), "HTTP/1.1 405");
+        assert_eq!(status(b"GET /metrics\r\n\r\n"), "HTTP/1.1 400");
+        assert_eq!(
+            String::from_utf8_lossy(&answer(b"", false, &render)[..12]),
+            "HTTP/1.1 400"
+        );
     }
 }
