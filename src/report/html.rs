@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
 use super::{Logs, Merged, quantile};
@@ -190,59 +191,53 @@ fn lines(series: Vec<(String, Vec<(f64, f64)>)>, y_label: &str, log: bool) -> Dr
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(70);
-        let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
         if log {
-            let mut chart = builder
+            let chart = builder
                 .build_cartesian_2d(0f64..x_max, (1f64..y_max).log_scale())
                 .map_err(|e| e.to_string())?;
-            chart
-                .configure_mesh()
-                .x_desc("seconds")
-                .y_desc(y_label)
-                .draw()
-                .map_err(|e| e.to_string())?;
-            for (k, (name, points)) in series.into_iter().enumerate() {
-                let color = colors[k % colors.len()];
-                chart
-                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                    .map_err(|e| e.to_string())?
-                    .label(name)
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| e.to_string())?;
+            draw(chart, series, y_label)?;
         } else {
-            let mut chart = builder
+            let chart = builder
                 .build_cartesian_2d(0f64..x_max, 0f64..y_max)
                 .map_err(|e| e.to_string())?;
-            chart
-                .configure_mesh()
-                .x_desc("seconds")
-                .y_desc(y_label)
-                .draw()
-                .map_err(|e| e.to_string())?;
-            for (k, (name, points)) in series.into_iter().enumerate() {
-                let color = colors[k % colors.len()];
-                chart
-                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                    .map_err(|e| e.to_string())?
-                    .label(name)
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| e.to_string())?;
+            draw(chart, series, y_label)?;
         }
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// Draws the mesh, one line per series, and the legend, on either axis.
+fn draw<'a, X, Y>(
+    mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    y_label: &str,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc(y_label)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (k, (name, points)) in series.into_iter().enumerate() {
+        let color = colors[k % colors.len()];
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// The whole run's latency by percentile, on the "nines" axis: x is
