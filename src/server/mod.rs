@@ -257,15 +257,30 @@ impl Listener {
         }
     }
 
-    /// The next connection waiting in the backlog, and its peer's name.
-    fn accept(&self) -> io::Result<(Stream, String)> {
+    /// The next connection waiting in the backlog, and its peer.
+    fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
-            Listener::Tcp(l) => l
-                .accept()
-                .map(|(s, peer)| (Stream::Tcp(s), peer.to_string())),
+            Listener::Tcp(l) => l.accept().map(|(s, peer)| (Stream::Tcp(s), Peer::Ip(peer))),
             Listener::Unix { listener, .. } => listener
                 .accept()
-                .map(|(s, _)| (Stream::Unix(s), "unix".to_string())),
+                .map(|(s, _)| (Stream::Unix(s), Peer::Unix)),
+        }
+    }
+}
+
+/// Who connected, for the logs (no allocation per accept).
+#[derive(Debug, Clone, Copy)]
+enum Peer {
+    Ip(SocketAddr),
+    /// A Unix-domain peer that connects has no name of its own.
+    Unix,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Ip(addr) => write!(f, "{addr}"),
+            Peer::Unix => f.write_str("unix"),
         }
     }
 }
@@ -519,6 +534,11 @@ impl Server {
         }
     }
 
+    /// `t` as a connection stores it: nanoseconds since the server started.
+    fn stamp(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.started).as_nanos() as u64
+    }
+
     /// Where the metrics are served (`--metrics`), with the real port.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().and_then(|m| m.local_addr().ok())
@@ -708,6 +728,7 @@ impl Server {
             budget: self.config.budget,
         };
         let cap = limits.cap;
+        let stamp = self.stamp(self.now);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -721,7 +742,7 @@ impl Server {
             next = conn.on_readable(&mut self.buf, limits, drain, &mut self.stats);
         }
         if conn.bytes_in() != heard_before {
-            conn.touch(self.now); // the idle timeout counts from here
+            conn.touch(stamp); // the idle timeout counts from here
         }
         if matches!(next, Next::Requeue) && !conn.is_queued() {
             log::trace!(
@@ -836,12 +857,13 @@ impl Server {
     }
 
     /// Registers a freshly accepted connection.
-    fn add(&mut self, mut stream: Stream, peer: String) {
+    fn add(&mut self, mut stream: Stream, peer: Peer) {
         // An echo is a small reply that must leave now: Nagle's algorithm
         // would hold it back waiting for the peer's ACK.
         if let Err(e) = stream.set_nodelay() {
             log::debug!("accept peer={peer}: TCP_NODELAY failed: {e}");
         }
+        let stamp = self.stamp(self.now);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Token(key + FIRST_CONNECTION);
@@ -855,7 +877,7 @@ impl Server {
         }
         let id = self.next_id;
         self.next_id += 1;
-        entry.insert(Connection::new(stream, id, self.now));
+        entry.insert(Connection::new(stream, id, stamp));
         self.stats.accepted += 1;
         self.stats.peak_open = self.stats.peak_open.max(self.stats.open());
         if let Some(timeout) = self.config.idle_timeout {
@@ -960,7 +982,8 @@ impl Server {
                 let Some(conn) = self.conns.get(key).filter(|c| c.id() == id) else {
                     continue; // closed already; its slot may be someone else's
                 };
-                let due = deadline_after(conn.last_active(), timeout);
+                let last = deadline_after(self.started, Duration::from_nanos(conn.last_active()));
+                let due = deadline_after(last, timeout);
                 if due <= now {
                     self.close(key, Close::Timeout);
                 } else {
