@@ -4,13 +4,14 @@
 //!
 //! Next: [`report`](super::report), what is made of them.
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use super::connection::Close;
-use super::report::Interval;
+use super::report::{Interval, Tick};
 use crate::shared::duration::deadline_after;
 
 /// Failures by kind. None of them stops the run; all of them are reported.
@@ -71,6 +72,8 @@ pub(super) struct Intervals {
     base: (u64, u64, u64, u64, Duration),
     /// From the run's start to the window's start.
     offset: Duration,
+    /// Intervals that ended, for the generator's `run` to hand out.
+    ended: VecDeque<Interval>,
 }
 
 impl Intervals {
@@ -84,6 +87,19 @@ impl Intervals {
             index: 0,
             base: (0, 0, 0, 0, Duration::ZERO),
             offset: start.saturating_duration_since(run_start),
+            ended: VecDeque::new(),
+        }
+    }
+
+    /// Ends every interval due by `now` (with `last`, also the current one,
+    /// cut at the window's end) and queues it for [`hand_out`].
+    pub(super) fn tick(&mut self, now: Instant, counters: &mut Counters, last: bool) {
+        if !last && now < self.next {
+            return;
+        }
+        let cpu = super::thread_cpu();
+        while let Some(interval) = self.take(now, counters, cpu, last) {
+            self.ended.push_back(interval);
         }
     }
 
@@ -94,7 +110,7 @@ impl Intervals {
 
     /// The interval that ended by `now` (ending at `until`, at most the
     /// window's end), if one did; the interval histograms start afresh.
-    pub(super) fn take(
+    fn take(
         &mut self,
         now: Instant,
         counters: &mut Counters,
@@ -137,6 +153,15 @@ impl Intervals {
         self.from = until;
         self.next = deadline_after(self.next, self.every);
         Some(interval)
+    }
+}
+
+/// Hands the intervals that ended to `report`, oldest first.
+pub(super) fn hand_out(intervals: &mut Option<Intervals>, report: &mut impl FnMut(Tick<'_>)) {
+    if let Some(intervals) = intervals {
+        while let Some(interval) = intervals.ended.pop_front() {
+            report(Tick::Interval(&interval));
+        }
     }
 }
 

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use super::counters::{Counters, Intervals, micros_histogram};
-use super::report::{Datagrams as Figures, Interval, Progress, Report, Schedule, Tick};
+use super::counters::{Counters, Intervals, hand_out, micros_histogram};
+use super::report::{Datagrams as Figures, Progress, Report, Schedule, Tick};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
 use super::{Config, DEAL_PER_TURN, SPIN, TICK, TIMER};
@@ -91,7 +91,6 @@ pub(super) struct Generator {
     timer: Option<Timer>,
     /// `--interval`, as in the stream generator.
     intervals: Option<Intervals>,
-    ended: VecDeque<Interval>,
 }
 
 impl Generator {
@@ -161,7 +160,6 @@ impl Generator {
             intervals: config
                 .interval
                 .map(|every| Intervals::new(every, measure_from, started)),
-            ended: VecDeque::new(),
             config,
         })
     }
@@ -174,14 +172,10 @@ impl Generator {
             if let Some(live) = self.turn(now, events.iter().map(Readiness::from)) {
                 report(Tick::Live(&live));
             }
-            while let Some(interval) = self.ended.pop_front() {
-                report(Tick::Interval(&interval));
-            }
+            hand_out(&mut self.intervals, &mut report);
             if self.finished() {
                 let summary = self.finish();
-                while let Some(interval) = self.ended.pop_front() {
-                    report(Tick::Interval(&interval));
-                }
+                hand_out(&mut self.intervals, &mut report);
                 return Ok(summary);
             }
             let spin_from = self
@@ -243,13 +237,8 @@ impl Generator {
         if self.cpu_from.is_none() && now >= self.counters.measure_from {
             self.cpu_from = Some(super::thread_cpu());
         }
-        if let Some(intervals) = &mut self.intervals
-            && now >= intervals.due()
-        {
-            let cpu = super::thread_cpu();
-            while let Some(interval) = intervals.take(now, &mut self.counters, cpu, false) {
-                self.ended.push_back(interval);
-            }
+        if let Some(intervals) = &mut self.intervals {
+            intervals.tick(now, &mut self.counters, false);
         }
         if now < self.next_tick {
             return None;
@@ -444,10 +433,7 @@ impl Generator {
 
     fn finish(&mut self) -> Report {
         if let Some(intervals) = &mut self.intervals {
-            let cpu = super::thread_cpu();
-            while let Some(interval) = intervals.take(self.now, &mut self.counters, cpu, true) {
-                self.ended.push_back(interval);
-            }
+            intervals.tick(self.now, &mut self.counters, true);
         }
         // What is still in flight now had its whole --timeout: lost.
         for flow in &self.flows {

@@ -56,7 +56,7 @@ use crate::shared::stream::Stream;
 
 use connection::{Close, Connection, Phase};
 pub use counters::Errors;
-use counters::{Counters, Intervals, micros_histogram};
+use counters::{Counters, Intervals, hand_out, micros_histogram};
 pub use report::{Datagrams, Failure, Interval, Progress, Report, Schedule, Tick};
 pub use tape::splitmix64;
 use tape::{CHUNK, TAPE_PERIOD, make_tape};
@@ -180,8 +180,6 @@ pub struct Generator {
     cpu_from: Option<Duration>,
     /// `--interval`: the clock of intervals, once the window is known.
     intervals: Option<Intervals>,
-    /// Intervals that ended, for `run` to hand out.
-    ended: VecDeque<Interval>,
     /// `--reconnect`: failed connections waiting to be opened again, and
     /// when (in that order: the back-off is the same for all).
     retries: VecDeque<(Instant, usize)>,
@@ -250,7 +248,6 @@ impl Generator {
             retries: VecDeque::new(),
             cpu_from: None,
             intervals: None,
-            ended: VecDeque::new(),
             first_connect_error: None,
             config,
         })
@@ -266,14 +263,10 @@ impl Generator {
             if let Some(live) = self.turn(now, events.iter().map(Readiness::from)) {
                 report(Tick::Live(&live));
             }
-            while let Some(interval) = self.ended.pop_front() {
-                report(Tick::Interval(&interval));
-            }
+            hand_out(&mut self.intervals, &mut report);
             if self.finished() {
                 let summary = self.finish();
-                while let Some(interval) = self.ended.pop_front() {
-                    report(Tick::Interval(&interval));
-                }
+                hand_out(&mut self.intervals, &mut report);
                 return Ok(summary);
             }
             self.arm_timer()?;
@@ -347,13 +340,8 @@ impl Generator {
         if self.cpu_from.is_none() && now >= self.counters.measure_from {
             self.cpu_from = Some(thread_cpu());
         }
-        if let Some(intervals) = &mut self.intervals
-            && now >= intervals.due()
-        {
-            let cpu = thread_cpu();
-            while let Some(interval) = intervals.take(now, &mut self.counters, cpu, false) {
-                self.ended.push_back(interval);
-            }
+        if let Some(intervals) = &mut self.intervals {
+            intervals.tick(now, &mut self.counters, false);
         }
         if now < self.next_tick {
             return None;
@@ -743,10 +731,7 @@ impl Generator {
     fn finish(&mut self) -> Report {
         let now = self.now;
         if let Some(intervals) = &mut self.intervals {
-            let cpu = thread_cpu();
-            while let Some(interval) = intervals.take(now, &mut self.counters, cpu, true) {
-                self.ended.push_back(interval);
-            }
+            intervals.tick(now, &mut self.counters, true);
         }
         for conn in &mut self.conns {
             conn.phase = Phase::Closed;

@@ -336,144 +336,9 @@ impl EncodeMetric for EventsPerPoll {
 pub fn render(per_reactor: &[Counters]) -> String {
     let mut registry = Metrics::with_prefix("echoloop");
     let labelled = per_reactor.len() > 1;
-    type Figure = fn(&Counters) -> u64;
-    let counters: [(&str, &str, Option<Unit>, Figure); 14] = [
-        ("connections_accepted", "Connections accepted", None, |c| {
-            c.accepted
-        }),
-        (
-            "connections_closed",
-            "Connections closed, for any reason",
-            None,
-            |c| c.closed,
-        ),
-        (
-            "connections_failed",
-            "Connections closed by an error on them",
-            None,
-            |c| c.failed,
-        ),
-        (
-            "connections_idle_closed",
-            "Connections closed by --idle-timeout",
-            None,
-            |c| c.idle_closed,
-        ),
-        (
-            "received",
-            "Bytes read from peers",
-            Some(Unit::Bytes),
-            |c| c.bytes_in,
-        ),
-        (
-            "sent",
-            "Bytes written back to peers",
-            Some(Unit::Bytes),
-            |c| c.bytes_out,
-        ),
-        ("reads", "read calls that returned data", None, |c| c.reads),
-        ("writes", "write calls that took data", None, |c| c.writes),
-        (
-            "would_blocks",
-            "Reads, writes and accepts that said WouldBlock",
-            None,
-            |c| c.would_blocks,
-        ),
-        (
-            "budget_exhaustions",
-            "Read passes or accept loops stopped by their per-turn budget",
-            None,
-            |c| c.budget_spent,
-        ),
-        (
-            "accept_errors",
-            "Accepts that failed (out of fds or memory)",
-            None,
-            |c| c.accept_errors,
-        ),
-        (
-            "stale_events",
-            "Events for tokens that no longer belong to anything",
-            None,
-            |c| c.stale_events,
-        ),
-        ("polls", "Calls to poll", None, |c| c.polls),
-        ("events", "Readiness events delivered", None, |c| c.events),
-    ];
-    for (name, help, unit, figure) in counters {
-        register(
-            &mut registry,
-            name,
-            help,
-            unit,
-            per_reactor,
-            labelled,
-            figure,
-            false,
-        );
-    }
-    let gauges: [(&str, &str, Option<Unit>, Figure); 3] = [
-        ("connections_open", "Connections open now", None, |c| {
-            c.open()
-        }),
-        (
-            "connections_peak",
-            "The most connections open at once",
-            None,
-            |c| c.peak_open,
-        ),
-        ("owed", "Bytes owed to peers now", Some(Unit::Bytes), |c| {
-            c.owed_now
-        }),
-    ];
-    for (name, help, unit, figure) in gauges {
-        register(
-            &mut registry,
-            name,
-            help,
-            unit,
-            per_reactor,
-            labelled,
-            figure,
-            true,
-        );
-    }
-    if per_reactor.iter().any(|c| c.udp) {
-        let udp: [(&str, &str, Figure); 5] = [
-            ("udp_datagrams_received", "UDP datagrams received", |c| {
-                c.udp_in
-            }),
-            ("udp_datagrams_sent", "UDP datagrams sent back", |c| {
-                c.udp_out
-            }),
-            (
-                "udp_datagrams_dropped",
-                "UDP datagrams not sent back: the send would block",
-                |c| c.udp_dropped,
-            ),
-            (
-                "udp_datagrams_looped",
-                "UDP datagrams from service ports, not answered",
-                |c| c.udp_looped,
-            ),
-            (
-                "udp_datagrams_limited",
-                "UDP datagrams over --udp-rate-limit, not answered",
-                |c| c.udp_limited,
-            ),
-        ];
-        for (name, help, figure) in udp {
-            register(
-                &mut registry,
-                name,
-                help,
-                None,
-                per_reactor,
-                labelled,
-                figure,
-                false,
-            );
-        }
+    let udp = per_reactor.iter().any(|c| c.udp);
+    for series in SERIES.iter().filter(|s| udp || !s.udp) {
+        register(&mut registry, series, per_reactor, labelled);
     }
     let mut total = EventsPerPoll {
         buckets: [0; POLL_BUCKETS],
@@ -499,28 +364,152 @@ pub fn render(per_reactor: &[Counters]) -> String {
     text
 }
 
-/// Registers one figure: a counter or a gauge, per reactor when labelled.
-#[allow(clippy::too_many_arguments)]
-fn register(
-    registry: &mut Metrics,
-    name: &str,
-    help: &str,
-    unit: Option<Unit>,
-    per_reactor: &[Counters],
-    labelled: bool,
-    figure: fn(&Counters) -> u64,
+/// One series: its name (after `echoloop_`), help, unit, whether it is a
+/// gauge (else a counter), whether only with `--udp`, and its figure.
+struct Series {
+    name: &'static str,
+    help: &'static str,
+    bytes: bool,
     gauge: bool,
-) {
+    udp: bool,
+    figure: fn(&Counters) -> u64,
+}
+
+/// A counter.
+const fn counter(name: &'static str, help: &'static str, figure: fn(&Counters) -> u64) -> Series {
+    Series {
+        name,
+        help,
+        bytes: false,
+        gauge: false,
+        udp: false,
+        figure,
+    }
+}
+
+/// Every series, in the order they are written.
+const SERIES: [Series; 22] = [
+    counter("connections_accepted", "Connections accepted", |c| {
+        c.accepted
+    }),
+    counter(
+        "connections_closed",
+        "Connections closed, for any reason",
+        |c| c.closed,
+    ),
+    counter(
+        "connections_failed",
+        "Connections closed by an error on them",
+        |c| c.failed,
+    ),
+    counter(
+        "connections_idle_closed",
+        "Connections closed by --idle-timeout",
+        |c| c.idle_closed,
+    ),
+    Series {
+        bytes: true,
+        ..counter("received", "Bytes read from peers", |c| c.bytes_in)
+    },
+    Series {
+        bytes: true,
+        ..counter("sent", "Bytes written back to peers", |c| c.bytes_out)
+    },
+    counter("reads", "read calls that returned data", |c| c.reads),
+    counter("writes", "write calls that took data", |c| c.writes),
+    counter(
+        "would_blocks",
+        "Reads, writes and accepts that said WouldBlock",
+        |c| c.would_blocks,
+    ),
+    counter(
+        "budget_exhaustions",
+        "Read passes or accept loops stopped by their per-turn budget",
+        |c| c.budget_spent,
+    ),
+    counter(
+        "accept_errors",
+        "Accepts that failed (out of fds or memory)",
+        |c| c.accept_errors,
+    ),
+    counter(
+        "stale_events",
+        "Events for tokens that no longer belong to anything",
+        |c| c.stale_events,
+    ),
+    counter("polls", "Calls to poll", |c| c.polls),
+    counter("events", "Readiness events delivered", |c| c.events),
+    Series {
+        gauge: true,
+        ..counter("connections_open", "Connections open now", |c| c.open())
+    },
+    Series {
+        gauge: true,
+        ..counter(
+            "connections_peak",
+            "The most connections open at once",
+            |c| c.peak_open,
+        )
+    },
+    Series {
+        gauge: true,
+        bytes: true,
+        ..counter("owed", "Bytes owed to peers now", |c| c.owed_now)
+    },
+    Series {
+        udp: true,
+        ..counter("udp_datagrams_received", "UDP datagrams received", |c| {
+            c.udp_in
+        })
+    },
+    Series {
+        udp: true,
+        ..counter("udp_datagrams_sent", "UDP datagrams sent back", |c| {
+            c.udp_out
+        })
+    },
+    Series {
+        udp: true,
+        ..counter(
+            "udp_datagrams_dropped",
+            "UDP datagrams not sent back: the send would block",
+            |c| c.udp_dropped,
+        )
+    },
+    Series {
+        udp: true,
+        ..counter(
+            "udp_datagrams_looped",
+            "UDP datagrams from service ports, not answered",
+            |c| c.udp_looped,
+        )
+    },
+    Series {
+        udp: true,
+        ..counter(
+            "udp_datagrams_limited",
+            "UDP datagrams over --udp-rate-limit, not answered",
+            |c| c.udp_limited,
+        )
+    },
+];
+
+/// Registers one series: a counter or a gauge, per reactor when labelled.
+fn register(registry: &mut Metrics, series: &Series, per_reactor: &[Counters], labelled: bool) {
+    let figure = series.figure;
     let total: u64 = per_reactor.iter().map(figure).sum();
+    let label = |k: usize| Reactor {
+        reactor: k.to_string(),
+    };
     macro_rules! add {
         ($metric:expr) => {
-            match unit.clone() {
-                Some(unit) => registry.register_with_unit(name, help, unit, $metric),
-                None => registry.register(name, help, $metric),
+            match series.bytes {
+                true => registry.register_with_unit(series.name, series.help, Unit::Bytes, $metric),
+                false => registry.register(series.name, series.help, $metric),
             }
         };
     }
-    match (gauge, labelled) {
+    match (series.gauge, labelled) {
         (false, false) => {
             let c = Counter::<u64>::default();
             c.inc_by(total);
@@ -534,22 +523,14 @@ fn register(
         (false, true) => {
             let family = Family::<Reactor, Counter<u64>>::default();
             for (k, c) in per_reactor.iter().enumerate() {
-                family
-                    .get_or_create(&Reactor {
-                        reactor: k.to_string(),
-                    })
-                    .inc_by(figure(c));
+                family.get_or_create(&label(k)).inc_by(figure(c));
             }
             add!(family);
         }
         (true, true) => {
             let family = Family::<Reactor, Gauge<i64>>::default();
             for (k, c) in per_reactor.iter().enumerate() {
-                family
-                    .get_or_create(&Reactor {
-                        reactor: k.to_string(),
-                    })
-                    .set(figure(c) as i64);
+                family.get_or_create(&label(k)).set(figure(c) as i64);
             }
             add!(family);
         }

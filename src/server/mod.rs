@@ -534,11 +534,6 @@ impl Server {
         }
     }
 
-    /// `t` as a connection stores it: nanoseconds since the server started.
-    fn stamp(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.started).as_nanos() as u64
-    }
-
     /// Where the metrics are served (`--metrics`), with the real port.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().and_then(|m| m.local_addr().ok())
@@ -728,7 +723,7 @@ impl Server {
             budget: self.config.budget,
         };
         let cap = limits.cap;
-        let stamp = self.stamp(self.now);
+        let (started, now) = (self.started, self.now);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -742,7 +737,8 @@ impl Server {
             next = conn.on_readable(&mut self.buf, limits, drain, &mut self.stats);
         }
         if conn.bytes_in() != heard_before {
-            conn.touch(stamp); // the idle timeout counts from here
+            // The idle timeout counts from here (only computed when heard).
+            conn.touch(stamp(started, now));
         }
         if matches!(next, Next::Requeue) && !conn.is_queued() {
             log::trace!(
@@ -863,7 +859,7 @@ impl Server {
         if let Err(e) = stream.set_nodelay() {
             log::debug!("accept peer={peer}: TCP_NODELAY failed: {e}");
         }
-        let stamp = self.stamp(self.now);
+        let accepted = stamp(self.started, self.now);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Token(key + FIRST_CONNECTION);
@@ -877,7 +873,7 @@ impl Server {
         }
         let id = self.next_id;
         self.next_id += 1;
-        entry.insert(Connection::new(stream, id, stamp));
+        entry.insert(Connection::new(stream, id, accepted));
         self.stats.accepted += 1;
         self.stats.peak_open = self.stats.peak_open.max(self.stats.open());
         if let Some(timeout) = self.config.idle_timeout {
@@ -1025,6 +1021,11 @@ fn warn_if_backlog_capped(backlog: u32) {
 fn print_stats(line: &str) {
     use std::io::Write;
     let _ = writeln!(io::stderr(), "{line}");
+}
+
+/// `t` as a connection stores it: nanoseconds since the server `started`.
+fn stamp(started: Instant, t: Instant) -> u64 {
+    t.saturating_duration_since(started).as_nanos() as u64
 }
 
 /// Accept errors that concern one peer only (it reset before we accepted
