@@ -21,9 +21,11 @@ fn run_bounded(args: &[String]) -> Output {
 /// the option), each of its duration and rate options, each bad value.
 #[test]
 fn out_of_range_durations_and_rates_exit_2_with_one_line() {
-    let options: [(&[&str], &str); 9] = [
+    let options: [(&[&str], &str); 11] = [
         (&["server"], "--idle-timeout"),
         (&["server"], "--stats"),
+        (&["server"], "--udp-rate-limit"),
+        (&["load", "127.0.0.1:9"], "--interval"),
         (&["client", "127.0.0.1:9"], "--timeout"),
         (&["client", "127.0.0.1:9"], "--connect-timeout"),
         (&["load", "127.0.0.1:9"], "--duration"),
@@ -100,4 +102,73 @@ fn new_size_options_refuse_bad_input() {
     let server = common::ServerProcess::start(&[&format!("{}={}", options[0].1, options[0].2)]);
     let mut s = server.connect();
     common::round_trip(&mut s, b"budget at its maximum");
+}
+
+/// The counts, modes, addresses and names the later options take: each
+/// refuses huge, zero, negative, non-numeric (or malformed) values with
+/// exit 2 and one `error:` line naming the option, and never starts.
+#[test]
+fn counts_modes_addresses_and_names_exit_2_with_one_line() {
+    let huge = "99999999999999999999999";
+    let cases: [(&[&str], &str, &[&str]); 10] = [
+        (
+            &["server"],
+            "--threads",
+            &["0", "-1", "1025", huge, "x", ""],
+        ),
+        (
+            &["load", "127.0.0.1:9"],
+            "--threads",
+            &["0", "-1", "1025", huge, "x", ""],
+        ),
+        (
+            &["load", "127.0.0.1:9"],
+            "--messages-per-connection",
+            &["0", "-1", huge, "x", "1.5"],
+        ),
+        (
+            &["server"],
+            "--unix-mode",
+            &["1000", "-1", huge, "x", "8", ""],
+        ),
+        (
+            &["server"],
+            "--metrics",
+            &["nonsense", "127.0.0.1", "127.0.0.1:99999", "-1", ""],
+        ),
+        (&["server"], "--bind", &["unix:", "unix:@", "127.0.0.1:-1"]),
+        (
+            &["load", "127.0.0.1:9"],
+            "--source",
+            &["nonsense", "-1", "256.0.0.1", "::1"],
+        ),
+        (
+            &["load", "127.0.0.1:9"],
+            "--tag",
+            &["", "a b", "a,b", "a=b"],
+        ),
+        (&["load", "127.0.0.1:9"], "--hdr-log", &[""]),
+        (
+            &["load", "udp://127.0.0.1:9", "-s"],
+            "",
+            &["0", "8", "70000", huge],
+        ),
+    ];
+    for (sub, option, values) in cases {
+        for value in values {
+            let mut args: Vec<String> = sub.iter().map(|s| s.to_string()).collect();
+            match option {
+                "" => args.push(value.to_string()),
+                _ => args.push(format!("{option}={value}")),
+            }
+            let out = run_bounded(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+            assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
+            let named = if option.is_empty() { "-s" } else { option };
+            assert!(errors[0].contains(named), "{args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        }
+    }
 }
