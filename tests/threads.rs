@@ -100,6 +100,45 @@ fn a_second_server_on_a_groups_address_is_refused() {
     drop((server, plain));
 }
 
+/// Groups on overlapping addresses of one port exclude each other: the
+/// lock is the port, not the address text. A group on 127.0.0.1:P refuses
+/// a second group on 0.0.0.0:P, [::]:P or [::ffff:127.0.0.1]:P (each would
+/// otherwise bind and take connections from the first), and a UDP group
+/// refuses another on the same UDP port. (The refusal comes before any
+/// socket is bound, so nothing listens beyond loopback even for a moment.)
+#[test]
+fn groups_on_overlapping_addresses_are_refused() {
+    for (first, udp) in [
+        (&["--threads", "2"][..], None),
+        (&["--threads", "2", "--udp-only"][..], Some("--udp-only")),
+    ] {
+        let server = ServerProcess::start(first);
+        let port = server.addr.port();
+        for bind in [
+            format!("0.0.0.0:{port}"),
+            format!("[::]:{port}"),
+            format!("[::ffff:127.0.0.1]:{port}"),
+        ] {
+            let mut cmd = bin();
+            cmd.args(["server", "--bind", &bind, "--threads", "2"]);
+            cmd.args(udp);
+            let out = run_bounded(cmd, DEADLINE);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{bind} {udp:?}: {stderr}");
+            let protocol = if udp.is_some() { "udp" } else { "tcp" };
+            assert!(
+                stderr.contains(&format!(
+                    "{protocol} port {port} is served by another echoloop server --threads"
+                )),
+                "{bind}: {stderr}"
+            );
+        }
+        if udp.is_none() {
+            common::round_trip(&mut server.connect(), b"still the first group's");
+        }
+    }
+}
+
 /// --max-connections is the whole server's limit, split over the reactors:
 /// fewer than one per reactor is a usage error.
 #[test]

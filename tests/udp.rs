@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use common::{DEADLINE, Rng, ServerProcess, Stats};
@@ -78,6 +78,101 @@ fn two_hundred_sockets_at_once() {
     assert!(TcpStream::connect(server.addr).is_err());
 }
 
+/// The server's address as IPv4, for forged datagrams.
+fn v4(addr: SocketAddr) -> SocketAddrV4 {
+    match addr {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => panic!("an IPv4 server"),
+    }
+}
+
+/// Sends a forged datagram, or says the test cannot run here.
+fn forged(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> bool {
+    match common::forge_udp(from, to, payload) {
+        Ok(()) => true,
+        Err(e) => {
+            common::missing(&format!(
+                "no raw socket to forge a datagram ({e}): needs root"
+            ));
+            false
+        }
+    }
+}
+
+/// CVE-1999-0103 between two echoloop servers on ordinary ports: one
+/// datagram to B forged "from" A starts them answering each other. The
+/// bounce check ends it: one of them stops answering (`udp_looped`), after
+/// which neither hears another datagram of the loop (a probe to each is
+/// the only thing either receives next).
+#[test]
+fn a_forged_datagram_between_two_servers_dies_out() {
+    let mut a = ServerProcess::start(&["--udp-only"]);
+    let mut b = ServerProcess::start(&["--udp-only"]);
+    if !forged(v4(a.addr), v4(b.addr), b"ping-pong forever?") {
+        return;
+    }
+    let (stats_a, stats_b) = common::eventually_value(|| {
+        let (sa, sb) = (stats_now(&mut a), stats_now(&mut b));
+        (sa.get("udp_looped") + sb.get("udp_looped") >= 1.0).then_some((sa, sb))
+    });
+    // The loop was one datagram; once refused, nothing of it is in flight.
+    let bounces = stats_a.get("udp_out") + stats_b.get("udp_out");
+    assert!(bounces >= 1000.0, "it was a loop: {bounces} answers");
+    assert!(
+        bounces <= 2.0 * 1001.0 + 2.0,
+        "cut within the bound: {bounces}"
+    );
+    let probe = socket(0);
+    assert_eq!(echo(&probe, a.addr, b"probe"), b"probe");
+    assert_eq!(echo(&probe, b.addr, b"probe"), b"probe");
+    let (after_a, after_b) = (stats_now(&mut a), stats_now(&mut b));
+    assert_eq!(after_a.get("udp_in"), stats_a.get("udp_in") + 1.0);
+    assert_eq!(after_b.get("udp_in"), stats_b.get("udp_in") + 1.0);
+}
+
+/// A datagram forged "from" the server's own port is never answered: from
+/// its own address (it would echo to itself forever) or from another local
+/// address on the same port (what `--bind 0.0.0.0:P` would loop on).
+#[test]
+fn a_datagram_from_the_servers_own_port_is_not_answered() {
+    let mut server = ServerProcess::start(&["--udp-only"]);
+    let own = v4(server.addr);
+    let other_local = SocketAddrV4::new([127, 0, 0, 5].into(), own.port());
+    for from in [own, other_local] {
+        if !forged(from, own, b"myself?") {
+            return;
+        }
+    }
+    // Datagrams are handled in order: once this is answered, both were seen.
+    assert_eq!(echo(&socket(0), server.addr, b"after"), b"after");
+    let stats = stats_now(&mut server);
+    assert_eq!(
+        (
+            stats.get("udp_in"),
+            stats.get("udp_looped"),
+            stats.get("udp_out")
+        ),
+        (3.0, 2.0, 1.0)
+    );
+}
+
+/// A client that sends the same bytes again and again from one socket, as
+/// fast as answers come (a fixed-payload ping, closed loop), is answered
+/// every time within the bounce allowance: the loop check does not take
+/// it for a loop.
+#[test]
+fn a_fixed_payload_ping_is_answered() {
+    let server = ServerProcess::start(&["--udp-only"]);
+    let s = socket(0);
+    for i in 0..500 {
+        assert_eq!(
+            echo(&s, server.addr, b"same bytes"),
+            b"same bytes",
+            "ping {i}"
+        );
+    }
+}
+
 /// Loop protection: a datagram from port 7 (echo) or 19 (chargen) is not
 /// answered, and is counted; the server goes on answering others. (The
 /// test binds those ports, so it needs root; it says so and stops if not.)
@@ -89,7 +184,7 @@ fn datagrams_from_service_ports_are_not_answered() {
         match UdpSocket::bind(("127.0.0.1", port)) {
             Ok(s) => looped.push(s),
             Err(e) => {
-                eprintln!("cannot bind UDP port {port} ({e}): needs root; skipped");
+                common::missing(&format!("cannot bind UDP port {port} ({e}): needs root"));
                 return;
             }
         }
@@ -135,6 +230,37 @@ fn the_rate_limit_caps_each_source() {
     // A refill during the burst may let one or two more through.
     assert!((5..=7).contains(&answers), "{answers} answers");
     assert_eq!(limited, 20.0 - answers as f64, "limited {limited}");
+}
+
+/// `--udp-rate-limit` is per source address for the whole server, not per
+/// reactor: 400 sockets on one address, one datagram each, spread by the
+/// kernel over 8 reactors, get exactly 5 answers in all.
+#[test]
+fn the_rate_limit_holds_across_reactors() {
+    let mut server =
+        ServerProcess::start(&["--udp-only", "--udp-rate-limit", "5", "--threads", "8"]);
+    let sockets: Vec<UdpSocket> = (0..400)
+        .map(|_| UdpSocket::bind("127.0.0.9:0").unwrap())
+        .collect();
+    for s in &sockets {
+        s.send_to(b"x", server.addr).unwrap();
+    }
+    // Once all 400 were counted in, every answer has been sent (a send to
+    // loopback is queued at the receiver before it returns).
+    let stats = common::eventually_value(|| {
+        let stats = stats_now(&mut server);
+        (stats.get("udp_in") == 400.0).then_some(stats)
+    });
+    let answered = sockets
+        .iter()
+        .filter(|s| {
+            s.set_nonblocking(true).unwrap();
+            s.recv_from(&mut [0; 4]).is_ok()
+        })
+        .count();
+    // A refill while the 400 arrive may let one more through.
+    assert!((5..=6).contains(&answered), "{answered} answers");
+    assert_eq!(stats.get("udp_limited"), 400.0 - answered as f64);
 }
 
 /// Several reactors serve UDP too, each on its own SO_REUSEPORT socket.

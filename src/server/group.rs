@@ -17,16 +17,23 @@
 //! its own backlog; that is the price of the hash, and the same wait a
 //! single reactor imposes.
 //!
-//! **The guard.** `SO_REUSEPORT` lets *any* socket of the same user join
-//! the group: a second `echoloop server --threads N` on the same address
-//! would bind without error and silently take a share of the connections.
-//! So a group first takes a lock named for its address: an abstract Unix
-//! socket `@echoloop-server/ADDR`, which only one process can bind, and
-//! which the kernel frees when the process ends, however it ends. A second
-//! group fails on the lock with "address in use", like a plain listener.
-//! (A one-reactor server does not set `SO_REUSEPORT` at all, so it and a
-//! group exclude each other by the ordinary bind rules.) With port 0 the
-//! lock is taken right after the first bind, on the port it got.
+//! **The guard.** `SO_REUSEPORT` lets any socket of the same user join
+//! the group: a second `echoloop server --threads N` on the same port would
+//! bind without error and silently take a share of the connections (or, on
+//! a more specific address such as `127.0.0.1:P` beside `0.0.0.0:P`, all of
+//! the ones it matches). So a group first takes a lock per protocol and
+//! port ([`lock`]): an abstract Unix socket `@echoloop-server/tcp/P` (and
+//! `…/udp/P`), which only one process can bind, and which the kernel frees
+//! when the process ends, however it ends. A second group on that port,
+//! whatever its address, fails with "address in use", like a plain
+//! listener. (A one-reactor server does not set `SO_REUSEPORT` at all, so
+//! it and a group exclude each other by the ordinary bind rules.) With port
+//! 0 the lock is taken right after the first bind, on the port it got.
+//!
+//! What it does not guard: the kernel lets *any* process of the same user
+//! that sets `SO_REUSEPORT` itself join the group; only echoloop servers
+//! look at the lock. Run a server that must not be joined under a user of
+//! its own.
 //!
 //! **`--max-connections M`** stays the whole server's limit: it is split,
 //! each reactor taking `M / N` and the first `M mod N` one more. It must be
@@ -119,8 +126,8 @@ pub struct Group {
     /// `--metrics`, served by this (main) thread with a label per reactor.
     metrics: Option<metrics::Endpoint>,
     started: Instant,
-    /// The address lock; held (open) as long as the group lives.
-    _lock: UnixListener,
+    /// The port locks; held (open) as long as the group lives.
+    _lock: Vec<UnixListener>,
 }
 
 impl std::fmt::Debug for Group {
@@ -148,14 +155,14 @@ impl Group {
                 source: io::Error::new(io::ErrorKind::InvalidInput, why),
             });
         };
-        // With a fixed port, lock before joining any reuseport group.
-        let early_lock = match bind.port() {
-            0 => None,
-            _ => Some(lock(bind).map_err(|e| listen_err(bind, e))?),
-        };
         // One socket (or two: TCP and UDP) per reactor, all SO_REUSEPORT.
         let tcp = config.udp != UdpMode::Only;
         let udp = config.udp != UdpMode::Off;
+        // With a fixed port, lock before joining any reuseport group.
+        let early_lock = match bind.port() {
+            0 => None,
+            _ => Some(lock(bind.port(), tcp, udp).map_err(|e| listen_err(bind, e))?),
+        };
         let open = |addr: SocketAddr| -> io::Result<Sockets> {
             let listener = match tcp {
                 true => Some(net::listen_reuseport(addr, config.backlog)?),
@@ -181,7 +188,7 @@ impl Group {
         .map_err(StartError::Setup)?;
         let lock = match early_lock {
             Some(lock) => lock,
-            None => lock(addr).map_err(|e| listen_err(addr, e))?,
+            None => lock(addr.port(), tcp, udp).map_err(|e| listen_err(addr, e))?,
         };
         let mut sockets = vec![first];
         for _ in 1..threads {
@@ -208,6 +215,11 @@ impl Group {
             None => None,
         };
         let (tx, reports) = mpsc::channel();
+        // One --udp-rate-limit table for all: it is per source address,
+        // and one address reaches every reactor.
+        let limit = config
+            .udp_rate_limit
+            .map(|r| Arc::new(super::rate_limit::RateLimit::new(r)));
         let mut group = Group {
             reactors: Vec::with_capacity(threads),
             addr,
@@ -229,7 +241,7 @@ impl Group {
             };
             // On an error here, dropping `group` stops the reactors so far.
             let listener = listener.map(|l| Listener::Tcp(mio::net::TcpListener::from_std(l)));
-            let mut server = Server::on_sockets(own, listener, socket)?;
+            let mut server = Server::on_sockets(own, listener, socket, limit.clone())?;
             server.report_to(number, tx.clone());
             let handle = server.handle();
             let ended = Arc::clone(&ended);
@@ -420,18 +432,35 @@ fn share(max: usize, threads: usize, number: usize) -> usize {
     max / threads + usize::from(number < max % threads)
 }
 
-/// Binds the abstract Unix socket `@echoloop-server/ADDR`: the one group
-/// per address. Taken already means another group serves ADDR.
-fn lock(addr: SocketAddr) -> io::Result<UnixListener> {
-    let name = format!("echoloop-server/{addr}");
-    let lock_addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-    UnixListener::bind_addr(&lock_addr).map_err(|e| match e.kind() {
-        io::ErrorKind::AddrInUse => io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "address in use (another echoloop server --threads serves it)",
-        ),
-        _ => e,
-    })
+/// Takes the group's lock on each protocol's port: abstract Unix sockets
+/// `@echoloop-server/tcp/PORT` and `@echoloop-server/udp/PORT`.
+///
+/// Named after the port, not the address text, because that is what the
+/// kernel shares: `0.0.0.0:P`, `127.0.0.1:P`, `[::]:P` and
+/// `[::ffff:127.0.0.1]:P` all overlap on loopback, and with
+/// `SO_REUSEPORT` on both sides the more specific group would silently take
+/// every connection it matches. So two groups never share a port number,
+/// even on addresses that do not overlap (127.0.0.2:P and 127.0.0.3:P):
+/// the price of a rule that is simple to check.
+fn lock(port: u16, tcp: bool, udp: bool) -> io::Result<Vec<UnixListener>> {
+    let protocols = [("tcp", tcp), ("udp", udp)];
+    let mut held = Vec::new();
+    for (protocol, _) in protocols.iter().filter(|(_, on)| *on) {
+        let name = format!("echoloop-server/{protocol}/{port}");
+        let lock_addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        let listener = UnixListener::bind_addr(&lock_addr).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "address in use ({protocol} port {port} is served by another \
+                     echoloop server --threads)"
+                ),
+            ),
+            _ => e,
+        })?;
+        held.push(listener);
+    }
+    Ok(held)
 }
 
 #[cfg(test)]

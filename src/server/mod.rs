@@ -79,6 +79,7 @@ use crate::shared::readiness::{Drain, interest_name};
 use crate::shared::stream::Stream;
 use connection::{Connection, Limits, Next};
 pub use counters::Counters;
+use rate_limit::RateLimit;
 use udp::{Datagrams, Pass};
 
 pub use group::{Group, Totals};
@@ -86,7 +87,9 @@ pub use group::{Group, Totals};
 mod connection;
 mod counters;
 mod group;
+mod loops;
 mod metrics;
+mod rate_limit;
 #[cfg(test)]
 mod tests;
 mod udp;
@@ -430,7 +433,7 @@ impl Server {
                     listener: mio::net::UnixListener::from_std(listener),
                     _file: file.map(SocketFile),
                 };
-                return Server::on_sockets(config, Some(listener), None);
+                return Server::on_sockets(config, Some(listener), None, None);
             }
         };
         let listener = match config.udp {
@@ -447,15 +450,18 @@ impl Server {
             _ => Some(net::bind_udp(udp_addr, false).map_err(listen_err)?),
         };
         let listener = listener.map(|l| Listener::Tcp(TcpListener::from_std(l)));
-        Server::on_sockets(config, listener, udp)
+        let limit = config.udp_rate_limit.map(|r| Arc::new(RateLimit::new(r)));
+        Server::on_sockets(config, listener, udp, limit)
     }
 
     /// A server around sockets made elsewhere (the reactors of a [`Group`]
-    /// each get one of several `SO_REUSEPORT` sockets).
+    /// each get one of several `SO_REUSEPORT` sockets, and share one
+    /// `--udp-rate-limit`).
     fn on_sockets(
         config: Config,
         mut listener: Option<Listener>,
         udp: Option<std::net::UdpSocket>,
+        limit: Option<Arc<RateLimit>>,
     ) -> Result<Server, StartError> {
         let poll = Poll::new().map_err(StartError::Setup)?;
         let registry = poll.registry();
@@ -468,7 +474,7 @@ impl Server {
                 registry
                     .register(&mut socket, UDP, Interest::READABLE)
                     .map_err(StartError::Setup)?;
-                Some(Datagrams::new(socket, config.udp_rate_limit))
+                Some(Datagrams::new(socket, limit).map_err(StartError::Setup)?)
             }
             None => None,
         };

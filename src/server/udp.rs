@@ -12,12 +12,10 @@
 //!   send would block, the datagram is dropped and counted (`dropped`),
 //!   never queued, so memory stays bounded whatever the peers do.
 //! * **Anyone can ask.** A datagram's source address is whatever the sender
-//!   wrote. One spoofed datagram "from" another echo server's port 7 would
-//!   make two echo servers answer each other forever (the echo–chargen loop
-//!   of CVE-1999-0103). As BSD inetd's built-in services do, datagrams from
-//!   the ports of small services that answer by themselves are not
-//!   answered (`looped`). `--udp-rate-limit N` caps what each source
-//!   address gets answered per second (`limited`), for an exposed port.
+//!   wrote, so an echo can be turned against another echo: see
+//!   [`loops`](super::loops) for what is never answered (`looped`), and
+//!   [`rate_limit`](super::rate_limit) for `--udp-rate-limit N`, a cap per
+//!   source address for an exposed port (`limited`).
 //!
 //! Reading follows the per-turn budget like a connection's: at most
 //! `--budget` bytes per turn, then the socket waits its turn on the ready
@@ -25,29 +23,20 @@
 //!
 //! Next: [`group`](super::group).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use mio::net::UdpSocket;
 
 use super::counters::Counters;
+use super::loops::LoopGuard;
+use super::rate_limit::RateLimit;
 use crate::shared::net::{interrupted, would_block};
 
 /// The largest UDP payload over IPv4 (65,535 − 8 − 20); IPv6's is a bit
 /// larger without jumbograms, and the buffer has room for it too.
 pub const MAX_DATAGRAM: usize = 65_507;
-
-/// Source ports of services that answer any datagram by themselves: echo,
-/// discard, daytime, quote of the day, chargen, time (and 0, which no real
-/// sender uses). A datagram from one of them is never answered: the answer
-/// would be answered back.
-pub const LOOPING_PORTS: [u16; 7] = [0, 7, 9, 13, 17, 19, 37];
-
-/// The most source addresses the rate limit remembers; past that, a new
-/// source is refused until old ones have gone quiet (a flood of spoofed
-/// sources cannot grow the table).
-pub const MAX_SOURCES: usize = 4096;
 
 /// The UDP side of a server: the socket, its buffer, the rate limit.
 #[derive(Debug)]
@@ -55,7 +44,9 @@ pub struct Datagrams {
     /// The socket, registered under the server's UDP token.
     pub socket: UdpSocket,
     buf: Vec<u8>,
-    limit: Option<RateLimit>,
+    guard: LoopGuard,
+    /// `--udp-rate-limit`, shared by every reactor of a group.
+    limit: Option<Arc<RateLimit>>,
 }
 
 /// Whether the socket was read dry in this pass.
@@ -68,14 +59,16 @@ pub enum Pass {
 }
 
 impl Datagrams {
-    /// Wraps a bound socket; `rate_limit` is datagrams per second per
-    /// source address.
-    pub fn new(socket: UdpSocket, rate_limit: Option<f64>) -> Datagrams {
-        Datagrams {
+    /// Wraps a bound socket; `limit` is `--udp-rate-limit`'s table (one
+    /// for the whole server).
+    pub fn new(socket: UdpSocket, limit: Option<Arc<RateLimit>>) -> std::io::Result<Datagrams> {
+        let own_port = socket.local_addr()?.port();
+        Ok(Datagrams {
             socket,
             buf: vec![0; MAX_DATAGRAM + 1024],
-            limit: rate_limit.map(RateLimit::new),
-        }
+            guard: LoopGuard::new(own_port),
+            limit,
+        })
     }
 
     /// Receives and answers datagrams until the socket is dry or `budget`
@@ -106,12 +99,12 @@ impl Datagrams {
             read += n.max(1);
             stats.udp_in += 1;
             stats.bytes_in += n as u64;
-            if LOOPING_PORTS.contains(&from.port()) {
-                log::debug!("udp from={from} bytes={n}: not answered (a service port: loop)");
+            if let Some(why) = self.guard.check(from, &self.buf[..n], now) {
+                log::debug!("udp from={from} bytes={n}: not answered ({why}: a loop)");
                 stats.udp_looped += 1;
                 continue;
             }
-            if let Some(limit) = &mut self.limit
+            if let Some(limit) = &self.limit
                 && !limit.allow(from.ip(), now)
             {
                 log::trace!("udp from={from} bytes={n}: over --udp-rate-limit");
@@ -144,73 +137,10 @@ impl Datagrams {
     }
 }
 
-/// A token bucket per source address: `per_s` datagrams a second, bursts
-/// of up to a second's worth.
-#[derive(Debug)]
-struct RateLimit {
-    per_s: f64,
-    sources: HashMap<IpAddr, (f64, Instant)>,
-}
-
-impl RateLimit {
-    fn new(per_s: f64) -> RateLimit {
-        RateLimit {
-            per_s,
-            sources: HashMap::new(),
-        }
-    }
-
-    /// The most tokens a bucket holds.
-    fn burst(&self) -> f64 {
-        self.per_s.max(1.0)
-    }
-
-    /// Whether a datagram from `ip` at `now` may be answered.
-    fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let burst = self.burst();
-        if !self.sources.contains_key(&ip) && self.sources.len() >= MAX_SOURCES {
-            // Forget the sources whose bucket has refilled: they are the
-            // same as new ones.
-            let per_s = self.per_s;
-            let full_after = Duration::from_secs_f64(burst / per_s);
-            self.sources
-                .retain(|_, (_, last)| now.saturating_duration_since(*last) < full_after);
-            if self.sources.len() >= MAX_SOURCES {
-                return false;
-            }
-        }
-        let (tokens, last) = self.sources.entry(ip).or_insert((burst, now));
-        let refill = now.saturating_duration_since(*last).as_secs_f64() * self.per_s;
-        *tokens = (*tokens + refill).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// With made-up instants: 3 a second allows a burst of 3, then one
-    /// more each third of a second; another source has its own bucket.
-    #[test]
-    fn the_rate_limit_refills_per_source() {
-        let mut limit = RateLimit::new(3.0);
-        let a: IpAddr = "127.0.0.2".parse().unwrap();
-        let b: IpAddr = "127.0.0.3".parse().unwrap();
-        let t0 = Instant::now();
-        let allowed = (0..5).filter(|_| limit.allow(a, t0)).count();
-        assert_eq!(allowed, 3);
-        assert!(limit.allow(b, t0), "b has its own bucket");
-        assert!(!limit.allow(a, t0 + Duration::from_millis(300)));
-        assert!(limit.allow(a, t0 + Duration::from_millis(334)));
-        assert!(!limit.allow(a, t0 + Duration::from_millis(335)));
-    }
+    use std::time::Duration;
 
     /// A pass stops once its budget is read (the rest waits for the next
     /// turn), and the next pass reads on to `WouldBlock`; every datagram is
@@ -220,7 +150,7 @@ mod tests {
         let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         std_socket.set_nonblocking(true).unwrap();
         let addr = std_socket.local_addr().unwrap();
-        let mut udp = Datagrams::new(UdpSocket::from_std(std_socket), None);
+        let mut udp = Datagrams::new(UdpSocket::from_std(std_socket), None).unwrap();
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
@@ -240,26 +170,5 @@ mod tests {
             let (n, from) = peer.recv_from(&mut buf).unwrap();
             assert_eq!((&buf[..n], from), (&[i; 100][..], addr));
         }
-    }
-
-    /// The table stays bounded: a flood of new sources is refused once it
-    /// is full, and a quiet source's entry makes room again.
-    #[test]
-    fn the_table_of_sources_is_bounded() {
-        let mut limit = RateLimit::new(10.0);
-        let t0 = Instant::now();
-        for i in 0..MAX_SOURCES as u32 {
-            assert!(limit.allow(IpAddr::from(i.to_be_bytes()), t0));
-        }
-        let newcomer = IpAddr::from([10, 0, 0, 1]);
-        assert!(
-            limit.allow(IpAddr::from(0u32.to_be_bytes()), t0),
-            "known ones go on"
-        );
-        assert!(!limit.allow(newcomer, t0), "full: refused");
-        assert_eq!(limit.sources.len(), MAX_SOURCES);
-        // A second later every bucket is full again: all are forgettable.
-        assert!(limit.allow(newcomer, t0 + Duration::from_secs(1)));
-        assert!(limit.sources.len() <= MAX_SOURCES);
     }
 }

@@ -429,3 +429,51 @@ pub fn random_payloads_come_back(server: &ServerProcess, connections: usize, max
         assert!(got == sent, "connection {i}: bytes differ");
     }
 }
+
+/// A test cannot run here because `what` is missing (a tool, root, IPv6).
+/// Under CI (`ECHOLOOP_CI` set, as `.ci/run` does) that is a failure: CI
+/// installs everything and runs as root. On a developer's machine the test
+/// skips, and says so straight on stderr, where `cargo test` shows it even
+/// for a test that passes (the `eprintln!` macro would be captured).
+#[track_caller]
+pub fn missing(what: &str) {
+    if std::env::var_os("ECHOLOOP_CI").is_some() {
+        panic!("{what} (ECHOLOOP_CI is set: a missing component is a failure)");
+    }
+    let at = std::panic::Location::caller();
+    let _ = writeln!(std::io::stderr(), "skipped at {at}: {what}");
+}
+
+/// Sends one UDP datagram with a forged source address, through a raw
+/// socket (needs root, or CAP_NET_RAW): how a reflection attack starts.
+/// Returns `Err` where raw sockets are not allowed.
+pub fn forge_udp(
+    from: std::net::SocketAddrV4,
+    to: std::net::SocketAddrV4,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let raw = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(libc::IPPROTO_RAW)),
+    )?;
+    let udp_len = 8 + payload.len();
+    let total = 20 + udp_len;
+    let mut packet = Vec::with_capacity(total);
+    // IPv4 header (IPPROTO_RAW implies IP_HDRINCL; the kernel fills in the
+    // header checksum and, with 0, the identification).
+    packet.extend_from_slice(&[0x45, 0]);
+    packet.extend_from_slice(&(total as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+    packet.extend_from_slice(&from.ip().octets());
+    packet.extend_from_slice(&to.ip().octets());
+    // UDP header; a zero checksum means "none" over IPv4.
+    packet.extend_from_slice(&from.port().to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(payload);
+    raw.send_to(&packet, &SocketAddr::V4(to).into())?;
+    Ok(())
+}
