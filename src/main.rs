@@ -31,10 +31,10 @@ use echoloop::client;
 use echoloop::client::DeadlineStdout;
 use echoloop::client::Target;
 use echoloop::load::Tick;
+use echoloop::report::writer::{LogWriter, Record};
 use echoloop::server::{self, Server};
 use echoloop::shared::addr::Endpoint;
 use echoloop::shared::duration::{deadline_after, parse_duration, parse_rate};
-use hdrhistogram::serialization::interval_log::Tag;
 
 /// A TCP echo server, HTTP GET client and load generator, each a
 /// hand-rolled mio event loop on one thread.
@@ -307,6 +307,12 @@ fn default_tag() -> String {
 
 /// An HdrHistogram log tag: printable, no spaces, commas or `=`.
 fn parse_tag(text: &str) -> Result<String, String> {
+    if text.ends_with(echoloop::report::CONNECT_SUFFIX) {
+        return Err(format!(
+            "`{text}` ends in `{}`, which marks connect-latency histograms",
+            echoloop::report::CONNECT_SUFFIX
+        ));
+    }
     let ok = !text.is_empty()
         && text.len() <= 200
         && text
@@ -455,51 +461,35 @@ fn run_load(args: LoadArgs) -> ExitCode {
             .or(args.hdr_log.as_ref().map(|_| Duration::from_secs(1))),
     };
     let start_wall = std::time::SystemTime::now();
-    let mut log_file = match &args.hdr_log {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(file) => Some(std::io::BufWriter::new(file)),
-            Err(e) => {
-                let what = echoloop::shared::net::describe(&e);
-                error_line(format!("cannot create {}: {what}", path.display()));
-                return ExitCode::from(1);
-            }
-        },
-        None => None,
-    };
     let tag = args.tag.clone().unwrap_or_else(default_tag);
-    let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
-    let mut hdr_log = match &mut log_file {
-        Some(file) => {
-            let begun = hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
-                .add_comment(&format!(
-                    "echoloop load {} -c {} -s {} {}{}: latency in µs, tag {tag}",
-                    config.addr,
-                    config.connections,
-                    config.size,
-                    config
-                        .rate
-                        .map_or(format!("--pipeline {}", config.pipeline), |r| format!(
-                            "--rate {r}"
-                        )),
-                    match config.threads {
-                        1 => String::new(),
-                        n => format!(" --threads {n}"),
-                    }
-                ))
-                .with_start_time(start_wall)
-                .with_base_time(start_wall)
-                .with_max_value_divisor(1.0)
-                .begin_log_with(file, &mut serializer);
-            match begun {
+    let mut hdr_log = match &args.hdr_log {
+        Some(path) => {
+            let comment = format!(
+                "echoloop load {} -c {} -s {} {}{}: latency in µs, tag {tag}",
+                config.addr,
+                config.connections,
+                config.size,
+                config
+                    .rate
+                    .map_or(format!("--pipeline {}", config.pipeline), |r| format!(
+                        "--rate {r}"
+                    )),
+                match config.threads {
+                    1 => String::new(),
+                    n => format!(" --threads {n}"),
+                }
+            );
+            match LogWriter::create(path, comment, start_wall, tag.clone()) {
                 Ok(writer) => Some(writer),
-                Err(e) => return fail(&format!("cannot write the log: {e}")),
+                Err(e) => {
+                    error_line(format!("cannot write {}: {e}", path.display()));
+                    return ExitCode::from(1);
+                }
             }
         }
         None => None,
     };
-    let connect_tag = format!("{tag}-connect");
     let log_connects = args.messages_per_connection.is_some() || args.reconnect;
-    let mut log_error = None;
     let mut out = std::io::stdout();
     let live = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -530,50 +520,17 @@ fn run_load(args: LoadArgs) -> ExitCode {
                 let _ = shown.and_then(|()| out.flush());
             }
             if let Some(writer) = &mut hdr_log {
-                let at = interval.since_run_start;
-                let mut wrote =
-                    writer.write_histogram(&interval.latency, at, interval.length, Tag::new(&tag));
-                if wrote.is_ok() {
-                    let wall = start_wall
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        + at;
-                    let comment = format!(
-                        "{} tag={tag} start={:.3} length={:.3} errors={}",
-                        echoloop::report::INTERVAL_COMMENT,
-                        wall.as_secs_f64(),
-                        interval.length.as_secs_f64(),
-                        interval.errors
-                    );
-                    wrote = writer.write_comment(&comment).map_err(
-                        hdrhistogram::serialization::interval_log::IntervalLogWriterError::IoError,
-                    );
-                }
-                if log_connects && wrote.is_ok() {
-                    let connects = &interval.connect_latency;
-                    wrote = writer.write_histogram(
-                        connects,
-                        at,
-                        interval.length,
-                        Tag::new(&connect_tag),
-                    );
-                }
-                if let Err(e) = wrote {
-                    log_error.get_or_insert(e.to_string());
-                }
+                // Handed to the writer's thread; never waits.
+                writer.push(Record {
+                    latency: interval.latency.clone(),
+                    connect: log_connects.then(|| interval.connect_latency.clone()),
+                    at: interval.since_run_start,
+                    length: interval.length,
+                    errors: interval.errors,
+                });
             }
         }
     });
-    drop(hdr_log);
-    if let Some(file) = &mut log_file
-        && let Err(e) = file.flush()
-    {
-        log_error.get_or_insert(e.to_string());
-    }
-    if let (Some(e), Some(path)) = (&log_error, &args.hdr_log) {
-        error_line(format!("cannot write {}: {e}", path.display()));
-        return ExitCode::from(1);
-    }
     if let Some(bar) = live {
         bar.finish_and_clear();
     }
@@ -584,8 +541,7 @@ fn run_load(args: LoadArgs) -> ExitCode {
     let mut stdout = std::io::stdout();
     let text = match (args.json, args.interval) {
         // JSON Lines: the intervals, then the summary, which says so.
-        (true, Some(_)) => report.to_json().replacen('{', "{\"type\":\"summary\",", 1),
-        (true, None) => report.to_json(),
+        (true, interval) => report.to_json(interval.is_some()),
         (false, _) => report.to_human(&config),
     };
     let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
@@ -606,19 +562,38 @@ fn run_load(args: LoadArgs) -> ExitCode {
             report.per_thread.len()
         );
     }
+    // The summary is out; now whether the log is whole.
+    let log_failed = hdr_log.take().and_then(|writer| {
+        let path = writer.path().display().to_string();
+        let finished = writer.finish(Instant::now() + echoloop::report::writer::FINISH_WAIT);
+        finished
+            .err()
+            .map(|e| error_line(format!("cannot write {path}: {e}")))
+    });
     match report.failure(&config.addr) {
         Some(failure) => {
             error_line(&failure);
             ExitCode::from(failure.exit_code())
         }
+        None if log_failed.is_some() => ExitCode::from(1),
         None => ExitCode::SUCCESS,
     }
 }
 
 /// `echoloop report`: read, merge, print; the page if asked.
 fn run_report(args: ReportArgs) -> ExitCode {
-    let (logs, merged) = match echoloop::report::summarize(&args.files) {
-        Ok(read) => read,
+    if let Some(out) = &args.html
+        && let Some(input) = args.files.iter().find(|f| same_file(f, out))
+    {
+        let msg = format!(
+            "--html {} would overwrite the log {}",
+            out.display(),
+            input.display()
+        );
+        usage_error("report", clap::error::ErrorKind::ArgumentConflict, &msg);
+    }
+    let merged = match echoloop::report::summarize(&args.files) {
+        Ok(merged) => merged,
         Err(e) => {
             error_line(&e);
             return ExitCode::from(e.exit_code());
@@ -627,13 +602,12 @@ fn run_report(args: ReportArgs) -> ExitCode {
     let text = if args.json {
         merged.to_json()
     } else {
-        merged.to_human(&logs)
+        merged.to_human()
     };
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
     if let Some(out) = &args.html {
-        let errors = echoloop::report::errors_by_step(&logs, &merged);
-        let page = echoloop::report::html::page(&logs, &merged, &errors);
+        let page = echoloop::report::html::page(&merged);
         if let Err(e) = std::fs::write(out, page) {
             let what = echoloop::shared::net::describe(&e);
             error_line(format!("cannot write {}: {what}", out.display()));
@@ -641,6 +615,16 @@ fn run_report(args: ReportArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Whether two paths name the same existing file (the same device and
+/// inode: links and `./` spellings included).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// `echoloop client`: work out the target and payload, run the exchange.

@@ -248,7 +248,7 @@ fn bad_client_arguments_exit_2() {
 #[test]
 fn prompt_on_a_terminal_asks_for_the_server() {
     if !std::path::Path::new("/usr/bin/script").exists() {
-        eprintln!("no /usr/bin/script to make a terminal; skipped");
+        common::missing("no /usr/bin/script (util-linux) to make a terminal");
         return;
     }
     let server = ServerProcess::start(&[]);
@@ -536,7 +536,7 @@ impl Drop for Socat {
 #[test]
 fn socat_endless_reply_times_out_or_hits_max_reply() {
     let Some(socat) = Socat::endless_zeros() else {
-        eprintln!("socat is not installed (.ci/run installs it): skipped");
+        common::missing("socat is not installed (.ci/run installs it)");
         return;
     };
     let started = Instant::now();

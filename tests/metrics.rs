@@ -120,7 +120,7 @@ fn a_real_prometheus_scrapes_it() {
         .output()
         .is_err()
     {
-        eprintln!("no prometheus (Debian's package `prometheus`): this test is skipped");
+        common::missing("no prometheus (Debian's package `prometheus`)");
         return;
     }
     let (server, metrics) = server_with_metrics(&[]);

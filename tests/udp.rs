@@ -379,9 +379,9 @@ fn load_udp(addr: SocketAddr, args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), String::from_utf8(out.stdout).unwrap())
 }
 
-/// The figure after `"udp":{…"key":`.
+/// The figure `udp.key` of the summary.
 fn udp_figure(json: &str, key: &str) -> f64 {
-    common::json_number(json.split("\"udp\":").nth(1).expect(json), key)
+    common::json_number(json, &format!("udp.{key}"))
 }
 
 /// Against echoloop on loopback: no loss, every datagram sent in the

@@ -146,7 +146,7 @@ fn abstract_names_for_client_and_load() {
     );
     let json = String::from_utf8(out.stdout).unwrap();
     assert!(common::json_number(&json, "messages") > 0.0, "{json}");
-    assert_eq!(common::json_number(&json, "mismatch"), 0.0, "{json}");
+    assert_eq!(common::json_number(&json, "errors.mismatch"), 0.0, "{json}");
 }
 
 /// Options that need an IP address are refused with a Unix socket (exit

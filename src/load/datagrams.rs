@@ -14,7 +14,9 @@
 //! * **reordered**: it came after a reply with a higher number (it still
 //!   counts, with its latency);
 //! * **lost**: no reply within `--timeout` (found at the next 200 ms tick);
-//!   a reply that comes after that stays lost. When the window ends, the
+//!   a reply that comes after that stays lost, and is counted **late**
+//!   (never as a duplicate: under heavy loss, thousands of losses may come
+//!   back late, and the server did not answer any of them twice). When the window ends, the
 //!   run stops sending and waits up to `--timeout` for the replies still
 //!   due, so that every datagram sent in the window is counted either
 //!   answered or lost: `sent = answered + lost`.
@@ -65,6 +67,11 @@ struct Flow {
     /// duplicate), oldest first.
     lost: VecDeque<u64>,
     lost_set: HashSet<u64>,
+    /// Every sequence below this was either answered or forgotten from
+    /// `lost`: a reply for one of them cannot be told apart, and counts as
+    /// late (a second answer to a datagram is rare; a late one under loss
+    /// is not).
+    forgotten_below: u64,
     highest_answered: Option<u64>,
 }
 
@@ -130,6 +137,7 @@ impl Generator {
                 in_flight: BTreeMap::new(),
                 lost: VecDeque::new(),
                 lost_set: HashSet::new(),
+                forgotten_below: 0,
                 highest_answered: None,
             });
         }
@@ -259,6 +267,7 @@ impl Generator {
                     && let Some(old) = flow.lost.pop_front()
                 {
                     flow.lost_set.remove(&old);
+                    flow.forgotten_below = flow.forgotten_below.max(old + 1);
                 }
             }
         }
@@ -406,8 +415,9 @@ impl Generator {
                 continue;
             };
             let Some(at) = flow.in_flight.remove(&seq) else {
-                if flow.lost_set.contains(&seq) {
+                if flow.lost_set.contains(&seq) || seq < flow.forgotten_below {
                     log::trace!("udp socket {i}: seq {seq} came back after it was counted lost");
+                    self.figures.late += 1;
                 } else {
                     self.figures.duplicated += 1;
                 }

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
 
 use super::Config;
 use super::counters::Errors;
@@ -139,24 +140,147 @@ impl Interval {
     /// One JSON object, `"type":"interval"`, on one line.
     pub fn to_json(&self) -> String {
         let secs = self.secs();
-        format!(
-            "{{\"type\":\"interval\",\"index\":{},\"start_s\":{:.3},\"duration_s\":{:.3},\
-             \"messages\":{},\"msgs_per_s\":{:.1},\"mib_per_s_sent\":{:.3},\"mib_per_s_received\":{:.3},\
-             \"latency_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\"errors\":{},\"cpu_busy\":{:.3}}}",
-            self.index,
-            self.start.as_secs_f64(),
-            self.length.as_secs_f64(),
-            self.messages,
-            self.messages as f64 / secs,
-            self.bytes_sent as f64 / secs / MIB,
-            self.bytes_received as f64 / secs / MIB,
-            quantile(&self.latency, 0.5),
-            quantile(&self.latency, 0.99),
-            self.latency.max(),
-            self.errors,
-            self.busy()
-        )
+        to_json(&IntervalJson {
+            kind: "interval",
+            index: self.index,
+            start_s: round(self.start.as_secs_f64(), 3),
+            duration_s: round(self.length.as_secs_f64(), 3),
+            messages: self.messages,
+            msgs_per_s: round(self.messages as f64 / secs, 1),
+            mib_per_s_sent: round(self.bytes_sent as f64 / secs / MIB, 3),
+            mib_per_s_received: round(self.bytes_received as f64 / secs / MIB, 3),
+            latency_us: Short::of(&self.latency),
+            errors: self.errors,
+            cpu_busy: round(self.busy(), 3),
+        })
     }
+}
+
+/// `x` rounded to `digits` decimals: JSON that reads like the text.
+fn round(x: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (x * k).round() / k
+}
+
+/// Any of the JSON shapes below, on one line.
+fn to_json(value: &impl Serialize) -> String {
+    // Serializing plain structs of numbers and strings cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// p50, p99 and max, µs.
+#[derive(Debug, Serialize)]
+struct Short {
+    p50: u64,
+    p99: u64,
+    max: u64,
+}
+
+impl Short {
+    fn of(h: &Histogram<u64>) -> Short {
+        Short {
+            p50: quantile(h, 0.5),
+            p99: quantile(h, 0.99),
+            max: h.max(),
+        }
+    }
+}
+
+/// p50, p90, p99 and max, µs (`p999` too for message latency).
+#[derive(Debug, Serialize)]
+struct Long {
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p999: Option<u64>,
+    max: u64,
+}
+
+impl Long {
+    fn of(h: &Histogram<u64>, p999: bool) -> Long {
+        Long {
+            p50: quantile(h, 0.5),
+            p90: quantile(h, 0.9),
+            p99: quantile(h, 0.99),
+            p999: p999.then(|| quantile(h, 0.999)),
+            max: h.max(),
+        }
+    }
+}
+
+/// An `--interval --json` line.
+#[derive(Debug, Serialize)]
+struct IntervalJson {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u64,
+    start_s: f64,
+    duration_s: f64,
+    messages: u64,
+    msgs_per_s: f64,
+    mib_per_s_sent: f64,
+    mib_per_s_received: f64,
+    latency_us: Short,
+    errors: u64,
+    cpu_busy: f64,
+}
+
+/// The summary's `errors`.
+#[derive(Debug, Serialize)]
+struct ErrorsJson {
+    connect: u64,
+    reset: u64,
+    timeout: u64,
+    mismatch: u64,
+}
+
+/// The summary's `schedule` (open loop).
+#[derive(Debug, Serialize)]
+struct ScheduleJson {
+    due: u64,
+    sent: u64,
+    unsent: u64,
+    kept: bool,
+    lag_us: Short,
+}
+
+/// The summary's `udp`.
+#[derive(Debug, Serialize)]
+struct UdpJson {
+    sent: u64,
+    answered: u64,
+    lost: u64,
+    loss_pct: f64,
+    late: u64,
+    duplicated: u64,
+    reordered: u64,
+    corrupted: u64,
+}
+
+/// The summary.
+#[derive(Debug, Serialize)]
+struct SummaryJson {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    connections: usize,
+    size: usize,
+    duration_s: f64,
+    messages: u64,
+    msgs_per_s: f64,
+    mib_per_s: f64,
+    latency_us: Long,
+    connects: u64,
+    connects_per_s: f64,
+    connect_latency_us: Long,
+    errors: ErrorsJson,
+    cpu_us_per_msg: f64,
+    cpu_busy: f64,
+    threads: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<ScheduleJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    udp: Option<UdpJson>,
 }
 
 /// What happened to a UDP run's datagrams (those sent in the window).
@@ -171,6 +295,8 @@ pub struct Datagrams {
     pub lost: u64,
     /// A second reply to the same datagram.
     pub duplicated: u64,
+    /// A reply after its datagram was counted lost (past `--timeout`).
+    pub late: u64,
     /// A reply that came after one to a later datagram.
     pub reordered: u64,
     /// A reply that is not exactly a datagram that was sent.
@@ -188,6 +314,7 @@ impl Datagrams {
         self.answered += other.answered;
         self.lost += other.lost;
         self.duplicated += other.duplicated;
+        self.late += other.late;
         self.reordered += other.reordered;
         self.corrupted += other.corrupted;
     }
@@ -238,18 +365,14 @@ impl Schedule {
         )
     }
 
-    fn to_json(&self) -> String {
-        format!(
-            "{{\"due\":{},\"sent\":{},\"unsent\":{},\"kept\":{},\
-             \"lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}}}}",
-            self.due,
-            self.sent,
-            self.unsent(),
-            self.kept(),
-            self.lag_at(0.5),
-            self.lag_at(0.99),
-            self.lag.max()
-        )
+    fn to_json(&self) -> ScheduleJson {
+        ScheduleJson {
+            due: self.due,
+            sent: self.sent,
+            unsent: self.unsent(),
+            kept: self.kept(),
+            lag_us: Short::of(&self.lag),
+        }
     }
 }
 
@@ -455,63 +578,43 @@ impl Report {
     }
 
     /// One JSON object with exactly the documented keys (plus `schedule`
-    /// in open loop).
-    pub fn to_json(&self) -> String {
+    /// in open loop, `udp` over UDP); `"type":"summary"` first when it
+    /// follows `--interval` lines.
+    pub fn to_json(&self, typed: bool) -> String {
         let e = &self.errors;
-        let schedule = self
-            .schedule
-            .as_ref()
-            .map_or(String::new(), |s| format!(",\"schedule\":{}", s.to_json()));
-        let datagrams = self.datagrams.map_or(String::new(), |d| {
-            format!(
-                ",\"udp\":{{\"sent\":{},\"answered\":{},\"lost\":{},\"loss_pct\":{:.3},\"duplicated\":{},\
-                 \"reordered\":{},\"corrupted\":{}}}",
-                d.sent,
-                d.answered,
-                d.lost,
-                d.loss_pct(),
-                d.duplicated,
-                d.reordered,
-                d.corrupted
-            )
-        });
-        format!(
-            "{{\"connections\":{},\"size\":{},\"duration_s\":{:.3},\"messages\":{},\
-             \"msgs_per_s\":{:.1},\"mib_per_s\":{:.3},\
-             \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
-             \"connects\":{},\"connects_per_s\":{:.1},\
-             \"connect_latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},\
-             \"errors\":{{\"connect\":{},\"reset\":{},\"timeout\":{},\"mismatch\":{}}},\
-             \"cpu_us_per_msg\":{:.3},\"cpu_busy\":{:.3},\"threads\":[{}]{schedule}{datagrams}}}",
-            self.connections,
-            self.size,
-            self.duration.as_secs_f64(),
-            self.messages,
-            self.msgs_per_s(),
-            self.mib_per_s(),
-            self.percentile(0.5),
-            self.percentile(0.9),
-            self.percentile(0.99),
-            self.percentile(0.999),
-            self.latency.max(),
-            self.connects,
-            self.connects_per_s(),
-            quantile(&self.connect_latency, 0.5),
-            quantile(&self.connect_latency, 0.9),
-            quantile(&self.connect_latency, 0.99),
-            self.connect_latency.max(),
-            e.connect,
-            e.reset,
-            e.timeout,
-            e.mismatch,
-            self.cpu_us_per_msg(),
-            self.busy(),
-            self.per_thread
-                .iter()
-                .map(|m| format!("{m:.1}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        )
+        to_json(&SummaryJson {
+            kind: typed.then_some("summary"),
+            connections: self.connections,
+            size: self.size,
+            duration_s: round(self.duration.as_secs_f64(), 3),
+            messages: self.messages,
+            msgs_per_s: round(self.msgs_per_s(), 1),
+            mib_per_s: round(self.mib_per_s(), 3),
+            latency_us: Long::of(&self.latency, true),
+            connects: self.connects,
+            connects_per_s: round(self.connects_per_s(), 1),
+            connect_latency_us: Long::of(&self.connect_latency, false),
+            errors: ErrorsJson {
+                connect: e.connect,
+                reset: e.reset,
+                timeout: e.timeout,
+                mismatch: e.mismatch,
+            },
+            cpu_us_per_msg: round(self.cpu_us_per_msg(), 3),
+            cpu_busy: round(self.busy(), 3),
+            threads: self.per_thread.iter().map(|m| round(*m, 1)).collect(),
+            schedule: self.schedule.as_ref().map(Schedule::to_json),
+            udp: self.datagrams.map(|d| UdpJson {
+                sent: d.sent,
+                answered: d.answered,
+                lost: d.lost,
+                loss_pct: round(d.loss_pct(), 3),
+                late: d.late,
+                duplicated: d.duplicated,
+                reordered: d.reordered,
+                corrupted: d.corrupted,
+            }),
+        })
     }
 
     /// The human summary, several lines.
@@ -572,11 +675,12 @@ impl Report {
         if let Some(d) = &self.datagrams {
             let _ = writeln!(
                 out,
-                "  datagrams   sent {}, answered {}, lost {} ({:.2}%), duplicated {}, reordered {}, corrupted {}",
+                "  datagrams   sent {}, answered {}, lost {} ({:.2}%), late {}, duplicated {}, reordered {}, corrupted {}",
                 d.sent,
                 d.answered,
                 d.lost,
                 d.loss_pct(),
+                d.late,
                 d.duplicated,
                 d.reordered,
                 d.corrupted

@@ -6,14 +6,12 @@
 //!
 //! Next: back to the [crate page](crate).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use hdrhistogram::Histogram;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
-use super::{Logs, Merged, quantile};
+use super::{Merged, quantile};
 
 /// Chart size, pixels.
 const SIZE: (u32, u32) = (900, 360);
@@ -21,8 +19,12 @@ const SIZE: (u32, u32) = (900, 360);
 /// The nines the spectrum is drawn at: 0%, 50%, 90%, 99%, … 99.999%.
 const NINES: [f64; 7] = [0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999];
 
+/// Tags drawn as their own line in the msgs/s chart (the total is always
+/// drawn; the table lists every tag).
+const MAX_TAG_LINES: usize = 12;
+
 /// The page, as text.
-pub fn page(logs: &Logs, merged: &Merged, errors: &BTreeMap<u64, u64>) -> String {
+pub fn page(merged: &Merged) -> String {
     let mut out = String::new();
     let title = "echoloop report";
     let _ = write!(
@@ -48,7 +50,7 @@ pub fn page(logs: &Logs, merged: &Merged, errors: &BTreeMap<u64, u64>) -> String
         ("Messages per second", throughput(merged)),
         ("Latency over time (µs)", latency(merged)),
         ("Latency by percentile (µs)", spectrum(merged)),
-        ("Errors per interval", errors_chart(merged, errors)),
+        ("Errors per interval", errors_chart(merged)),
     ];
     for (heading, svg) in sections {
         let _ = write!(
@@ -58,22 +60,19 @@ pub fn page(logs: &Logs, merged: &Merged, errors: &BTreeMap<u64, u64>) -> String
         );
     }
     out.push_str("<h2>Runs</h2>\n<table>\n<tr><th>log</th></tr>\n");
-    for file in &logs.files {
+    for file in &merged.files {
         let _ = writeln!(
             out,
             "<tr><td>{}</td></tr>",
             escape(&file.display().to_string())
         );
     }
-    for comment in logs
-        .comments
-        .iter()
-        .filter(|c| !c.starts_with(super::INTERVAL_COMMENT))
-    {
+    for comment in &merged.comments {
         let _ = writeln!(out, "<tr><td>{}</td></tr>", escape(comment));
     }
     out.push_str("</table>\n<h2>Tags</h2>\n<table>\n<tr><th>tag</th><th>messages</th><th>p50 µs</th><th>p99 µs</th><th>max µs</th></tr>\n");
-    for (tag, (h, _, _)) in &merged.tags {
+    for (tag, run) in &merged.tags {
+        let h = &run.latency;
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -96,40 +95,21 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Each step's merged histogram over all tags.
-fn per_step(merged: &Merged) -> Vec<(f64, Histogram<u64>)> {
-    merged
-        .steps
-        .iter()
-        .filter_map(|(index, tags)| {
-            let mut all = tags.values();
-            let mut h = all.next()?.clone();
-            for other in all {
-                let _ = h.add(other);
-            }
-            Some(((*index + 1) as f64 * merged.step, h))
-        })
-        .collect()
-}
-
 type Drawn = Result<String, String>;
 
-/// msgs/s over time: one line per tag, and the total.
+/// msgs/s over time: the total, and one line per tag (the first
+/// [`MAX_TAG_LINES`] of them).
 fn throughput(merged: &Merged) -> Drawn {
-    let steps = per_step(merged);
-    let total: Vec<(f64, f64)> = steps
-        .iter()
-        .map(|(t, h)| (*t, h.len() as f64 / merged.step))
+    let per_s = |n: u64| n as f64 / merged.step;
+    let total = merged
+        .steps()
+        .map(|(t, s)| (t, per_s(s.latency.len())))
         .collect();
     let mut series: Vec<(String, Vec<(f64, f64)>)> = vec![("total".into(), total)];
-    for tag in merged.tags.keys() {
+    for (i, tag) in merged.tags.keys().enumerate().take(MAX_TAG_LINES) {
         let points = merged
-            .steps
-            .iter()
-            .map(|(i, tags)| {
-                let n = tags.get(tag).map_or(0, |h| h.len());
-                ((*i + 1) as f64 * merged.step, n as f64 / merged.step)
-            })
+            .steps()
+            .map(|(t, s)| (t, per_s(s.per_tag.get(i).copied().unwrap_or(0))))
             .collect();
         series.push((tag.clone(), points));
     }
@@ -138,11 +118,13 @@ fn throughput(merged: &Merged) -> Drawn {
 
 /// p50, p99 and max of each step.
 fn latency(merged: &Merged) -> Drawn {
-    let steps = per_step(merged);
     let pick = |q: Option<f64>| -> Vec<(f64, f64)> {
-        steps
-            .iter()
-            .map(|(t, h)| (*t, q.map_or(h.max(), |q| quantile(h, q)).max(1) as f64))
+        merged
+            .steps()
+            .map(|(t, s)| {
+                let h = &s.latency;
+                (t, q.map_or(h.max(), |q| quantile(h, q)).max(1) as f64)
+            })
             .collect()
     };
     lines(
@@ -157,17 +139,8 @@ fn latency(merged: &Merged) -> Drawn {
 }
 
 /// Errors per step, from the logs' `echoloop-interval` comments.
-fn errors_chart(merged: &Merged, errors: &BTreeMap<u64, u64>) -> Drawn {
-    let points = merged
-        .steps
-        .keys()
-        .map(|i| {
-            (
-                (*i + 1) as f64 * merged.step,
-                errors.get(i).copied().unwrap_or(0) as f64,
-            )
-        })
-        .collect();
+fn errors_chart(merged: &Merged) -> Drawn {
+    let points = merged.steps().map(|(t, s)| (t, s.errors as f64)).collect();
     lines(vec![("errors".into(), points)], "errors", false)
 }
 

@@ -10,22 +10,50 @@
 //! merged percentiles are those of all the messages, not an average of
 //! percentiles.
 //!
-//! Next: [`html`].
+//! **Memory is bounded by what is shown, not by what is read.** A 24-hour
+//! log of 1 s intervals has 86,400 histograms; keeping each (as an earlier
+//! version did, ~280 KB apiece) needs 24 GB. So the logs are read twice,
+//! line by line. The first pass ([`Scan`]) only reads each interval's
+//! place on the time axis and its tag, and fixes the step the report is
+//! drawn in: the intervals' own length, or a multiple of it so that there
+//! are at most [`MAX_STEPS`] steps. The second pass decodes each histogram
+//! (checked before it is allocated: [`decode`]) and adds it at once into
+//! what the report shows: the whole run, its tag, its step. Histograms
+//! grow with the values merged into them (auto-resize), so a value beyond
+//! any preset range is merged, never dropped. What stays in memory is one
+//! histogram per tag and per step, and a count per tag and step.
+//!
+//! Next: [`decode`], then [`html`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
-use std::io;
+use std::io::{self, BufRead as _, Read as _};
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use serde::Serialize;
 
+pub mod decode;
 pub mod html;
+pub mod writer;
 
-/// A tag ending in this holds connect latency, not message latency.
+/// A tag ending in this holds connect latency, not message latency
+/// (`echoloop load` refuses a `--tag` of its own that ends so).
 pub const CONNECT_SUFFIX: &str = "-connect";
+
+/// The most steps a report is drawn in (text lines, chart points).
+pub const MAX_STEPS: usize = 1000;
+
+/// The most tags one report merges.
+pub const MAX_TAGS: usize = 4096;
+
+/// The longest line read from a log (a 3-digit histogram of any range
+/// takes a few KiB).
+pub const MAX_LINE: usize = 1 << 22;
+
+/// The most comment lines of the runs kept for the page.
+pub const MAX_COMMENTS: usize = 100;
 
 /// Why logs could not be read.
 #[derive(Debug)]
@@ -79,191 +107,314 @@ impl fmt::Display for ReportError {
 
 impl std::error::Error for ReportError {}
 
-/// One interval histogram of one log, placed on the common time axis.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Its tag (`untagged` when it has none).
-    pub tag: String,
-    /// Seconds since the epoch at which it starts.
-    pub start: f64,
-    /// How long it is, seconds.
-    pub length: f64,
-    /// Its latency histogram, µs.
-    pub histogram: Histogram<u64>,
+/// One line of an interval log, as the report needs it.
+#[derive(Debug)]
+enum Line {
+    /// A `#` comment that is not StartTime or BaseTime.
+    Comment(String),
+    /// An interval histogram: its tag, its start on the common axis
+    /// (seconds since the epoch), its length, and its base64 histogram.
+    Interval {
+        tag: String,
+        start: f64,
+        length: f64,
+        encoded: String,
+    },
 }
 
-/// Everything read from the logs.
-#[derive(Debug, Default)]
-pub struct Logs {
-    /// Every interval of every log.
-    pub entries: Vec<Entry>,
-    /// The files, in the order given.
-    pub files: Vec<PathBuf>,
-    /// Comment lines (`#…`) that are not StartTime or BaseTime: the runs'
-    /// own descriptions.
-    pub comments: Vec<String>,
-}
-
-impl Logs {
-    /// Reads and parses each file.
-    pub fn read(paths: &[PathBuf]) -> Result<Logs, ReportError> {
-        let mut logs = Logs::default();
-        for path in paths {
-            let bytes = std::fs::read(path).map_err(|source| ReportError::Unreadable {
-                path: path.clone(),
-                source,
-            })?;
-            logs.parse(path, &bytes)?;
-            logs.files.push(path.clone());
+/// Reads a log line by line (each at most [`MAX_LINE`] bytes), handing
+/// each [`Line`] with its number to `each`; StartTime and BaseTime are
+/// applied here.
+fn read_lines(
+    path: &Path,
+    mut each: impl FnMut(usize, Line) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    let malformed = |line: usize, why: String| ReportError::Malformed {
+        path: path.to_path_buf(),
+        line,
+        why,
+    };
+    let unreadable = |source| ReportError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut reader = io::BufReader::new(file);
+    let mut base_time = None;
+    let mut intervals = 0;
+    let mut raw = Vec::new();
+    for number in 1.. {
+        raw.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut raw)
+            .map_err(unreadable)?;
+        if read == 0 {
+            break;
         }
-        Ok(logs)
-    }
-
-    /// Parses one log, line by line, so that an error names its line.
-    fn parse(&mut self, path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-        let malformed = |line: usize, why: String| ReportError::Malformed {
-            path: path.to_path_buf(),
-            line,
-            why,
-        };
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| malformed(0, "not text: not an HdrHistogram interval log".into()))?;
-        let (mut start_time, mut base_time) = (None, None);
-        let before = self.entries.len();
-        for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l)) {
-            let trimmed = line.trim();
-            if trimmed.is_empty() || trimmed.starts_with("\"StartTimestamp\"") {
-                continue;
-            }
-            let with_newline = format!("{trimmed}\n");
-            let mut entries = IntervalLogIterator::new(with_newline.as_bytes());
-            match entries.next() {
-                None if trimmed.starts_with('#') => {
-                    self.comments
-                        .push(trimmed.trim_start_matches('#').trim().to_string());
-                }
-                // The crate's iterator skips comments it does not know.
-                _ if trimmed.starts_with('#') && !trimmed.starts_with("#[") => {
-                    self.comments
-                        .push(trimmed.trim_start_matches('#').trim().to_string());
-                }
-                None => return Err(malformed(number, "not an interval log line".into())),
-                Some(Err(_)) => return Err(malformed(number, "not an interval log line".into())),
-                Some(Ok(LogEntry::StartTime(t))) => start_time = Some(t.as_secs_f64()),
-                Some(Ok(LogEntry::BaseTime(t))) => base_time = Some(t.as_secs_f64()),
-                Some(Ok(LogEntry::Interval(h))) => {
-                    let encoded = base64::engine::general_purpose::STANDARD
-                        .decode(h.encoded_histogram())
-                        .map_err(|e| malformed(number, format!("bad base64: {e}")))?;
-                    let histogram: Histogram<u64> = Deserializer::new()
-                        .deserialize(&mut encoded.as_slice())
-                        .map_err(|e| malformed(number, format!("bad histogram: {e:?}")))?;
-                    // Timestamps count from BaseTime, else they are absolute.
-                    let base = base_time.unwrap_or(0.0);
-                    self.entries.push(Entry {
-                        tag: h
-                            .tag()
-                            .map_or("untagged".to_string(), |t| t.as_str().to_string()),
-                        start: base + h.start_timestamp().as_secs_f64(),
-                        length: h.duration().as_secs_f64(),
-                        histogram,
-                    });
-                }
-            }
-        }
-        let _ = start_time;
-        if self.entries.len() == before {
+        if raw.len() > MAX_LINE {
             return Err(malformed(
-                0,
-                "no interval histograms: empty, truncated or not an interval log".into(),
+                number,
+                format!("a line longer than {MAX_LINE} bytes"),
             ));
         }
-        Ok(())
+        let text = std::str::from_utf8(&raw)
+            .map_err(|_| malformed(number, "not text: not an HdrHistogram interval log".into()))?;
+        let trimmed = text.trim();
+        if trimmed.is_empty() || trimmed.starts_with("\"StartTimestamp\"") {
+            continue;
+        }
+        let with_newline = format!("{trimmed}\n");
+        let comment = || Line::Comment(trimmed.trim_start_matches('#').trim().to_string());
+        match IntervalLogIterator::new(with_newline.as_bytes()).next() {
+            // The crate's iterator skips comments it does not know.
+            _ if trimmed.starts_with('#') && !trimmed.starts_with("#[") => each(number, comment())?,
+            None if trimmed.starts_with('#') => each(number, comment())?,
+            None | Some(Err(_)) => {
+                return Err(malformed(number, "not an interval log line".into()));
+            }
+            Some(Ok(LogEntry::StartTime(_))) => {}
+            Some(Ok(LogEntry::BaseTime(t))) => base_time = Some(t.as_secs_f64()),
+            Some(Ok(LogEntry::Interval(h))) => {
+                // Timestamps count from BaseTime, else they are absolute.
+                let start = base_time.unwrap_or(0.0) + h.start_timestamp().as_secs_f64();
+                let length = h.duration().as_secs_f64();
+                if !start.is_finite() || !length.is_finite() || length > 1e9 {
+                    return Err(malformed(
+                        number,
+                        "an interval outside any time axis".into(),
+                    ));
+                }
+                intervals += 1;
+                let tag = h.tag().map_or("untagged", |t| t.as_str()).to_string();
+                each(
+                    number,
+                    Line::Interval {
+                        tag,
+                        start,
+                        length,
+                        encoded: h.encoded_histogram().to_string(),
+                    },
+                )?;
+            }
+        }
     }
+    if intervals == 0 {
+        return Err(malformed(
+            0,
+            "no interval histograms: empty, truncated or not an interval log".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What the first pass learns: where the run lies on the time axis, how
+/// long its intervals are, and its tags.
+#[derive(Debug)]
+pub struct Scan {
+    /// Seconds since the epoch of the earliest interval.
+    pub t0: f64,
+    /// Seconds since the epoch of the latest end.
+    pub end: f64,
+    /// The intervals' usual (median) length, seconds.
+    pub interval: f64,
+    /// The message tags (not the connect ones), sorted.
+    pub tags: BTreeSet<String>,
+}
+
+impl Scan {
+    /// Reads every log once, without decoding a histogram.
+    pub fn of(paths: &[PathBuf]) -> Result<Scan, ReportError> {
+        let (mut t0, mut end) = (f64::INFINITY, f64::NEG_INFINITY);
+        // Lengths in µs: a histogram finds their median in bounded memory.
+        let mut lengths = Histogram::<u64>::new(2).expect("2 digits is a valid precision");
+        let mut tags = BTreeSet::new();
+        for path in paths {
+            read_lines(path, |number, line| {
+                let Line::Interval {
+                    tag, start, length, ..
+                } = line
+                else {
+                    return Ok(());
+                };
+                t0 = t0.min(start);
+                end = end.max(start + length);
+                let _ = lengths.record((length * 1e6).max(1.0) as u64);
+                if !tag.ends_with(CONNECT_SUFFIX) && !tags.contains(&tag) {
+                    if tags.len() == MAX_TAGS {
+                        return Err(ReportError::Malformed {
+                            path: path.clone(),
+                            line: number,
+                            why: format!("more than {MAX_TAGS} tags"),
+                        });
+                    }
+                    tags.insert(tag);
+                }
+                Ok(())
+            })?;
+        }
+        let interval = lengths.value_at_quantile(0.5) as f64 / 1e6;
+        Ok(Scan {
+            t0,
+            end,
+            interval,
+            tags,
+        })
+    }
+
+    /// The step the report is drawn in: the intervals' length (at least a
+    /// millisecond), or the smallest multiple of it that makes at most
+    /// [`MAX_STEPS`] steps.
+    pub fn step(&self) -> f64 {
+        let base = self.interval.max(1e-3);
+        let span = (self.end - self.t0).max(0.0);
+        let multiple = (span / MAX_STEPS as f64 / base).ceil().max(1.0);
+        base * multiple
+    }
+}
+
+/// One tag over the whole run.
+#[derive(Debug)]
+pub struct TagRun {
+    /// Its messages' latency, µs.
+    pub latency: Histogram<u64>,
+    /// Its first and last second, from the run's start.
+    pub first: f64,
+    /// See `first`.
+    pub last: f64,
+}
+
+/// One step of the merged run.
+#[derive(Debug)]
+pub struct Step {
+    /// All tags' message latency in this step, µs.
+    pub latency: Histogram<u64>,
+    /// Messages per tag, in the order of [`Merged::tags`].
+    pub per_tag: Vec<u64>,
+    /// Errors the logs' interval comments give for this step.
+    pub errors: u64,
 }
 
 /// The merged run.
 #[derive(Debug)]
 pub struct Merged {
+    /// The files, in the order given.
+    pub files: Vec<PathBuf>,
+    /// Comment lines (`#…`) that are not interval comments: the runs' own
+    /// descriptions (at most [`MAX_COMMENTS`]).
+    pub comments: Vec<String>,
     /// Seconds since the epoch of the earliest interval.
     pub t0: f64,
     /// The time step the intervals are grouped by, seconds.
     pub step: f64,
     /// All message latencies of the run.
     pub total: Histogram<u64>,
-    /// Per tag: its messages' histogram, and its first and last second.
-    pub tags: BTreeMap<String, (Histogram<u64>, f64, f64)>,
-    /// Per step (0, 1, …): per tag, that step's histogram.
-    pub steps: BTreeMap<u64, BTreeMap<String, Histogram<u64>>>,
+    /// Per tag, sorted by name.
+    pub tags: BTreeMap<String, TagRun>,
+    /// Steps 0, 1, …: `None` where no interval fell.
+    pub steps: Vec<Option<Step>>,
     /// Connect latency of all the runs (tags ending in `-connect`).
     pub connect: Option<Histogram<u64>>,
-    /// Pairs of tags whose logs do not overlap in time.
-    pub apart: Vec<(String, String)>,
 }
 
-/// Merges the logs' intervals on the time axis.
-pub fn merge(logs: &Logs) -> Merged {
-    let t0 = logs
-        .entries
-        .iter()
-        .map(|e| e.start)
-        .fold(f64::INFINITY, f64::min);
-    // The step: the shortest interval length (intervals are all the same
-    // length within a run; the last one of each may be shorter).
-    let mut lengths: Vec<f64> = logs.entries.iter().map(|e| e.length).collect();
-    lengths.sort_by(f64::total_cmp);
-    let step = lengths
-        .get(lengths.len() / 2)
-        .copied()
-        .unwrap_or(1.0)
-        .max(1e-3);
-    let empty = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-    let mut merged = Merged {
-        t0,
-        step,
-        total: empty(),
-        tags: BTreeMap::new(),
-        steps: BTreeMap::new(),
-        connect: None,
-        apart: Vec::new(),
-    };
-    for e in &logs.entries {
-        if e.tag.ends_with(CONNECT_SUFFIX) {
-            let _ = merged.connect.get_or_insert_with(empty).add(&e.histogram);
-            continue;
-        }
-        let _ = merged.total.add(&e.histogram);
-        let offset = e.start - t0;
-        let (h, first, last) = merged
-            .tags
-            .entry(e.tag.clone())
-            .or_insert_with(|| (empty(), f64::INFINITY, 0.0));
-        let _ = h.add(&e.histogram);
-        *first = first.min(offset);
-        *last = last.max(offset + e.length);
+/// An empty histogram that grows with what is added (3 digits).
+fn growing() -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new(3).expect("3 digits is a valid precision");
+    h.auto(true);
+    h
+}
+
+/// Adds `what` into `into`, or says which line could not be merged.
+fn add(
+    into: &mut Histogram<u64>,
+    what: &Histogram<u64>,
+    path: &Path,
+    line: usize,
+) -> Result<(), ReportError> {
+    into.add(what).map_err(|e| ReportError::Malformed {
+        path: path.to_path_buf(),
+        line,
+        why: format!("cannot merge this histogram (max {} µs): {e:?}", what.max()),
+    })
+}
+
+/// Reads and merges the logs: the second pass, after [`Scan`].
+pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
+    let step = scan.step();
+    let n_steps = (((scan.end - scan.t0) / step).floor() as usize + 1).min(MAX_STEPS + 1);
+    let index_of = |start: f64, length: f64| {
         // The step the interval mostly covers (its middle).
-        let index = ((offset + e.length / 2.0) / step).floor().max(0.0) as u64;
-        let _ = merged
-            .steps
-            .entry(index)
-            .or_default()
-            .entry(e.tag.clone())
-            .or_insert_with(empty)
-            .add(&e.histogram);
-    }
-    let spans: Vec<(&String, f64, f64)> = merged
+        let i = ((start - scan.t0 + length / 2.0) / step).floor().max(0.0) as usize;
+        i.min(n_steps - 1)
+    };
+    let tag_index: BTreeMap<&str, usize> = scan
         .tags
         .iter()
-        .map(|(t, (_, a, b))| (t, *a, *b))
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
         .collect();
-    for (i, (a, a0, a1)) in spans.iter().enumerate() {
-        for (b, b0, b1) in &spans[i + 1..] {
-            if a1 <= b0 || b1 <= a0 {
-                merged.apart.push(((*a).clone(), (*b).clone()));
+    let mut merged = Merged {
+        files: paths.to_vec(),
+        comments: Vec::new(),
+        t0: scan.t0,
+        step,
+        total: growing(),
+        tags: BTreeMap::new(),
+        steps: (0..n_steps).map(|_| None).collect(),
+        connect: None,
+    };
+    for path in paths {
+        read_lines(path, |number, line| {
+            let (tag, start, length, encoded) = match line {
+                Line::Comment(text) => {
+                    if let Some((start, length, errors)) = interval_errors(&text) {
+                        if let Some(Some(s)) = merged.steps.get_mut(index_of(start, length)) {
+                            s.errors += errors;
+                        }
+                    } else if merged.comments.len() < MAX_COMMENTS {
+                        merged.comments.push(text);
+                    }
+                    return Ok(());
+                }
+                Line::Interval {
+                    tag,
+                    start,
+                    length,
+                    encoded,
+                } => (tag, start, length, encoded),
+            };
+            let h = decode::histogram(&encoded).map_err(|why| ReportError::Malformed {
+                path: path.clone(),
+                line: number,
+                why,
+            })?;
+            if tag.ends_with(CONNECT_SUFFIX) {
+                let connect = merged.connect.get_or_insert_with(growing);
+                return add(connect, &h, path, number);
             }
-        }
+            add(&mut merged.total, &h, path, number)?;
+            let offset = start - scan.t0;
+            let run = merged.tags.entry(tag.clone()).or_insert_with(|| TagRun {
+                latency: growing(),
+                first: f64::INFINITY,
+                last: 0.0,
+            });
+            add(&mut run.latency, &h, path, number)?;
+            run.first = run.first.min(offset);
+            run.last = run.last.max(offset + length);
+            let step = merged.steps[index_of(start, length)].get_or_insert_with(|| Step {
+                latency: growing(),
+                per_tag: vec![0; tag_index.len()],
+                errors: 0,
+            });
+            add(&mut step.latency, &h, path, number)?;
+            if let Some(i) = tag_index.get(tag.as_str()) {
+                step.per_tag[*i] += h.len();
+            }
+            Ok(())
+        })?;
     }
-    merged
+    Ok(merged)
 }
 
 /// The value at quantile `q` of `h`, 0 when it is empty.
@@ -275,25 +426,85 @@ pub fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
     }
 }
 
+/// `x` rounded to `digits` decimals, for JSON that reads like the text.
+fn round(x: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (x * k).round() / k
+}
+
+/// Percentiles of a histogram, as JSON has them.
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        Percentiles {
+            p50: quantile(h, 0.5),
+            p90: quantile(h, 0.9),
+            p99: quantile(h, 0.99),
+            p999: quantile(h, 0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// `report --json`: one object.
+#[derive(Debug, Serialize)]
+struct Json<'a> {
+    messages: u64,
+    msgs_per_s: f64,
+    span_s: f64,
+    step_s: f64,
+    latency_us: Percentiles,
+    tags: BTreeMap<&'a str, u64>,
+    spans: BTreeMap<&'a str, [f64; 2]>,
+    apart: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_latency_us: Option<Percentiles>,
+}
+
 impl Merged {
     /// Seconds from the first interval's start to the last one's end.
     pub fn span(&self) -> f64 {
-        self.tags
-            .values()
-            .map(|(_, _, last)| *last)
-            .fold(0.0, f64::max)
+        self.tags.values().map(|t| t.last).fold(0.0, f64::max)
     }
 
-    /// The human summary: the whole run, per tag, per interval.
-    pub fn to_human(&self, logs: &Logs) -> String {
+    /// Whether the tags' logs do not all overlap in time: some tag ended
+    /// before another began.
+    pub fn apart(&self) -> bool {
+        let latest_first = self.tags.values().map(|t| t.first).fold(0.0, f64::max);
+        let earliest_last = self
+            .tags
+            .values()
+            .map(|t| t.last)
+            .fold(f64::INFINITY, f64::min);
+        latest_first >= earliest_last
+    }
+
+    /// The steps that hold data, with the time their end falls at.
+    pub fn steps(&self) -> impl Iterator<Item = (f64, &Step)> {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some(((i + 1) as f64 * self.step, s.as_ref()?)))
+    }
+
+    /// The human summary: the whole run, per tag, per step.
+    pub fn to_human(&self) -> String {
         let mut out = String::new();
         let span = self.span().max(1e-9);
         let tags: Vec<&str> = self.tags.keys().map(String::as_str).collect();
         let _ = writeln!(
             out,
             "{} log{}, tags {}; {:.1} s, intervals of {:.1} s",
-            logs.files.len(),
-            if logs.files.len() == 1 { "" } else { "s" },
+            self.files.len(),
+            if self.files.len() == 1 { "" } else { "s" },
             tags.join(" "),
             span,
             self.step
@@ -310,12 +521,15 @@ impl Merged {
             quantile(t, 0.999),
             t.max()
         );
-        for (tag, (h, first, last)) in &self.tags {
+        for (tag, run) in &self.tags {
+            let h = &run.latency;
             let _ = writeln!(
                 out,
-                "  tag {tag:<12} {} messages ({:.1} msgs/s) from {first:.1} s to {last:.1} s  p50 {}  p99 {}  max {}",
+                "  tag {tag:<12} {} messages ({:.1} msgs/s) from {:.1} s to {:.1} s  p50 {}  p99 {}  max {}",
                 h.len(),
-                h.len() as f64 / (last - first).max(1e-9),
+                h.len() as f64 / (run.last - run.first).max(1e-9),
+                run.first,
+                run.last,
                 quantile(h, 0.5),
                 quantile(h, 0.99),
                 h.max()
@@ -331,98 +545,78 @@ impl Merged {
                 c.max()
             );
         }
-        for (a, b) in &self.apart {
+        if self.apart() {
             let _ = writeln!(
                 out,
-                "  note: the logs of {a} and {b} do not overlap in time"
+                "  note: the tags' logs do not all overlap in time (see each tag's span above)"
             );
         }
-        for (index, per_tag) in &self.steps {
-            let mut all = per_tag.values();
-            let Some(first) = all.next() else { continue };
-            let mut h = first.clone();
-            for other in all {
-                let _ = h.add(other);
-            }
+        for (end, step) in self.steps() {
+            let h = &step.latency;
             let _ = writeln!(
                 out,
-                "  [{:>6.1}s] msgs/s {:.0}  p50 {}µs  p99 {}µs  max {}µs",
-                (*index + 1) as f64 * self.step,
+                "  [{end:>6.1}s] msgs/s {:.0}  p50 {}µs  p99 {}µs  max {}µs",
                 h.len() as f64 / self.step,
-                quantile(&h, 0.5),
-                quantile(&h, 0.99),
+                quantile(h, 0.5),
+                quantile(h, 0.99),
                 h.max()
             );
         }
         out.trim_end().to_string()
     }
 
-    /// One JSON object: `messages`, `msgs_per_s`, `span_s`, `latency_us`
-    /// {p50, p90, p99, p999, max}, `tags` {TAG: messages}, `apart` (pairs
-    /// of tags that do not overlap).
+    /// One JSON object: `messages`, `msgs_per_s`, `span_s`, `step_s`,
+    /// `latency_us` {p50, p90, p99, p999, max}, `tags` {TAG: messages},
+    /// `spans` {TAG: [from_s, to_s]}, `apart` (the tags' logs do not all
+    /// overlap), and `connect_latency_us` when there are connect logs.
     pub fn to_json(&self) -> String {
         let t = &self.total;
-        let tags: Vec<String> = self
-            .tags
-            .iter()
-            .map(|(tag, (h, _, _))| format!("\"{tag}\":{}", h.len()))
-            .collect();
-        let apart: Vec<String> = self
-            .apart
-            .iter()
-            .map(|(a, b)| format!("[\"{a}\",\"{b}\"]"))
-            .collect();
-        format!(
-            "{{\"messages\":{},\"msgs_per_s\":{:.1},\"span_s\":{:.3},\
-             \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
-             \"tags\":{{{}}},\"apart\":[{}]}}",
-            t.len(),
-            t.len() as f64 / self.span().max(1e-9),
-            self.span(),
-            quantile(t, 0.5),
-            quantile(t, 0.9),
-            quantile(t, 0.99),
-            quantile(t, 0.999),
-            t.max(),
-            tags.join(","),
-            apart.join(",")
-        )
+        let json = Json {
+            messages: t.len(),
+            msgs_per_s: round(t.len() as f64 / self.span().max(1e-9), 1),
+            span_s: round(self.span(), 3),
+            step_s: round(self.step, 3),
+            latency_us: Percentiles::of(t),
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.latency.len()))
+                .collect(),
+            spans: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), [round(v.first, 3), round(v.last, 3)]))
+                .collect(),
+            apart: self.apart(),
+            connect_latency_us: self.connect.as_ref().map(Percentiles::of),
+        };
+        serde_json::to_string(&json).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 }
 
-/// Reads, merges and describes the logs: what `echoloop report` prints.
-pub fn summarize(paths: &[PathBuf]) -> Result<(Logs, Merged), ReportError> {
-    let logs = Logs::read(paths)?;
-    let merged = merge(&logs);
-    Ok((logs, merged))
+/// Reads and merges the logs: what `echoloop report` prints.
+pub fn summarize(paths: &[PathBuf]) -> Result<Merged, ReportError> {
+    let scan = Scan::of(paths)?;
+    merge(paths, &scan)
 }
 
 /// The comment `echoloop load --hdr-log` writes after each interval:
 /// `echoloop-interval tag=T start=EPOCH_S length=S errors=N`.
 pub const INTERVAL_COMMENT: &str = "echoloop-interval";
 
-/// Errors per step of `merged`, from the logs' interval comments.
-pub fn errors_by_step(logs: &Logs, merged: &Merged) -> BTreeMap<u64, u64> {
-    let mut errors = BTreeMap::new();
-    for comment in &logs.comments {
-        let Some(fields) = comment.strip_prefix(INTERVAL_COMMENT) else {
-            continue;
-        };
-        let value = |key: &str| {
-            fields
-                .split_whitespace()
-                .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
-                .and_then(|v| v.parse::<f64>().ok())
-        };
-        let (Some(start), Some(length), Some(n)) =
-            (value("start"), value("length"), value("errors"))
-        else {
-            continue;
-        };
-        let index = ((start - merged.t0 + length / 2.0) / merged.step)
-            .floor()
-            .max(0.0) as u64;
-        *errors.entry(index).or_insert(0) += n as u64;
-    }
-    errors
+/// An interval comment's start, length and errors.
+fn interval_errors(comment: &str) -> Option<(f64, f64, u64)> {
+    let fields = comment.strip_prefix(INTERVAL_COMMENT)?;
+    let value = |key: &str| {
+        fields
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+    };
+    Some((
+        value("start")?,
+        value("length")?,
+        value("errors")?.max(0.0) as u64,
+    ))
 }

@@ -244,13 +244,25 @@ impl Stats {
     }
 }
 
-/// The number after `"key":` in `json`.
+/// The value at a dotted path (`latency_us.p50`) of a JSON document,
+/// parsed with serde_json: exactly that key, never a namesake elsewhere.
 #[track_caller]
-pub fn json_number(json: &str, key: &str) -> f64 {
-    let at = json.find(&format!("\"{key}\":")).expect(key) + key.len() + 3;
-    let rest = &json[at..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].parse().expect(key)
+pub fn json_at(json: &str, path: &str) -> serde_json::Value {
+    let doc: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
+    let mut at = &doc;
+    for key in path.split('.') {
+        at = at.get(key).unwrap_or_else(|| panic!("no {path} in {json}"));
+    }
+    at.clone()
+}
+
+/// The number at a dotted path of a JSON document (see [`json_at`]).
+#[track_caller]
+pub fn json_number(json: &str, path: &str) -> f64 {
+    json_at(json, path)
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number in {json}"))
 }
 
 /// A loopback port that refuses connections and stays that way: a socket

@@ -1,0 +1,251 @@
+//! `echoloop load --hdr-log FILE`: the interval log's writer, on a thread
+//! of its own so that the file can never stall the generator's loop.
+//!
+//! A write to a file can block: on a slow or full disk, or on a FIFO whose
+//! reader stopped reading. Done on the loop's thread, every message in
+//! flight would wait for it and be charged the stall as latency, and the
+//! run would end late. So the loop hands each interval to [`LogWriter`]
+//! through a bounded channel and goes on; a thread serializes and writes.
+//! If the thread falls [`QUEUE`] intervals behind, further intervals are
+//! not queued (memory stays bounded) but counted, and the run, which ends
+//! on time, says so and fails (exit 1) after printing its summary.
+//!
+//! Opening is non-blocking too: `open` on a FIFO with no reader would wait
+//! forever, so the file is opened with `O_NONBLOCK` (a FIFO without a
+//! reader then fails at once, `ENXIO`), then made blocking for the thread.
+//!
+//! Next: back to [`report`](super).
+
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+
+use super::{CONNECT_SUFFIX, INTERVAL_COMMENT};
+
+/// Intervals that may wait for the writer thread.
+pub const QUEUE: usize = 64;
+
+/// How long the end of a run waits for the writer to finish.
+pub const FINISH_WAIT: Duration = Duration::from_secs(2);
+
+/// One interval, as the log gets it.
+#[derive(Debug)]
+pub struct Record {
+    /// Message latency, µs.
+    pub latency: Histogram<u64>,
+    /// Connect latency, µs, when the run churns connections.
+    pub connect: Option<Histogram<u64>>,
+    /// When the interval started, from the run's start.
+    pub at: Duration,
+    /// How long it lasted.
+    pub length: Duration,
+    /// Errors in it.
+    pub errors: u64,
+}
+
+/// Why the log is incomplete.
+#[derive(Debug)]
+pub enum LogError {
+    /// The file could not be opened.
+    Open(io::Error),
+    /// A write failed (a full disk, a closed FIFO).
+    Write(io::Error),
+    /// The writer fell behind: `lost` intervals of `total` were never
+    /// queued; `stuck` when it was still blocked at the end, so that what
+    /// it held may not be written either.
+    Behind {
+        /// Intervals not written.
+        lost: u64,
+        /// Intervals of the run.
+        total: u64,
+        /// Whether the writer was still blocked when the run ended.
+        stuck: bool,
+    },
+}
+
+impl std::fmt::Display for LogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::shared::net::describe;
+        match self {
+            LogError::Open(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                write!(f, "it is a FIFO with no reader")
+            }
+            LogError::Open(e) | LogError::Write(e) => write!(f, "{}", describe(e)),
+            LogError::Behind { lost, total, stuck } => {
+                write!(
+                    f,
+                    "the log fell behind: {lost} of {total} intervals not written"
+                )?;
+                if *stuck {
+                    write!(f, ", and a write was still blocked at the end")?;
+                }
+                write!(f, " (a slow disk, or a reader that stopped reading)")
+            }
+        }
+    }
+}
+
+/// The writer: the channel's sending end and what the thread will say.
+#[derive(Debug)]
+pub struct LogWriter {
+    path: PathBuf,
+    queue: Option<SyncSender<Record>>,
+    outcome: Receiver<io::Result<()>>,
+    sent: u64,
+    lost: u64,
+}
+
+impl LogWriter {
+    /// Opens `path` without blocking and starts the writer thread, which
+    /// writes the header (`comment`, the start time) at once. `tag` is the
+    /// generator's tag; connect histograms get `tag-connect`.
+    pub fn create(
+        path: &Path,
+        comment: String,
+        start: SystemTime,
+        tag: String,
+    ) -> Result<LogWriter, LogError> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(LogError::Open)?;
+        set_blocking(&file).map_err(LogError::Open)?;
+        let (queue, records) = mpsc::sync_channel(QUEUE);
+        let (done, outcome) = mpsc::channel();
+        thread::Builder::new()
+            .name("hdr-log".into())
+            .spawn(move || {
+                let _ = done.send(write_all(file, &comment, start, &tag, records));
+            })
+            .map_err(LogError::Open)?;
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            queue: Some(queue),
+            outcome,
+            sent: 0,
+            lost: 0,
+        })
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hands one interval to the thread, never waiting: when the queue is
+    /// full the interval is counted as lost instead.
+    pub fn push(&mut self, record: Record) {
+        let Some(queue) = &self.queue else { return };
+        match queue.try_send(record) {
+            Ok(()) => self.sent += 1,
+            Err(TrySendError::Full(_)) => {
+                log::trace!("hdr-log queue full: interval not written");
+                self.lost += 1;
+            }
+            // The thread ended early (a write error): finish() says why.
+            Err(TrySendError::Disconnected(_)) => self.lost += 1,
+        }
+    }
+
+    /// Closes the queue and waits until `deadline` for the thread to write
+    /// what it holds.
+    pub fn finish(mut self, deadline: Instant) -> Result<(), LogError> {
+        drop(self.queue.take());
+        let total = self.sent + self.lost;
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self.outcome.recv_timeout(wait) {
+            Ok(Err(e)) => Err(LogError::Write(e)),
+            Ok(Ok(())) if self.lost == 0 => Ok(()),
+            Ok(Ok(())) => Err(LogError::Behind {
+                lost: self.lost,
+                total,
+                stuck: false,
+            }),
+            Err(RecvTimeoutError::Timeout) => Err(LogError::Behind {
+                lost: self.lost,
+                total,
+                stuck: true,
+            }),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(LogError::Write(io::Error::other("the writer thread ended")))
+            }
+        }
+    }
+}
+
+/// The writer thread: the header, then each record as it comes.
+fn write_all(
+    file: File,
+    comment: &str,
+    start: SystemTime,
+    tag: &str,
+    records: Receiver<Record>,
+) -> io::Result<()> {
+    let to_io = |e: hdrhistogram::serialization::interval_log::IntervalLogWriterError<
+        hdrhistogram::serialization::V2DeflateSerializeError,
+    >| match e {
+        hdrhistogram::serialization::interval_log::IntervalLogWriterError::IoError(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    };
+    let mut out = io::BufWriter::new(file);
+    let mut serializer = V2DeflateSerializer::new();
+    let connect_tag = format!("{tag}{CONNECT_SUFFIX}");
+    let wall = |at: Duration| {
+        start
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            + at
+    };
+    {
+        let mut log = IntervalLogWriterBuilder::new()
+            .add_comment(comment)
+            .with_start_time(start)
+            .with_base_time(start)
+            .with_max_value_divisor(1.0)
+            .begin_log_with(&mut out, &mut serializer)
+            .map_err(io::Error::other)?;
+        for r in records {
+            log.write_histogram(&r.latency, r.at, r.length, Tag::new(tag))
+                .map_err(to_io)?;
+            let line = format!(
+                "{INTERVAL_COMMENT} tag={tag} start={:.3} length={:.3} errors={}",
+                wall(r.at).as_secs_f64(),
+                r.length.as_secs_f64(),
+                r.errors
+            );
+            log.write_comment(&line)?;
+            if let Some(connect) = &r.connect {
+                log.write_histogram(connect, r.at, r.length, Tag::new(&connect_tag))
+                    .map_err(to_io)?;
+            }
+        }
+    }
+    out.flush()
+}
+
+/// Clears `O_NONBLOCK`, so the writer thread's writes wait as usual.
+fn set_blocking(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with flags it returned.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
