@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::process::Output;
 use std::thread;
 use std::time::Duration;
@@ -33,14 +34,20 @@ fn clean_json(addr: SocketAddr, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The keys of a flat-ish JSON object, in order (enough for our own output).
+/// Every key of a JSON document, depth first, in document order (parsed by
+/// serde_json, which the tests build with `preserve_order`).
 fn json_keys(json: &str) -> Vec<String> {
-    json.split('"')
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|w| w[1].starts_with(':'))
-        .map(|w| w[0].to_string())
-        .collect()
+    fn walk(value: &serde_json::Value, keys: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (k, v) in map {
+                keys.push(k.clone());
+                walk(v, keys);
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    walk(&serde_json::from_str(json).expect(json), &mut keys);
+    keys
 }
 
 /// A server that echoes, but with one byte flipped at `corrupt_at` on every
@@ -643,4 +650,129 @@ fn the_hdr_log_is_read_by_hdrhistograms_own_processor() {
     let max = format!("#[Max     = {:>12.3}", json_number(&json, "latency_us.max"));
     assert!(report.contains(&max), "{max} in {report}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A FIFO at `dir/name`.
+fn fifo(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; mkfifo only creates the file.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    path
+}
+
+/// A fresh directory for this test's files.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("echoloop-load-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `--hdr-log FIFO` with no reader fails at once, with one line, instead
+/// of waiting in `open` forever (it ignored `-d`).
+#[test]
+fn an_hdr_log_fifo_without_a_reader_fails_at_once() {
+    let server = ServerProcess::start(&[]);
+    let dir = scratch("fifo-alone");
+    let path = fifo(&dir, "log");
+    let mut cmd = bin();
+    cmd.arg("load")
+        .arg(server.addr.to_string())
+        .args(["-d", "1s", "--hdr-log"])
+        .arg(&path);
+    let out = common::run_bounded(cmd, common::DEADLINE);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "echoloop: error: cannot write {}: it is a FIFO with no reader\n",
+            path.display()
+        )
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A reader that opens the FIFO and never reads: the log's writes block,
+/// but off the loop. The run ends on time, prints its summary, and then
+/// fails (exit 1) saying the log fell behind. (Before, the loop itself
+/// blocked in the write and the run never ended.)
+#[test]
+fn a_stalled_hdr_log_reader_does_not_stall_the_run() {
+    let server = ServerProcess::start(&[]);
+    let dir = scratch("fifo-stalled");
+    let path = fifo(&dir, "log");
+    // Opened for reading, never read; non-blocking so that open returns.
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .unwrap();
+    let mut cmd = bin();
+    cmd.arg("load")
+        .arg(server.addr.to_string())
+        .args([
+            "-c",
+            "2",
+            "-d",
+            "2s",
+            "--interval",
+            "1ms",
+            "--json",
+            "--hdr-log",
+        ])
+        .arg(&path);
+    let out = common::run_bounded(cmd, common::DEADLINE);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let summary = stdout.lines().last().unwrap();
+    assert_eq!(common::json_at(summary, "type"), "summary");
+    assert!(json_number(summary, "messages") > 0.0, "{summary}");
+    let line = stderr.lines().last().unwrap();
+    let prefix = format!(
+        "echoloop: error: cannot write {}: the log fell behind: ",
+        path.display()
+    );
+    assert!(line.starts_with(&prefix), "{stderr}");
+    assert!(line.contains(" intervals not written"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--hdr-log /dev/full`: the measured summary is printed all the same,
+/// then the failure, in words (exit 1).
+#[test]
+fn a_full_disk_keeps_the_summary() {
+    let server = ServerProcess::start(&[]);
+    let mut cmd = bin();
+    cmd.arg("load").arg(server.addr.to_string()).args([
+        "-d",
+        "300ms",
+        "--json",
+        "--hdr-log",
+        "/dev/full",
+    ]);
+    let out = common::run_bounded(cmd, common::DEADLINE);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(json_number(&stdout, "messages") > 0.0, "{stdout}");
+    assert_eq!(
+        stderr,
+        "echoloop: error: cannot write /dev/full: no space left on device\n"
+    );
+}
+
+/// A tag ending in `-connect` would be taken for connect latency by
+/// `report`: refused as usage (exit 2).
+#[test]
+fn a_tag_ending_in_connect_is_refused() {
+    let out = load("127.0.0.1:9".parse().unwrap(), &["--tag", "x-connect"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`x-connect` ends in `-connect`, which marks connect-latency histograms"),
+        "{stderr}"
+    );
 }

@@ -226,8 +226,9 @@ impl Scan {
     /// Reads every log once, without decoding a histogram.
     pub fn of(paths: &[PathBuf]) -> Result<Scan, ReportError> {
         let (mut t0, mut end) = (f64::INFINITY, f64::NEG_INFINITY);
-        // Lengths in µs: a histogram finds their median in bounded memory.
-        let mut lengths = Histogram::<u64>::new(2).expect("2 digits is a valid precision");
+        // Lengths in ms: a histogram finds their median in bounded memory
+        // (exact to 2,048 ms, within 0.1% beyond).
+        let mut lengths = Histogram::<u64>::new(3).expect("3 digits is a valid precision");
         let mut tags = BTreeSet::new();
         for path in paths {
             read_lines(path, |number, line| {
@@ -239,7 +240,7 @@ impl Scan {
                 };
                 t0 = t0.min(start);
                 end = end.max(start + length);
-                let _ = lengths.record((length * 1e6).max(1.0) as u64);
+                let _ = lengths.record((length * 1e3).round().max(1.0) as u64);
                 if !tag.ends_with(CONNECT_SUFFIX) && !tags.contains(&tag) {
                     if tags.len() == MAX_TAGS {
                         return Err(ReportError::Malformed {
@@ -253,7 +254,8 @@ impl Scan {
                 Ok(())
             })?;
         }
-        let interval = lengths.value_at_quantile(0.5) as f64 / 1e6;
+        let median = lengths.value_at_quantile(0.5);
+        let interval = lengths.lowest_equivalent(median) as f64 / 1e3;
         Ok(Scan {
             t0,
             end,
