@@ -106,8 +106,30 @@ fn per_reactor_labels() {
     for reactor in ["0", "1"] {
         let series = format!("echoloop_connections_accepted_total{{reactor=\"{reactor}\"}} ");
         assert!(got.contains(&series), "{series} in {got}");
+        let histogram = format!("echoloop_events_per_poll_count{{reactor=\"{reactor}\"}} ");
+        assert!(got.contains(&histogram), "{histogram} in {got}");
     }
+    assert!(
+        !got.contains("echoloop_events_per_poll_count "),
+        "no unlabelled one: {got}"
+    );
     drop(held);
+}
+
+/// Heads that real clients send: bare LF line ends (`printf … | nc`) and
+/// the absolute-form target (`curl --request-target http://…`) get the
+/// metrics at once (the bare-LF head used to wait out the 10 s timeout);
+/// a version other than 1.0 or 1.1 does not.
+#[test]
+fn bare_lf_and_absolute_form_heads_are_answered() {
+    let (_server, metrics) = server_with_metrics(&[]);
+    let bare = http(metrics, b"GET /metrics HTTP/1.1\nHost: x\n\n");
+    assert!(bare.starts_with("HTTP/1.1 200 OK\r\n"), "{bare}");
+    let absolute = format!("GET http://{metrics}/metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let got = http(metrics, absolute.as_bytes());
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    let got = http(metrics, b"GET /metrics HTTP/1.9\r\n\r\n");
+    assert!(got.starts_with("HTTP/1.1 505 "), "{got}");
 }
 
 /// A real Prometheus scrapes the endpoint: through its query API the

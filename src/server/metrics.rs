@@ -187,18 +187,14 @@ impl Scrape {
                     Err(e) if interrupted(&e) => {}
                     Err(_) => return false,
                 }
-                if head.len() > MAX_HEAD || head.windows(4).any(|w| w == b"\r\n\r\n") {
+                if head.len() > MAX_HEAD {
                     break;
                 }
             }
-            let end = head.windows(4).position(|w| w == b"\r\n\r\n");
-            if end.is_none() && head.len() <= MAX_HEAD {
-                return true; // wait for the rest of the head
+            match answer(head, render) {
+                Some(answer) => self.stage = Stage::Writing(answer, 0),
+                None => return true, // wait for the rest of the head
             }
-            // A head that ends within MAX_HEAD; anything longer is a 400.
-            let complete = end.is_some_and(|at| at + 4 <= MAX_HEAD);
-            let answer = answer(head, complete, render);
-            self.stage = Stage::Writing(answer, 0);
         }
         if let Stage::Writing(out, written) = &mut self.stage {
             while *written < out.len() {
@@ -226,25 +222,44 @@ impl Scrape {
     }
 }
 
-/// The response to a request head (`complete`: it ended in a blank line).
-fn answer(head: &[u8], complete: bool, render: &dyn Fn() -> String) -> Vec<u8> {
-    if !complete {
-        return response(400, "text/plain", b"request head too large\n");
-    }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, target) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    let version_ok = parts.next().is_some_and(|v| v.starts_with(b"HTTP/1."));
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-    match (method, path, version_ok) {
-        (_, _, false) => response(400, "text/plain", b"bad request\n"),
-        (b"GET" | b"HEAD", b"/metrics", true) => {
+/// The response to a request head, the bytes read so far; `None` while
+/// they are a valid start of a head within [`MAX_HEAD`].
+///
+/// httparse reads the head (as hyper does): CRLF or bare LF line ends,
+/// only `HTTP/1.0` and `HTTP/1.1`, header names and values checked. A
+/// request line without a version (HTTP/0.9) is a 400, an unknown version a
+/// 505. The target may be origin-form (`/metrics`) or absolute-form
+/// (`http://host:port/metrics`), which RFC 9112 §3.2.2 says a server must
+/// accept.
+fn answer(head: &[u8], render: &dyn Fn() -> String) -> Option<Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    let too_large = || response(400, "text/plain", b"request head too large\n");
+    let (method, target) = match request.parse(head) {
+        Ok(httparse::Status::Partial) if head.len() <= MAX_HEAD => return None,
+        Ok(httparse::Status::Partial) => return Some(too_large()),
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => return Some(too_large()),
+        Ok(httparse::Status::Complete(_)) => (
+            request.method.unwrap_or_default(),
+            request.path.unwrap_or_default(),
+        ),
+        Err(httparse::Error::Version) => {
+            return Some(response(505, "text/plain", b"only HTTP/1.0 and HTTP/1.1\n"));
+        }
+        Err(e) => {
+            return Some(response(
+                400,
+                "text/plain",
+                format!("bad request: {e}\n").as_bytes(),
+            ));
+        }
+    };
+    let path = origin_path(target);
+    Some(match (method, path) {
+        ("GET" | "HEAD", "/metrics") => {
             let text = render();
             let mut out = response(200, OPENMETRICS, text.as_bytes());
-            if method == b"HEAD" {
+            if method == "HEAD" {
                 let at = out
                     .windows(4)
                     .position(|w| w == b"\r\n\r\n")
@@ -253,9 +268,21 @@ fn answer(head: &[u8], complete: bool, render: &dyn Fn() -> String) -> Vec<u8> {
             }
             out
         }
-        (b"GET" | b"HEAD", _, true) => response(404, "text/plain", b"not found: try /metrics\n"),
+        ("GET" | "HEAD", _) => response(404, "text/plain", b"not found: try /metrics\n"),
         _ => response(405, "text/plain", b"only GET\n"),
-    }
+    })
+}
+
+/// The path of a request target, without its query: `/metrics` from
+/// `/metrics?x=1` or from `http://127.0.0.1:9100/metrics`.
+fn origin_path(target: &str) -> &str {
+    let origin = match target.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => {
+            rest.find('/').map_or("/", |at| &rest[at..])
+        }
+        _ => target,
+    };
+    origin.split('?').next().unwrap_or_default()
 }
 
 /// The content type of the OpenMetrics text exposition.
@@ -268,6 +295,7 @@ fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        505 => "HTTP Version Not Supported",
         _ => "Service Unavailable",
     };
     let mut out = format!(
@@ -299,12 +327,19 @@ struct EventsPerPoll {
     polls: u64,
 }
 
-impl prometheus_client::metrics::TypedMetric for EventsPerPoll {
-    const TYPE: MetricType = MetricType::Histogram;
-}
+impl EventsPerPoll {
+    /// One reactor's histogram.
+    fn of(c: &Counters) -> EventsPerPoll {
+        EventsPerPoll {
+            buckets: c.events_per_poll,
+            events: c.events,
+            // Counted when a turn ends, as the buckets are (`polls` also
+            // counts the poll whose batch is being handled now).
+            polls: c.events_per_poll.iter().sum(),
+        }
+    }
 
-impl EncodeMetric for EventsPerPoll {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, encoder: &mut MetricEncoder) -> Result<(), std::fmt::Error> {
         // Per-bucket counts; the encoder makes them cumulative.
         let buckets: Vec<(f64, u64)> = self
             .buckets
@@ -326,6 +361,27 @@ impl EncodeMetric for EventsPerPoll {
             None,
         )
     }
+}
+
+/// The events-per-poll histograms: one without labels for one reactor,
+/// one per `reactor` label with `--threads`, like every other series.
+#[derive(Debug)]
+struct EventsPerPollFamily(Vec<(Option<Reactor>, EventsPerPoll)>);
+
+impl prometheus_client::metrics::TypedMetric for EventsPerPollFamily {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for EventsPerPollFamily {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (label, histogram) in &self.0 {
+            match label {
+                Some(label) => histogram.encode(&mut encoder.encode_family(label)?)?,
+                None => histogram.encode(&mut encoder)?,
+            }
+        }
+        Ok(())
+    }
 
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
@@ -340,24 +396,22 @@ pub fn render(per_reactor: &[Counters]) -> String {
     for series in SERIES.iter().filter(|s| udp || !s.udp) {
         register(&mut registry, series, per_reactor, labelled);
     }
-    let mut total = EventsPerPoll {
-        buckets: [0; POLL_BUCKETS],
-        events: 0,
-        polls: 0,
-    };
-    for c in per_reactor {
-        for (sum, n) in total.buckets.iter_mut().zip(c.events_per_poll) {
-            *sum += n;
-        }
-        total.events += c.events;
-        // Counted when a turn ends, as the buckets are (`polls` also
-        // counts the poll whose batch is being handled now).
-        total.polls += c.events_per_poll.iter().sum::<u64>();
-    }
+    let histograms = EventsPerPollFamily(
+        per_reactor
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let label = labelled.then(|| Reactor {
+                    reactor: k.to_string(),
+                });
+                (label, EventsPerPoll::of(c))
+            })
+            .collect(),
+    );
     registry.register(
         "events_per_poll",
         "Readiness events per poll that returned",
-        total,
+        histograms,
     );
     let mut text = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -568,22 +622,42 @@ mod tests {
         assert_eq!(peer.read(&mut buf).unwrap(), 0, "the scraper sees EOF");
     }
 
-    /// The answers, by request line.
+    /// The answers, by request head.
     #[test]
-    fn answers_by_request_line() {
+    fn answers_by_request_head() {
         let render = || "# EOF\n".to_string();
-        let status = |head: &[u8]| {
-            let out = answer(head, true, &render);
-            String::from_utf8_lossy(&out[..12]).into_owned()
+        let status = |head: &[u8]| match answer(head, &render) {
+            Some(out) => String::from_utf8_lossy(&out[..12]).into_owned(),
+            None => "waiting".into(),
         };
         assert_eq!(status(b"GET /metrics HTTP/1.1\r\n\r\n"), "HTTP/1.1 200");
         assert_eq!(status(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), "HTTP/1.1 200");
+        assert_eq!(
+            status(b"GET /metrics HTTP/1.1\nHost: x\n\n"),
+            "HTTP/1.1 200",
+            "bare LF"
+        );
+        assert_eq!(
+            status(b"GET http://127.0.0.1:9/metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "HTTP/1.1 200",
+            "absolute-form"
+        );
+        assert_eq!(status(b"GET http://h HTTP/1.1\r\n\r\n"), "HTTP/1.1 404");
         assert_eq!(status(b"GET /other HTTP/1.1\r\n\r\n"), "HTTP/1.1 404");
         assert_eq!(status(b"DELETE /metrics HTTP/1.1\r\n\r\n"), "HTTP/1.1 405");
-        assert_eq!(status(b"GET /metrics\r\n\r\n"), "HTTP/1.1 400");
+        assert_eq!(status(b"GET /metrics\r\n\r\n"), "HTTP/1.1 400", "HTTP/0.9");
+        assert_eq!(status(b"GET /metrics HTTP/1.9\r\n\r\n"), "HTTP/1.1 505");
+        assert_eq!(status(b"GET /metrics HTTP/1.1junk\r\n\r\n"), "HTTP/1.1 400");
         assert_eq!(
-            String::from_utf8_lossy(&answer(b"", false, &render)[..12]),
+            status(b"GET /metrics HTTP/1.1\r\nBad Header\r\n\r\n"),
             "HTTP/1.1 400"
         );
+        assert_eq!(status(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"), "waiting");
+        let long = [
+            b"GET /metrics HTTP/1.1\r\nX: ".as_slice(),
+            &[b'a'; MAX_HEAD],
+        ]
+        .concat();
+        assert_eq!(status(&long), "HTTP/1.1 400");
     }
 }
