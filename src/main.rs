@@ -440,6 +440,17 @@ fn run_load(args: LoadArgs) -> ExitCode {
         let msg = format!("--source {bad} is not of the same family as {addr}");
         usage_error("load", clap::error::ErrorKind::ValueValidation, &msg);
     }
+    // A source address must be one of this machine's: binding to it says
+    // so at once (EADDRNOTAVAIL), where a connect from it would be taken
+    // for running out of local ports.
+    if let Some(foreign) = args
+        .source
+        .iter()
+        .find(|s| std::net::UdpSocket::bind((**s, 0)).is_err())
+    {
+        let msg = format!("--source {foreign} is not an address of this machine");
+        usage_error("load", clap::error::ErrorKind::ValueValidation, &msg);
+    }
     let config = echoloop::load::Config {
         addr,
         connections: args.connections as usize,

@@ -140,12 +140,13 @@ fn counts_modes_addresses_and_names_exit_2_with_one_line() {
         (
             &["load", "127.0.0.1:9"],
             "--source",
-            &["nonsense", "-1", "256.0.0.1", "::1"],
+            // 192.0.2.1 (TEST-NET-1) is an address, but not this machine's.
+            &["nonsense", "-1", "256.0.0.1", "::1", "192.0.2.1"],
         ),
         (
             &["load", "127.0.0.1:9"],
             "--tag",
-            &["", "a b", "a,b", "a=b"],
+            &["", "a b", "a,b", "a=b", "x-connect"],
         ),
         (&["load", "127.0.0.1:9"], "--hdr-log", &[""]),
         (

@@ -776,3 +776,59 @@ fn a_tag_ending_in_connect_is_refused() {
         "{stderr}"
     );
 }
+
+/// A server that accepts slowly (one connection per 20 ms, the behaviour
+/// under test) from a backlog of one, so that most connects wait for a SYN
+/// retransmission, and echoes each connection's bytes. Serves for as long
+/// as the test process lives.
+fn slow_accepting_server() -> SocketAddr {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    socket.listen(1).unwrap();
+    let listener: TcpListener = socket.into();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut buf) {
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    addr
+}
+
+/// Churn against a server that is slow to accept (as `ncat --exec` is,
+/// forking a process per connection): some slot is always connecting
+/// again, and the clock used to wait for a moment when none was, so the
+/// run never ended. The clock now starts once every slot's first connect
+/// has ended, and the run ends within -d plus --timeout.
+#[test]
+fn churn_against_a_slow_acceptor_ends_on_time() {
+    let addr = slow_accepting_server();
+    let mut cmd = bin();
+    cmd.arg("load").arg(addr.to_string()).args([
+        "-c",
+        "12",
+        "-d",
+        "1s",
+        "--timeout",
+        "3s",
+        "--messages-per-connection",
+        "1",
+        "--json",
+    ]);
+    let out = common::run_bounded(cmd, common::DEADLINE);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code().is_some(), "killed at the deadline: {stderr}");
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert!(json_number(&json, "connects") > 0.0, "{json}");
+    assert_eq!(json_number(&json, "duration_s"), 1.0, "{json}");
+}

@@ -157,6 +157,13 @@ pub struct Generator {
     /// O(1) instead of a scan of every connection per turn.
     connecting: usize,
     closed: usize,
+    /// Slots whose first connect has not ended yet (established or
+    /// failed). The clock starts when this reaches 0, not when no slot is
+    /// connecting: with churn some slot is always connecting again, and a
+    /// run that waited for that moment could wait forever.
+    first_pending: usize,
+    /// Which slots have ended their first connect.
+    first_done: Vec<bool>,
     /// Open loop: messages handed to connections so far (message `n` is
     /// due at `t0 + n / rate`; those from `dealt` on are the backlog).
     dealt: u64,
@@ -238,6 +245,8 @@ impl Generator {
             established: 0,
             connecting: 0,
             closed: 0,
+            first_pending: config.connections,
+            first_done: vec![false; config.connections],
             dealt: 0,
             dealt_measured: 0,
             lag: micros_histogram()?,
@@ -397,7 +406,20 @@ impl Generator {
     /// connecting.
     fn connected(&self) -> bool {
         self.config.connect_rate.is_some()
-            || (self.opened == self.conns.len() && self.connecting == 0)
+            || (self.opened == self.conns.len() && self.first_pending == 0)
+    }
+
+    /// Slot `i`'s connect ended (either way): the first time, one fewer to
+    /// wait for before the clock starts. A connect that never ends is
+    /// failed by [`expire`](Self::expire) after `--timeout`, so the clock
+    /// starts at most `--timeout` (and a tick) after the last slot opened.
+    fn connect_ended(&mut self, i: usize) {
+        if let Some(done) = self.first_done.get_mut(i)
+            && !*done
+        {
+            *done = true;
+            self.first_pending -= 1;
+        }
     }
 
     /// Starts the clock at `t0`: the schedule, then the warm-up, then the
@@ -432,6 +454,7 @@ impl Generator {
             Phase::Connecting { stream, .. } => match stream.connect_finished() {
                 Ok(true) => {
                     self.established += 1;
+                    self.connect_ended(i);
                     self.start(i, now);
                     return;
                 }
@@ -644,6 +667,7 @@ impl Generator {
     fn connect_failed(&mut self, i: usize, e: &io::Error) {
         log::debug!("connection {i}: connect failed: {e}");
         self.counters.errors.connect += 1;
+        self.connect_ended(i);
         if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) && self.first_connect_error.is_none() {
             log::warn!(
                 "out of local ports to {} (each closed connection holds its port in TIME_WAIT \
