@@ -784,7 +784,9 @@ fn a_tag_ending_in_connect_is_refused() {
 fn slow_accepting_server() -> SocketAddr {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
     socket.listen(1).unwrap();
     let listener: TcpListener = socket.into();
     let addr = listener.local_addr().unwrap();
@@ -827,7 +829,10 @@ fn churn_against_a_slow_acceptor_ends_on_time() {
     ]);
     let out = common::run_bounded(cmd, common::DEADLINE);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.code().is_some(), "killed at the deadline: {stderr}");
+    assert!(
+        out.status.code().is_some(),
+        "killed at the deadline: {stderr}"
+    );
     let json = String::from_utf8(out.stdout).unwrap();
     assert!(json_number(&json, "connects") > 0.0, "{json}");
     assert_eq!(json_number(&json, "duration_s"), 1.0, "{json}");

@@ -370,6 +370,35 @@ fn bad_udp_server(how: Misbehave) -> SocketAddr {
     addr
 }
 
+/// A UDP echo server on its own thread that answers every datagram, but
+/// only `delay` after it came (the behaviour under test); it stops by
+/// itself once it has been idle for two seconds with nothing held.
+fn late_udp_server(delay: Duration) -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let addr = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut held = std::collections::VecDeque::new();
+        let mut heard = std::time::Instant::now();
+        loop {
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                heard = std::time::Instant::now();
+                held.push_back((heard + delay, buf[..n].to_vec(), from));
+            }
+            let now = std::time::Instant::now();
+            while held.front().is_some_and(|(at, _, _)| *at <= now) {
+                let (_, reply, to) = held.pop_front().unwrap();
+                let _ = s.send_to(&reply, to);
+            }
+            if held.is_empty() && now.duration_since(heard) > Duration::from_secs(2) {
+                return;
+            }
+        }
+    });
+    addr
+}
+
 /// `echoloop load udp://… --json ARGS`: exit code and JSON.
 fn load_udp(addr: SocketAddr, args: &[&str]) -> (Option<i32>, String) {
     let mut cmd = common::bin();
@@ -397,6 +426,36 @@ fn load_over_udp_is_clean_on_loopback() {
     for key in ["lost", "duplicated", "reordered", "corrupted"] {
         assert_eq!(udp_figure(&json, key), 0.0, "{key}: {json}");
     }
+}
+
+/// Every reply comes after `--timeout`, thousands of them on one socket:
+/// each is counted late, never duplicated (the server answered each once;
+/// past the 4,096 losses a socket remembers, they used to be taken for
+/// duplicates). The generator's CPU is measured over the window only, so
+/// `cpu_busy` stays within 0 to 1 although the run waits after it.
+#[test]
+fn replies_after_the_timeout_are_late_not_duplicated() {
+    // 700 ms late: longer than the 0.4 s of losses (4,096) a socket
+    // remembers at 10,000 a second.
+    let server = late_udp_server(Duration::from_millis(700));
+    let args = [
+        "-c",
+        "1",
+        "--rate",
+        "10000",
+        "-d",
+        "2s",
+        "--timeout",
+        "100ms",
+    ];
+    let (_, json) = load_udp(server, &args);
+    let sent = udp_figure(&json, "sent");
+    assert!(sent > 16_000.0, "{json}");
+    assert_eq!(udp_figure(&json, "lost"), sent, "{json}");
+    assert_eq!(udp_figure(&json, "duplicated"), 0.0, "{json}");
+    assert!(udp_figure(&json, "late") > 10_000.0, "{json}");
+    let busy = common::json_number(&json, "cpu_busy");
+    assert!((0.0..=1.0).contains(&busy), "cpu_busy {busy}: {json}");
 }
 
 /// A server that drops every tenth datagram: 10% loss, and the run is

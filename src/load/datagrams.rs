@@ -31,7 +31,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
@@ -92,7 +92,7 @@ pub(super) struct Generator {
     dealt_measured: u64,
     lag: hdrhistogram::Histogram<u64>,
     next_flow: usize,
-    cpu_from: Option<Duration>,
+    cpu: super::CpuWindow,
     /// Open loop: wakes the poll [`SPIN`] before the next due datagram,
     /// as in the stream generator (the poll's timeout is whole ms).
     timer: Option<Timer>,
@@ -163,7 +163,7 @@ impl Generator {
             dealt_measured: 0,
             lag: micros_histogram()?,
             next_flow: 0,
-            cpu_from: None,
+            cpu: super::CpuWindow::default(),
             timer,
             intervals: config
                 .interval
@@ -242,9 +242,8 @@ impl Generator {
 
     /// At each tick: datagrams older than `--timeout` are lost.
     fn on_timers(&mut self, now: Instant) -> Option<Progress> {
-        if self.cpu_from.is_none() && now >= self.counters.measure_from {
-            self.cpu_from = Some(super::thread_cpu());
-        }
+        self.cpu
+            .on_turn(now, self.counters.measure_from, self.counters.end);
         if let Some(intervals) = &mut self.intervals {
             intervals.tick(now, &mut self.counters, false);
         }
@@ -455,9 +454,7 @@ impl Generator {
         }
         let end = self.now.min(self.counters.end);
         let duration = end.saturating_duration_since(self.counters.measure_from);
-        let cpu = self.cpu_from.map_or(Duration::ZERO, |from| {
-            super::thread_cpu().saturating_sub(from)
-        });
+        let cpu = self.cpu.used();
         let schedule = self.config.rate.map(|rate| Schedule {
             due: (duration.as_secs_f64() * rate).round() as u64,
             sent: self.dealt_measured,
