@@ -189,3 +189,27 @@ fn unix_misuse_and_nobody_listening() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A server stopping removes its socket file only if the file is still
+/// its own: start A on a path, remove the path, start B on it, stop A.
+/// B's file stays, and B still answers there.
+#[test]
+fn a_stopping_server_leaves_a_newer_servers_file() {
+    let path = sock_path("replaced");
+    let spec = format!("unix:{}", path.display());
+    let a = server_at(&spec, &[]);
+    std::fs::remove_file(&path).unwrap();
+    let b = server_at(&spec, &[]);
+    a.signal(libc::SIGTERM);
+    let (status, _, err) = a.wait_exit();
+    assert!(status.success());
+    assert!(
+        err.iter()
+            .any(|l| l.ends_with("is no longer our socket file: left in place")),
+        "{err:?}"
+    );
+    assert!(path.exists(), "B's file is still there");
+    let out = client(&[&spec, "--data", "still B", "--half-close"]);
+    assert_eq!(out.stdout, b"b'still B'\n");
+    drop(b);
+}

@@ -289,14 +289,18 @@ impl fmt::Display for Peer {
 }
 
 /// A Unix-domain socket file, removed when the server that made it stops
-/// (however `run` ends: the removal is in `Drop`).
+/// (however `run` ends: the removal is in `Drop`), unless another file has
+/// taken its path since.
 #[derive(Debug)]
-struct SocketFile(std::path::PathBuf);
+struct SocketFile(net::SocketFile);
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.0) {
-            log::warn!("cannot remove {}: {e}", self.0.display());
+        let path = self.0.path.display();
+        match self.0.remove_if_ours() {
+            Ok(true) => {}
+            Ok(false) => log::info!("{path} is no longer our socket file: left in place"),
+            Err(e) => log::warn!("cannot remove {path}: {}", describe(&e)),
         }
     }
 }
@@ -428,7 +432,7 @@ impl Server {
                     return Err(listen_err(io::Error::new(io::ErrorKind::InvalidInput, why)));
                 }
                 let (listener, file) =
-                    net::listen_unix(unix, config.unix_mode).map_err(listen_err)?;
+                    net::listen_unix(unix, config.unix_mode, config.backlog).map_err(listen_err)?;
                 let listener = Listener::Unix {
                     listener: mio::net::UnixListener::from_std(listener),
                     _file: file.map(SocketFile),

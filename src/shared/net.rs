@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use super::addr::Endpoint;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// True when a non-blocking call had nothing to do: try again after the next
 /// readiness event.
@@ -93,25 +93,61 @@ fn listen_with(
     Ok(socket.into())
 }
 
+/// The socket file a Unix-domain listener made, named by its path and
+/// told apart from a later file at the same path by its device and inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its device and inode, read right after the bind.
+    pub id: (u64, u64),
+}
+
+impl SocketFile {
+    /// Removes the file if it is still the one the bind made: another
+    /// server may have replaced it since (after an `rm`), and its socket
+    /// must not go with ours. Says what it did.
+    pub fn remove_if_ours(&self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.id => {
+                std::fs::remove_file(&self.path)?;
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Creates a non-blocking listening Unix-domain socket for `unix:/path`
-/// or `unix:@name`, and returns it with the file to remove when the server
-/// stops (`None` for an abstract name, which has no file).
+/// or `unix:@name` with `backlog`, and returns it with the file to remove
+/// when the server stops (`None` for an abstract name, which has no file).
 ///
 /// A socket file already at the path is replaced only if nothing answers
 /// on it: a server that died left it behind. If something answers, that
 /// is "address in use"; a path that exists and is not a socket is never
-/// touched. `mode` (say 0o660) sets the file's permissions.
+/// touched. `mode` (say 0o660) is the file's permissions from the moment
+/// it exists: the bind runs under a umask that leaves exactly `mode`, so
+/// there is no window with the default mode, and no `chmod` that could
+/// follow a symlink swapped in after the bind.
 pub fn listen_unix(
     endpoint: &Endpoint,
     mode: Option<u32>,
-) -> io::Result<(std::os::unix::net::UnixListener, Option<PathBuf>)> {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
-    let (listener, file) = match endpoint {
+    backlog: u32,
+) -> io::Result<(std::os::unix::net::UnixListener, Option<SocketFile>)> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::net::UnixStream;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    let file = match endpoint {
         Endpoint::Abstract(name) => {
-            let addr = UnixAddr::from_abstract_name(name.as_bytes())?;
-            (UnixListener::bind_addr(&addr)?, None)
+            // A leading NUL byte names the abstract namespace.
+            let bytes = [&[0u8][..], name.as_bytes()].concat();
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&bytes));
+            socket.bind(&SockAddr::unix(path)?)?;
+            None
         }
         Endpoint::Unix(path) => {
             match std::fs::symlink_metadata(path) {
@@ -137,11 +173,17 @@ pub fn listen_unix(
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
-            let listener = UnixListener::bind(path)?;
-            if let Some(mode) = mode {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            let addr = SockAddr::unix(path)?;
+            match mode {
+                // bind(2) creates the file with 0777 & !umask.
+                Some(mode) => with_umask(0o777 & !mode, || socket.bind(&addr))?,
+                None => socket.bind(&addr)?,
             }
-            (listener, Some(path.clone()))
+            let meta = std::fs::symlink_metadata(path)?;
+            Some(SocketFile {
+                path: path.clone(),
+                id: (meta.dev(), meta.ino()),
+            })
         }
         Endpoint::Ip(addr) => {
             return Err(io::Error::new(
@@ -150,8 +192,21 @@ pub fn listen_unix(
             ));
         }
     };
-    listener.set_nonblocking(true)?;
-    Ok((listener, file))
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    socket.set_nonblocking(true)?;
+    Ok((socket.into(), file))
+}
+
+/// Runs `f` with the process umask set to `mask`, then restores it. (The
+/// umask is the process's: this runs while the server starts, before any
+/// thread of ours that creates files.)
+fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask only swaps the process's file-mode mask; it cannot fail.
+    let old = unsafe { libc::umask(mask as libc::mode_t) };
+    let out = f();
+    // SAFETY: as above, restoring the mask we found.
+    unsafe { libc::umask(old) };
+    out
 }
 
 /// Starts a non-blocking connect to `unix:/path` or `unix:@name`.
@@ -240,4 +295,59 @@ pub fn somaxconn() -> Option<u32> {
         .trim()
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod unix_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("echoloop-net-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `--backlog` holds for Unix sockets too: with a backlog of 2 and
+    /// nobody accepting, non-blocking connects are refused (EAGAIN) after
+    /// about that many (Linux queues backlog + 1); it used to be 4,096.
+    #[test]
+    fn the_backlog_is_the_one_asked_for() {
+        let dir = scratch("backlog");
+        let endpoint = Endpoint::Unix(dir.join("s"));
+        let (_listener, _file) = listen_unix(&endpoint, None, 2).unwrap();
+        let addr = SockAddr::unix(dir.join("s")).unwrap();
+        let mut queued = Vec::new();
+        let refused = loop {
+            let s = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            match s.connect(&addr) {
+                Ok(()) => queued.push(s),
+                Err(e) => break e,
+            }
+            assert!(queued.len() < 100, "the backlog is not 2");
+        };
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock, "{refused}");
+        assert!((2..=3).contains(&queued.len()), "{} queued", queued.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `mode` is the file's mode from the bind on, including bits the
+    /// umask would clear, with no chmod after it; the umask is restored.
+    #[test]
+    fn the_mode_is_set_by_the_bind() {
+        let dir = scratch("mode");
+        // SAFETY: reading the umask means setting it; put it back at once.
+        let before = unsafe { libc::umask(0o022) };
+        let endpoint = Endpoint::Unix(dir.join("s"));
+        let (_listener, file) = listen_unix(&endpoint, Some(0o666), 16).unwrap();
+        // SAFETY: as above.
+        let after = unsafe { libc::umask(before) };
+        assert_eq!(after, 0o022, "the umask is restored");
+        let meta = std::fs::symlink_metadata(dir.join("s")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o666);
+        assert!(file.unwrap().remove_if_ours().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
