@@ -14,7 +14,9 @@
 //!    The difference is what the TCP stack costs on loopback.
 //!
 //! Run: `cargo bench --bench transports`. Knobs: ROUNDS (default 3), SECS
-//! (default 2), SECTIONS (`udp,unix`).
+//! (default 2), SECTIONS (`udp,unix`), ECHOLOOP_BEFORE (another echoloop
+//! binary, added to the udp table as `before-udp`), UDP_KINDS (the udp
+//! table's kinds, the first being the one ratios are to).
 
 use std::process::Command;
 
@@ -43,9 +45,14 @@ fn main() {
         .to_vec();
     if sections.contains("udp") {
         println!(
-            "udp: -c 50 -s 64 (closed loop); server CPU per datagram (ratio to C), datagrams/s"
+            "udp: -c 50 -s 64 (closed loop); server CPU per datagram (ratio to the first), datagrams/s"
         );
-        table(&["c-udp", "echoloop-udp", "tokio-udp"], &small, rounds, pin);
+        // `before-udp` only with ECHOLOOP_BEFORE=path/to/an/older/echoloop;
+        // UDP_KINDS=before-udp,echoloop-udp puts it first (ratios to it).
+        let kinds = std::env::var("UDP_KINDS")
+            .unwrap_or_else(|_| "c-udp,echoloop-udp,tokio-udp,before-udp".into());
+        let kinds: Vec<&str> = kinds.split(',').collect();
+        table(&kinds, &small, rounds, pin);
     }
     if sections.contains("unix") {
         println!("unix: -c 50 -s 64; server CPU per message (ratio to TCP), msgs/s");

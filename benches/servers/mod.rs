@@ -162,8 +162,8 @@ pub fn serve_if_asked() {
 
 /// The command that runs server `kind` as its own process on
 /// 127.0.0.1:0. `kind` is one of [`KINDS`], `c` (the C epoll baseline,
-/// when [`c_anchor`] can build it) or `before` (the echoloop binary named by
-/// `ECHOLOOP_BEFORE`, when set). The process prints `listening on ADDR` first.
+/// when [`c_anchor`] can build it) or `before` and `before-udp` (the
+/// echoloop binary named by `ECHOLOOP_BEFORE`, when set). The process prints `listening on ADDR` first.
 pub fn command(kind: &str) -> Option<std::process::Command> {
     use std::process::Command;
     let cmd = match kind {
@@ -233,6 +233,13 @@ pub fn command(kind: &str) -> Option<std::process::Command> {
         "before" => {
             let mut cmd = Command::new(std::env::var_os("ECHOLOOP_BEFORE")?);
             cmd.args(["server", "--bind", "127.0.0.1:0"])
+                .env("RUST_LOG", "warn");
+            cmd
+        }
+        // The same, serving UDP only: the loop checks' cost per datagram.
+        "before-udp" => {
+            let mut cmd = Command::new(std::env::var_os("ECHOLOOP_BEFORE")?);
+            cmd.args(["server", "--bind", "127.0.0.1:0", "--udp-only"])
                 .env("RUST_LOG", "warn");
             cmd
         }
