@@ -663,10 +663,7 @@ fn fifo(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
 
 /// A fresh directory for this test's files.
 fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("echoloop-load-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("load", name)
 }
 
 /// `--hdr-log FIFO` with no reader fails at once, with one line, instead

@@ -13,11 +13,8 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 
 /// A fresh directory for this test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("echoloop-report-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> std::path::PathBuf {
+    common::scratch("report", name)
 }
 
 fn report(args: &[&str]) -> Output {

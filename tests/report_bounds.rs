@@ -9,7 +9,7 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -23,11 +23,8 @@ use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
 const PEAK_LIMIT: u64 = 512 << 20;
 
 /// A fresh directory for this test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("echoloop-bounds-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> std::path::PathBuf {
+    common::scratch("bounds", name)
 }
 
 /// Runs `echoloop report ARGS` and checks the peak RSS of the children so
@@ -45,6 +42,17 @@ fn report(args: &[&str]) -> Output {
     let peak = usage.ru_maxrss as u64 * 1024;
     assert!(peak < PEAK_LIMIT, "peak RSS {} MB", peak >> 20);
     out
+}
+
+/// `report ARGS --json`, which must succeed: its JSON.
+#[track_caller]
+fn clean_json(args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = report(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A histogram's line body: V2, compressed, base64.
@@ -84,14 +92,7 @@ fn a_day_of_one_second_intervals_stays_bounded() {
         &log,
         (0..86_400).map(|i| ("soak".to_string(), f64::from(i), 1.0, b64.clone())),
     );
-    let out = report(&[log.to_str().unwrap(), "--json"]);
-    let json = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let json = clean_json(&[log.to_str().unwrap()]);
     assert_eq!(json_number(&json, "messages"), 86_400_000.0);
     assert_eq!(json_number(&json, "latency_us.max"), h.max() as f64);
     // 86,400 s in at most 1,000 steps: whole multiples of the interval.
@@ -190,14 +191,7 @@ fn a_value_beyond_a_minute_is_merged() {
     h.record(100_000_000).unwrap();
     let log = dir.join("long.hlog");
     write_log(&log, std::iter::once(("x".into(), 0.0, 1.0, encoded(&h))));
-    let out = report(&[log.to_str().unwrap(), "--json"]);
-    let json = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let json = clean_json(&[log.to_str().unwrap()]);
     assert_eq!(json_number(&json, "messages"), 2001.0);
     let max = json_number(&json, "latency_us.max");
     assert!((max - 1e8).abs() <= 1e8 * 1e-3, "max {max} µs");

@@ -489,3 +489,12 @@ pub fn forge_udp(
     raw.send_to(&packet, &SocketAddr::V4(to).into())?;
     Ok(())
 }
+
+/// A fresh, empty directory for one test's files (`echoloop-AREA-PID-NAME`
+/// under the temporary directory); the test removes it when it is done.
+pub fn scratch(area: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("echoloop-{area}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
