@@ -127,8 +127,10 @@ struct ServerArgs {
     threads: u64,
 
     /// Echo UDP datagrams too (RFC 862), on the same address and port as
-    /// TCP; datagrams from the ports of self-answering services (7, 9, 13,
-    /// 17, 19, 37) are never answered (loop protection).
+    /// TCP. Loop protection: datagrams from the ports of self-answering
+    /// services (7, 9, 13, 17, 19, 37) or from this server's own port are
+    /// never answered, nor the same bytes from one source bouncing back
+    /// 1,001 times in a row within a second of each answer.
     #[arg(long)]
     udp: bool,
 
@@ -136,8 +138,8 @@ struct ServerArgs {
     #[arg(long, conflicts_with = "udp")]
     udp_only: bool,
 
-    /// Answer at most this many datagrams per second per source address
-    /// (for an exposed port). Default: no limit.
+    /// Answer at most this many datagrams per second per source address,
+    /// whichever reactor gets them (for an exposed port). Default: no limit.
     #[arg(long, value_name = "N", value_parser = parse_rate)]
     udp_rate_limit: Option<f64>,
 

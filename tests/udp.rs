@@ -130,6 +130,27 @@ fn a_forged_datagram_between_two_servers_dies_out() {
     assert_eq!(after_b.get("udp_in"), stats_b.get("udp_in") + 1.0);
 }
 
+/// The same against another echo service, one that answers anything: a
+/// datagram forged "from" it to echoloop would loop forever; echoloop ends
+/// it after the bounce allowance, and hears nothing more of it.
+#[test]
+fn a_loop_with_a_naive_echo_service_dies_out() {
+    let mut server = ServerProcess::start(&["--udp-only"]);
+    let naive = bad_udp_server(Misbehave::Faithful);
+    if !forged(v4(naive), v4(server.addr), b"loop me") {
+        return;
+    }
+    let stats = common::eventually_value(|| {
+        let stats = stats_now(&mut server);
+        (stats.get("udp_looped") >= 1.0).then_some(stats)
+    });
+    assert_eq!(stats.get("udp_looped"), 1.0);
+    assert_eq!(stats.get("udp_out"), 1001.0, "the allowance, then silence");
+    assert_eq!(echo(&socket(0), server.addr, b"probe"), b"probe");
+    let after = stats_now(&mut server);
+    assert_eq!(after.get("udp_in"), stats.get("udp_in") + 1.0);
+}
+
 /// A datagram forged "from" the server's own port is never answered: from
 /// its own address (it would echo to itself forever) or from another local
 /// address on the same port (what `--bind 0.0.0.0:P` would loop on).
@@ -330,6 +351,9 @@ enum Misbehave {
     Swap,
     /// Flips a byte in every reply.
     Corrupt,
+    /// Echoes every datagram faithfully, whoever it is from (a naive echo
+    /// service on an ordinary port).
+    Faithful,
 }
 
 /// A UDP echo server on its own thread that misbehaves as told; it stops
@@ -363,6 +387,7 @@ fn bad_udp_server(how: Misbehave) -> SocketAddr {
                     }
                 },
                 Misbehave::Corrupt => reply[n - 1] ^= 0x40,
+                Misbehave::Faithful => {}
             }
             let _ = s.send_to(reply, from);
         }

@@ -534,7 +534,7 @@ const SERIES: [Series; 22] = [
         udp: true,
         ..counter(
             "udp_datagrams_looped",
-            "UDP datagrams from service ports, not answered",
+            "UDP datagrams not answered because they would feed a loop",
             |c| c.udp_looped,
         )
     },
