@@ -333,10 +333,16 @@ fn add(
     path: &Path,
     line: usize,
 ) -> Result<(), ReportError> {
-    into.add(what).map_err(|e| ReportError::Malformed {
+    // The merged histograms grow as needed; what cannot be added is a
+    // value or count beyond what any histogram holds.
+    into.add(what).map_err(|_| ReportError::Malformed {
         path: path.to_path_buf(),
         line,
-        why: format!("cannot merge this histogram (max {} µs): {e:?}", what.max()),
+        why: format!(
+            "cannot merge this histogram (values to {} µs, {} counts): beyond what a histogram holds",
+            what.max(),
+            what.len()
+        ),
     })
 }
 
@@ -592,7 +598,8 @@ impl Merged {
             apart: self.apart(),
             connect_latency_us: self.connect.as_ref().map(Percentiles::of),
         };
-        serde_json::to_string(&json).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        // Plain numbers, strings and maps: serializing cannot fail.
+        serde_json::to_string(&json).unwrap_or_default()
     }
 }
 
