@@ -26,8 +26,9 @@
 //!    machine, resolving → connecting → writing → reading → done.
 //! 4. [`load`] — the server's loop shape again, with the roles swapped:
 //!    many client connections, every echoed byte checked, latency measured.
-//! 5. [`report`] — not a loop: reading HdrHistogram logs, merging them,
-//!    drawing charts.
+//! 5. [`report`] — not a loop: reading HdrHistogram logs in bounded
+//!    memory (each histogram checked before it is decoded), merging them,
+//!    drawing charts; and writing `load --hdr-log` off the generator's loop.
 //! 6. The rest of [`shared`]: sockets ([`shared::net`]), durations and
 //!    deadlines ([`shared::duration`]), `host:port` ([`shared::addr`]).
 //!
