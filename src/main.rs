@@ -567,7 +567,7 @@ fn run_load(args: LoadArgs) -> ExitCode {
             schedule.line()
         );
     }
-    if report.busy() >= 0.9 {
+    if report.busy_is_measured() && report.busy() >= 0.9 {
         log::warn!(
             "the generator was busy {:.0}% of its {} thread(s) over the run: it may be the \
              limit, not the server (try --threads, or fewer connections per thread)",

@@ -212,6 +212,9 @@ impl Generator {
         batch: impl IntoIterator<Item = Readiness>,
     ) -> Option<Progress> {
         self.now = self.now.max(now);
+        // The window's CPU ends before this batch if the window has.
+        self.cpu
+            .on_turn(self.now, self.counters.measure_from, self.counters.end);
         for event in batch {
             log::trace!("event {event}");
             if event.token == TIMER {

@@ -317,6 +317,9 @@ impl Generator {
     ) -> Option<Progress> {
         // Time only moves forward, whatever a caller passes.
         self.now = self.now.max(now);
+        // The window's CPU ends before this batch if the window has.
+        self.cpu
+            .on_turn(self.now, self.counters.measure_from, self.counters.end);
         for event in batch {
             self.dispatch(event);
         }

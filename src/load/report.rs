@@ -550,8 +550,17 @@ impl Report {
 
     /// How busy the generator's threads were over the window: CPU time over
     /// (window × threads); near 1.0, the generator may be the limit.
+    /// A thread cannot be busier than the clock, but over a window of a
+    /// few milliseconds the CPU clock's steps can read more than 1 (see
+    /// [`busy_is_measured`](Self::busy_is_measured)).
     pub fn busy(&self) -> f64 {
         self.cpu.as_secs_f64() / (self.secs() * self.per_thread.len().max(1) as f64)
+    }
+
+    /// Whether the window was long enough for `busy` to mean something
+    /// (the CPU clock moves in steps of up to a few milliseconds).
+    pub fn busy_is_measured(&self) -> bool {
+        self.duration >= std::time::Duration::from_millis(100)
     }
 
     /// Messages per second over the window.
