@@ -61,21 +61,10 @@ fn throughput(c: &mut Criterion) {
                     let report = echoloop::load::run(
                         echoloop::load::Config {
                             addr: echoloop::shared::addr::Endpoint::Ip(addr),
-                            connections: 50,
                             size,
                             duration: Duration::from_secs(600),
                             messages: Some(iters),
-                            pipeline: 1,
-                            rate: None,
-                            connect_rate: None,
-                            warmup: Duration::ZERO,
-                            timeout: Duration::from_secs(10),
-                            messages_per_connection: None,
-                            reconnect: false,
-                            sources: Vec::new(),
-                            threads: 1,
-                            udp: false,
-                            interval: None,
+                            ..echoloop::load::Config::default()
                         },
                         |_| {},
                     )

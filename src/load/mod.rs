@@ -132,6 +132,32 @@ pub struct Config {
     pub interval: Option<Duration>,
 }
 
+impl Default for Config {
+    /// `echoloop load`'s own defaults, against 127.0.0.1:7878: 50
+    /// connections of 64 B messages, closed loop with one in flight, 10 s,
+    /// a 10 s timeout, one thread.
+    fn default() -> Config {
+        Config {
+            addr: Endpoint::Ip(SocketAddr::from(([127, 0, 0, 1], 7878))),
+            connections: 50,
+            size: 64,
+            duration: Duration::from_secs(10),
+            messages: None,
+            pipeline: 1,
+            rate: None,
+            connect_rate: None,
+            warmup: Duration::ZERO,
+            timeout: Duration::from_secs(10),
+            messages_per_connection: None,
+            reconnect: false,
+            sources: Vec::new(),
+            threads: 1,
+            udp: false,
+            interval: None,
+        }
+    }
+}
+
 /// The generator: its connections, the tape, the schedule, the counters.
 pub struct Generator {
     config: Config,

@@ -17,20 +17,9 @@ fn generator(addr: SocketAddr) -> Generator {
     Generator::new(Config {
         addr: Endpoint::Ip(addr),
         connections: 1,
-        size: 64,
         duration: Duration::from_secs(60),
-        messages: None,
-        pipeline: 1,
-        rate: None,
-        connect_rate: None,
-        warmup: Duration::ZERO,
         timeout: TIMEOUT,
-        messages_per_connection: None,
-        reconnect: false,
-        sources: Vec::new(),
-        threads: 1,
-        udp: false,
-        interval: None,
+        ..Config::default()
     })
     .unwrap()
 }

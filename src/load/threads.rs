@@ -163,20 +163,13 @@ mod tests {
         Config {
             addr: "127.0.0.1:7".parse().unwrap(),
             connections,
-            size: 64,
             duration: Duration::from_secs(1),
             messages: Some(1000),
-            pipeline: 1,
             rate: Some(900.0),
-            connect_rate: None,
-            warmup: Duration::ZERO,
             timeout: Duration::from_secs(1),
-            messages_per_connection: None,
-            reconnect: false,
             sources: vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()],
             threads,
-            udp: false,
-            interval: None,
+            ..Config::default()
         }
     }
 
