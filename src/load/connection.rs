@@ -213,7 +213,8 @@ impl<S: Read + Write> Connection<S> {
                 }
                 self.in_flight.pop_front();
                 self.msgs_done += 1;
-                counters.complete(at, now)?;
+                // An echo past --timeout closes its connection as a timeout.
+                counters.complete(at, now).map_err(|_late| Close::Timeout)?;
                 if let Some(size) = refill
                     && self.wants_more()
                 {

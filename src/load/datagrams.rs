@@ -36,8 +36,9 @@ use std::time::Instant;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use super::counters::{Counters, Intervals, hand_out, micros_histogram};
-use super::report::{Datagrams as Figures, Progress, Report, Schedule, Tick};
+use super::counters::{Counters, micros_histogram};
+use super::intervals::{Intervals, hand_out};
+use super::outcome::{Datagrams as Figures, Progress, Report, Schedule, Tick};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
 use super::{Config, DEAL_PER_TURN, SPIN, TICK, TIMER};
@@ -92,7 +93,7 @@ pub(super) struct Generator {
     dealt_measured: u64,
     lag: hdrhistogram::Histogram<u64>,
     next_flow: usize,
-    cpu: super::CpuWindow,
+    cpu: crate::shared::cpu::CpuWindow,
     /// Open loop: wakes the poll [`SPIN`] before the next due datagram,
     /// as in the stream generator (the poll's timeout is whole ms).
     timer: Option<Timer>,
@@ -163,7 +164,7 @@ impl Generator {
             dealt_measured: 0,
             lag: micros_histogram()?,
             next_flow: 0,
-            cpu: super::CpuWindow::default(),
+            cpu: crate::shared::cpu::CpuWindow::default(),
             timer,
             intervals: config
                 .interval

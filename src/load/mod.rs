@@ -37,12 +37,16 @@
 //! (poll, then `turn`), [`Generator::turn`] (each event, then the timers,
 //! then deferred work), [`Generator::next_deadline`] and `on_timers`. Read
 //! those, then [`connection`] for one connection, [`counters`] for what is
-//! counted and [`report`] for what is printed; [`threads`] runs N
-//! generators side by side (`--threads`).
+//! counted, [`intervals`] for `--interval` and [`outcome`] for what is
+//! printed; [`threads`] runs N generators side by side (`--threads`).
+//!
+//! Imports point down: [`config`] and [`outcome`] (the vocabulary of a
+//! run's result, [`Errors`] included) at the bottom; [`counters`] on them;
+//! [`intervals`] and [`connection`] on the counters; the generators on top.
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -54,18 +58,21 @@ use crate::shared::net::{self, describe, interrupted, resolver_message};
 use crate::shared::readiness::{Drain, Readiness};
 use crate::shared::stream::Stream;
 
+pub use config::Config;
 use connection::{Close, Connection, Phase};
-pub use counters::Errors;
-use counters::{Counters, Intervals, hand_out, micros_histogram};
-pub use report::{Datagrams, Failure, Interval, Progress, Report, Schedule, Tick};
+use counters::{Counters, micros_histogram};
+use intervals::{Intervals, hand_out};
+pub use outcome::{Datagrams, Errors, Failure, Interval, Progress, Report, Schedule, Tick};
 pub use tape::splitmix64;
 use tape::{CHUNK, TAPE_PERIOD, make_tape};
 use timer::Timer;
 
+mod config;
 mod connection;
 mod counters;
 mod datagrams;
-mod report;
+mod intervals;
+mod outcome;
 mod tape;
 #[cfg(test)]
 mod tests;
@@ -91,72 +98,6 @@ const SPIN: Duration = Duration::from_micros(300);
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// The open-loop timer's token (connection tokens are their indices).
 const TIMER: Token = Token(usize::MAX);
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The echo server.
-    pub addr: Endpoint,
-    /// Connections to open.
-    pub connections: usize,
-    /// Bytes per message.
-    pub size: usize,
-    /// How long to measure (after the warm-up).
-    pub duration: Duration,
-    /// Stop once this many messages were measured (benches use this).
-    pub messages: Option<u64>,
-    /// Messages in flight per connection (closed loop).
-    pub pipeline: usize,
-    /// Messages per second over all connections (open loop).
-    pub rate: Option<f64>,
-    /// Connections opened per second while ramping up (default: all at once).
-    pub connect_rate: Option<f64>,
-    /// A period at the start whose numbers are dropped.
-    pub warmup: Duration,
-    /// How long a connect or an echo may take before it counts as an error.
-    pub timeout: Duration,
-    /// Close each connection after this many verified round trips and open
-    /// a new one at once (`1` is pure connection churn).
-    pub messages_per_connection: Option<u64>,
-    /// Open a failed connection again after [`RECONNECT_BACKOFF`] instead
-    /// of leaving it down for the rest of the run.
-    pub reconnect: bool,
-    /// Local addresses to connect from, in turn (empty: the kernel picks).
-    pub sources: Vec<IpAddr>,
-    /// Generator threads, each a whole [`Generator`] on its own share of
-    /// the connections (see [`threads`]).
-    pub threads: usize,
-    /// Datagrams over UDP (`udp://`) instead of a stream; see [`datagrams`].
-    pub udp: bool,
-    /// Report an [`Interval`] this often (`--interval`).
-    pub interval: Option<Duration>,
-}
-
-impl Default for Config {
-    /// `echoloop load`'s own defaults, against 127.0.0.1:7878: 50
-    /// connections of 64 B messages, closed loop with one in flight, 10 s,
-    /// a 10 s timeout, one thread.
-    fn default() -> Config {
-        Config {
-            addr: Endpoint::Ip(SocketAddr::from(([127, 0, 0, 1], 7878))),
-            connections: 50,
-            size: 64,
-            duration: Duration::from_secs(10),
-            messages: None,
-            pipeline: 1,
-            rate: None,
-            connect_rate: None,
-            warmup: Duration::ZERO,
-            timeout: Duration::from_secs(10),
-            messages_per_connection: None,
-            reconnect: false,
-            sources: Vec::new(),
-            threads: 1,
-            udp: false,
-            interval: None,
-        }
-    }
-}
 
 /// The generator: its connections, the tape, the schedule, the counters.
 pub struct Generator {
@@ -210,7 +151,7 @@ pub struct Generator {
     /// What the connections count, and the measured window.
     counters: Counters,
     /// This thread's CPU time when the measured window began.
-    cpu: CpuWindow,
+    cpu: crate::shared::cpu::CpuWindow,
     /// `--interval`: the clock of intervals, once the window is known.
     intervals: Option<Intervals>,
     /// `--reconnect`: failed connections waiting to be opened again, and
@@ -281,7 +222,7 @@ impl Generator {
             timer,
             counters,
             retries: VecDeque::new(),
-            cpu: CpuWindow::default(),
+            cpu: crate::shared::cpu::CpuWindow::default(),
             intervals: None,
             first_connect_error: None,
             config,
@@ -877,50 +818,4 @@ fn run_one(config: Config, progress: impl FnMut(Tick<'_>)) -> io::Result<Report>
     } else {
         Generator::new(config)?.run(progress)
     }
-}
-
-/// The generator thread's CPU over the measured window: read when the
-/// window opens and when it closes. A run goes on after its window (UDP
-/// waits up to `--timeout` for the last replies, spinning before due
-/// sends), and CPU read at the very end, divided by the window, gave a
-/// `cpu_busy` of 30 and more.
-#[derive(Debug, Default, Clone, Copy)]
-struct CpuWindow {
-    from: Option<Duration>,
-    to: Option<Duration>,
-}
-
-impl CpuWindow {
-    /// Called at each turn: reads the thread's CPU at the first turn at or
-    /// after `measure_from`, and at the first at or after `end`.
-    fn on_turn(&mut self, now: Instant, measure_from: Instant, end: Instant) {
-        if self.from.is_none() && now >= measure_from {
-            self.from = Some(thread_cpu());
-        }
-        if self.to.is_none() && now >= end {
-            self.to = Some(thread_cpu());
-        }
-    }
-
-    /// CPU used in the window (until now, if it has not closed).
-    fn used(&self) -> Duration {
-        match self.from {
-            Some(from) => self.to.unwrap_or_else(thread_cpu).saturating_sub(from),
-            None => Duration::ZERO,
-        }
-    }
-}
-
-/// The calling thread's CPU time so far, user plus system.
-fn thread_cpu() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a whole rusage into the pointer we give it,
-    // which points to enough space; on failure we read the zeroed value.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let tv =
-        |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }

@@ -18,10 +18,10 @@ use std::io;
 use std::sync::mpsc;
 use std::thread;
 
-use super::Config;
+use super::config::Config;
 use std::collections::BTreeMap;
 
-use super::report::{Interval, Progress, Report, Tick};
+use super::outcome::{Interval, Progress, Report, Tick};
 
 /// What a generator thread tells the thread that prints.
 enum Message {

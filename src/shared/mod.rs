@@ -12,8 +12,10 @@
 //! - [`addr`] — `host:port` and `[v6]:port`, as people type them; and
 //!   [`addr::Endpoint`], a TCP address or a Unix-domain socket.
 //! - [`stream`] — a connected TCP or Unix-domain stream, as one type.
+//! - [`cpu`] — a thread's own CPU time, over a measured window.
 
 pub mod addr;
+pub mod cpu;
 pub mod duration;
 #[cfg(test)]
 pub(crate) mod fake;

@@ -11,9 +11,28 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::Config;
-use super::counters::Errors;
+use super::config::Config;
 use crate::shared::addr::Endpoint;
+
+/// Failures by kind. None of them stops the run; all of them are reported.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Errors {
+    /// Connections that could not be established (refused, timed out).
+    pub connect: u64,
+    /// Connections reset or closed by the server mid-run.
+    pub reset: u64,
+    /// Echoes that did not come back within the timeout.
+    pub timeout: u64,
+    /// Echoed bytes that differ from what was sent (or more than was sent).
+    pub mismatch: u64,
+}
+
+impl Errors {
+    /// All errors.
+    pub fn total(&self) -> u64 {
+        self.connect + self.reset + self.timeout + self.mismatch
+    }
+}
 
 /// A send later than this after its due time means the schedule slipped.
 const LAG_TOLERATED_US: u64 = 1000;

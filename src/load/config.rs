@@ -1,0 +1,73 @@
+//! What a load run is asked to do: [`Config`], with `echoloop load`'s
+//! defaults. At the bottom of the load module: everything else may use it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::shared::addr::Endpoint;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The echo server.
+    pub addr: Endpoint,
+    /// Connections to open.
+    pub connections: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// How long to measure (after the warm-up).
+    pub duration: Duration,
+    /// Stop once this many messages were measured (benches use this).
+    pub messages: Option<u64>,
+    /// Messages in flight per connection (closed loop).
+    pub pipeline: usize,
+    /// Messages per second over all connections (open loop).
+    pub rate: Option<f64>,
+    /// Connections opened per second while ramping up (default: all at once).
+    pub connect_rate: Option<f64>,
+    /// A period at the start whose numbers are dropped.
+    pub warmup: Duration,
+    /// How long a connect or an echo may take before it counts as an error.
+    pub timeout: Duration,
+    /// Close each connection after this many verified round trips and open
+    /// a new one at once (`1` is pure connection churn).
+    pub messages_per_connection: Option<u64>,
+    /// Open a failed connection again after [`RECONNECT_BACKOFF`](super::RECONNECT_BACKOFF) instead
+    /// of leaving it down for the rest of the run.
+    pub reconnect: bool,
+    /// Local addresses to connect from, in turn (empty: the kernel picks).
+    pub sources: Vec<IpAddr>,
+    /// Generator threads, each a whole [`Generator`](super::Generator) on its own share of
+    /// the connections (see [`threads`](super::threads)).
+    pub threads: usize,
+    /// Datagrams over UDP (`udp://`) instead of a stream; see [`datagrams`](super::datagrams).
+    pub udp: bool,
+    /// Report an [`Interval`](super::Interval) this often (`--interval`).
+    pub interval: Option<Duration>,
+}
+
+impl Default for Config {
+    /// `echoloop load`'s own defaults, against 127.0.0.1:7878: 50
+    /// connections of 64 B messages, closed loop with one in flight, 10 s,
+    /// a 10 s timeout, one thread.
+    fn default() -> Config {
+        Config {
+            addr: Endpoint::Ip(SocketAddr::from(([127, 0, 0, 1], 7878))),
+            connections: 50,
+            size: 64,
+            duration: Duration::from_secs(10),
+            messages: None,
+            pipeline: 1,
+            rate: None,
+            connect_rate: None,
+            warmup: Duration::ZERO,
+            timeout: Duration::from_secs(10),
+            messages_per_connection: None,
+            reconnect: false,
+            sources: Vec::new(),
+            threads: 1,
+            udp: false,
+            interval: None,
+        }
+    }
+}

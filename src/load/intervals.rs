@@ -1,0 +1,118 @@
+//! `--interval D`: the measured window cut into intervals, each made into
+//! an [`Interval`] from the counters' deltas. Both generators (streams and
+//! datagrams) use it.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::counters::Counters;
+use super::outcome::{Interval, Tick};
+use crate::shared::cpu::thread_cpu;
+use crate::shared::duration::deadline_after;
+
+/// `--interval D`: cuts the measured window into intervals of `every`,
+/// and makes each one an [`Interval`] from the counters' deltas and their
+/// interval histograms. Both generators (streams and datagrams) use it.
+pub(super) struct Intervals {
+    every: Duration,
+    /// Where the next interval ends.
+    next: Instant,
+    /// Where the current one began.
+    from: Instant,
+    index: u64,
+    /// The counters (and this thread's CPU) where the current one began.
+    base: (u64, u64, u64, u64, Duration),
+    /// From the run's start to the window's start.
+    offset: Duration,
+    /// Intervals that ended, for the generator's `run` to hand out.
+    ended: VecDeque<Interval>,
+}
+
+impl Intervals {
+    /// Intervals of `every` from `start` (the measured window's start) of
+    /// a run that began at `run_start`.
+    pub(super) fn new(every: Duration, start: Instant, run_start: Instant) -> Intervals {
+        Intervals {
+            every,
+            next: deadline_after(start, every),
+            from: start,
+            index: 0,
+            base: (0, 0, 0, 0, Duration::ZERO),
+            offset: start.saturating_duration_since(run_start),
+            ended: VecDeque::new(),
+        }
+    }
+
+    /// Ends every interval due by `now` (with `last`, also the current one,
+    /// cut at the window's end) and queues it for [`hand_out`].
+    pub(super) fn tick(&mut self, now: Instant, counters: &mut Counters, last: bool) {
+        if !last && now < self.next {
+            return;
+        }
+        let cpu = thread_cpu();
+        while let Some(interval) = self.take(now, counters, cpu, last) {
+            self.ended.push_back(interval);
+        }
+    }
+
+    /// When the current interval ends.
+    pub(super) fn due(&self) -> Instant {
+        self.next
+    }
+
+    /// The interval that ended by `now` (ending at `until`, at most the
+    /// window's end), if one did; the interval histograms start afresh.
+    fn take(
+        &mut self,
+        now: Instant,
+        counters: &mut Counters,
+        cpu: Duration,
+        last: bool,
+    ) -> Option<Interval> {
+        let until = self.next.min(counters.end);
+        if !last && now < self.next {
+            return None;
+        }
+        if until <= self.from {
+            return None;
+        }
+        let (messages, sent, received, errors, cpu_before) = self.base;
+        let interval = Interval {
+            index: self.index,
+            start: self.from.saturating_duration_since(counters.measure_from),
+            since_run_start: self.offset
+                + self.from.saturating_duration_since(counters.measure_from),
+            length: until.saturating_duration_since(self.from),
+            messages: counters.messages - messages,
+            bytes_sent: counters.bytes_sent - sent,
+            bytes_received: counters.bytes_received - received,
+            errors: counters.errors.total() - errors,
+            latency: counters.interval_latency.clone(),
+            connect_latency: counters.interval_connect.clone(),
+            cpu: cpu.saturating_sub(cpu_before),
+            threads: 1,
+        };
+        counters.interval_latency.reset();
+        counters.interval_connect.reset();
+        self.base = (
+            counters.messages,
+            counters.bytes_sent,
+            counters.bytes_received,
+            counters.errors.total(),
+            cpu,
+        );
+        self.index += 1;
+        self.from = until;
+        self.next = deadline_after(self.next, self.every);
+        Some(interval)
+    }
+}
+
+/// Hands the intervals that ended to `report`, oldest first.
+pub(super) fn hand_out(intervals: &mut Option<Intervals>, report: &mut impl FnMut(Tick<'_>)) {
+    if let Some(intervals) = intervals {
+        while let Some(interval) = intervals.ended.pop_front() {
+            report(Tick::Interval(&interval));
+        }
+    }
+}
