@@ -834,3 +834,29 @@ fn churn_against_a_slow_acceptor_ends_on_time() {
     assert!(json_number(&json, "connects") > 0.0, "{json}");
     assert_eq!(json_number(&json, "duration_s"), 1.0, "{json}");
 }
+
+/// Both generators keep one schedule: the same rate and window give the
+/// same due count over TCP and over UDP, and it is the count of due times
+/// in the window (333.3/s does not divide a second: 334, messages 0 to
+/// 333). The two used to count differently (334 and 333).
+#[test]
+fn streams_and_datagrams_keep_the_same_schedule() {
+    let server = ServerProcess::start(&["--udp"]);
+    let args = ["-c", "4", "--rate", "333.3", "-d", "1s"];
+    let tcp = clean_json(server.addr, &args);
+    let mut cmd = bin();
+    cmd.arg("load")
+        .arg(format!("udp://{}", server.addr))
+        .args(args)
+        .arg("--json");
+    let out = common::run_bounded(cmd, common::DEADLINE);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let udp = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(json_number(&tcp, "schedule.due"), 334.0, "{tcp}");
+    assert_eq!(json_number(&udp, "schedule.due"), 334.0, "{udp}");
+}

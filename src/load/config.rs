@@ -71,3 +71,8 @@ impl Default for Config {
         }
     }
 }
+
+/// How often overdue echoes are looked for and the live line is refreshed.
+/// (An echo that does come back late is a timeout whatever the tick: see
+/// `Counters::complete`.)
+pub const TICK: Duration = Duration::from_millis(200);

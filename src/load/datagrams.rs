@@ -36,14 +36,15 @@ use std::time::Instant;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use super::counters::{Counters, micros_histogram};
+use super::config::{Config, TICK};
+use super::counters::Counters;
 use super::intervals::{Intervals, hand_out};
-use super::outcome::{Datagrams as Figures, Progress, Report, Schedule, Tick};
+use super::outcome::{Datagrams as Figures, Progress, Report, Tick};
+use super::schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
-use super::{Config, DEAL_PER_TURN, SPIN, TICK, TIMER};
 use crate::shared::addr::Endpoint;
-use crate::shared::duration::{deadline_after, nth_tick};
+use crate::shared::duration::deadline_after;
 use crate::shared::net::{describe, interrupted, would_block};
 use crate::shared::readiness::Readiness;
 
@@ -89,12 +90,11 @@ pub(super) struct Generator {
     next_tick: Instant,
     counters: Counters,
     figures: Figures,
-    dealt: u64,
-    dealt_measured: u64,
-    lag: hdrhistogram::Histogram<u64>,
+    /// Open loop: the schedule, from the run's start. `None` in closed loop.
+    schedule: Option<OpenLoop>,
     next_flow: usize,
     cpu: crate::shared::cpu::CpuWindow,
-    /// Open loop: wakes the poll [`SPIN`] before the next due datagram,
+    /// Open loop: wakes the poll [`SPIN`](super::schedule::SPIN) before the next due datagram,
     /// as in the stream generator (the poll's timeout is whole ms).
     timer: Option<Timer>,
     /// `--interval`, as in the stream generator.
@@ -160,9 +160,14 @@ impl Generator {
             started,
             now: started,
             next_tick: started,
-            dealt: 0,
-            dealt_measured: 0,
-            lag: micros_histogram()?,
+            schedule: match config.rate {
+                Some(rate) => {
+                    let mut schedule = OpenLoop::new(rate)?;
+                    schedule.start(started);
+                    Some(schedule)
+                }
+                None => None,
+            },
             next_flow: 0,
             cpu: crate::shared::cpu::CpuWindow::default(),
             timer,
@@ -188,9 +193,9 @@ impl Generator {
                 return Ok(summary);
             }
             let spin_from = self
-                .next_due()
-                .map(|at| at.checked_sub(SPIN).unwrap_or(at))
-                .filter(|&from| from > self.now);
+                .schedule
+                .as_ref()
+                .and_then(|s| s.spin_from(self.now, self.counters.end));
             if let Some(timer) = &mut self.timer {
                 timer.set(self.now, spin_from)?;
             }
@@ -290,21 +295,15 @@ impl Generator {
         })
     }
 
-    /// When the next datagram is due (open loop).
-    fn next_due(&self) -> Option<Instant> {
-        let rate = self.config.rate?;
-        Some(deadline_after(self.started, nth_tick(self.dealt, rate)))
-    }
-
     /// When to wake: the end, the next tick, the next due datagram (with a
-    /// timer, only in the last [`SPIN`] before it: then at once).
+    /// timer, only in the last [`SPIN`](super::schedule::SPIN) before it:
+    /// then at once).
     fn next_deadline(&self) -> Option<Instant> {
-        let due = match self.next_due() {
-            Some(at) if self.timer.is_some() => {
-                (at.checked_sub(SPIN).unwrap_or(at) <= self.now).then_some(self.now)
-            }
-            other => other,
-        };
+        let timed = self.timer.is_some();
+        let due = self
+            .schedule
+            .as_ref()
+            .and_then(|s| s.wake(self.now, self.counters.end, timed));
         let settled_by = deadline_after(self.counters.end, self.config.timeout);
         let end = if self.now >= self.counters.end {
             settled_by
@@ -333,29 +332,17 @@ impl Generator {
 
     /// Open loop: sends the datagrams due by now, round robin.
     fn deal(&mut self, now: Instant) {
-        let Some(rate) = self.config.rate else { return };
-        let elapsed = now.saturating_duration_since(self.started).as_secs_f64();
-        let end = self
-            .counters
-            .end
-            .saturating_duration_since(self.started)
-            .as_secs_f64();
-        let due = ((elapsed.min(end) * rate).floor() as u64).saturating_add(1);
-        let mut budget = DEAL_PER_TURN;
-        while self.dealt < due && budget > 0 {
-            let at = deadline_after(self.started, nth_tick(self.dealt, rate));
-            if at >= self.counters.end {
+        let (measure_from, end) = (self.counters.measure_from, self.counters.end);
+        for _ in 0..DEAL_PER_TURN {
+            let Some(schedule) = &mut self.schedule else {
                 return;
-            }
-            self.dealt += 1;
-            budget -= 1;
+            };
+            let Some(at) = schedule.peek(now, end) else {
+                return;
+            };
+            schedule.take(at, now, measure_from);
             let i = self.next_flow;
             self.next_flow = (i + 1) % self.flows.len();
-            if at >= self.counters.measure_from {
-                self.dealt_measured += 1;
-                let late = now.saturating_duration_since(at).as_micros() as u64;
-                self.lag.saturating_record(late.max(1));
-            }
             self.send(i, at);
         }
     }
@@ -459,11 +446,10 @@ impl Generator {
         let end = self.now.min(self.counters.end);
         let duration = end.saturating_duration_since(self.counters.measure_from);
         let cpu = self.cpu.used();
-        let schedule = self.config.rate.map(|rate| Schedule {
-            due: (duration.as_secs_f64() * rate).round() as u64,
-            sent: self.dealt_measured,
-            lag: self.lag.clone(),
-        });
+        let schedule = self
+            .schedule
+            .as_ref()
+            .map(|s| s.kept(self.counters.measure_from, end));
         let c = &self.counters;
         let mut errors = c.errors;
         errors.mismatch += self.figures.corrupted;

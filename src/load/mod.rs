@@ -21,8 +21,8 @@
 //!   flat whatever the rate) and are handed to connections whose sockets
 //!   have taken everything so far; the report says how many were due, how
 //!   many were sent, how many never were, and how late the sends were. The
-//!   schedule is kept with a timerfd ([`timer`]), not the poll's
-//!   millisecond timeout.
+//!   schedule ([`schedule`], one for both generators) is kept with a
+//!   timerfd ([`timer`]), not the poll's millisecond timeout.
 //!
 //! The clock starts once the connections are up (with `--connect-rate`, at
 //! once: the ramp is part of the run): `--warmup`, then `--duration`. So a
@@ -49,7 +49,6 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::shared::addr::Endpoint;
@@ -59,10 +58,12 @@ use crate::shared::readiness::{Drain, Readiness};
 use crate::shared::stream::Stream;
 
 pub use config::Config;
+use config::TICK;
 use connection::{Close, Connection, Phase};
-use counters::{Counters, micros_histogram};
+use counters::Counters;
 use intervals::{Intervals, hand_out};
 pub use outcome::{Datagrams, Errors, Failure, Interval, Progress, Report, Schedule, Tick};
+use schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 pub use tape::splitmix64;
 use tape::{CHUNK, TAPE_PERIOD, make_tape};
 use timer::Timer;
@@ -73,31 +74,16 @@ mod counters;
 mod datagrams;
 mod intervals;
 mod outcome;
+mod schedule;
 mod tape;
 #[cfg(test)]
 mod tests;
 mod threads;
 mod timer;
 
-/// How often overdue echoes are looked for and the live line is refreshed.
-/// (An echo that does come back late is a timeout whatever the tick: see
-/// `Counters::complete`.)
-const TICK: Duration = Duration::from_millis(200);
-/// The most due messages handed out in one turn; the rest wait for the next
-/// turn, after a poll, so that echoes are read in between.
-const DEAL_PER_TURN: u64 = 1024;
-/// How long before a message is due the open-loop timer wakes the loop,
-/// which then polls without sleeping until the due time. A sleeping CPU
-/// (a virtual one, especially) takes 50–300 µs to wake from a timer; a
-/// schedule kept only by the timer sends every message that late, and the
-/// delay is charged to the server. Spinning the last stretch costs up to
-/// this much CPU per message, and keeps sends within microseconds.
-const SPIN: Duration = Duration::from_micros(300);
 /// How long a failed connection waits before `--reconnect` opens it again:
 /// long enough not to hammer a server that refuses, short next to a run.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
-/// The open-loop timer's token (connection tokens are their indices).
-const TIMER: Token = Token(usize::MAX);
 
 /// The generator: its connections, the tape, the schedule, the counters.
 pub struct Generator {
@@ -131,13 +117,9 @@ pub struct Generator {
     first_pending: usize,
     /// Which slots have ended their first connect.
     first_done: Vec<bool>,
-    /// Open loop: messages handed to connections so far (message `n` is
-    /// due at `t0 + n / rate`; those from `dealt` on are the backlog).
-    dealt: u64,
-    /// Open loop: of those, the ones due inside the measured window.
-    dealt_measured: u64,
-    /// Open loop: how late each measured message was handed out, µs.
-    lag: Histogram<u64>,
+    /// Open loop: the schedule, started at `t0` (messages not yet handed
+    /// out although due are the backlog). `None` in closed loop.
+    schedule: Option<OpenLoop>,
     /// Open loop: the last deal found no connection able to take a message
     /// (all still connecting, or every socket full), so waking for the
     /// next due time would only spin: wait for an event instead.
@@ -166,7 +148,7 @@ impl std::fmt::Debug for Generator {
             .field("addr", &self.config.addr)
             .field("opened", &self.opened)
             .field("established", &self.established)
-            .field("dealt", &self.dealt)
+            .field("schedule", &self.schedule)
             .field("messages", &self.counters.messages)
             .finish_non_exhaustive()
     }
@@ -214,9 +196,7 @@ impl Generator {
             closed: 0,
             first_pending: config.connections,
             first_done: vec![false; config.connections],
-            dealt: 0,
-            dealt_measured: 0,
-            lag: micros_histogram()?,
+            schedule: config.rate.map(OpenLoop::new).transpose()?,
             deal_blocked: false,
             next_conn: 0,
             timer,
@@ -333,14 +313,12 @@ impl Generator {
     /// connection to open, or the next due message. `None`: sleep until an
     /// event. The next due message is the timer's job when there is one
     /// (see [`arm_timer`](Self::arm_timer)): the poll only stops sleeping
-    /// for it in the last [`SPIN`] before it is due, and then not at all.
+    /// for it in the last [`SPIN`](schedule::SPIN) before it is due, and then not at all.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let due = match self.next_due() {
+        let due = match &self.schedule {
             _ if self.deal_blocked => None,
-            Some(at) if self.timer.is_some() => {
-                (at.checked_sub(SPIN).unwrap_or(at) <= self.now).then_some(self.now)
-            }
-            other => other,
+            Some(s) => s.wake(self.now, self.counters.end, self.timer.is_some()),
+            None => None,
         };
         [
             Some(self.counters.end),
@@ -355,13 +333,13 @@ impl Generator {
         .min()
     }
 
-    /// Open loop: sets the timerfd to wake the poll [`SPIN`] before the next
+    /// Open loop: sets the timerfd to wake the poll [`SPIN`](schedule::SPIN) before the next
     /// message is due (the poll timeout is whole milliseconds), or disarms
     /// it when the loop is already in that last stretch or nothing is due.
     fn arm_timer(&mut self) -> io::Result<()> {
-        let spin_from = match self.next_due() {
+        let spin_from = match &self.schedule {
             _ if self.deal_blocked => None,
-            Some(at) => Some(at.checked_sub(SPIN).unwrap_or(at)).filter(|&from| from > self.now),
+            Some(s) => s.spin_from(self.now, self.counters.end),
             None => None,
         };
         match &mut self.timer {
@@ -404,6 +382,9 @@ impl Generator {
             t0.saturating_duration_since(self.started)
         );
         self.t0 = Some(t0);
+        if let Some(schedule) = &mut self.schedule {
+            schedule.start(t0);
+        }
         self.counters.measure_from = deadline_after(t0, self.config.warmup);
         self.counters.end = deadline_after(self.counters.measure_from, self.config.duration);
         self.intervals = self
@@ -551,39 +532,20 @@ impl Generator {
         (self.opened < self.conns.len()).then(|| self.open_time(self.opened))
     }
 
-    /// When scheduled message `n` is due (open loop, once the clock runs).
-    fn due_time(&self, n: u64) -> Option<Instant> {
-        Some(deadline_after(self.t0?, nth_tick(n, self.config.rate?)))
-    }
-
-    /// Messages due strictly before `at` (open loop).
-    fn due_before(&self, at: Instant) -> u64 {
-        match (self.t0, self.config.rate) {
-            (Some(t0), Some(rate)) if at > t0 => {
-                let n = (at - t0).as_secs_f64() * rate;
-                // Message n is due at n / rate: those with n < elapsed*rate.
-                n.ceil().min(u64::MAX as f64) as u64
-            }
-            _ => 0,
-        }
-    }
-
-    /// When the next message is due, if one is still to come in the run.
-    fn next_due(&self) -> Option<Instant> {
-        self.due_time(self.dealt)
-            .filter(|&at| at < self.counters.end)
-    }
-
     /// Open loop: hands the due backlog out, round robin, one message at a
     /// time to each connection whose socket has taken everything so far, at
     /// most [`DEAL_PER_TURN`] in this turn. Latency counts from each
     /// message's due time, and how late it was handed out is recorded.
     fn deal(&mut self, now: Instant) {
         let n = self.conns.len();
-        let due = self.due_before(deadline_after(now, Duration::from_nanos(1)));
-        let due = due.min(self.due_before(self.counters.end));
-        let mut budget = DEAL_PER_TURN;
-        while self.dealt < due && budget > 0 {
+        let (measure_from, end) = (self.counters.measure_from, self.counters.end);
+        for _ in 0..DEAL_PER_TURN {
+            let Some(schedule) = &mut self.schedule else {
+                return;
+            };
+            let Some(at) = schedule.peek(now, end) else {
+                return;
+            };
             // The next connection, at most one lap away, that can take one.
             let Some(i) = (0..n)
                 .map(|k| (self.next_conn + k) % n)
@@ -592,17 +554,8 @@ impl Generator {
                 self.deal_blocked = true;
                 return;
             };
-            let Some(at) = self.due_time(self.dealt) else {
-                return;
-            };
-            self.dealt += 1;
-            budget -= 1;
+            schedule.take(at, now, measure_from);
             self.next_conn = (i + 1) % n;
-            if at >= self.counters.measure_from {
-                self.dealt_measured += 1;
-                let late = now.saturating_duration_since(at).as_micros() as u64;
-                self.lag.saturating_record(late.max(1));
-            }
             self.conns[i].queue(self.config.size, at);
             if let Err(why) = self.conns[i].on_writable(&self.tape, &mut self.counters, now) {
                 self.close(i, why);
@@ -733,13 +686,10 @@ impl Generator {
         let cpu = self.cpu.used();
         let duration = end.saturating_duration_since(self.counters.measure_from);
         let msgs_per_s = self.counters.messages as f64 / duration.as_secs_f64().max(1e-9);
-        let schedule = self.config.rate.map(|_| Schedule {
-            due: self
-                .due_before(end)
-                .saturating_sub(self.due_before(self.counters.measure_from)),
-            sent: self.dealt_measured,
-            lag: self.lag.clone(),
-        });
+        let schedule = self
+            .schedule
+            .as_ref()
+            .map(|s| s.kept(self.counters.measure_from, end));
         Report {
             connections: self.config.connections,
             established: self.established,

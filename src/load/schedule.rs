@@ -1,0 +1,214 @@
+//! The open-loop schedule (`--rate R`), one for both generators: message
+//! `n` is due at `origin + n / R`, whether or not earlier echoes came back.
+//!
+//! [`OpenLoop`] knows when each message is due, hands them out in order
+//! ([`peek`](OpenLoop::peek), then [`take`](OpenLoop::take) once a socket
+//! can carry it), records how late each send was, says when the loop must
+//! wake for the next one, and counts what fell due in the measured window
+//! for the report. Both the stream generator and the datagram generator
+//! own one; before, each kept its own arithmetic and they drifted apart
+//! (one counted `ceil(elapsed·R)` from the clock's start, the other
+//! `floor(elapsed·R) + 1` from the run's; the report's `due` was computed
+//! two ways).
+//!
+//! Due times come from one function, [`OpenLoop::due_time`]; every count
+//! is a count of due times, so rounding cannot make two answers differ.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::Token;
+
+use super::counters::micros_histogram;
+use super::outcome::Schedule;
+use crate::shared::duration::{deadline_after, nth_tick};
+
+/// The most due messages handed out in one turn; the rest wait for the next
+/// turn, after a poll, so that echoes are read in between.
+pub const DEAL_PER_TURN: u64 = 1024;
+
+/// How long before a message is due the open-loop timer wakes the loop,
+/// which then polls without sleeping until the due time. A sleeping CPU
+/// (a virtual one, especially) takes 50–300 µs to wake from a timer; a
+/// schedule kept only by the timer sends every message that late, and the
+/// delay is charged to the server. Spinning the last stretch costs up to
+/// this much CPU per message, and keeps sends within microseconds.
+pub const SPIN: Duration = Duration::from_micros(300);
+
+/// The open-loop timer's token in either generator's poll (connection
+/// and socket tokens are their indices).
+pub const TIMER: Token = Token(usize::MAX);
+
+/// A running open-loop schedule.
+#[derive(Debug)]
+pub struct OpenLoop {
+    rate: f64,
+    /// When message 0 is due; `None` until the clock starts.
+    origin: Option<Instant>,
+    /// Messages handed out so far (the next one is number `dealt`).
+    dealt: u64,
+    /// Of those, the ones due inside the measured window.
+    dealt_measured: u64,
+    /// How late each measured message was handed out, µs (1 = on time).
+    lag: Histogram<u64>,
+}
+
+impl OpenLoop {
+    /// `rate` messages a second, from an origin set by [`start`](Self::start).
+    pub fn new(rate: f64) -> io::Result<OpenLoop> {
+        Ok(OpenLoop {
+            rate,
+            origin: None,
+            dealt: 0,
+            dealt_measured: 0,
+            lag: micros_histogram()?,
+        })
+    }
+
+    /// Starts the schedule: message 0 is due at `origin`.
+    pub fn start(&mut self, origin: Instant) {
+        self.origin = Some(origin);
+    }
+
+    /// When message `n` is due, once the schedule has started.
+    pub fn due_time(&self, n: u64) -> Option<Instant> {
+        Some(deadline_after(self.origin?, nth_tick(n, self.rate)))
+    }
+
+    /// How many messages are due strictly before `at`.
+    pub fn due_before(&self, at: Instant) -> u64 {
+        let Some(origin) = self.origin.filter(|&o| at > o) else {
+            return 0;
+        };
+        // An estimate from the rate, then set exactly by the due times.
+        let estimate = (at - origin).as_secs_f64() * self.rate;
+        let mut n = estimate.ceil().min(u64::MAX as f64 / 2.0) as u64;
+        while n > 0 && self.due_time(n - 1).is_some_and(|t| t >= at) {
+            n -= 1;
+        }
+        while self.due_time(n).is_some_and(|t| t < at) {
+            n += 1;
+        }
+        n
+    }
+
+    /// When the next message is due, if it is due before `end`.
+    pub fn next_due(&self, end: Instant) -> Option<Instant> {
+        self.due_time(self.dealt).filter(|&at| at < end)
+    }
+
+    /// The next message's due time if it is due by `now` (and before
+    /// `end`): the caller hands it to a socket, then calls [`take`](Self::take).
+    pub fn peek(&self, now: Instant, end: Instant) -> Option<Instant> {
+        self.next_due(end).filter(|&at| at <= now)
+    }
+
+    /// The message [`peek`](Self::peek) gave, due at `at`, was handed out at
+    /// `now`: the next one is up. Its lag is recorded when it was due in
+    /// the window starting at `measure_from`.
+    pub fn take(&mut self, at: Instant, now: Instant, measure_from: Instant) {
+        self.dealt += 1;
+        if at >= measure_from {
+            self.dealt_measured += 1;
+            let late = now.saturating_duration_since(at).as_micros() as u64;
+            self.lag.saturating_record(late.max(1));
+        }
+    }
+
+    /// When the open-loop timer should fire: [`SPIN`] before the next due
+    /// message, or `None` when that moment has passed (the loop then polls
+    /// without sleeping) or nothing more is due before `end`.
+    pub fn spin_from(&self, now: Instant, end: Instant) -> Option<Instant> {
+        let at = self.next_due(end)?;
+        Some(at.checked_sub(SPIN).unwrap_or(at)).filter(|&from| from > now)
+    }
+
+    /// The loop's own deadline for the next message: `now` (do not sleep)
+    /// once it is within [`SPIN`] of being due, otherwise none when a timer
+    /// wakes the loop (`timed`), or the due time itself when none does.
+    pub fn wake(&self, now: Instant, end: Instant, timed: bool) -> Option<Instant> {
+        let at = self.next_due(end)?;
+        if !timed {
+            return Some(at);
+        }
+        (at.checked_sub(SPIN).unwrap_or(at) <= now).then_some(now)
+    }
+
+    /// What the report says of the schedule over the window from
+    /// `measure_from` to `end`: due, sent, and the lag of the sends.
+    pub fn kept(&self, measure_from: Instant, end: Instant) -> Schedule {
+        Schedule {
+            due: self
+                .due_before(end)
+                .saturating_sub(self.due_before(measure_from)),
+            sent: self.dealt_measured,
+            lag: self.lag.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counting due times and reading them agree exactly, at the boundaries
+    /// too (333.3/s does not divide a second).
+    #[test]
+    fn due_counts_match_due_times() {
+        let mut s = OpenLoop::new(333.3).unwrap();
+        let t0 = Instant::now();
+        s.start(t0);
+        for n in [0u64, 1, 2, 333, 334, 1000, 33_330] {
+            let at = s.due_time(n).unwrap();
+            assert_eq!(s.due_before(at), n, "strictly before message {n}");
+            assert_eq!(s.due_before(at + Duration::from_nanos(1)), n + 1);
+        }
+        assert_eq!(s.due_before(t0), 0);
+        // A one-second window holds 334 due times of 333.3/s (0 to 333).
+        assert_eq!(s.kept(t0, t0 + Duration::from_secs(1)).due, 334);
+    }
+
+    /// Handing out: only what is due by now and before the end, in order;
+    /// the lag is recorded for messages due in the window.
+    #[test]
+    fn messages_are_handed_out_when_due() {
+        let mut s = OpenLoop::new(1000.0).unwrap();
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_millis(3);
+        assert_eq!(s.peek(t0, end), None, "not started");
+        s.start(t0);
+        let mut sent = Vec::new();
+        let now = t0 + Duration::from_micros(1500);
+        while let Some(at) = s.peek(now, end) {
+            s.take(at, now, t0 + Duration::from_millis(1));
+            sent.push(at);
+        }
+        assert_eq!(sent, [t0, t0 + Duration::from_millis(1)]);
+        let kept = s.kept(t0 + Duration::from_millis(1), end);
+        assert_eq!((kept.due, kept.sent), (2, 1));
+        assert_eq!(kept.lag.max(), 500, "message 1 went out 500 µs late");
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(s.peek(later, end), Some(t0 + Duration::from_millis(2)));
+        s.take(t0 + Duration::from_millis(2), later, t0);
+        assert_eq!(s.peek(later, end), None, "message 3 is due at the end");
+    }
+
+    /// The timer fires SPIN before the next message; inside that stretch
+    /// the loop does not sleep; without a timer it sleeps until the due time.
+    #[test]
+    fn the_timer_and_the_wake_up() {
+        let mut s = OpenLoop::new(100.0).unwrap();
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_secs(1);
+        s.start(t0);
+        s.take(t0, t0, t0);
+        let next = t0 + Duration::from_millis(10);
+        assert_eq!(s.spin_from(t0, end), Some(next - SPIN));
+        assert_eq!(s.wake(t0, end, true), None, "the timer will wake us");
+        assert_eq!(s.wake(t0, end, false), Some(next));
+        let close = next - SPIN / 2;
+        assert_eq!(s.spin_from(close, end), None);
+        assert_eq!(s.wake(close, end, true), Some(close), "spin");
+    }
+}
