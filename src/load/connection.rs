@@ -46,6 +46,19 @@ pub(super) enum Phase<S> {
     Closed,
 }
 
+impl<S> Phase<S> {
+    /// The phase's name, for the trace (`connecting => running`).
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Phase::Waiting => "waiting",
+            Phase::Connecting { .. } => "connecting",
+            Phase::Running { .. } => "running",
+            Phase::Backoff => "backoff",
+            Phase::Closed => "closed",
+        }
+    }
+}
+
 /// Why a connection was closed before the end of the run. The server's
 /// reasons have the same names where they mean the same thing.
 #[derive(Debug)]
@@ -109,8 +122,12 @@ impl<S: Read + Write> Connection<S> {
 
     /// Forgets the old socket's stream, for a new socket in this slot (its
     /// bytes start again at the connection's place on the tape).
+    /// The phase is left alone: it changes only through the generator's
+    /// `set_phase`, which keeps the counts and traces the change.
     pub(super) fn reset(&mut self) {
+        let phase = std::mem::replace(&mut self.phase, Phase::Waiting);
         *self = Connection::new(self.tape_start, self.quota);
+        self.phase = phase;
     }
 
     /// Whether this socket may carry another message (its quota is not
@@ -364,7 +381,8 @@ mod tests {
         );
         c.reset();
         assert!(c.wants_more() && !c.is_spent());
-        assert!(matches!(c.phase, Phase::Waiting));
+        // The phase is the generator's to change (set_phase), not reset's.
+        assert!(matches!(c.phase, Phase::Running { .. }));
     }
 
     /// After a hang-up the pass reads past the short read (no edge will

@@ -437,16 +437,19 @@ impl Generator {
 
     /// Connecting → Running: in closed loop, fill the pipeline and send.
     fn start(&mut self, i: usize, now: Instant) {
-        let conn = &mut self.conns[i];
-        let Phase::Connecting { stream, since } = std::mem::replace(&mut conn.phase, Phase::Closed)
-        else {
-            return;
-        };
-        self.connecting -= 1;
+        let mut began = None;
+        self.set_phase(i, |phase| match phase {
+            Phase::Connecting { stream, since } => {
+                began = Some(since);
+                // Small messages must leave at once, not wait for Nagle.
+                let _ = stream.set_nodelay();
+                Phase::Running { stream }
+            }
+            other => other,
+        });
+        let Some(since) = began else { return };
         self.counters.connected(since, now);
-        // Small messages must leave at once, not wait for Nagle.
-        let _ = stream.set_nodelay();
-        conn.phase = Phase::Running { stream };
+        let conn = &mut self.conns[i];
         if self.config.rate.is_none() {
             for _ in 0..self.config.pipeline {
                 if conn.wants_more() {
@@ -501,10 +504,7 @@ impl Generator {
                     Interest::READABLE | Interest::WRITABLE,
                 );
                 match registered {
-                    Ok(()) => {
-                        self.conns[i].phase = Phase::Connecting { stream, since: now };
-                        self.connecting += 1;
-                    }
+                    Ok(()) => self.set_phase(i, |_| Phase::Connecting { stream, since: now }),
                     Err(e) => self.connect_failed(i, &e),
                 }
             }
@@ -516,8 +516,8 @@ impl Generator {
     /// its socket (cleanly: everything was echoed) and open a new one now.
     fn recycle(&mut self, i: usize, now: Instant) {
         log::trace!("connection {i}: quota done, reconnecting");
-        self.conns[i].reset(); // drops the socket
-        self.connect(i, now);
+        self.conns[i].reset();
+        self.connect(i, now); // running => connecting drops the old socket
     }
 
     /// When connection `i` is due to open.
@@ -607,27 +607,40 @@ impl Generator {
         if !self.config.reconnect {
             return self.end(i);
         }
-        if let Phase::Connecting { .. } =
-            std::mem::replace(&mut self.conns[i].phase, Phase::Backoff)
-        {
-            self.connecting -= 1;
-        }
+        self.set_phase(i, |_| Phase::Backoff); // drops the socket
         self.conns[i].reset(); // the stream starts afresh on the new socket
-        self.conns[i].phase = Phase::Backoff;
         self.retries
             .push_back((deadline_after(self.now, RECONNECT_BACKOFF), i));
     }
 
-    /// Any phase → `Closed` (dropping the socket), keeping the counts.
+    /// Any phase → `Closed` (dropping the socket).
     fn end(&mut self, i: usize) {
-        match std::mem::replace(&mut self.conns[i].phase, Phase::Closed) {
-            Phase::Closed => {}
-            Phase::Connecting { .. } => {
-                self.connecting -= 1;
-                self.closed += 1;
-            }
-            Phase::Waiting | Phase::Backoff | Phase::Running { .. } => self.closed += 1,
+        self.set_phase(i, |_| Phase::Closed);
+    }
+
+    /// Every change of a connection's phase goes through here: it keeps the
+    /// `connecting` and `closed` counts in step and traces `old => new`
+    /// (smoltcp's `set_state`). `next` gets the old phase by value, so the
+    /// socket can move from one variant to the next.
+    fn set_phase(&mut self, i: usize, next: impl FnOnce(Phase<Stream>) -> Phase<Stream>) {
+        let Some(conn) = self.conns.get_mut(i) else {
+            return;
+        };
+        let old = std::mem::replace(&mut conn.phase, Phase::Closed);
+        let (was_connecting, was_closed) = (
+            matches!(old, Phase::Connecting { .. }),
+            matches!(old, Phase::Closed),
+        );
+        let from = old.name();
+        let new = next(old);
+        if from != new.name() {
+            log::trace!("connection {i}: {from} => {}", new.name());
         }
+        self.connecting += usize::from(matches!(new, Phase::Connecting { .. }));
+        self.connecting -= usize::from(was_connecting);
+        self.closed += usize::from(matches!(new, Phase::Closed));
+        self.closed -= usize::from(was_closed);
+        conn.phase = new;
     }
 
     /// Closes connection `i` before the end of the run, and counts why.
@@ -679,8 +692,8 @@ impl Generator {
         if let Some(intervals) = &mut self.intervals {
             intervals.tick(now, &mut self.counters, true);
         }
-        for conn in &mut self.conns {
-            conn.phase = Phase::Closed;
+        for i in 0..self.conns.len() {
+            self.end(i);
         }
         let end = now.min(self.counters.end);
         let cpu = self.cpu.used();

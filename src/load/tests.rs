@@ -93,6 +93,22 @@ fn the_run_ends_at_its_deadline() {
     assert_eq!(g.finish().duration, Duration::from_secs(60));
 }
 
+/// The counts `set_phase` keeps agree with the phases themselves.
+#[track_caller]
+fn assert_counts(g: &Generator) {
+    let connecting = g
+        .conns
+        .iter()
+        .filter(|c| matches!(c.phase, Phase::Connecting { .. }))
+        .count();
+    let closed = g
+        .conns
+        .iter()
+        .filter(|c| matches!(c.phase, Phase::Closed))
+        .count();
+    assert_eq!((g.connecting, g.closed), (connecting, closed));
+}
+
 /// Feeds real events for `token` to `turn`, stamped `now`, until `done`
 /// holds; the other tokens' events are kept in `held` (readiness is
 /// edge-triggered: an event dropped would never come again).
@@ -156,9 +172,15 @@ fn the_clock_starts_when_every_first_connect_has_ended() {
         g.established == 1 && matches!(g.conns[0].phase, Phase::Connecting { .. })
     });
     assert_eq!(g.connecting, 2, "slot 0 again, slot 1 still");
+    assert_counts(&g);
     assert_eq!(g.t0, None);
     // Slot 1's first connect ends: the clock starts, slot 0 connecting.
     turn_only(&mut g, 1, t0, &mut held, |g| g.established == 2);
     assert_eq!(g.connecting, 1);
+    assert_counts(&g);
     assert_eq!(g.t0, Some(t0));
+    let report = g.finish();
+    assert_counts(&g);
+    assert_eq!(g.closed, 2, "the end closes every slot once");
+    assert_eq!(report.errors.total(), 0);
 }
