@@ -564,7 +564,7 @@ fn run_load(args: LoadArgs) -> ExitCode {
         log::warn!(
             "the generator fell behind its schedule of {} msgs/s: {}",
             config.rate.unwrap_or_default(),
-            schedule.line()
+            schedule.shortfall()
         );
     }
     if report.busy_is_measured() && report.busy() >= 0.9 {

@@ -539,24 +539,34 @@ impl Generator {
     fn deal(&mut self, now: Instant) {
         let n = self.conns.len();
         let (measure_from, end) = (self.counters.measure_from, self.counters.end);
+        // Connections given messages in this pass: each writes once, at
+        // the end, all it was given (tcpkali's write-combining: after a late
+        // wake-up several messages are due at once).
+        let mut touched = Vec::new();
         for _ in 0..DEAL_PER_TURN {
             let Some(schedule) = &mut self.schedule else {
-                return;
+                break;
             };
             let Some(at) = schedule.peek(now, end) else {
-                return;
+                break;
             };
-            // The next connection, at most one lap away, that can take one.
-            let Some(i) = (0..n)
-                .map(|k| (self.next_conn + k) % n)
-                .find(|&i| self.conns[i].can_take())
-            else {
+            // The next connection, at most one lap away, that can take one:
+            // its socket took everything before this pass.
+            let Some(i) = (0..n).map(|k| (self.next_conn + k) % n).find(|&i| {
+                let conn = &self.conns[i];
+                conn.can_take() || (touched.contains(&i) && conn.wants_more())
+            }) else {
                 self.deal_blocked = true;
-                return;
+                break;
             };
             schedule.take(at, now, measure_from);
             self.next_conn = (i + 1) % n;
+            if !touched.contains(&i) {
+                touched.push(i);
+            }
             self.conns[i].queue(self.config.size, at);
+        }
+        for i in touched {
             if let Err(why) = self.conns[i].on_writable(&self.tape, &mut self.counters, now) {
                 self.close(i, why);
             }

@@ -28,13 +28,22 @@ use crate::shared::duration::{deadline_after, nth_tick};
 /// turn, after a poll, so that echoes are read in between.
 pub const DEAL_PER_TURN: u64 = 1024;
 
-/// How long before a message is due the open-loop timer wakes the loop,
-/// which then polls without sleeping until the due time. A sleeping CPU
+/// The most the open-loop timer wakes the loop before a message is due;
+/// the loop then polls without sleeping until the due time. A sleeping CPU
 /// (a virtual one, especially) takes 50–300 µs to wake from a timer; a
 /// schedule kept only by the timer sends every message that late, and the
-/// delay is charged to the server. Spinning the last stretch costs up to
-/// this much CPU per message, and keeps sends within microseconds.
+/// delay is charged to the server. Spinning the last stretch keeps sends
+/// within microseconds.
 pub const SPIN: Duration = Duration::from_micros(300);
+
+/// The share of the time between two due messages that may be spent
+/// spinning: the spin before each message is `SPIN` or this share of
+/// `1 / rate`, whichever is shorter. At 100 msgs/s that is the whole
+/// `SPIN` (3% of a core) and sends leave within microseconds; at 5,000/s
+/// it is 10 µs, so the generator sleeps between messages instead of
+/// spinning through all of them (it used to be 98% busy there), and a send
+/// is as late as the timer's wake-up.
+pub const SPIN_SHARE: f64 = 0.05;
 
 /// The open-loop timer's token in either generator's poll (connection
 /// and socket tokens are their indices).
@@ -116,23 +125,37 @@ impl OpenLoop {
         }
     }
 
-    /// When the open-loop timer should fire: [`SPIN`] before the next due
-    /// message, or `None` when that moment has passed (the loop then polls
-    /// without sleeping) or nothing more is due before `end`.
+    /// How long before each message the loop spins: [`SPIN`], or
+    /// [`SPIN_SHARE`] of the time between two messages if that is shorter.
+    pub fn spin(&self) -> Duration {
+        Duration::try_from_secs_f64(SPIN_SHARE / self.rate)
+            .unwrap_or(SPIN)
+            .min(SPIN)
+    }
+
+    /// When the loop starts spinning for message due `at`.
+    fn spin_start(&self, at: Instant) -> Instant {
+        at.checked_sub(self.spin()).unwrap_or(at)
+    }
+
+    /// When the open-loop timer should fire: [`spin`](Self::spin) before
+    /// the next due message, or `None` when that moment has passed (the loop
+    /// then polls without sleeping) or nothing more is due before `end`.
     pub fn spin_from(&self, now: Instant, end: Instant) -> Option<Instant> {
         let at = self.next_due(end)?;
-        Some(at.checked_sub(SPIN).unwrap_or(at)).filter(|&from| from > now)
+        Some(self.spin_start(at)).filter(|&from| from > now)
     }
 
     /// The loop's own deadline for the next message: `now` (do not sleep)
-    /// once it is within [`SPIN`] of being due, otherwise none when a timer
-    /// wakes the loop (`timed`), or the due time itself when none does.
+    /// once it is within [`spin`](Self::spin) of being due, otherwise none
+    /// when a timer wakes the loop (`timed`), or the due time itself when
+    /// none does.
     pub fn wake(&self, now: Instant, end: Instant, timed: bool) -> Option<Instant> {
         let at = self.next_due(end)?;
         if !timed {
             return Some(at);
         }
-        (at.checked_sub(SPIN).unwrap_or(at) <= now).then_some(now)
+        (self.spin_start(at) <= now).then_some(now)
     }
 
     /// What the report says of the schedule over the window from
@@ -192,6 +215,15 @@ mod tests {
         assert_eq!(s.peek(later, end), Some(t0 + Duration::from_millis(2)));
         s.take(t0 + Duration::from_millis(2), later, t0);
         assert_eq!(s.peek(later, end), None, "message 3 is due at the end");
+    }
+
+    /// The spin is SPIN at low rates and a share of the gap at high ones.
+    #[test]
+    fn the_spin_shrinks_with_the_gap() {
+        let spin = |rate| OpenLoop::new(rate).unwrap().spin();
+        assert_eq!(spin(100.0), SPIN);
+        assert_eq!(spin(5000.0), Duration::from_micros(10));
+        assert_eq!(spin(100_000.0), Duration::from_nanos(500));
     }
 
     /// The timer fires SPIN before the next message; inside that stretch
