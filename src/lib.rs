@@ -7,6 +7,7 @@
 //! ```text
 //! src/
 //! ├── main.rs        the command line: parse → run → print one line → exit
+//! ├── cli.rs         the subcommands, options and value parsers (clap)
 //! ├── shared/        what every loop is built from
 //! ├── server/        echoloop server: the reactor, a connection, counters
 //! ├── client/        echoloop client: one connection's state machine
@@ -35,6 +36,7 @@
 //! Before all of this, `examples/` walks from the blocking server of the
 //! Python socket tutorial to a 100-line reactor; see README.
 
+pub mod cli;
 pub mod client;
 pub mod load;
 pub mod report;

@@ -1,0 +1,349 @@
+//! The command line's shape: every subcommand, option and value parser
+//! (clap derive; the `///` comments are the help text). `main.rs` parses
+//! with [`Cli`] and dispatches; the tests read the same definitions, so
+//! what `--help` promises is checked against what exists.
+
+// The `///` comments here are help text for the terminal, not Markdown:
+// `[::1]:7878` is an address, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::shared::addr::Endpoint;
+use crate::shared::duration::{parse_duration, parse_rate};
+
+/// A TCP echo server, HTTP GET client and load generator, each a
+/// hand-rolled mio event loop on one thread.
+#[derive(Parser, Debug)]
+#[command(name = "echoloop", version, propagate_version = true)]
+pub struct Cli {
+    /// The part to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The four parts of echoloop.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the TCP echo server (prints `listening on ADDR` once ready).
+    Server(ServerArgs),
+    /// Send an HTTP GET (or --data) and print Python's repr() of the reply.
+    Client(ClientArgs),
+    /// Drive an echo server with many connections and measure it.
+    Load(LoadArgs),
+    /// Merge `echoloop load --hdr-log` files and summarize them (--html:
+    /// a page of charts).
+    Report(ReportArgs),
+}
+
+/// Options of `echoloop report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// HdrHistogram interval logs, from one generator or several.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<std::path::PathBuf>,
+
+    /// Also write one self-contained HTML page of charts to OUT.
+    #[arg(long, value_name = "OUT")]
+    pub html: Option<std::path::PathBuf>,
+
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `echoloop server`.
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Address to listen on: 127.0.0.1:7878, [::1]:7878, [::]:7878 (port 0
+    /// picks a free port), or a Unix-domain socket: unix:/path/echo.sock,
+    /// unix:@name (Linux's abstract namespace, no file).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
+    pub bind: Endpoint,
+
+    /// Permissions of the Unix-domain socket file, in octal (0660).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub unix_mode: Option<u32>,
+
+    /// Listen backlog (the kernel caps it at net.core.somaxconn).
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub backlog: u32,
+
+    /// Stop accepting while N connections are open; newcomers wait in the
+    /// kernel backlog until one closes. Default: no limit but the fd limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+
+    /// Bytes per read call.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+    pub read_size: u64,
+
+    /// Bytes one connection may read in one turn of the loop before the
+    /// others get theirs; a connection with more waiting goes to the back
+    /// of a ready queue (fairness). At least one read is always made.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::server::DEFAULT_BUDGET as u64,
+          value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
+    pub budget: u64,
+
+    /// Close a connection whose peer sent nothing for this long (seconds,
+    /// or 500ms, 10s, 2m). Default: never.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Print one line of the loop's counters to stderr this often (seconds,
+    /// or 500ms, 10s). Default: off. SIGUSR1 prints the totals at any time.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub stats: Option<Duration>,
+
+    /// Run N share-nothing reactors, one per thread, each with its own
+    /// SO_REUSEPORT listener on the address; the kernel spreads new
+    /// connections over them. --max-connections is split between them.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: u64,
+
+    /// Echo UDP datagrams too (RFC 862), on the same address and port as
+    /// TCP. Loop protection: datagrams from the ports of self-answering
+    /// services (7, 9, 13, 17, 19, 37) or from this server's own port are
+    /// never answered, nor the same bytes from one source bouncing back
+    /// 1,001 times in a row within a second of each answer.
+    #[arg(long)]
+    pub udp: bool,
+
+    /// Echo UDP only: no TCP listener.
+    #[arg(long, conflicts_with = "udp")]
+    pub udp_only: bool,
+
+    /// Answer at most this many datagrams per second per source address,
+    /// whichever reactor gets them (for an exposed port). Default: no limit.
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub udp_rate_limit: Option<f64>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, from the same loop
+    /// (port 0 picks a free port; the log says which).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Options of `echoloop client`.
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// host, host:port, [v6addr]:port or http://host[:port][/path]. Asked
+    /// for at a prompt when missing and stdin is a terminal.
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
+
+    /// Port (overrides SERVER's; default 80).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Request path (overrides SERVER's; default /).
+    #[arg(long)]
+    pub path: Option<String>,
+
+    /// Send TEXT instead of the GET request.
+    #[arg(long, value_name = "TEXT", conflicts_with = "data_file")]
+    pub data: Option<String>,
+
+    /// Send the bytes of FILE instead of the GET request.
+    #[arg(long, value_name = "FILE")]
+    pub data_file: Option<std::path::PathBuf>,
+
+    /// Shut down the sending side once the request is out (an echo server
+    /// then echoes and closes).
+    #[arg(long)]
+    pub half_close: bool,
+
+    /// Write the reply's bytes unchanged, as they arrive, instead of repr().
+    #[arg(long)]
+    pub raw: bool,
+
+    /// Give up on one address after this long (seconds, or 500ms, 10s).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Give up on the whole exchange after this long (writing the reply to
+    /// stdout included). On a timeout the reply so far is printed first.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Without --raw, the most reply bytes to hold for repr(); a longer
+    /// reply stops the client with exit 63. --raw streams without a limit.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub max_reply: u64,
+
+    /// Log each state transition and each read and write size to stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Options of `echoloop load`.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// The echo server: 127.0.0.1:7878, [::1]:7878 or HOST:PORT (a name is
+    /// resolved, and its addresses tried in turn until one accepts).
+    #[arg(value_name = "ADDR", value_parser = parse_load_target)]
+    pub addr: LoadTarget,
+
+    /// Connections to open.
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub connections: u64,
+
+    /// Bytes per message.
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+    pub size: u64,
+
+    /// How long to measure (10s, 500ms, 1m, or seconds), after --warmup.
+    #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Messages in flight per connection (closed loop: the next is sent
+    /// only when an echo is back in full).
+    #[arg(long, value_name = "K", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub pipeline: u64,
+
+    /// Open loop: send this many messages per second in all, on a fixed
+    /// schedule; latency counts from when each message was due.
+    #[arg(long, value_name = "MSGS_PER_S", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Open this many connections per second while ramping up (default:
+    /// all at once).
+    #[arg(long, value_name = "CONNS_PER_S", value_parser = parse_rate)]
+    pub connect_rate: Option<f64>,
+
+    /// Run this long first and drop its numbers (default: no warm-up).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+
+    /// Stop after this many measured messages, even before --duration.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: Option<u64>,
+
+    /// A connect or an echo that takes longer than this is an error.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Close each connection after N verified round trips and open a new
+    /// one at once (1 is pure connection churn); the summary adds
+    /// connections per second and connect latency.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages_per_connection: Option<u64>,
+
+    /// Open a connection that failed (reset, refused, timed out, wrong
+    /// echo) again after 100 ms instead of leaving it down; failures are
+    /// still counted by kind.
+    #[arg(long)]
+    pub reconnect: bool,
+
+    /// Connect from these local addresses in turn (127.0.0.2,127.0.0.3):
+    /// one source address runs out of ports near 28,000 connections to one
+    /// server port.
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub source: Vec<std::net::IpAddr>,
+
+    /// Run N generator threads, each its own event loop on a share of the
+    /// connections (at most one thread per connection); rates are split so
+    /// the whole schedule is kept.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: u64,
+
+    /// Print one line per interval of this length during the run (msgs/s,
+    /// MiB/s each way, latency, errors, the generator's CPU), then the
+    /// summary; with --json, JSON Lines.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+
+    /// Write the latency histogram of every interval (--interval, default
+    /// 1s) to FILE in HdrHistogram's interval log format.
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<std::path::PathBuf>,
+
+    /// The tag of this generator's histograms in --hdr-log (default
+    /// HOST:PID); no spaces or commas.
+    #[arg(long, value_name = "NAME", value_parser = parse_tag)]
+    pub tag: Option<String>,
+
+    /// Print one JSON object on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `HOST:PID`, this generator's default tag.
+pub fn default_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace([',', ' ', '='], "-"))
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// An HdrHistogram log tag: printable, no spaces, commas or `=`.
+pub fn parse_tag(text: &str) -> Result<String, String> {
+    if text.ends_with(crate::report::CONNECT_SUFFIX) {
+        return Err(format!(
+            "`{text}` ends in `{}`, which marks connect-latency histograms",
+            crate::report::CONNECT_SUFFIX
+        ));
+    }
+    let ok = !text.is_empty()
+        && text.len() <= 200
+        && text
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != ',' && c != '=');
+    match ok {
+        true => Ok(text.to_string()),
+        false => Err(format!(
+            "`{text}` is not a tag (printable, no spaces, commas or `=`)"
+        )),
+    }
+}
+
+/// File permissions in octal: `660`, `0660`, `0o660`; at most 0777.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("`{text}` is not a file mode in octal (0 to 0777)")),
+    }
+}
+
+/// What `echoloop load` drives: a host and port (TCP), or a Unix socket.
+#[derive(Debug, Clone)]
+pub enum LoadTarget {
+    /// `HOST:PORT`: TCP.
+    Tcp(String, u16),
+    /// `udp://HOST:PORT`: datagrams.
+    Udp(String, u16),
+    /// `unix:/path` or `unix:@name`: a Unix-domain stream socket.
+    Unix(Endpoint),
+}
+
+/// ADDR: `unix:/path`, `unix:@name`, or `HOST:PORT` / `[V6]:PORT`.
+pub fn parse_load_target(text: &str) -> Result<LoadTarget, String> {
+    if text.starts_with("unix:") {
+        return text.parse().map(LoadTarget::Unix);
+    }
+    if let Some(rest) = text.strip_prefix("udp://") {
+        return parse_host_port(rest).map(|(host, port)| LoadTarget::Udp(host, port));
+    }
+    parse_host_port(text).map(|(host, port)| LoadTarget::Tcp(host, port))
+}
+
+/// `HOST:PORT` or `[V6]:PORT`, split; the port is required.
+pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    crate::shared::addr::host_and_port(text)
+}
