@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
 use crate::shared::addr::Endpoint;
@@ -346,4 +347,115 @@ pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
         return Ok((addr.ip().to_string(), addr.port()));
     }
     crate::shared::addr::host_and_port(text)
+}
+
+/// A usage error found after parsing: clap's kind and the message. `main`
+/// prints it in clap's format and exits 2, like one clap finds itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// clap's classification (value, conflict, missing argument).
+    pub kind: ErrorKind,
+    /// What is wrong, in one line.
+    pub msg: String,
+}
+
+impl Usage {
+    fn new(kind: ErrorKind, msg: impl Into<String>) -> Usage {
+        Usage {
+            kind,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl ServerArgs {
+    /// What clap cannot check alone: `--max-connections` against
+    /// `--threads`, and what a Unix-domain socket cannot do.
+    pub fn check(&self) -> Result<(), Usage> {
+        if let Some(max) = self.max_connections
+            && max < self.threads
+        {
+            let msg = format!(
+                "--max-connections ({max}) must be at least --threads ({})",
+                self.threads
+            );
+            return Err(Usage::new(ErrorKind::ValueValidation, msg));
+        }
+        let unix = !matches!(self.bind, Endpoint::Ip(_));
+        if unix && (self.threads > 1 || self.udp || self.udp_only) {
+            let msg = "--threads and --udp need an IP address, not a Unix-domain socket";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
+        if self.unix_mode.is_some() && !matches!(self.bind, Endpoint::Unix(_)) {
+            let msg = "--unix-mode needs --bind unix:/path";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
+        Ok(())
+    }
+}
+
+impl LoadArgs {
+    /// What clap cannot check alone, once ADDR is resolved to `addr`: UDP
+    /// sizes and modes, and the `--source` addresses (of ADDR's family, and
+    /// this machine's: binding to one says so at once, where a connect from
+    /// it would be taken for running out of local ports).
+    pub fn check(&self, addr: &Endpoint) -> Result<(), Usage> {
+        let udp = matches!(self.addr, LoadTarget::Udp(..));
+        if udp && !(16..=65_507).contains(&self.size) {
+            let msg = format!(
+                "-s {} is not a UDP message size (16 to 65507 bytes)",
+                self.size
+            );
+            return Err(Usage::new(ErrorKind::ValueValidation, msg));
+        }
+        if udp && (self.messages_per_connection.is_some() || self.reconnect) {
+            let msg = "--messages-per-connection and --reconnect are for streams, not udp://";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
+        let same_family = |s: &std::net::IpAddr| match addr {
+            Endpoint::Ip(ip) => s.is_ipv4() == ip.is_ipv4(),
+            _ => false,
+        };
+        if let Some(bad) = self.source.iter().find(|s| !same_family(s)) {
+            let msg = format!("--source {bad} is not of the same family as {addr}");
+            return Err(Usage::new(ErrorKind::ValueValidation, msg));
+        }
+        if let Some(foreign) = self
+            .source
+            .iter()
+            .find(|s| std::net::UdpSocket::bind((**s, 0)).is_err())
+        {
+            let msg = format!("--source {foreign} is not an address of this machine");
+            return Err(Usage::new(ErrorKind::ValueValidation, msg));
+        }
+        Ok(())
+    }
+}
+
+impl ReportArgs {
+    /// `--html` must not name one of the logs (compared by device and
+    /// inode, so links and other spellings count).
+    pub fn check(&self) -> Result<(), Usage> {
+        let Some(out) = &self.html else { return Ok(()) };
+        match self.files.iter().find(|f| same_file(f, out)) {
+            Some(input) => Err(Usage::new(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--html {} would overwrite the log {}",
+                    out.display(),
+                    input.display()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }

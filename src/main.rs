@@ -3,8 +3,10 @@
 //!
 //! Each outcome knows its exit code (`StartError::exit_code`,
 //! `ClientError::exit_code`, `load::Failure::exit_code`,
-//! `ReportError::exit_code`); this file prints
-//! its one line and exits with it. Every code of every subcommand:
+//! `ReportError::exit_code`, `LogError::exit_code`; usage errors found
+//! after parsing are `cli::Usage`, exit 2). Each `run_*` returns
+//! `Result<(), Exit>`, and `main` is the one place that prints the line and
+//! exits with the code. Every code of every subcommand:
 //!
 //! | code | server | client | load | report |
 //! |---|---|---|---|---|
@@ -26,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
 
+use clap::error::ErrorKind;
 use echoloop::cli::{
-    Cli, ClientArgs, Command, LoadArgs, LoadTarget, ReportArgs, ServerArgs, default_tag,
+    Cli, ClientArgs, Command, LoadArgs, LoadTarget, ReportArgs, ServerArgs, Usage, default_tag,
 };
 use echoloop::client;
 use echoloop::client::DeadlineStdout;
@@ -67,11 +70,50 @@ fn main() -> ExitCode {
         });
     }
     logger.init();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Server(args) => run_server(args),
         Command::Client(args) => run_client(args),
         Command::Load(args) => run_load(args),
         Command::Report(args) => run_report(args),
+    };
+    // The one place where an outcome becomes an exit code.
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Exit::Usage(sub, usage)) => {
+            let mut cmd = Cli::command();
+            let sub = cmd
+                .find_subcommand_mut(sub)
+                .map(|c| c.clone().bin_name(format!("echoloop {sub}")));
+            let _ = sub.unwrap_or(cmd).error(usage.kind, usage.msg).print();
+            ExitCode::from(2)
+        }
+        Err(Exit::Failed { line, code }) => {
+            error_line(line);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// How a subcommand ended, when not with success: a usage error (printed
+/// in clap's format, exit 2), or a failure with its one line and the exit
+/// code its error type gave it.
+enum Exit {
+    Usage(&'static str, Usage),
+    Failed { line: String, code: u8 },
+}
+
+impl Exit {
+    /// A failure: its line, and its code, which the error type knows.
+    fn failed(e: impl std::fmt::Display, code: u8) -> Exit {
+        Exit::Failed {
+            line: e.to_string(),
+            code,
+        }
+    }
+
+    /// The event loop itself failed (exit 1).
+    fn event_loop(e: std::io::Error) -> Exit {
+        Exit::failed(format!("event loop failed: {e}"), 1)
     }
 }
 
@@ -80,7 +122,7 @@ fn main() -> ExitCode {
 /// Exit codes: 0 clean run (a schedule not kept is a warning); 1 errors
 /// happened (or nothing was echoed), the summary says which; 6 the host
 /// could not be resolved; 7 not one connection could be established.
-fn run_load(args: LoadArgs) -> ExitCode {
+fn run_load(args: LoadArgs) -> Result<(), Exit> {
     raise_fd_limit(Some(args.connections));
     let addr = match &args.addr {
         LoadTarget::Unix(endpoint) => endpoint.clone(),
@@ -89,44 +131,12 @@ fn run_load(args: LoadArgs) -> ExitCode {
             let probe = matches!(args.addr, LoadTarget::Tcp(..));
             match echoloop::load::resolve(host, *port, args.timeout, probe) {
                 Ok(addr) => Endpoint::Ip(addr),
-                Err(failure) => {
-                    error_line(&failure);
-                    return ExitCode::from(failure.exit_code());
-                }
+                Err(failure) => return Err(Exit::failed(&failure, failure.exit_code())),
             }
         }
     };
+    args.check(&addr).map_err(|u| Exit::Usage("load", u))?;
     let udp = matches!(args.addr, LoadTarget::Udp(..));
-    if udp && !(16..=65_507).contains(&args.size) {
-        let msg = format!(
-            "-s {} is not a UDP message size (16 to 65507 bytes)",
-            args.size
-        );
-        usage_error("load", clap::error::ErrorKind::ValueValidation, &msg);
-    }
-    if udp && (args.messages_per_connection.is_some() || args.reconnect) {
-        let msg = "--messages-per-connection and --reconnect are for streams, not udp://";
-        usage_error("load", clap::error::ErrorKind::ArgumentConflict, msg);
-    }
-    let same_family = |s: &std::net::IpAddr| match &addr {
-        Endpoint::Ip(ip) => s.is_ipv4() == ip.is_ipv4(),
-        _ => false,
-    };
-    if let Some(bad) = args.source.iter().find(|s| !same_family(s)) {
-        let msg = format!("--source {bad} is not of the same family as {addr}");
-        usage_error("load", clap::error::ErrorKind::ValueValidation, &msg);
-    }
-    // A source address must be one of this machine's: binding to it says
-    // so at once (EADDRNOTAVAIL), where a connect from it would be taken
-    // for running out of local ports.
-    if let Some(foreign) = args
-        .source
-        .iter()
-        .find(|s| std::net::UdpSocket::bind((**s, 0)).is_err())
-    {
-        let msg = format!("--source {foreign} is not an address of this machine");
-        usage_error("load", clap::error::ErrorKind::ValueValidation, &msg);
-    }
     let config = echoloop::load::Config {
         addr,
         connections: args.connections as usize,
@@ -169,8 +179,8 @@ fn run_load(args: LoadArgs) -> ExitCode {
             match LogWriter::create(path, comment, start_wall, tag.clone()) {
                 Ok(writer) => Some(writer),
                 Err(e) => {
-                    error_line(format!("cannot write {}: {e}", path.display()));
-                    return ExitCode::from(1);
+                    let line = format!("cannot write {}: {e}", path.display());
+                    return Err(Exit::failed(line, e.exit_code()));
                 }
             }
         }
@@ -223,7 +233,7 @@ fn run_load(args: LoadArgs) -> ExitCode {
     }
     let report = match result {
         Ok(report) => report,
-        Err(e) => return fail(&format!("event loop failed: {e}")),
+        Err(e) => return Err(Exit::event_loop(e)),
     };
     let mut stdout = std::io::stdout();
     let text = match (args.json, args.interval) {
@@ -249,43 +259,31 @@ fn run_load(args: LoadArgs) -> ExitCode {
             report.per_thread.len()
         );
     }
-    // The summary is out; now whether the log is whole.
+    // The summary is out; now whether the log is whole. (When the run
+    // failed too, the log's line comes first and the run's code wins.)
     let log_failed = hdr_log.take().and_then(|writer| {
         let path = writer.path().display().to_string();
         let finished = writer.finish(Instant::now() + echoloop::report::writer::FINISH_WAIT);
         finished
             .err()
-            .map(|e| error_line(format!("cannot write {path}: {e}")))
+            .map(|e| Exit::failed(format!("cannot write {path}: {e}"), e.exit_code()))
     });
-    match report.failure(&config.addr) {
-        Some(failure) => {
-            error_line(&failure);
-            ExitCode::from(failure.exit_code())
+    match (report.failure(&config.addr), log_failed) {
+        (Some(failure), Some(Exit::Failed { line, .. })) => {
+            error_line(line);
+            Err(Exit::failed(&failure, failure.exit_code()))
         }
-        None if log_failed.is_some() => ExitCode::from(1),
-        None => ExitCode::SUCCESS,
+        (Some(failure), _) => Err(Exit::failed(&failure, failure.exit_code())),
+        (None, Some(log)) => Err(log),
+        (None, None) => Ok(()),
     }
 }
 
 /// `echoloop report`: read, merge, print; the page if asked.
-fn run_report(args: ReportArgs) -> ExitCode {
-    if let Some(out) = &args.html
-        && let Some(input) = args.files.iter().find(|f| same_file(f, out))
-    {
-        let msg = format!(
-            "--html {} would overwrite the log {}",
-            out.display(),
-            input.display()
-        );
-        usage_error("report", clap::error::ErrorKind::ArgumentConflict, &msg);
-    }
-    let merged = match echoloop::report::summarize(&args.files) {
-        Ok(merged) => merged,
-        Err(e) => {
-            error_line(&e);
-            return ExitCode::from(e.exit_code());
-        }
-    };
+fn run_report(args: ReportArgs) -> Result<(), Exit> {
+    args.check().map_err(|u| Exit::Usage("report", u))?;
+    let fail = |e: echoloop::report::ReportError| Exit::failed(&e, e.exit_code());
+    let merged = echoloop::report::summarize(&args.files).map_err(fail)?;
     let text = if args.json {
         merged.to_json()
     } else {
@@ -295,45 +293,29 @@ fn run_report(args: ReportArgs) -> ExitCode {
     let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
     if let Some(out) = &args.html {
         let page = echoloop::report::html::page(&merged);
-        if let Err(e) = std::fs::write(out, page) {
-            let what = echoloop::shared::net::describe(&e);
-            error_line(format!("cannot write {}: {what}", out.display()));
-            return ExitCode::from(1);
-        }
+        std::fs::write(out, page).map_err(|source| {
+            fail(echoloop::report::ReportError::PageUnwritable {
+                path: out.clone(),
+                source,
+            })
+        })?;
     }
-    ExitCode::SUCCESS
-}
-
-/// Whether two paths name the same existing file (the same device and
-/// inode: links and `./` spellings included).
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
-    }
+    Ok(())
 }
 
 /// `echoloop client`: work out the target and payload, run the exchange.
-fn run_client(args: ClientArgs) -> ExitCode {
+fn run_client(args: ClientArgs) -> Result<(), Exit> {
     let spec = match args.server {
         Some(spec) => spec,
-        None => prompt_for_server(),
+        None => prompt_for_server()?,
     };
-    let target = match Target::parse(&spec, args.port, args.path.as_deref()) {
-        Ok(target) => target,
-        Err(msg) => usage_error("client", clap::error::ErrorKind::ValueValidation, &msg),
-    };
+    let target = Target::parse(&spec, args.port, args.path.as_deref())
+        .map_err(|msg| usage("client", ErrorKind::ValueValidation, msg))?;
+    let fail = |e: client::ClientError| Exit::failed(&e, e.exit_code());
     let payload = match (args.data, args.data_file) {
         (Some(text), _) => text.into_bytes(),
-        (None, Some(path)) => match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let what = echoloop::shared::net::describe(&e);
-                error_line(format!("cannot read {}: {what}", path.display()));
-                return ExitCode::from(26);
-            }
-        },
+        (None, Some(path)) => std::fs::read(&path)
+            .map_err(|source| fail(client::ClientError::DataFile { path, source }))?,
         (None, None) => target.request(),
     };
     let opts = client::Options {
@@ -346,68 +328,48 @@ fn run_client(args: ClientArgs) -> ExitCode {
         max_reply: args.max_reply,
     };
     let deadline = deadline_after(Instant::now(), args.timeout);
-    match client::run(opts, &mut DeadlineStdout::new(deadline)) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            error_line(&e);
-            ExitCode::from(e.exit_code())
-        }
-    }
+    client::run(opts, &mut DeadlineStdout::new(deadline)).map_err(fail)?;
+    Ok(())
 }
 
 /// Asks for the server on a terminal, as the classic client does; without
 /// a terminal there is nobody to ask, which is a usage error. The prompt
 /// goes to stderr so that stdout carries nothing but the reply.
-fn prompt_for_server() -> String {
+fn prompt_for_server() -> Result<String, Exit> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        usage_error(
-            "client",
-            clap::error::ErrorKind::MissingRequiredArgument,
-            "SERVER is required when stdin is not a terminal",
-        );
+        let msg = "SERVER is required when stdin is not a terminal";
+        return Err(usage("client", ErrorKind::MissingRequiredArgument, msg));
     }
     let mut stderr = std::io::stderr();
     let _ = write!(stderr, "What server do you want to connect to? ").and_then(|()| stderr.flush());
     let mut line = String::new();
     match stdin.lock().read_line(&mut line) {
-        Ok(_) if !line.trim().is_empty() => line.trim().to_string(),
-        _ => usage_error(
+        Ok(_) if !line.trim().is_empty() => Ok(line.trim().to_string()),
+        _ => Err(usage(
             "client",
-            clap::error::ErrorKind::MissingRequiredArgument,
+            ErrorKind::MissingRequiredArgument,
             "no server given",
-        ),
+        )),
     }
 }
 
-/// Exits with clap's usage-error format and code (2), for subcommand `sub`.
-fn usage_error(sub: &str, kind: clap::error::ErrorKind, msg: &str) -> ! {
-    let mut cmd = Cli::command();
-    let sub = cmd
-        .find_subcommand_mut(sub)
-        .map(|c| c.clone().bin_name(format!("echoloop {sub}")));
-    sub.unwrap_or(cmd).error(kind, msg).exit()
+/// A usage error of subcommand `sub` found outside clap.
+fn usage(sub: &'static str, kind: ErrorKind, msg: impl Into<String>) -> Exit {
+    Exit::Usage(
+        sub,
+        Usage {
+            kind,
+            msg: msg.into(),
+        },
+    )
 }
 
 /// `echoloop server`: bind, announce the address, run until a signal.
-fn run_server(args: ServerArgs) -> ExitCode {
+fn run_server(args: ServerArgs) -> Result<(), Exit> {
     raise_fd_limit(None);
+    args.check().map_err(|u| Exit::Usage("server", u))?;
     let threads = args.threads as usize;
-    if let Some(max) = args.max_connections
-        && max < args.threads
-    {
-        let msg = format!("--max-connections ({max}) must be at least --threads ({threads})");
-        usage_error("server", clap::error::ErrorKind::ValueValidation, &msg);
-    }
-    let unix = !matches!(args.bind, Endpoint::Ip(_));
-    if unix && (threads > 1 || args.udp || args.udp_only) {
-        let msg = "--threads and --udp need an IP address, not a Unix-domain socket";
-        usage_error("server", clap::error::ErrorKind::ArgumentConflict, msg);
-    }
-    if args.unix_mode.is_some() && !matches!(args.bind, Endpoint::Unix(_)) {
-        let msg = "--unix-mode needs --bind unix:/path";
-        usage_error("server", clap::error::ErrorKind::ArgumentConflict, msg);
-    }
     let config = server::Config {
         bind: args.bind.clone(),
         unix_mode: args.unix_mode,
@@ -427,24 +389,17 @@ fn run_server(args: ServerArgs) -> ExitCode {
         metrics: args.metrics,
         ..server::Config::default()
     };
+    let start_failed = |e: server::StartError| Exit::failed(&e, e.exit_code());
     let summary = if threads == 1 {
-        let mut server = match Server::bind(config) {
-            Ok(server) => server,
-            Err(e) => return start_failed(&e),
-        };
-        match server.listening_on() {
-            Ok(ready) => announce(&ready, &args),
-            Err(e) => return fail(&e),
-        }
+        let mut server = Server::bind(config).map_err(start_failed)?;
+        let ready = server.listening_on().map_err(Exit::event_loop)?;
+        announce(&ready, &args);
         if let Some(at) = server.metrics_addr() {
             log::info!("metrics on http://{at}/metrics");
         }
         server.run().map(|totals| totals.summary_line())
     } else {
-        let mut group = match server::Group::bind(config, threads) {
-            Ok(group) => group,
-            Err(e) => return start_failed(&e),
-        };
+        let mut group = server::Group::bind(config, threads).map_err(start_failed)?;
         let scheme = if args.udp_only { "udp://" } else { "" };
         announce(&format!("{scheme}{}", group.local_addr()), &args);
         if let Some(at) = group.metrics_addr() {
@@ -452,20 +407,10 @@ fn run_server(args: ServerArgs) -> ExitCode {
         }
         group.run().map(|totals| totals.summary_line())
     };
-    match summary {
-        Ok(line) => {
-            let mut stdout = std::io::stdout();
-            let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&format!("event loop failed: {e}")),
-    }
-}
-
-/// The server could not start: its one line and its exit code.
-fn start_failed(e: &server::StartError) -> ExitCode {
-    error_line(e);
-    ExitCode::from(e.exit_code())
+    let line = summary.map_err(Exit::event_loop)?;
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    Ok(())
 }
 
 /// Prints `listening on ADDR` (scripts and tests read the port from it:
@@ -509,12 +454,6 @@ fn raise_fd_limit(needed: Option<u64>) {
         }
         Err(e) => log::warn!("cannot raise the open-files limit: {e}"),
     }
-}
-
-/// Prints one line to stderr and returns exit code 1.
-fn fail(err: &dyn std::fmt::Display) -> ExitCode {
-    error_line(err);
-    ExitCode::from(1)
 }
 
 /// `echoloop: error: ...` on stderr. Unlike `eprintln!`, a stderr that

@@ -145,6 +145,13 @@ pub enum ClientError {
     },
     /// Writing the reply to stdout failed (exit 23).
     Output(io::Error),
+    /// `--data-file` could not be read (exit 26, curl's "read error").
+    DataFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
     /// The poller could not be created or used (exit 1).
     Poll(io::Error),
 }
@@ -160,6 +167,7 @@ impl ClientError {
             ClientError::TooLarge { .. } => 63,
             ClientError::Recv { .. } => 56,
             ClientError::Output(_) => 23,
+            ClientError::DataFile { .. } => 26,
             ClientError::Poll(_) => 1,
         }
     }
@@ -170,6 +178,9 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::Resolve { host, message } => {
                 write!(f, "could not resolve host {host}: {message}")
+            }
+            ClientError::DataFile { path, source } => {
+                write!(f, "cannot read {}: {}", path.display(), describe(source))
             }
             ClientError::Connect { target, source } => {
                 write!(f, "failed to connect to {target}: {}", describe(source))

@@ -65,6 +65,13 @@ pub enum ReportError {
         /// What the system said.
         source: io::Error,
     },
+    /// The `--html` page could not be written (exit 1).
+    PageUnwritable {
+        /// The page's path.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
     /// The file is not an interval log, or a line of it is broken (exit 2).
     Malformed {
         /// The file.
@@ -77,10 +84,11 @@ pub enum ReportError {
 }
 
 impl ReportError {
-    /// The process exit code: 1 unreadable, 2 not a log.
+    /// The process exit code: 1 unreadable (or the page unwritable), 2 not
+    /// a log.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ReportError::Unreadable { .. } => 1,
+            ReportError::Unreadable { .. } | ReportError::PageUnwritable { .. } => 1,
             ReportError::Malformed { .. } => 2,
         }
     }
@@ -93,6 +101,14 @@ impl fmt::Display for ReportError {
                 write!(
                     f,
                     "cannot read {}: {}",
+                    path.display(),
+                    crate::shared::net::describe(source)
+                )
+            }
+            ReportError::PageUnwritable { path, source } => {
+                write!(
+                    f,
+                    "cannot write {}: {}",
                     path.display(),
                     crate::shared::net::describe(source)
                 )

@@ -71,6 +71,13 @@ pub enum LogError {
     },
 }
 
+impl LogError {
+    /// The process exit code: 1, after the run's summary.
+    pub fn exit_code(&self) -> u8 {
+        1
+    }
+}
+
 impl std::fmt::Display for LogError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::shared::net::describe;
