@@ -33,10 +33,8 @@ use super::counters::{Counters, POLL_BUCKETS};
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{interrupted, would_block};
 
-/// The metrics listener's token.
-pub const LISTENER: Token = Token(4);
-/// Scrape tokens start here, far above any echo connection's.
-const FIRST_SCRAPE: usize = usize::MAX / 2;
+use super::{FIRST_SCRAPE, METRICS};
+
 /// How long a scrape may take, from accept to the last byte out.
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most scrapes open at once.
@@ -83,7 +81,7 @@ impl Endpoint {
     pub fn bind(addr: SocketAddr, registry: &Registry) -> io::Result<Endpoint> {
         let std_listener = crate::shared::net::listen(addr, 64)?;
         let mut listener = TcpListener::from_std(std_listener);
-        registry.register(&mut listener, LISTENER, Interest::READABLE)?;
+        registry.register(&mut listener, METRICS, Interest::READABLE)?;
         Ok(Endpoint {
             listener,
             scrapes: Slab::new(),
@@ -97,7 +95,7 @@ impl Endpoint {
 
     /// Whether `token` is the metrics listener's or a scrape's.
     pub fn owns(token: Token) -> bool {
-        token == LISTENER || token.0 >= FIRST_SCRAPE
+        token == METRICS || token.0 >= FIRST_SCRAPE
     }
 
     /// Handles an event for the listener or a scrape; `render` makes the
@@ -109,7 +107,7 @@ impl Endpoint {
         now: Instant,
         render: &dyn Fn() -> String,
     ) {
-        if token == LISTENER {
+        if token == METRICS {
             self.accept(registry, now);
             return;
         }
@@ -610,7 +608,7 @@ mod tests {
         let end = t0 + Duration::from_secs(30);
         while endpoint.scrapes.is_empty() {
             assert!(Instant::now() < end, "never accepted");
-            endpoint.on_event(poll.registry(), LISTENER, t0, &render);
+            endpoint.on_event(poll.registry(), METRICS, t0, &render);
         }
         assert_eq!(endpoint.next_deadline(), Some(t0 + SCRAPE_TIMEOUT));
         endpoint.on_timers(t0 + SCRAPE_TIMEOUT - Duration::from_nanos(1));

@@ -29,6 +29,8 @@
 //! order they run: `dispatch` → `on_connection` / `accept` →
 //! `close`, and the timers in `on_timers`. What a single connection does with
 //! its bytes is in [`connection`], what the loop counts in [`counters`];
+//! accepting and the listening socket in [`listener`], signals and the
+//! [`Handle`] in [`control`], the configuration in [`config`];
 //! [`Group`] runs N of these servers side by side (`--threads`).
 //!
 //! Three choices shape this file:
@@ -73,7 +75,7 @@ use slab::Slab;
 
 use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
-use crate::shared::net::{self, describe, interrupted, out_of_resources, would_block};
+use crate::shared::net::{self, interrupted};
 pub use crate::shared::readiness::Readiness;
 use crate::shared::readiness::{Drain, interest_name};
 use crate::shared::stream::Stream;
@@ -82,17 +84,28 @@ pub use counters::Counters;
 use rate_limit::RateLimit;
 use udp::{Datagrams, Pass};
 
+pub use config::{Config, DEFAULT_BUDGET, DEFAULT_OWED_CAP, StartError, UdpMode};
+pub use control::Handle;
+use control::print_stats;
 pub use group::{Group, Totals};
+pub use listener::{ACCEPT_BUDGET, ACCEPT_PAUSE};
+use listener::{Accepting, Listener, SocketFile, warn_if_backlog_capped};
 
+mod config;
 mod connection;
+mod control;
 mod counters;
 mod group;
+mod listener;
 mod loops;
 mod metrics;
 mod rate_limit;
 #[cfg(test)]
 mod tests;
 mod udp;
+
+// The token plan, all in one place: 0–4 are fixed, echo connections
+// count up from 5, metrics scrapes from half the token space.
 
 /// The listening socket's token: a [`Readiness`] for it, handed to
 /// [`Server::turn`], says that peers wait to be accepted. (The other tokens
@@ -104,229 +117,12 @@ const SIGNALS: Token = Token(1);
 const WAKER: Token = Token(2);
 /// The UDP socket's token (`--udp`).
 const UDP: Token = Token(3);
+/// The metrics listener's token (`--metrics`, see [`metrics`]).
+const METRICS: Token = Token(4);
 /// Connection tokens start here: slab key `k` is `Token(k + FIRST_CONNECTION)`.
-/// (Token 4 is the metrics listener's, see [`metrics`].)
 const FIRST_CONNECTION: usize = 5;
-
-/// How long accepting pauses after running out of file descriptors.
-pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-
-/// The most bytes one connection may owe its peer before we stop reading
-/// from it (it may go over by at most one read).
-pub const DEFAULT_OWED_CAP: usize = 64 * 1024;
-
-/// The most bytes one connection may read in one turn of the loop before
-/// the others get theirs (`--budget`). A bystander waits about one budget
-/// per greedy peer; each budget costs the greedy peer one more poll. Chosen
-/// in `cargo bench --bench fairness`: at 48 KiB a bystander's p99 next to
-/// one or two greedy streams is 20% under tokio `current_thread`'s, and one
-/// stream keeps 94% of what it got with no budget at all. 16 KiB cost that
-/// stream 12%; at 64 KiB the p99 was tokio's, no better.
-pub const DEFAULT_BUDGET: usize = 48 * 1024;
-
-/// The most connections accepted in one turn; the rest of the backlog
-/// waits for the next turn, after the established connections had theirs.
-pub const ACCEPT_BUDGET: usize = 64;
-
-/// Everything `echoloop server` can be told.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where to listen: a TCP address (port 0 picks a free port), or a
-    /// Unix-domain socket (`unix:/path`, `unix:@name`).
-    pub bind: Endpoint,
-    /// The listen backlog (capped by the kernel at somaxconn).
-    pub backlog: u32,
-    /// Stop accepting while this many connections are open.
-    pub max_connections: Option<usize>,
-    /// Bytes per `read` call, and the size of the one shared read buffer.
-    pub read_size: usize,
-    /// Close a connection whose peer has sent nothing for this long.
-    pub idle_timeout: Option<Duration>,
-    /// Print a line of counters to stderr this often.
-    pub stats_every: Option<Duration>,
-    /// Per-connection cap on bytes owed; see [`DEFAULT_OWED_CAP`].
-    pub owed_cap: usize,
-    /// Bytes one connection may read per turn; see [`DEFAULT_BUDGET`].
-    pub budget: usize,
-    /// Handle SIGINT/SIGTERM (shut down) and SIGUSR1 (print counters). Off
-    /// for servers embedded in tests and benches.
-    pub handle_signals: bool,
-    /// Whether to echo UDP datagrams too, or only them.
-    pub udp: UdpMode,
-    /// Datagrams answered per second per source address (`None`: all).
-    pub udp_rate_limit: Option<f64>,
-    /// The permissions of a Unix-domain socket file (`--unix-mode`).
-    pub unix_mode: Option<u32>,
-    /// Serve Prometheus metrics at `http://ADDR/metrics` (`--metrics`).
-    pub metrics: Option<SocketAddr>,
-}
-
-/// Which transports the server echoes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UdpMode {
-    /// TCP only (the default).
-    #[default]
-    Off,
-    /// TCP, and UDP on the same address and port (`--udp`).
-    WithTcp,
-    /// UDP only, no TCP listener (`--udp-only`).
-    Only,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            bind: Endpoint::Ip(SocketAddr::from(([127, 0, 0, 1], 7878))),
-            backlog: 1024,
-            max_connections: None,
-            read_size: 1024,
-            idle_timeout: None,
-            stats_every: None,
-            owed_cap: DEFAULT_OWED_CAP,
-            budget: DEFAULT_BUDGET,
-            handle_signals: false,
-            udp: UdpMode::Off,
-            udp_rate_limit: None,
-            unix_mode: None,
-            metrics: None,
-        }
-    }
-}
-
-/// Why the server could not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// socket/bind/listen failed (address in use, permission denied, ...).
-    Listen {
-        /// The address we tried.
-        addr: Endpoint,
-        /// What the kernel said.
-        source: io::Error,
-    },
-    /// Creating the poller, waker or signal handlers failed.
-    Setup(io::Error),
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::Listen { addr, source } => {
-                write!(f, "cannot listen on {addr}: {}", describe(source))
-            }
-            StartError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
-        }
-    }
-}
-
-impl StartError {
-    /// The process exit code: 1, whatever stopped the start.
-    pub fn exit_code(&self) -> u8 {
-        1
-    }
-}
-
-impl std::error::Error for StartError {}
-
-/// The listener's side of the loop: whether to call `accept` now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Accepting {
-    /// The backlog was drained (accept said WouldBlock); wait for an event.
-    Idle,
-    /// The listener signalled, or we have reason to think peers wait.
-    Ready,
-    /// At `--max-connections`; the next close makes us `Ready` again.
-    Full,
-    /// Out of file descriptors; `Ready` again at this instant.
-    Paused(Instant),
-}
-
-/// The listening socket: TCP, or Unix-domain (with its file, if any).
-#[derive(Debug)]
-enum Listener {
-    Tcp(TcpListener),
-    Unix {
-        listener: mio::net::UnixListener,
-        _file: Option<SocketFile>,
-    },
-}
-
-impl Listener {
-    fn register(&mut self, registry: &mio::Registry) -> io::Result<()> {
-        match self {
-            Listener::Tcp(l) => registry.register(l, LISTENER, Interest::READABLE),
-            Listener::Unix { listener, .. } => {
-                registry.register(listener, LISTENER, Interest::READABLE)
-            }
-        }
-    }
-
-    /// The next connection waiting in the backlog, and its peer.
-    fn accept(&self) -> io::Result<(Stream, Peer)> {
-        match self {
-            Listener::Tcp(l) => l.accept().map(|(s, peer)| (Stream::Tcp(s), Peer::Ip(peer))),
-            Listener::Unix { listener, .. } => listener
-                .accept()
-                .map(|(s, _)| (Stream::Unix(s), Peer::Unix)),
-        }
-    }
-}
-
-/// Who connected, for the logs (no allocation per accept).
-#[derive(Debug, Clone, Copy)]
-enum Peer {
-    Ip(SocketAddr),
-    /// A Unix-domain peer that connects has no name of its own.
-    Unix,
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Peer::Ip(addr) => write!(f, "{addr}"),
-            Peer::Unix => f.write_str("unix"),
-        }
-    }
-}
-
-/// A Unix-domain socket file, removed when the server that made it stops
-/// (however `run` ends: the removal is in `Drop`), unless another file has
-/// taken its path since.
-#[derive(Debug)]
-struct SocketFile(net::SocketFile);
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        let path = self.0.path.display();
-        match self.0.remove_if_ours() {
-            Ok(true) => {}
-            Ok(false) => log::info!("{path} is no longer our socket file: left in place"),
-            Err(e) => log::warn!("cannot remove {path}: {}", describe(&e)),
-        }
-    }
-}
-
-/// Stops a running [`Server`] from another thread.
-#[derive(Debug, Clone)]
-pub struct Handle {
-    stop: Arc<AtomicBool>,
-    report: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-}
-
-impl Handle {
-    /// Asks the server to shut down; [`Server::run`] returns soon after.
-    pub fn shutdown(&self) -> io::Result<()> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.waker.wake()
-    }
-
-    /// Asks the server for a copy of its counters, which it sends on the
-    /// channel given to [`Server::report_to`] at its next turn.
-    pub fn request_report(&self) -> io::Result<()> {
-        self.report.store(true, Ordering::SeqCst);
-        self.waker.wake()
-    }
-}
+/// Metrics scrape tokens start here, far above any echo connection's.
+const FIRST_SCRAPE: usize = usize::MAX / 2;
 
 /// Why a connection was closed (for the debug log and the counters). The
 /// load generator's reasons have the same names where they mean the same
@@ -785,114 +581,6 @@ impl Server {
         }
     }
 
-    /// Accepts until the backlog is empty, the connection limit is reached,
-    /// or the process runs out of file descriptors.
-    ///
-    /// At most [`ACCEPT_BUDGET`] per turn: a flood of new peers waits its
-    /// turn behind the established connections (the listener stays `Ready`,
-    /// so the next poll does not sleep and the next turn goes on accepting).
-    fn accept(&mut self) {
-        let mut budget = ACCEPT_BUDGET;
-        while self.accepting == Accepting::Ready {
-            if budget == 0 {
-                self.stats.budget_spent += 1;
-                log::trace!("requeue listener (budget of {ACCEPT_BUDGET} accepts used)");
-                return;
-            }
-            budget -= 1;
-            if let Some(max) = self.config.max_connections
-                && self.conns.len() >= max
-            {
-                log::debug!("at --max-connections {max}: accepting paused");
-                self.accepting = Accepting::Full;
-                return;
-            }
-            let Some(listener) = &self.listener else {
-                self.accepting = Accepting::Idle;
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => self.add(stream, peer),
-                Err(e) if would_block(&e) => {
-                    log::trace!("accept wouldblock (the backlog is empty)");
-                    self.end_accept_failures();
-                    self.stats.would_blocks += 1;
-                    self.accepting = Accepting::Idle;
-                }
-                Err(e) if interrupted(&e) => {}
-                Err(e) if peer_gave_up(&e) => {
-                    log::debug!("accept: a peer gave up before we got to it: {e}");
-                }
-                Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM, or something we do not
-                    // expect: none of them goes away if we call accept again
-                    // right now. Pause, and let a timer bring us back.
-                    self.stats.accept_errors += 1;
-                    if !self.accept_failing {
-                        self.accept_failing = true;
-                        let what = if out_of_resources(&e) {
-                            "out of resources"
-                        } else {
-                            "unexpected error"
-                        };
-                        log::warn!(
-                            "accept failed ({what}): {e}; retrying every {} ms \
-                             (logged once per burst; see accept_errors in --stats)",
-                            ACCEPT_PAUSE.as_millis()
-                        );
-                    }
-                    log::trace!("accept paused for {} ms", ACCEPT_PAUSE.as_millis());
-                    self.accepting = Accepting::Paused(deadline_after(self.now, ACCEPT_PAUSE));
-                }
-            }
-        }
-    }
-
-    /// Logs the end of a burst of accept failures. A burst ends when the
-    /// backlog is empty, not at the first accept that works: while the
-    /// process sits at its fd limit, every close lets one accept through
-    /// before the next EMFILE, and that is still the same burst.
-    fn end_accept_failures(&mut self) {
-        if self.accept_failing {
-            self.accept_failing = false;
-            log::info!(
-                "accept caught up: the backlog is empty again ({} failed accepts so far)",
-                self.stats.accept_errors
-            );
-        }
-    }
-
-    /// Registers a freshly accepted connection.
-    fn add(&mut self, mut stream: Stream, peer: Peer) {
-        // An echo is a small reply that must leave now: Nagle's algorithm
-        // would hold it back waiting for the peer's ACK.
-        if let Err(e) = stream.set_nodelay() {
-            log::debug!("accept peer={peer}: TCP_NODELAY failed: {e}");
-        }
-        let accepted = stamp(self.started, self.now);
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        let token = Token(key + FIRST_CONNECTION);
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE)
-        {
-            log::warn!("accept peer={peer}: cannot register with the poller: {e}");
-            return;
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        entry.insert(Connection::new(stream, id, accepted));
-        self.stats.accepted += 1;
-        self.stats.peak_open = self.stats.peak_open.max(self.stats.open());
-        if let Some(timeout) = self.config.idle_timeout {
-            self.idle
-                .push(Reverse((deadline_after(self.now, timeout), key, id)));
-        }
-        log::debug!("accept conn=#{id} peer={peer} token={}", token.0);
-    }
-
     /// Closes one connection. Dropping the socket closes the descriptor,
     /// which also removes it from the epoll set: no deregister call needed.
     fn close(&mut self, key: usize, why: Close) {
@@ -917,33 +605,6 @@ impl Server {
             // A slot is free. Peers may be waiting in the backlog, and they
             // raised their edge long ago: try accepting after this batch.
             self.accepting = Accepting::Ready;
-        }
-    }
-
-    /// SIGINT/SIGTERM stop the loop; SIGUSR1 prints the counters.
-    fn on_signals(&mut self) {
-        let Some(signals) = self.signals.as_mut() else {
-            return;
-        };
-        let mut usr1 = false;
-        for signal in signals.pending() {
-            match signal {
-                signal_hook::consts::SIGUSR1 => usr1 = true,
-                other => {
-                    let name = if other == signal_hook::consts::SIGINT {
-                        "SIGINT"
-                    } else {
-                        "SIGTERM"
-                    };
-                    log::info!("{name}: shutting down");
-                    self.stop.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-        if usr1 {
-            let since_start = Counters::default();
-            let elapsed = self.now - self.started;
-            print_stats(&self.stats.interval_line(&since_start, elapsed));
         }
     }
 
@@ -1015,34 +676,7 @@ impl Server {
     }
 }
 
-/// Warns that the kernel will silently cap a `--backlog` above somaxconn.
-fn warn_if_backlog_capped(backlog: u32) {
-    if let Some(max) = net::somaxconn()
-        && backlog > max
-    {
-        log::warn!(
-            "--backlog {backlog} is above net.core.somaxconn ({max}): the kernel silently caps it at {max}"
-        );
-    }
-}
-
-/// Prints a stats line to stderr. Unlike `eprintln!`, a closed stderr is
-/// not a panic: the line is dropped and the server goes on.
-fn print_stats(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(io::stderr(), "{line}");
-}
-
 /// `t` as a connection stores it: nanoseconds since the server `started`.
 fn stamp(started: Instant, t: Instant) -> u64 {
     t.saturating_duration_since(started).as_nanos() as u64
-}
-
-/// Accept errors that concern one peer only (it reset before we accepted
-/// it, or a firewall rule refused it): go on accepting the others.
-fn peer_gave_up(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-    ) || matches!(err.raw_os_error(), Some(libc::EPROTO | libc::EPERM))
 }
