@@ -145,6 +145,7 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         messages: args.messages,
         pipeline: args.pipeline as usize,
         rate: args.rate,
+        spin: args.spin,
         connect_rate: args.connect_rate,
         warmup: args.warmup.unwrap_or(Duration::ZERO),
         timeout: args.timeout,

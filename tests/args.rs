@@ -110,7 +110,7 @@ fn new_size_options_refuse_bad_input() {
 #[test]
 fn counts_modes_addresses_and_names_exit_2_with_one_line() {
     let huge = "99999999999999999999999";
-    let cases: [(&[&str], &str, &[&str]); 10] = [
+    let cases: [(&[&str], &str, &[&str]); 11] = [
         (
             &["server"],
             "--threads",
@@ -149,6 +149,11 @@ fn counts_modes_addresses_and_names_exit_2_with_one_line() {
             &["", "a b", "a,b", "a=b", "x-connect"],
         ),
         (&["load", "127.0.0.1:9"], "--hdr-log", &[""]),
+        (
+            &["load", "127.0.0.1:9"],
+            "--spin",
+            &["11ms", "-1", "x", "", "1e9", "nan"],
+        ),
         (
             &["load", "udp://127.0.0.1:9", "-s"],
             "",

@@ -23,6 +23,9 @@ pub struct Config {
     pub pipeline: usize,
     /// Messages per second over all connections (open loop).
     pub rate: Option<f64>,
+    /// Open loop: how long before each due message the loop stops
+    /// sleeping (`--spin`); `None`: see [`OpenLoop::spin`](super::schedule::OpenLoop::spin).
+    pub spin: Option<Duration>,
     /// Connections opened per second while ramping up (default: all at once).
     pub connect_rate: Option<f64>,
     /// A period at the start whose numbers are dropped.
@@ -59,6 +62,7 @@ impl Default for Config {
             messages: None,
             pipeline: 1,
             rate: None,
+            spin: None,
             connect_rate: None,
             warmup: Duration::ZERO,
             timeout: Duration::from_secs(10),

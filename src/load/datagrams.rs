@@ -162,7 +162,7 @@ impl Generator {
             next_tick: started,
             schedule: match config.rate {
                 Some(rate) => {
-                    let mut schedule = OpenLoop::new(rate)?;
+                    let mut schedule = OpenLoop::new(rate, config.spin)?;
                     schedule.start(started);
                     Some(schedule)
                 }

@@ -196,7 +196,10 @@ impl Generator {
             closed: 0,
             first_pending: config.connections,
             first_done: vec![false; config.connections],
-            schedule: config.rate.map(OpenLoop::new).transpose()?,
+            schedule: config
+                .rate
+                .map(|rate| OpenLoop::new(rate, config.spin))
+                .transpose()?,
             deal_blocked: false,
             next_conn: 0,
             timer,

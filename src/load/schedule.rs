@@ -53,6 +53,8 @@ pub const TIMER: Token = Token(usize::MAX);
 #[derive(Debug)]
 pub struct OpenLoop {
     rate: f64,
+    /// `--spin`, if given.
+    spin: Option<Duration>,
     /// When message 0 is due; `None` until the clock starts.
     origin: Option<Instant>,
     /// Messages handed out so far (the next one is number `dealt`).
@@ -64,10 +66,12 @@ pub struct OpenLoop {
 }
 
 impl OpenLoop {
-    /// `rate` messages a second, from an origin set by [`start`](Self::start).
-    pub fn new(rate: f64) -> io::Result<OpenLoop> {
+    /// `rate` messages a second, from an origin set by [`start`](Self::start),
+    /// spinning `spin` before each (`None`: see [`spin`](Self::spin)).
+    pub fn new(rate: f64, spin: Option<Duration>) -> io::Result<OpenLoop> {
         Ok(OpenLoop {
             rate,
+            spin,
             origin: None,
             dealt: 0,
             dealt_measured: 0,
@@ -125,9 +129,13 @@ impl OpenLoop {
         }
     }
 
-    /// How long before each message the loop spins: [`SPIN`], or
-    /// [`SPIN_SHARE`] of the time between two messages if that is shorter.
+    /// How long before each message the loop spins: `--spin` if given,
+    /// else [`SPIN`], or [`SPIN_SHARE`] of the time between two messages if
+    /// that is shorter.
     pub fn spin(&self) -> Duration {
+        if let Some(spin) = self.spin {
+            return spin;
+        }
         Duration::try_from_secs_f64(SPIN_SHARE / self.rate)
             .unwrap_or(SPIN)
             .min(SPIN)
@@ -179,7 +187,7 @@ mod tests {
     /// too (333.3/s does not divide a second).
     #[test]
     fn due_counts_match_due_times() {
-        let mut s = OpenLoop::new(333.3).unwrap();
+        let mut s = OpenLoop::new(333.3, None).unwrap();
         let t0 = Instant::now();
         s.start(t0);
         for n in [0u64, 1, 2, 333, 334, 1000, 33_330] {
@@ -196,7 +204,7 @@ mod tests {
     /// the lag is recorded for messages due in the window.
     #[test]
     fn messages_are_handed_out_when_due() {
-        let mut s = OpenLoop::new(1000.0).unwrap();
+        let mut s = OpenLoop::new(1000.0, None).unwrap();
         let t0 = Instant::now();
         let end = t0 + Duration::from_millis(3);
         assert_eq!(s.peek(t0, end), None, "not started");
@@ -220,17 +228,19 @@ mod tests {
     /// The spin is SPIN at low rates and a share of the gap at high ones.
     #[test]
     fn the_spin_shrinks_with_the_gap() {
-        let spin = |rate| OpenLoop::new(rate).unwrap().spin();
+        let spin = |rate| OpenLoop::new(rate, None).unwrap().spin();
         assert_eq!(spin(100.0), SPIN);
         assert_eq!(spin(5000.0), Duration::from_micros(10));
         assert_eq!(spin(100_000.0), Duration::from_nanos(500));
+        let asked = Duration::from_micros(250);
+        assert_eq!(OpenLoop::new(5000.0, Some(asked)).unwrap().spin(), asked);
     }
 
     /// The timer fires SPIN before the next message; inside that stretch
     /// the loop does not sleep; without a timer it sleeps until the due time.
     #[test]
     fn the_timer_and_the_wake_up() {
-        let mut s = OpenLoop::new(100.0).unwrap();
+        let mut s = OpenLoop::new(100.0, None).unwrap();
         let t0 = Instant::now();
         let end = t0 + Duration::from_secs(1);
         s.start(t0);
