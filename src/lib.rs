@@ -1,7 +1,8 @@
 //! echoloop: a TCP echo server, an HTTP GET client and a load generator,
-//! each driven by a hand-rolled `mio` event loop on a single thread.
+//! each driven by a hand-rolled `mio` event loop, and a report that merges
+//! the generators' logs.
 //!
-//! The tree is the architecture: three programs over a small shared core,
+//! The tree is the architecture: four programs over a small shared core,
 //! and no program imports another.
 //!
 //! ```text

@@ -39,7 +39,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::config::{Config, TICK};
 use super::counters::Counters;
 use super::intervals::{Intervals, hand_out};
-use super::outcome::{Datagrams as Figures, Progress, Report, Tick};
+use super::outcome::{DatagramFigures, Progress, Report, Tick};
 use super::schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
@@ -89,7 +89,7 @@ pub(super) struct Generator {
     now: Instant,
     next_tick: Instant,
     counters: Counters,
-    figures: Figures,
+    figures: DatagramFigures,
     /// Open loop: the schedule, from the run's start. `None` in closed loop.
     schedule: Option<OpenLoop>,
     next_flow: usize,
@@ -151,7 +151,7 @@ impl Generator {
         let end = deadline_after(measure_from, config.duration);
         Ok(Generator {
             counters: Counters::new(config.timeout, measure_from, end)?,
-            figures: Figures::default(),
+            figures: DatagramFigures::default(),
             poll,
             flows,
             tape: make_tape(),

@@ -62,7 +62,7 @@ use config::TICK;
 use connection::{Close, Connection, Phase};
 use counters::Counters;
 use intervals::{Intervals, hand_out};
-pub use outcome::{Datagrams, Errors, Failure, Interval, Progress, Report, Schedule, Tick};
+pub use outcome::{DatagramFigures, Errors, Failure, Interval, Progress, Report, Schedule, Tick};
 use schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 pub use tape::splitmix64;
 use tape::{CHUNK, TAPE_PERIOD, make_tape};

@@ -73,7 +73,7 @@ pub struct Report {
     /// Messages per second of each generator thread (one entry per thread).
     pub per_thread: Vec<f64>,
     /// UDP only: what happened to the datagrams.
-    pub datagrams: Option<Datagrams>,
+    pub datagrams: Option<DatagramFigures>,
 }
 
 /// What a running generator reports as it goes: the live line's figures
@@ -304,7 +304,7 @@ struct SummaryJson {
 
 /// What happened to a UDP run's datagrams (those sent in the window).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Datagrams {
+pub struct DatagramFigures {
     /// Datagrams sent.
     pub sent: u64,
     /// Of those, answered within `--timeout` (possibly after the window:
@@ -322,13 +322,13 @@ pub struct Datagrams {
     pub corrupted: u64,
 }
 
-impl Datagrams {
+impl DatagramFigures {
     /// Lost datagrams as a percentage of those sent.
     pub fn loss_pct(&self) -> f64 {
         100.0 * self.lost as f64 / self.sent.max(1) as f64
     }
 
-    fn add(&mut self, other: &Datagrams) {
+    fn add(&mut self, other: &DatagramFigures) {
         self.sent += other.sent;
         self.answered += other.answered;
         self.lost += other.lost;

@@ -1,7 +1,7 @@
-//! What the three programs share: the small core every loop in this crate
+//! What the four programs share: the small core every loop in this crate
 //! is built from. Nothing in here knows about echoing, HTTP or load; the
-//! server, the client and the load generator each import from here and
-//! never from one another.
+//! server, the client, the load generator and the report each import from
+//! here and never from one another.
 //!
 //! - [`readiness`] — the event type each reactor's `turn` takes, and the
 //!   drain rule (when a socket has been read dry). Read this first.
