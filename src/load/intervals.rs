@@ -21,7 +21,7 @@ pub(super) struct Intervals {
     from: Instant,
     index: u64,
     /// The counters (and this thread's CPU) where the current one began.
-    base: (u64, u64, u64, u64, Duration),
+    base: Marks,
     /// From the run's start to the window's start.
     offset: Duration,
     /// Intervals that ended, for the generator's `run` to hand out.
@@ -37,7 +37,7 @@ impl Intervals {
             next: deadline_after(start, every),
             from: start,
             index: 0,
-            base: (0, 0, 0, 0, Duration::ZERO),
+            base: Marks::default(),
             offset: start.saturating_duration_since(run_start),
             ended: VecDeque::new(),
         }
@@ -76,31 +76,31 @@ impl Intervals {
         if until <= self.from {
             return None;
         }
-        let (messages, sent, received, errors, cpu_before) = self.base;
+        let base = self.base;
         let interval = Interval {
             index: self.index,
             start: self.from.saturating_duration_since(counters.measure_from),
             since_run_start: self.offset
                 + self.from.saturating_duration_since(counters.measure_from),
             length: until.saturating_duration_since(self.from),
-            messages: counters.messages - messages,
-            bytes_sent: counters.bytes_sent - sent,
-            bytes_received: counters.bytes_received - received,
-            errors: counters.errors.total() - errors,
+            messages: counters.messages - base.messages,
+            bytes_sent: counters.bytes_sent - base.bytes_sent,
+            bytes_received: counters.bytes_received - base.bytes_received,
+            errors: counters.errors.total() - base.errors,
             latency: counters.interval_latency.clone(),
             connect_latency: counters.interval_connect.clone(),
-            cpu: cpu.saturating_sub(cpu_before),
+            cpu: cpu.saturating_sub(base.cpu),
             threads: 1,
         };
         counters.interval_latency.reset();
         counters.interval_connect.reset();
-        self.base = (
-            counters.messages,
-            counters.bytes_sent,
-            counters.bytes_received,
-            counters.errors.total(),
+        self.base = Marks {
+            messages: counters.messages,
+            bytes_sent: counters.bytes_sent,
+            bytes_received: counters.bytes_received,
+            errors: counters.errors.total(),
             cpu,
-        );
+        };
         self.index += 1;
         self.from = until;
         self.next = deadline_after(self.next, self.every);
@@ -115,4 +115,15 @@ pub(super) fn hand_out(intervals: &mut Option<Intervals>, report: &mut impl FnMu
             report(Tick::Interval(&interval));
         }
     }
+}
+
+/// The counters (and the thread's CPU) where the current interval began;
+/// an interval's figures are the counters' distance from these.
+#[derive(Debug, Default, Clone, Copy)]
+struct Marks {
+    messages: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    errors: u64,
+    cpu: Duration,
 }

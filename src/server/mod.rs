@@ -124,6 +124,15 @@ const FIRST_CONNECTION: usize = 5;
 /// Metrics scrape tokens start here, far above any echo connection's.
 const FIRST_SCRAPE: usize = usize::MAX / 2;
 
+/// The next `--stats` line: when it is due, and the time and counters of
+/// the last one (a line shows what changed since).
+#[derive(Debug, Clone, Copy)]
+struct StatsDue {
+    at: Instant,
+    last: Instant,
+    then: Counters,
+}
+
 /// Why a connection was closed (for the debug log and the counters). The
 /// load generator's reasons have the same names where they mean the same
 /// thing.
@@ -174,8 +183,8 @@ pub struct Server {
     /// An entry may be out of date: the connection may have closed (the id
     /// no longer matches) or been active since (it is pushed again later).
     idle: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    /// When the next `--stats` line is due, and the counters at the last one.
-    stats_due: Option<(Instant, Instant, Counters)>,
+    /// `--stats`: when the next line is due, and where the last one left off.
+    stats_due: Option<StatsDue>,
     /// SIGINT/SIGTERM/SIGUSR1, delivered as readiness on [`SIGNALS`].
     signals: Option<signal_hook_mio::v1_0::Signals>,
     /// Set by [`Handle::shutdown`] or a signal; the loop ends when it is.
@@ -311,9 +320,11 @@ impl Server {
             ready: VecDeque::new(),
             buf: vec![0; config.read_size.max(1)],
             idle: BinaryHeap::new(),
-            stats_due: config
-                .stats_every
-                .map(|every| (deadline_after(now, every), now, Counters::default())),
+            stats_due: config.stats_every.map(|every| StatsDue {
+                at: deadline_after(now, every),
+                last: now,
+                then: Counters::default(),
+            }),
             signals,
             stop: Arc::new(AtomicBool::new(false)),
             report: Arc::new(AtomicBool::new(false)),
@@ -621,7 +632,7 @@ impl Server {
             Accepting::Paused(until) => Some(until),
             _ => None,
         };
-        let stats = self.stats_due.map(|(at, _, _)| at);
+        let stats = self.stats_due.map(|due| due.at);
         let scrape = self
             .metrics
             .as_ref()
@@ -658,12 +669,16 @@ impl Server {
                 }
             }
         }
-        if let Some((at, since, then)) = self.stats_due
-            && at <= now
+        if let Some(due) = self.stats_due
+            && due.at <= now
         {
-            print_stats(&self.stats.interval_line(&then, now - since));
+            print_stats(&self.stats.interval_line(&due.then, now - due.last));
             let every = self.config.stats_every.unwrap_or(Duration::from_secs(1));
-            self.stats_due = Some((deadline_after(at, every), now, self.stats));
+            self.stats_due = Some(StatsDue {
+                at: deadline_after(due.at, every),
+                last: now,
+                then: self.stats,
+            });
         }
     }
 
