@@ -59,7 +59,8 @@ impl Server {
         if usr1 {
             let since_start = Counters::default();
             let elapsed = self.now - self.started;
-            print_stats(&self.stats.interval_line(&since_start, elapsed));
+            let line = self.stats.interval_line(&since_start, elapsed);
+            self.said.push(line);
         }
     }
 }

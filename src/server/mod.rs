@@ -185,6 +185,9 @@ pub struct Server {
     idle: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// `--stats`: when the next line is due, and where the last one left off.
     stats_due: Option<StatsDue>,
+    /// Stats lines this turn has to say (`--stats`, SIGUSR1): `turn`
+    /// hands them out, and whoever runs the loop prints them.
+    said: Vec<String>,
     /// SIGINT/SIGTERM/SIGUSR1, delivered as readiness on [`SIGNALS`].
     signals: Option<signal_hook_mio::v1_0::Signals>,
     /// Set by [`Handle::shutdown`] or a signal; the loop ends when it is.
@@ -325,6 +328,7 @@ impl Server {
                 last: now,
                 then: Counters::default(),
             }),
+            said: Vec::new(),
             signals,
             stop: Arc::new(AtomicBool::new(false)),
             report: Arc::new(AtomicBool::new(false)),
@@ -398,7 +402,9 @@ impl Server {
             log::trace!("poll timeout={timeout:?} events={}", events.iter().count());
             // The clock is read here, once per poll, and handed down:
             // everything below works with `now`, so tests can make it up.
-            self.turn(Instant::now(), events.iter().map(Readiness::from));
+            for line in self.turn(Instant::now(), events.iter().map(Readiness::from)) {
+                print_stats(&line);
+            }
         }
         Ok(self.shut_down())
     }
@@ -427,8 +433,14 @@ impl Server {
     /// With [`next_deadline`](Self::next_deadline), this is the loop
     /// without its I/O wait: whoever owns the poll (here [`run`](Self::run);
     /// in the unit tests, a test with batches and instants of its own
-    /// making) reads the clock and hands it in.
-    pub fn turn(&mut self, now: Instant, batch: impl IntoIterator<Item = Readiness>) {
+    /// making) reads the clock and hands it in. It returns the stats lines
+    /// the turn has to say (`--stats`, SIGUSR1) instead of printing them,
+    /// so a turn is a pure step of the loop.
+    pub fn turn(
+        &mut self,
+        now: Instant,
+        batch: impl IntoIterator<Item = Readiness>,
+    ) -> Vec<String> {
         // Time only moves forward, whatever a caller passes.
         self.now = self.now.max(now);
         let waiting = self.ready.len();
@@ -442,6 +454,7 @@ impl Server {
         self.accept();
         self.serve_udp();
         self.serve_ready(waiting);
+        std::mem::take(&mut self.said)
     }
 
     /// One budget of datagrams, if the UDP socket may hold any.
@@ -672,7 +685,8 @@ impl Server {
         if let Some(due) = self.stats_due
             && due.at <= now
         {
-            print_stats(&self.stats.interval_line(&due.then, now - due.last));
+            let line = self.stats.interval_line(&due.then, now - due.last);
+            self.said.push(line);
             let every = self.config.stats_every.unwrap_or(Duration::from_secs(1));
             self.stats_due = Some(StatsDue {
                 at: deadline_after(due.at, every),

@@ -337,3 +337,29 @@ fn idle_timeout_counts_from_the_last_data() {
     server.turn(t1 + timeout, []);
     assert_eq!(server.stats().idle_closed, 1);
 }
+
+/// `--stats` with made-up instants: `turn` hands the line out at the
+/// deadline, not a nanosecond before, and prints nothing itself; the next
+/// line is due a period later.
+#[test]
+fn a_stats_line_is_handed_out_at_its_deadline() {
+    let every = Duration::from_secs(1);
+    let mut server = Server::bind(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        stats_every: Some(every),
+        ..Config::default()
+    })
+    .unwrap();
+    let t0 = server.now;
+    assert_eq!(server.next_deadline(), Some(t0 + every));
+    assert!(
+        server
+            .turn(t0 + every - Duration::from_nanos(1), [])
+            .is_empty()
+    );
+    let said = server.turn(t0 + every, []);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].starts_with("stats: "), "{said:?}");
+    assert_eq!(server.next_deadline(), Some(t0 + 2 * every));
+    assert!(server.turn(t0 + every, []).is_empty(), "said once");
+}
