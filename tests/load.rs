@@ -22,6 +22,14 @@ fn load(addr: SocketAddr, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `echoloop load TARGET ARGS`, killed if it outlives DEADLINE (a
+/// run that hangs fails its test instead of hanging it).
+fn load_to(target: &str, args: &[&str]) -> Output {
+    let mut cmd = bin();
+    cmd.arg("load").arg(target).args(args);
+    common::run_bounded(cmd, common::DEADLINE)
+}
+
 /// Runs `echoloop load ADDR ARGS --json`, asserts a clean exit (0), and
 /// returns the JSON.
 #[track_caller]
@@ -673,12 +681,8 @@ fn an_hdr_log_fifo_without_a_reader_fails_at_once() {
     let server = ServerProcess::start(&[]);
     let dir = scratch("fifo-alone");
     let path = fifo(&dir, "log");
-    let mut cmd = bin();
-    cmd.arg("load")
-        .arg(server.addr.to_string())
-        .args(["-d", "1s", "--hdr-log"])
-        .arg(&path);
-    let out = common::run_bounded(cmd, common::DEADLINE);
+    let log = path.to_str().unwrap();
+    let out = load_to(&server.addr.to_string(), &["-d", "1s", "--hdr-log", log]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(
@@ -706,21 +710,19 @@ fn a_stalled_hdr_log_reader_does_not_stall_the_run() {
         .custom_flags(libc::O_NONBLOCK)
         .open(&path)
         .unwrap();
-    let mut cmd = bin();
-    cmd.arg("load")
-        .arg(server.addr.to_string())
-        .args([
-            "-c",
-            "2",
-            "-d",
-            "2s",
-            "--interval",
-            "1ms",
-            "--json",
-            "--hdr-log",
-        ])
-        .arg(&path);
-    let out = common::run_bounded(cmd, common::DEADLINE);
+    let log = path.to_str().unwrap();
+    let args = [
+        "-c",
+        "2",
+        "-d",
+        "2s",
+        "--interval",
+        "1ms",
+        "--json",
+        "--hdr-log",
+        log,
+    ];
+    let out = load_to(&server.addr.to_string(), &args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -742,15 +744,8 @@ fn a_stalled_hdr_log_reader_does_not_stall_the_run() {
 #[test]
 fn a_full_disk_keeps_the_summary() {
     let server = ServerProcess::start(&[]);
-    let mut cmd = bin();
-    cmd.arg("load").arg(server.addr.to_string()).args([
-        "-d",
-        "300ms",
-        "--json",
-        "--hdr-log",
-        "/dev/full",
-    ]);
-    let out = common::run_bounded(cmd, common::DEADLINE);
+    let args = ["-d", "300ms", "--json", "--hdr-log", "/dev/full"];
+    let out = load_to(&server.addr.to_string(), &args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -812,8 +807,7 @@ fn slow_accepting_server() -> SocketAddr {
 #[test]
 fn churn_against_a_slow_acceptor_ends_on_time() {
     let addr = slow_accepting_server();
-    let mut cmd = bin();
-    cmd.arg("load").arg(addr.to_string()).args([
+    let args = [
         "-c",
         "12",
         "-d",
@@ -823,8 +817,8 @@ fn churn_against_a_slow_acceptor_ends_on_time() {
         "--messages-per-connection",
         "1",
         "--json",
-    ]);
-    let out = common::run_bounded(cmd, common::DEADLINE);
+    ];
+    let out = load_to(&addr.to_string(), &args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.code().is_some(),
@@ -844,12 +838,9 @@ fn streams_and_datagrams_keep_the_same_schedule() {
     let server = ServerProcess::start(&["--udp"]);
     let args = ["-c", "4", "--rate", "333.3", "-d", "1s"];
     let tcp = clean_json(server.addr, &args);
-    let mut cmd = bin();
-    cmd.arg("load")
-        .arg(format!("udp://{}", server.addr))
-        .args(args)
-        .arg("--json");
-    let out = common::run_bounded(cmd, common::DEADLINE);
+    let mut udp_args = args.to_vec();
+    udp_args.push("--json");
+    let out = load_to(&format!("udp://{}", server.addr), &udp_args);
     assert_eq!(
         out.status.code(),
         Some(0),
