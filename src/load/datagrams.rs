@@ -251,8 +251,6 @@ impl Generator {
 
     /// At each tick: datagrams older than `--timeout` are lost.
     fn on_timers(&mut self, now: Instant) -> Option<Progress> {
-        self.cpu
-            .on_turn(now, self.counters.measure_from, self.counters.end);
         if let Some(intervals) = &mut self.intervals {
             intervals.tick(now, &mut self.counters, false);
         }

@@ -126,6 +126,8 @@ pub struct Generator {
     deal_blocked: bool,
     /// Open loop: the next connection to get a message (round robin).
     next_conn: usize,
+    /// Open loop: the connections `deal` gave messages in its pass.
+    touched: Vec<usize>,
     /// Open loop: wakes the poll at the next due time, to the nanosecond.
     /// `None` in closed loop (or if timerfd is unavailable: then the
     /// poll's millisecond timeout is used, and the report shows the lag).
@@ -202,6 +204,7 @@ impl Generator {
                 .transpose()?,
             deal_blocked: false,
             next_conn: 0,
+            touched: Vec::new(),
             timer,
             counters,
             retries: VecDeque::new(),
@@ -299,6 +302,7 @@ impl Generator {
         if self.t0.is_none() && self.connected() {
             self.start_clock(now);
         }
+        // Again after start_clock: the window may have opened just now.
         self.cpu
             .on_turn(now, self.counters.measure_from, self.counters.end);
         if let Some(intervals) = &mut self.intervals {
@@ -545,7 +549,9 @@ impl Generator {
         // Connections given messages in this pass: each writes once, at
         // the end, all it was given (tcpkali's write-combining: after a late
         // wake-up several messages are due at once).
-        let mut touched = Vec::new();
+        // (A field, emptied each pass: no allocation per turn.)
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.clear();
         for _ in 0..DEAL_PER_TURN {
             let Some(schedule) = &mut self.schedule else {
                 break;
@@ -569,11 +575,12 @@ impl Generator {
             }
             self.conns[i].queue(self.config.size, at);
         }
-        for i in touched {
+        for &i in &touched {
             if let Err(why) = self.conns[i].on_writable(&self.tape, &mut self.counters, now) {
                 self.close(i, why);
             }
         }
+        self.touched = touched;
     }
 
     /// Fails connections whose connect or oldest echo is overdue.
