@@ -220,10 +220,19 @@ pub struct LoadArgs {
 
     /// Open loop: stop sleeping this long before each due message and poll
     /// until it is due (0 to 10ms). Longer sends closer to the due time and
-    /// costs CPU; 0 never spins. Default: 0.3ms, or 5% of the gap between
-    /// two messages if that is shorter.
-    #[arg(long, value_name = "DURATION", value_parser = parse_spin)]
+    /// costs CPU; 0 never spins. Default: as late as the timer has lately
+    /// woken the loop, at most 0.3ms and 5% of the gap between two messages.
+    #[arg(long, value_name = "DURATION", value_parser = parse_spin, requires = "rate")]
     pub spin: Option<Duration>,
+
+    /// Open loop: let a send wait up to this long so that messages due close
+    /// together go out in one wake-up (0 to 100ms). Above 1/DURATION
+    /// messages a second the loop wakes once per DURATION instead of once
+    /// per message: less CPU, and send lag up to DURATION (counted in the
+    /// latency). 0 wakes for every message.
+    #[arg(long, value_name = "DURATION", default_value = "1ms", value_parser = parse_coalesce,
+          requires = "rate")]
+    pub coalesce: Duration,
 
     /// Open this many connections per second while ramping up (default:
     /// all at once).
@@ -298,15 +307,25 @@ pub fn default_tag() -> String {
 
 /// `--spin`: a duration from 0 to 10 ms.
 pub fn parse_spin(text: &str) -> Result<Duration, String> {
+    parse_zero_to(text, Duration::from_millis(10), "10ms")
+}
+
+/// `--coalesce`: a duration from 0 to 100 ms.
+pub fn parse_coalesce(text: &str) -> Result<Duration, String> {
+    parse_zero_to(text, Duration::from_millis(100), "100ms")
+}
+
+/// A duration from 0 (which `parse_duration` refuses) to `max`.
+fn parse_zero_to(text: &str, max: Duration, max_text: &str) -> Result<Duration, String> {
     let number = text.trim().trim_end_matches("ms").trim_end_matches('s');
     if number.trim().parse::<f64>() == Ok(0.0) {
         return Ok(Duration::ZERO);
     }
-    let spin = parse_duration(text)?;
-    if spin > Duration::from_millis(10) {
-        return Err(format!("`{text}` is more than 10ms"));
+    let parsed = parse_duration(text)?;
+    if parsed > max {
+        return Err(format!("`{text}` is more than {max_text}"));
     }
-    Ok(spin)
+    Ok(parsed)
 }
 
 /// An HdrHistogram log tag: printable, no spaces, commas or `=`.

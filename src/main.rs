@@ -146,6 +146,7 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         pipeline: args.pipeline as usize,
         rate: args.rate,
         spin: args.spin,
+        coalesce: args.coalesce,
         connect_rate: args.connect_rate,
         warmup: args.warmup.unwrap_or(Duration::ZERO),
         timeout: args.timeout,
@@ -252,13 +253,8 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
             schedule.shortfall()
         );
     }
-    if report.busy_is_measured() && report.busy() >= 0.9 {
-        log::warn!(
-            "the generator was busy {:.0}% of its {} thread(s) over the run: it may be the \
-             limit, not the server (try --threads, or fewer connections per thread)",
-            report.busy() * 100.0,
-            report.per_thread.len()
-        );
+    if let Some(advice) = report.busy_advice(&config) {
+        log::warn!("{advice}");
     }
     // The summary is out; now whether the log is whole. (When the run
     // failed too, the log's line comes first and the run's code wins.)

@@ -110,7 +110,7 @@ fn new_size_options_refuse_bad_input() {
 #[test]
 fn counts_modes_addresses_and_names_exit_2_with_one_line() {
     let huge = "99999999999999999999999";
-    let cases: [(&[&str], &str, &[&str]); 11] = [
+    let cases: [(&[&str], &str, &[&str]); 12] = [
         (
             &["server"],
             "--threads",
@@ -155,6 +155,11 @@ fn counts_modes_addresses_and_names_exit_2_with_one_line() {
             &["11ms", "-1", "x", "", "1e9", "nan"],
         ),
         (
+            &["load", "127.0.0.1:9"],
+            "--coalesce",
+            &["101ms", "-1", "x", "", "1e9", "nan", "1h"],
+        ),
+        (
             &["load", "udp://127.0.0.1:9", "-s"],
             "",
             &["0", "8", "70000", huge],
@@ -176,5 +181,25 @@ fn counts_modes_addresses_and_names_exit_2_with_one_line() {
             assert!(errors[0].contains(named), "{args:?}: {stderr}");
             assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         }
+    }
+}
+
+/// The open loop's own knobs mean nothing in closed loop: asked for
+/// without `--rate`, they are a usage error that names `--rate`.
+#[test]
+fn open_loop_options_need_a_rate() {
+    for option in ["--spin=1ms", "--coalesce=2ms"] {
+        let args: Vec<String> = ["load", "127.0.0.1:9", option]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = run_bounded(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: the following required arguments were not provided:"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("--rate <MSGS_PER_S>"), "{args:?}: {stderr}");
     }
 }

@@ -851,3 +851,60 @@ fn streams_and_datagrams_keep_the_same_schedule() {
     assert_eq!(json_number(&tcp, "schedule.due"), 334.0, "{tcp}");
     assert_eq!(json_number(&udp, "schedule.due"), 334.0, "{udp}");
 }
+
+/// `--coalesce`: above 1/D msgs/s both generators send in passes at least
+/// D apart, each carrying what fell due, and every due message still goes
+/// out. 20,000/s for 0.5 s in passes of 10 ms is 10,000 messages in at
+/// most 50 passes (plus the first and the last); with `--coalesce 0` the
+/// same run takes many more. The human header says it.
+#[test]
+fn sends_share_passes_at_high_rates() {
+    let server = ServerProcess::start(&["--udp"]);
+    let args = [
+        "-c",
+        "10",
+        "--rate",
+        "20000",
+        "-d",
+        "500ms",
+        "--coalesce",
+        "10ms",
+    ];
+    let tcp = clean_json(server.addr, &args);
+    let mut udp_args = args.to_vec();
+    udp_args.push("--json");
+    let out = load_to(&format!("udp://{}", server.addr), &udp_args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let udp = String::from_utf8(out.stdout).unwrap();
+    for json in [&tcp, &udp] {
+        assert_eq!(json_number(json, "schedule.due"), 10_000.0, "{json}");
+        assert_eq!(json_number(json, "schedule.sent"), 10_000.0, "{json}");
+        let passes = json_number(json, "schedule.passes");
+        assert!((1.0..=52.0).contains(&passes), "{passes} passes: {json}");
+    }
+    let each = clean_json(
+        server.addr,
+        &[
+            "-c",
+            "10",
+            "--rate",
+            "2000",
+            "-d",
+            "500ms",
+            "--coalesce",
+            "0",
+        ],
+    );
+    assert!(json_number(&each, "schedule.passes") > 52.0, "{each}");
+    let out = load(server.addr, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(", open loop at 20000 msgs/s in passes every 10ms, "),
+        "{stdout}"
+    );
+}

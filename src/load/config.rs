@@ -26,6 +26,9 @@ pub struct Config {
     /// Open loop: how long before each due message the loop stops
     /// sleeping (`--spin`); `None`: see [`OpenLoop::spin`](super::schedule::OpenLoop::spin).
     pub spin: Option<Duration>,
+    /// Open loop: how late a send may be so that messages due close
+    /// together share one wake-up (`--coalesce`; 0: a wake-up per message).
+    pub coalesce: Duration,
     /// Connections opened per second while ramping up (default: all at once).
     pub connect_rate: Option<f64>,
     /// A period at the start whose numbers are dropped.
@@ -63,6 +66,7 @@ impl Default for Config {
             pipeline: 1,
             rate: None,
             spin: None,
+            coalesce: super::schedule::COALESCE,
             connect_rate: None,
             warmup: Duration::ZERO,
             timeout: Duration::from_secs(10),

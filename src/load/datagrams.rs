@@ -162,7 +162,7 @@ impl Generator {
             next_tick: started,
             schedule: match config.rate {
                 Some(rate) => {
-                    let mut schedule = OpenLoop::new(rate, config.spin)?;
+                    let mut schedule = OpenLoop::new(rate, config.spin, config.coalesce)?;
                     schedule.start(started);
                     Some(schedule)
                 }
@@ -224,18 +224,22 @@ impl Generator {
         for event in batch {
             log::trace!("event {event}");
             if event.token == TIMER {
-                if let Some(timer) = &mut self.timer {
-                    timer.fired();
+                if let (Some(timer), Some(schedule)) = (&mut self.timer, &mut self.schedule)
+                    && let Some(armed) = timer.fired()
+                {
+                    schedule.timer_woke(armed, self.now);
                 }
                 continue;
             }
             self.on_readable(event.token.0);
         }
         let tick = self.on_timers(self.now);
-        if self.now >= self.counters.end {
-            // Settling: no more sends, only the last replies.
-        } else if self.config.rate.is_some() {
+        if self.config.rate.is_some() {
+            // What fell due before the end goes out even when the loop
+            // wakes after it (as in the stream generator); nothing later.
             self.deal(self.now);
+        } else if self.now >= self.counters.end {
+            // Settling: no more sends, only the last replies.
         } else {
             for i in 0..self.flows.len() {
                 while self.flows[i].in_flight.len() < self.config.pipeline {
@@ -331,6 +335,13 @@ impl Generator {
     /// Open loop: sends the datagrams due by now, round robin.
     fn deal(&mut self, now: Instant) {
         let (measure_from, end) = (self.counters.measure_from, self.counters.end);
+        if !self
+            .schedule
+            .as_mut()
+            .is_some_and(|s| s.open_pass(now, end))
+        {
+            return;
+        }
         for _ in 0..DEAL_PER_TURN {
             let Some(schedule) = &mut self.schedule else {
                 return;
@@ -338,10 +349,10 @@ impl Generator {
             let Some(at) = schedule.peek(now, end) else {
                 return;
             };
-            schedule.take(at, now, measure_from);
+            let meant = schedule.take(at, now, measure_from);
             let i = self.next_flow;
             self.next_flow = (i + 1) % self.flows.len();
-            self.send(i, at);
+            self.send(i, meant);
         }
     }
 

@@ -200,7 +200,7 @@ impl Generator {
             first_done: vec![false; config.connections],
             schedule: config
                 .rate
-                .map(|rate| OpenLoop::new(rate, config.spin))
+                .map(|rate| OpenLoop::new(rate, config.spin, config.coalesce))
                 .transpose()?,
             deal_blocked: false,
             next_conn: 0,
@@ -287,8 +287,10 @@ impl Generator {
     fn dispatch(&mut self, event: Readiness) {
         log::trace!("event {event}");
         if event.token == TIMER {
-            if let Some(timer) = &mut self.timer {
-                timer.fired();
+            if let (Some(timer), Some(schedule)) = (&mut self.timer, &mut self.schedule)
+                && let Some(armed) = timer.fired()
+            {
+                schedule.timer_woke(armed, self.now);
             }
             return;
         }
@@ -552,6 +554,12 @@ impl Generator {
         // (A field, emptied each pass: no allocation per turn.)
         let mut touched = std::mem::take(&mut self.touched);
         touched.clear();
+        let Some(schedule) = &mut self.schedule else {
+            return;
+        };
+        if !schedule.open_pass(now, end) {
+            return;
+        }
         for _ in 0..DEAL_PER_TURN {
             let Some(schedule) = &mut self.schedule else {
                 break;
@@ -568,12 +576,12 @@ impl Generator {
                 self.deal_blocked = true;
                 break;
             };
-            schedule.take(at, now, measure_from);
+            let meant = schedule.take(at, now, measure_from);
             self.next_conn = (i + 1) % n;
             if !touched.contains(&i) {
                 touched.push(i);
             }
-            self.conns[i].queue(self.config.size, at);
+            self.conns[i].queue(self.config.size, meant);
         }
         for &i in &touched {
             if let Err(why) = self.conns[i].on_writable(&self.tape, &mut self.counters, now) {

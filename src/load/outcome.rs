@@ -260,6 +260,7 @@ struct ScheduleJson {
     due: u64,
     sent: u64,
     unsent: u64,
+    passes: u64,
     kept: bool,
     lag_us: Short,
 }
@@ -346,7 +347,11 @@ pub struct Schedule {
     pub due: u64,
     /// Of those, messages handed to a connection and written.
     pub sent: u64,
-    /// How late each send was after its due time, µs (1 = on time).
+    /// The passes that sent them (see `--coalesce`): `sent / passes`
+    /// messages shared each wake-up.
+    pub passes: u64,
+    /// How late each send was after it was meant to go (its due time, or
+    /// its pass's planned time when coalesced), µs (1 = on time).
     pub lag: Histogram<u64>,
 }
 
@@ -399,9 +404,10 @@ impl Schedule {
     /// One line for the human summary (and the warning when not kept).
     pub fn line(&self) -> String {
         format!(
-            "due {}, sent {}, not sent {}; send lag µs p50 {}  p99 {}  max {}",
+            "due {}, sent {} in {} passes, not sent {}; send lag µs p50 {}  p99 {}  max {}",
             self.due,
             self.sent,
+            self.passes,
             self.unsent(),
             self.lag_at(0.5),
             self.lag_at(0.99),
@@ -414,6 +420,7 @@ impl Schedule {
             due: self.due,
             sent: self.sent,
             unsent: self.unsent(),
+            passes: self.passes,
             kept: self.kept(),
             lag_us: Short::of(&self.lag),
         }
@@ -569,6 +576,7 @@ impl Report {
                 (Some(mut a), Some(b)) => {
                     a.due += b.due;
                     a.sent += b.sent;
+                    a.passes += b.passes;
                     let _ = a.lag.add(&b.lag);
                     Some(a)
                 }
@@ -670,9 +678,45 @@ impl Report {
         })
     }
 
+    /// What to say when the generator was busy (90% or more of its
+    /// threads): the likeliest cause, named from what it was asked to do.
+    /// `None` when it was not busy, or the window was too short to tell.
+    pub fn busy_advice(&self, config: &Config) -> Option<String> {
+        if !self.busy_is_measured() || self.busy() < 0.9 {
+            return None;
+        }
+        let busy = format!(
+            "the generator was busy {:.0}% of its {} thread(s) over the run",
+            self.busy() * 100.0,
+            self.per_thread.len()
+        );
+        let cause = match config.rate {
+            Some(_) if config.spin.is_some_and(|s| !s.is_zero()) => format!(
+                "it spins {:?} before each due message (--spin) instead of sleeping; \
+                 a shorter --spin, or none, frees the CPU",
+                config.spin.unwrap_or_default()
+            ),
+            Some(rate) if config.coalesce.is_zero() && rate >= 1000.0 => format!(
+                "with --coalesce 0 it wakes for every one of {rate} msgs/s, and a wake-up \
+                 costs far more than a send; --coalesce 1ms sends what falls due in one pass"
+            ),
+            Some(_) => "it may be the limit, not the server (try --threads, fewer \
+                        connections per thread, or a longer --coalesce)"
+                .to_string(),
+            None => "it may be the limit, not the server (try --threads, or fewer \
+                     connections per thread)"
+                .to_string(),
+        };
+        Some(format!("{busy}: {cause}"))
+    }
+
     /// The human summary, several lines.
     pub fn to_human(&self, config: &Config) -> String {
         let mode = match config.rate {
+            Some(rate) if rate * config.coalesce.as_secs_f64() > 1.0 => format!(
+                "open loop at {rate} msgs/s in passes every {:?}",
+                config.coalesce
+            ),
             Some(rate) => format!("open loop at {rate} msgs/s"),
             None => format!("closed loop, pipeline {}", config.pipeline),
         };
@@ -774,6 +818,7 @@ mod tests {
         let kept = Schedule {
             due: 10,
             sent: 10,
+            passes: 1,
             lag: lag.clone(),
         };
         assert!(kept.kept());
@@ -781,6 +826,7 @@ mod tests {
         let short = Schedule {
             due: 10,
             sent: 7,
+            passes: 1,
             lag: lag.clone(),
         };
         assert!(!short.kept());
@@ -788,13 +834,14 @@ mod tests {
         assert!(
             short
                 .line()
-                .starts_with("due 10, sent 7, not sent 3; send lag µs p50 20")
+                .starts_with("due 10, sent 7 in 1 passes, not sent 3; send lag µs p50 20")
         );
         lag.record(5_000).unwrap();
         lag.record(5_000).unwrap();
         let late = Schedule {
             due: 3,
             sent: 3,
+            passes: 1,
             lag,
         };
         assert!(
@@ -812,6 +859,7 @@ mod tests {
         let outlier = Schedule {
             due: 20_000,
             sent: 20_000,
+            passes: 1,
             lag,
         };
         assert!(outlier.kept());
@@ -901,5 +949,54 @@ mod tests {
             (1, "no message was echoed")
         );
         assert_eq!(report(2, Errors::default(), 10).failure(&addr), None);
+    }
+
+    /// The busy warning names the cause it can see in the configuration:
+    /// a spin, a wake-up per message, or the generator's own limit.
+    #[test]
+    fn busy_advice_names_the_cause() {
+        let mut busy = report(2, Errors::default(), 10);
+        busy.per_thread = vec![1.0];
+        busy.duration = Duration::from_secs(1);
+        busy.cpu = Duration::from_millis(950);
+        let closed = Config::default();
+        let said = busy.busy_advice(&closed).unwrap();
+        assert!(
+            said.starts_with("the generator was busy 95% of its 1 thread(s)"),
+            "{said}"
+        );
+        assert!(
+            said.ends_with("(try --threads, or fewer connections per thread)"),
+            "{said}"
+        );
+        let open = Config {
+            rate: Some(50_000.0),
+            ..Config::default()
+        };
+        assert!(
+            busy.busy_advice(&open)
+                .unwrap()
+                .contains("a longer --coalesce")
+        );
+        let each = Config {
+            coalesce: Duration::ZERO,
+            ..open.clone()
+        };
+        assert!(
+            busy.busy_advice(&each)
+                .unwrap()
+                .contains("with --coalesce 0 it wakes for every one of 50000 msgs/s")
+        );
+        let spinning = Config {
+            spin: Some(Duration::from_micros(300)),
+            ..each
+        };
+        assert!(
+            busy.busy_advice(&spinning)
+                .unwrap()
+                .contains("it spins 300µs before each")
+        );
+        busy.cpu = Duration::from_millis(500);
+        assert_eq!(busy.busy_advice(&spinning), None, "50% is not busy");
     }
 }

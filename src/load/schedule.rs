@@ -28,22 +28,29 @@ use crate::shared::duration::{deadline_after, nth_tick};
 /// turn, after a poll, so that echoes are read in between.
 pub const DEAL_PER_TURN: u64 = 1024;
 
-/// The most the open-loop timer wakes the loop before a message is due;
-/// the loop then polls without sleeping until the due time. A sleeping CPU
-/// (a virtual one, especially) takes 50–300 µs to wake from a timer; a
-/// schedule kept only by the timer sends every message that late, and the
-/// delay is charged to the server. Spinning the last stretch keeps sends
-/// within microseconds.
+/// The longest the loop spins before a due message. A sleeping CPU (a
+/// virtual one, especially) wakes from a timer some tens of µs late, now and
+/// then hundreds; a schedule kept only by the timer sends every message that
+/// late, and the delay is charged to the server. Spinning the last stretch
+/// keeps sends within microseconds.
 pub const SPIN: Duration = Duration::from_micros(300);
 
 /// The share of the time between two due messages that may be spent
-/// spinning: the spin before each message is `SPIN` or this share of
-/// `1 / rate`, whichever is shorter. At 100 msgs/s that is the whole
-/// `SPIN` (3% of a core) and sends leave within microseconds; at 5,000/s
-/// it is 10 µs, so the generator sleeps between messages instead of
-/// spinning through all of them (it used to be 98% busy there), and a send
-/// is as late as the timer's wake-up.
+/// spinning: the spin before a message is at most this share of `1 / rate`.
+/// At 100 msgs/s that allows all of `SPIN` (3% of a core); at 5,000/s
+/// 10 µs, so the generator sleeps between messages instead of spinning
+/// through all of them (it used to be 98% busy there).
 pub const SPIN_SHARE: f64 = 0.05;
+
+/// How late a send may be so that messages due close together share one
+/// wake-up (`--coalesce`'s default). Each wake-up costs the generator far
+/// more than a send: arming the timer, sleeping, waking, and waking the
+/// server for the first message after a pause (on this project's virtual
+/// machines 60–90 µs of CPU, against 5 µs per message in closed loop). Below
+/// `1 / COALESCE` messages a second every message still gets its own
+/// wake-up, on time; above it the loop wakes once per `COALESCE` and sends
+/// everything due, each connection's share in one write.
+pub const COALESCE: Duration = Duration::from_millis(1);
 
 /// The open-loop timer's token in either generator's poll (connection
 /// and socket tokens are their indices).
@@ -53,29 +60,51 @@ pub const TIMER: Token = Token(usize::MAX);
 #[derive(Debug)]
 pub struct OpenLoop {
     rate: f64,
-    /// `--spin`, if given.
+    /// `--spin`, if given; otherwise the spin follows the timer's measured
+    /// lateness (see [`spin`](Self::spin)).
     spin: Option<Duration>,
+    /// `--coalesce`: how late a send may be to share a wake-up.
+    coalesce: Duration,
     /// When message 0 is due; `None` until the clock starts.
     origin: Option<Instant>,
     /// Messages handed out so far (the next one is number `dealt`).
     dealt: u64,
     /// Of those, the ones due inside the measured window.
     dealt_measured: u64,
+    /// Passes that handed out a message due inside the measured window.
+    passes_measured: u64,
     /// How late each measured message was handed out, µs (1 = on time).
     lag: Histogram<u64>,
+    /// When a message was last handed out: the next pass is at least
+    /// `coalesce` after it.
+    last_pass: Option<Instant>,
+    /// When the pass in progress was planned (see [`open_pass`](Self::open_pass)).
+    pass: Instant,
+    /// How late the timer has woken the loop lately: a maximum that loses
+    /// a sixteenth at each wake-up, so one slow wake-up lengthens the next
+    /// spins for a while and a run of prompt ones shortens them again.
+    timer_late: Duration,
 }
 
 impl OpenLoop {
     /// `rate` messages a second, from an origin set by [`start`](Self::start),
-    /// spinning `spin` before each (`None`: see [`spin`](Self::spin)).
-    pub fn new(rate: f64, spin: Option<Duration>) -> io::Result<OpenLoop> {
+    /// spinning `spin` before each (`None`: see [`spin`](Self::spin)), and
+    /// letting a send wait up to `coalesce` to share a wake-up.
+    pub fn new(rate: f64, spin: Option<Duration>, coalesce: Duration) -> io::Result<OpenLoop> {
+        let now = Instant::now();
         Ok(OpenLoop {
+            pass: now,
             rate,
             spin,
+            coalesce,
             origin: None,
             dealt: 0,
             dealt_measured: 0,
+            passes_measured: 0,
             lag: micros_histogram()?,
+            last_pass: None,
+            // Until the timer has been seen, assume the worst.
+            timer_late: SPIN,
         })
     }
 
@@ -111,6 +140,25 @@ impl OpenLoop {
         self.due_time(self.dealt).filter(|&at| at < end)
     }
 
+    /// Opens a pass at `now` if its time has come (see
+    /// [`wake_at`](Self::wake_at)); then [`peek`](Self::peek) and
+    /// [`take`](Self::take) hand out what is due. False: nothing now.
+    ///
+    /// A loop woken by echoes between two coalesced passes sends nothing:
+    /// messages go out in passes, so the server is woken once per pass and
+    /// answers the pass in a burst, which in turn wakes the generator about
+    /// once. Sending on every echo's wake-up kept both sides waking per
+    /// message.
+    pub fn open_pass(&mut self, now: Instant, end: Instant) -> bool {
+        match self.wake_at(end) {
+            Some(at) if at <= now => {
+                self.pass = at;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The next message's due time if it is due by `now` (and before
     /// `end`): the caller hands it to a socket, then calls [`take`](Self::take).
     pub fn peek(&self, now: Instant, end: Instant) -> Option<Instant> {
@@ -118,52 +166,95 @@ impl OpenLoop {
     }
 
     /// The message [`peek`](Self::peek) gave, due at `at`, was handed out at
-    /// `now`: the next one is up. Its lag is recorded when it was due in
-    /// the window starting at `measure_from`.
-    pub fn take(&mut self, at: Instant, now: Instant, measure_from: Instant) {
+    /// `now`: the next one is up. Returns when it was meant to go: its due
+    /// time, or its pass's planned time if that is later (coalesced). Its
+    /// latency counts from then, and its lag (how late the generator kept
+    /// its own plan) is recorded when it was due in the window starting at
+    /// `measure_from`.
+    pub fn take(&mut self, at: Instant, now: Instant, measure_from: Instant) -> Instant {
         self.dealt += 1;
+        let first_of_pass = self.last_pass != Some(now);
+        self.last_pass = Some(now);
+        let meant = at.max(self.pass);
         if at >= measure_from {
             self.dealt_measured += 1;
-            let late = now.saturating_duration_since(at).as_micros() as u64;
+            self.passes_measured += u64::from(first_of_pass);
+            let late = now.saturating_duration_since(meant).as_micros() as u64;
             self.lag.saturating_record(late.max(1));
         }
+        meant
     }
 
-    /// How long before each message the loop spins: `--spin` if given,
-    /// else [`SPIN`], or [`SPIN_SHARE`] of the time between two messages if
-    /// that is shorter.
+    /// The timer, armed for `armed`, woke the loop at `now`: how late it
+    /// was feeds the spin.
+    pub fn timer_woke(&mut self, armed: Instant, now: Instant) {
+        let late = now.saturating_duration_since(armed);
+        self.timer_late = late.max(self.timer_late - self.timer_late / 16);
+    }
+
+    /// How long before a due message the loop spins: `--spin` if given,
+    /// else as long as the timer has lately been late, at most [`SPIN`]
+    /// and at most [`SPIN_SHARE`] of the time between two messages.
     pub fn spin(&self) -> Duration {
         if let Some(spin) = self.spin {
             return spin;
         }
-        Duration::try_from_secs_f64(SPIN_SHARE / self.rate)
-            .unwrap_or(SPIN)
-            .min(SPIN)
+        let share = Duration::try_from_secs_f64(SPIN_SHARE / self.rate).unwrap_or(SPIN);
+        self.timer_late.min(share).min(SPIN)
     }
 
-    /// When the loop starts spinning for message due `at`.
-    fn spin_start(&self, at: Instant) -> Instant {
-        at.checked_sub(self.spin()).unwrap_or(at)
+    /// When the loop should next hand out messages (a pass): when the next
+    /// one is due, but not sooner than `coalesce` after the last pass, nor
+    /// later than the last message due before `end`.
+    /// Messages left over from the last pass (the deal's cap, or full
+    /// sockets) go at once. `None`: nothing more is due before `end`.
+    pub fn wake_at(&self, end: Instant) -> Option<Instant> {
+        let due = self.next_due(end)?;
+        Some(match self.last_pass {
+            Some(last) if due > last => {
+                let coalesced = deadline_after(last, self.coalesce);
+                if coalesced < end {
+                    due.max(coalesced)
+                } else {
+                    // The last pass: when the last message before the end
+                    // is due, so that it is sent in the window.
+                    let last_due = self.due_before(end).saturating_sub(1);
+                    self.due_time(last_due).map_or(due, |at| at.max(due))
+                }
+            }
+            _ => due,
+        })
     }
 
-    /// When the open-loop timer should fire: [`spin`](Self::spin) before
-    /// the next due message, or `None` when that moment has passed (the loop
-    /// then polls without sleeping) or nothing more is due before `end`.
+    /// When the loop stops sleeping for the next pass: [`spin`](Self::spin)
+    /// before it when the pass is for a message due then, at the pass
+    /// itself when it is coalesced (its messages are late by design, and
+    /// spinning would buy nothing).
+    fn spin_start(&self, end: Instant) -> Option<Instant> {
+        let due = self.next_due(end)?;
+        let at = self.wake_at(end)?;
+        Some(if at > due {
+            at
+        } else {
+            at.checked_sub(self.spin()).unwrap_or(at)
+        })
+    }
+
+    /// When the open-loop timer should fire: where the spin starts, or
+    /// `None` when that moment has passed (the loop then polls without
+    /// sleeping) or nothing more is due before `end`.
     pub fn spin_from(&self, now: Instant, end: Instant) -> Option<Instant> {
-        let at = self.next_due(end)?;
-        Some(self.spin_start(at)).filter(|&from| from > now)
+        self.spin_start(end).filter(|&from| from > now)
     }
 
-    /// The loop's own deadline for the next message: `now` (do not sleep)
-    /// once it is within [`spin`](Self::spin) of being due, otherwise none
-    /// when a timer wakes the loop (`timed`), or the due time itself when
-    /// none does.
+    /// The loop's own deadline for the next pass: `now` (do not sleep)
+    /// once the spin has started, otherwise none when a timer wakes the
+    /// loop (`timed`), or the pass itself when none does.
     pub fn wake(&self, now: Instant, end: Instant, timed: bool) -> Option<Instant> {
-        let at = self.next_due(end)?;
         if !timed {
-            return Some(at);
+            return self.wake_at(end);
         }
-        (self.spin_start(at) <= now).then_some(now)
+        (self.spin_start(end)? <= now).then_some(now)
     }
 
     /// What the report says of the schedule over the window from
@@ -174,6 +265,7 @@ impl OpenLoop {
                 .due_before(end)
                 .saturating_sub(self.due_before(measure_from)),
             sent: self.dealt_measured,
+            passes: self.passes_measured,
             lag: self.lag.clone(),
         }
     }
@@ -187,7 +279,7 @@ mod tests {
     /// too (333.3/s does not divide a second).
     #[test]
     fn due_counts_match_due_times() {
-        let mut s = OpenLoop::new(333.3, None).unwrap();
+        let mut s = OpenLoop::new(333.3, None, COALESCE).unwrap();
         let t0 = Instant::now();
         s.start(t0);
         for n in [0u64, 1, 2, 333, 334, 1000, 33_330] {
@@ -204,13 +296,14 @@ mod tests {
     /// the lag is recorded for messages due in the window.
     #[test]
     fn messages_are_handed_out_when_due() {
-        let mut s = OpenLoop::new(1000.0, None).unwrap();
+        let mut s = OpenLoop::new(1000.0, None, COALESCE).unwrap();
         let t0 = Instant::now();
         let end = t0 + Duration::from_millis(3);
         assert_eq!(s.peek(t0, end), None, "not started");
         s.start(t0);
         let mut sent = Vec::new();
         let now = t0 + Duration::from_micros(1500);
+        assert!(s.open_pass(now, end));
         while let Some(at) = s.peek(now, end) {
             s.take(at, now, t0 + Duration::from_millis(1));
             sent.push(at);
@@ -220,27 +313,51 @@ mod tests {
         assert_eq!((kept.due, kept.sent), (2, 1));
         assert_eq!(kept.lag.max(), 500, "message 1 went out 500 µs late");
         let later = t0 + Duration::from_secs(1);
+        assert!(s.open_pass(later, end));
         assert_eq!(s.peek(later, end), Some(t0 + Duration::from_millis(2)));
         s.take(t0 + Duration::from_millis(2), later, t0);
         assert_eq!(s.peek(later, end), None, "message 3 is due at the end");
     }
 
-    /// The spin is SPIN at low rates and a share of the gap at high ones.
+    /// The spin is SPIN at low rates until the timer is seen to be
+    /// prompt, a share of the gap at high ones, and `--spin` if given.
     #[test]
-    fn the_spin_shrinks_with_the_gap() {
-        let spin = |rate| OpenLoop::new(rate, None).unwrap().spin();
-        assert_eq!(spin(100.0), SPIN);
+    fn the_spin_follows_the_timer_and_shrinks_with_the_gap() {
+        let spin = |rate| OpenLoop::new(rate, None, COALESCE).unwrap().spin();
+        assert_eq!(spin(100.0), SPIN, "nothing measured yet");
         assert_eq!(spin(5000.0), Duration::from_micros(10));
         assert_eq!(spin(100_000.0), Duration::from_nanos(500));
         let asked = Duration::from_micros(250);
-        assert_eq!(OpenLoop::new(5000.0, Some(asked)).unwrap().spin(), asked);
+        let given = OpenLoop::new(5000.0, Some(asked), COALESCE).unwrap();
+        assert_eq!(given.spin(), asked);
+
+        let mut s = OpenLoop::new(100.0, None, COALESCE).unwrap();
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        // Prompt wake-ups (20 µs late) bring the spin down from SPIN...
+        for _ in 0..100 {
+            s.timer_woke(t0, t0 + us(20));
+        }
+        assert_eq!(s.spin(), us(20));
+        // ...one slow one (200 µs) lifts it at once, and it fades.
+        s.timer_woke(t0, t0 + us(200));
+        assert_eq!(s.spin(), us(200));
+        s.timer_woke(t0, t0 + us(20));
+        assert_eq!(s.spin(), us(200) - us(200) / 16);
+        for _ in 0..100 {
+            s.timer_woke(t0, t0 + us(20));
+        }
+        assert_eq!(s.spin(), us(20));
+        // Never longer than SPIN, however late the timer.
+        s.timer_woke(t0, t0 + Duration::from_millis(5));
+        assert_eq!(s.spin(), SPIN);
     }
 
-    /// The timer fires SPIN before the next message; inside that stretch
+    /// The timer fires `spin` before the next message; inside that stretch
     /// the loop does not sleep; without a timer it sleeps until the due time.
     #[test]
     fn the_timer_and_the_wake_up() {
-        let mut s = OpenLoop::new(100.0, None).unwrap();
+        let mut s = OpenLoop::new(100.0, None, COALESCE).unwrap();
         let t0 = Instant::now();
         let end = t0 + Duration::from_secs(1);
         s.start(t0);
@@ -252,5 +369,79 @@ mod tests {
         let close = next - SPIN / 2;
         assert_eq!(s.spin_from(close, end), None);
         assert_eq!(s.wake(close, end, true), Some(close), "spin");
+    }
+
+    /// Above 1 / coalesce messages a second the loop wakes once per
+    /// `coalesce` and sends all that fell due, without spinning, each meant
+    /// for the pass's planned time; below it every message gets its own
+    /// wake-up, on time. Leftovers go at once; the last stretch before the
+    /// end is not coalesced.
+    #[test]
+    fn wake_ups_are_coalesced_at_high_rates() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        let mut s = OpenLoop::new(5000.0, None, ms(1)).unwrap();
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_secs(1);
+        s.start(t0);
+        assert_eq!(s.wake_at(end), Some(t0), "the first message");
+        assert!(s.open_pass(t0, end));
+        assert_eq!(s.take(t0, t0, t0), t0);
+        // Message 1 is due at 0.2 ms; the pass waits until 1 ms.
+        assert_eq!(s.wake_at(end), Some(t0 + ms(1)));
+        assert_eq!(s.spin_from(t0, end), Some(t0 + ms(1)), "no spin");
+        // Awake before it (an echo came back): nothing is handed out.
+        assert!(!s.open_pass(t0 + us(500), end));
+        // The pass, 30 µs late: messages due at 0.2 to 1.0 ms go, meant
+        // for 1 ms (the one due at 1.0 ms too), 30 µs late by the plan.
+        let now = t0 + us(1030);
+        assert!(s.open_pass(now, end));
+        let mut meant = Vec::new();
+        while let Some(at) = s.peek(now, end) {
+            meant.push(s.take(at, now, t0));
+        }
+        assert_eq!(meant, [t0 + ms(1); 5]);
+        assert_eq!(s.kept(t0, end).lag.max(), 30);
+        assert_eq!(s.wake_at(end), Some(t0 + us(2030)));
+        // A pass cut short (the deal's cap) leaves messages due before it:
+        // the next pass is at once, and they were meant for their due times.
+        let later = t0 + ms(3);
+        assert!(s.open_pass(later, end));
+        let at = s.peek(later, end).unwrap();
+        assert_eq!(s.take(at, later, t0), t0 + us(2030));
+        assert_eq!(
+            s.wake_at(end),
+            s.due_time(7),
+            "left over, due before the pass"
+        );
+        assert!(s.open_pass(later, end));
+        assert_eq!(
+            s.take(s.peek(later, end).unwrap(), later, t0),
+            s.due_time(7).unwrap()
+        );
+        // Near the end: no pass is planned past the last message before it.
+        let near = end - us(500);
+        let mut tail = OpenLoop::new(5000.0, None, ms(1)).unwrap();
+        tail.start(t0);
+        while let Some(at) = tail.due_time(tail.dealt).filter(|&at| at < near) {
+            tail.pass = at;
+            tail.take(at, at, t0);
+        }
+        assert_eq!(
+            tail.wake_at(end),
+            Some(end - us(200)),
+            "the last, at 999.8 ms"
+        );
+        assert_eq!(tail.kept(t0, end).passes, 4998, "message by message so far");
+        // At 100/s with the same coalescing, each message is on time.
+        let mut slow = OpenLoop::new(100.0, None, ms(1)).unwrap();
+        slow.start(t0);
+        slow.take(t0, t0, t0);
+        assert_eq!(slow.wake_at(end), Some(t0 + ms(10)));
+        // And with none, at 5000/s too.
+        let mut none = OpenLoop::new(5000.0, None, Duration::ZERO).unwrap();
+        none.start(t0);
+        none.take(t0, t0, t0);
+        assert_eq!(none.wake_at(end), Some(t0 + us(200)));
     }
 }
