@@ -23,9 +23,12 @@
 //!
 //! Three promises hold against a hostile server:
 //!
-//! * **The deadline wins.** It is checked between polls *and* inside every
-//!   read loop, since a server that sends without pause never lets a read
-//!   say `WouldBlock`; and stdout is written through a writer that gives up
+//! * **The deadline wins.** The loop reads the clock once per poll and
+//!   hands it to every step (so tests make instants up); the deadline is
+//!   checked at every poll and every step, and a step reads at most
+//!   `READ_BUDGET` before the loop looks at the clock again, since a server
+//!   that sends without pause never lets a read say `WouldBlock`. Stdout
+//!   is written through a writer that gives up
 //!   at the same deadline ([`stdout`]), so a reader that stops
 //!   reading cannot hold the client past `--timeout` either. On a timeout,
 //!   the reply so far is printed before the error, as curl does.
@@ -65,12 +68,32 @@ mod udp;
 /// The client's one socket.
 const SOCKET: Token = Token(0);
 
-/// After a step: wait for the next event, or step again at once.
+/// After a step: wait for the next event, step again at once (the state
+/// changed and may go further), or step again after a look at the clock
+/// (the read budget ran out with more to read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
     Wait,
     Continue,
+    Again,
 }
+
+/// What a turn of reading found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// `WouldBlock`: all there was, for now.
+    Dry,
+    /// The peer's EOF.
+    Eof,
+    /// The read budget ran out first: there may be more.
+    More,
+}
+
+/// The most one step reads before the loop looks at the clock again: a
+/// server that sends without pause never makes a read return `WouldBlock`,
+/// and the deadline must still win. (The loop's clock is read once per
+/// poll and handed to each step, so tests can make it up.)
+const READ_BUDGET: usize = 1 << 20;
 
 /// Everything `echoloop client` can be told.
 #[derive(Debug, Clone)]
@@ -296,6 +319,8 @@ pub struct Client<'o> {
     received: u64,
     /// Where the reply goes.
     out: &'o mut dyn Write,
+    /// Bytes one step may read ([`READ_BUDGET`]; tests make it small).
+    read_budget: usize,
 }
 
 impl fmt::Debug for Client<'_> {
@@ -319,10 +344,19 @@ pub fn run(opts: Options, out: &mut dyn Write) -> Result<u64, ClientError> {
 }
 
 impl<'o> Client<'o> {
-    /// A client in state `Resolving`.
+    /// A client in state `Resolving`, whose time starts now.
     pub fn new(opts: Options, out: &'o mut dyn Write) -> Result<Self, ClientError> {
+        Self::starting_at(opts, out, Instant::now())
+    }
+
+    /// A client in state `Resolving`, whose time started at `now`.
+    fn starting_at(
+        opts: Options,
+        out: &'o mut dyn Write,
+        now: Instant,
+    ) -> Result<Self, ClientError> {
         Ok(Client {
-            deadline: deadline_after(Instant::now(), opts.timeout),
+            deadline: deadline_after(now, opts.timeout),
             opts,
             state: State::Resolving,
             poll: Poll::new().map_err(ClientError::Poll)?,
@@ -332,44 +366,40 @@ impl<'o> Client<'o> {
             reply: Vec::new(),
             received: 0,
             out,
+            read_budget: READ_BUDGET,
         })
     }
 
     /// The loop: resolve, then poll and step until `Done`.
     pub fn run(&mut self) -> Result<u64, ClientError> {
-        let next = self.resolve()?;
+        let next = self.resolve(Instant::now())?;
         self.set_state(next);
         self.drive()
     }
 
-    /// Polls and steps from `Connecting` until `Done`, then prints.
+    /// Polls and steps from `Connecting` until `Done`, then prints. The
+    /// clock is read here, once per poll, and handed to every step.
     fn drive(&mut self) -> Result<u64, ClientError> {
         let mut events = Events::with_capacity(8);
+        let mut now = Instant::now();
+        // The last step stopped at its read budget with more to read: poll
+        // without waiting, then step whether or not an event came (with
+        // edge-triggered readiness, none will for bytes already there).
+        let mut again = false;
         while !matches!(self.state, State::Done) {
-            let timeout = self.check_deadlines()?;
-            match self.poll.poll(&mut events, Some(timeout)) {
+            let timeout = self.check_deadlines(now)?;
+            let wait = if again { Duration::ZERO } else { timeout };
+            let polled = self.poll.poll(&mut events, Some(wait));
+            now = Instant::now();
+            match polled {
                 Ok(()) => {}
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => return Err(ClientError::Poll(e)),
             }
-            if events.is_empty() {
+            if events.is_empty() && !again {
                 continue; // a deadline passed: check_deadlines handles it
             }
-            // One event can carry us through several states (connected,
-            // then the whole request written at once): step until a state
-            // has to wait for the next event.
-            loop {
-                let state = std::mem::replace(&mut self.state, State::Done);
-                let name = state.name();
-                let (next, flow) = self.step(state)?;
-                self.state = next;
-                if self.state.name() != name {
-                    log::debug!("state {name} => {}", self.state);
-                }
-                if flow == Flow::Wait {
-                    break;
-                }
-            }
+            again = self.step_until_waiting(now)? == Flow::Again;
         }
         if !self.opts.raw {
             let printed = writeln!(self.out, "{}", bytes_repr(&self.reply));
@@ -380,9 +410,28 @@ impl<'o> Client<'o> {
         Ok(self.received)
     }
 
-    /// The transitions: what the socket's readiness means in each state.
-    /// Events can be spurious; every arm tolerates nothing being ready.
-    fn step(&mut self, state: State) -> Result<(State, Flow), ClientError> {
+    /// One event can carry us through several states (connected, then the
+    /// whole request written at once): steps until a state has to wait for
+    /// the next event, or for a look at the clock.
+    fn step_until_waiting(&mut self, now: Instant) -> Result<Flow, ClientError> {
+        loop {
+            let state = std::mem::replace(&mut self.state, State::Done);
+            let name = state.name();
+            let (next, flow) = self.step(state, now)?;
+            self.state = next;
+            if self.state.name() != name {
+                log::debug!("state {name} => {}", self.state);
+            }
+            if flow != Flow::Continue {
+                return Ok(flow);
+            }
+        }
+    }
+
+    /// The transitions at `now`: what the socket's readiness means in each
+    /// state. Events can be spurious; every arm tolerates nothing being
+    /// ready.
+    fn step(&mut self, state: State, now: Instant) -> Result<(State, Flow), ClientError> {
         match state {
             State::Connecting {
                 mut stream,
@@ -417,31 +466,29 @@ impl<'o> Client<'o> {
                 Err(e) => {
                     log::debug!("connect to {addr} failed: {e}");
                     self.last_failure = Some(e);
-                    Ok((self.connect_next()?, Flow::Wait))
+                    Ok((self.connect_next(now)?, Flow::Wait))
                 }
             },
             State::Writing {
                 stream,
                 written,
                 peer_done,
-            } => Ok((self.write(stream, written, peer_done)?, Flow::Wait)),
-            State::Reading { mut stream } => {
-                if self.read_available(&mut stream)? {
-                    Ok((finish(stream), Flow::Wait))
-                } else {
-                    Ok((State::Reading { stream }, Flow::Wait))
-                }
-            }
+            } => self.write(stream, written, peer_done, now),
+            State::Reading { mut stream } => match self.read_available(&mut stream, now)? {
+                Drain::Eof => Ok((finish(stream), Flow::Wait)),
+                Drain::Dry => Ok((State::Reading { stream }, Flow::Wait)),
+                Drain::More => Ok((State::Reading { stream }, Flow::Again)),
+            },
             other @ (State::Resolving | State::Done) => Ok((other, Flow::Wait)),
         }
     }
 
     /// Resolving → Connecting: ask the system resolver, then try the first
     /// address. (A Unix-domain socket has nothing to resolve.)
-    fn resolve(&mut self) -> Result<State, ClientError> {
+    fn resolve(&mut self, now: Instant) -> Result<State, ClientError> {
         if let Transport::Unix(endpoint) = &self.opts.target.transport {
             self.untried = VecDeque::from([endpoint.clone()]);
-            return self.connect_next();
+            return self.connect_next(now);
         }
         let Target { host, port, .. } = &self.opts.target;
         let addrs = (host.as_str(), *port)
@@ -458,13 +505,13 @@ impl<'o> Client<'o> {
                 message: "no addresses".to_string(),
             });
         }
-        self.connect_next()
+        self.connect_next(now)
     }
 
     /// Starts a non-blocking connect to the next untried address, as
     /// Python's `socket.create_connection` does: the first one that works
     /// wins; if none does, the last failure is the error.
-    fn connect_next(&mut self) -> Result<State, ClientError> {
+    fn connect_next(&mut self, now: Instant) -> Result<State, ClientError> {
         while let Some(addr) = self.untried.pop_front() {
             let connecting = match &addr {
                 Endpoint::Ip(ip) => mio::net::TcpStream::connect(*ip).map(Stream::Tcp),
@@ -487,7 +534,7 @@ impl<'o> Client<'o> {
             return Ok(State::Connecting {
                 stream,
                 addr,
-                since: Instant::now(),
+                since: now,
             });
         }
         let target = self.opts.target.to_string();
@@ -520,12 +567,16 @@ impl<'o> Client<'o> {
         mut stream: Stream,
         mut written: usize,
         mut peer_done: bool,
-    ) -> Result<State, ClientError> {
+        now: Instant,
+    ) -> Result<(State, Flow), ClientError> {
         let total = self.opts.payload.len();
+        // The read budget ran out: step again soon, whatever the writing.
+        let mut then = Flow::Wait;
         if !peer_done {
-            match self.read_available(&mut stream) {
-                Ok(false) => {}
-                Ok(true) => {
+            match self.read_available(&mut stream, now) {
+                Ok(Drain::Dry) => {}
+                Ok(Drain::More) => then = Flow::Again,
+                Ok(Drain::Eof) => {
                     log::debug!(
                         "the server sent EOF with {written} of {total} bytes out: sending on"
                     );
@@ -550,11 +601,12 @@ impl<'o> Client<'o> {
                     written += n;
                 }
                 Err(e) if would_block(&e) => {
-                    return Ok(State::Writing {
+                    let writing = State::Writing {
                         stream,
                         written,
                         peer_done,
-                    });
+                    };
+                    return Ok((writing, then));
                 }
                 Err(e) if interrupted(&e) => {}
                 Err(source) => return Err(self.send_error(source, written)),
@@ -567,29 +619,36 @@ impl<'o> Client<'o> {
                 .map_err(|e| self.send_error(e, written))?;
         }
         if peer_done {
-            return Ok(finish(stream));
+            return Ok((finish(stream), Flow::Wait));
         }
         self.poll
             .registry()
             .reregister(&mut stream, SOCKET, Interest::READABLE)
             .map_err(ClientError::Poll)?;
-        Ok(State::Reading { stream })
+        Ok((State::Reading { stream }, then))
     }
 
-    /// Reads until `WouldBlock` (false) or EOF (true), passing each chunk to
-    /// the output. The deadline is checked before every read: a server that
-    /// sends without pause would otherwise keep this loop going forever.
-    fn read_available(&mut self, stream: &mut Stream) -> Result<bool, ClientError> {
+    /// Reads until `WouldBlock`, EOF or [`READ_BUDGET`], passing each chunk
+    /// to the output, unless the deadline has passed at `now`. The budget
+    /// is what lets the deadline win over a server that sends without
+    /// pause: the loop looks at the clock between two budgets.
+    fn read_available(&mut self, stream: &mut Stream, now: Instant) -> Result<Drain, ClientError> {
+        if now >= self.deadline {
+            return Err(self.timed_out());
+        }
+        let mut budget = self.read_budget;
         loop {
-            if Instant::now() >= self.deadline {
-                return Err(self.timed_out());
+            if budget == 0 {
+                log::debug!("read budget spent: the clock, then more");
+                return Ok(Drain::More);
             }
             match stream.read(&mut self.buf) {
                 Ok(0) => {
                     log::debug!("read EOF after {} bytes", self.received);
-                    return Ok(true);
+                    return Ok(Drain::Eof);
                 }
                 Ok(n) => {
+                    budget = budget.saturating_sub(n);
                     log::debug!("read {n} bytes");
                     self.received += n as u64;
                     if self.opts.raw {
@@ -603,7 +662,7 @@ impl<'o> Client<'o> {
                         self.reply.extend_from_slice(&self.buf[..n]);
                     }
                 }
-                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if would_block(&e) => return Ok(Drain::Dry),
                 Err(e) if interrupted(&e) => {}
                 Err(source) => {
                     return Err(ClientError::Recv {
@@ -618,9 +677,8 @@ impl<'o> Client<'o> {
     /// Checks both deadlines and returns how long the next poll may wait.
     /// A connection attempt that ran out of time moves on to the next
     /// address; the whole exchange running out of time is an error.
-    fn check_deadlines(&mut self) -> Result<Duration, ClientError> {
+    fn check_deadlines(&mut self, now: Instant) -> Result<Duration, ClientError> {
         loop {
-            let now = Instant::now();
             if now >= self.deadline {
                 return Err(self.timed_out());
             }
@@ -633,7 +691,7 @@ impl<'o> Client<'o> {
             }
             log::debug!("connect to {addr} timed out");
             self.last_failure = Some(io::ErrorKind::TimedOut.into());
-            let next = self.connect_next()?;
+            let next = self.connect_next(now)?;
             self.set_state(next);
         }
     }
@@ -745,7 +803,7 @@ mod tests {
         let mut out = Vec::new();
         let mut client = Client::new(opts(live_addr.port()), &mut out).unwrap();
         client.untried = [Endpoint::Ip(closed), Endpoint::Ip(live_addr)].into();
-        let first = client.connect_next().unwrap();
+        let first = client.connect_next(Instant::now()).unwrap();
         client.set_state(first);
         assert_eq!(client.drive().unwrap(), 4);
         assert_eq!(server.join().unwrap(), b"ping");
@@ -759,7 +817,7 @@ mod tests {
         let mut out = Vec::new();
         let mut client = Client::new(opts(closed.port()), &mut out).unwrap();
         client.untried = [Endpoint::Ip(closed), Endpoint::Ip(closed)].into();
-        let err = match client.connect_next() {
+        let err = match client.connect_next(Instant::now()) {
             Ok(state) => {
                 client.set_state(state);
                 client.drive().unwrap_err()
@@ -768,5 +826,126 @@ mod tests {
         };
         assert_eq!(err.exit_code(), 7, "{err}");
         assert!(err.to_string().contains("connection refused"), "{err}");
+    }
+
+    /// Connects to `addr` and waits (with a deadline) until the socket is
+    /// readable; returns the client in `Reading` and the time it started.
+    fn reading_client<'o>(
+        addr: std::net::SocketAddr,
+        out: &'o mut Vec<u8>,
+    ) -> (Client<'o>, Instant) {
+        let t0 = Instant::now();
+        let mut client = Client::starting_at(opts(addr.port()), out, t0).unwrap();
+        client.untried = [Endpoint::Ip(addr)].into();
+        let connecting = client.connect_next(t0).unwrap();
+        let State::Connecting { mut stream, .. } = connecting else {
+            panic!("not connecting");
+        };
+        client
+            .poll
+            .registry()
+            .reregister(&mut stream, SOCKET, Interest::READABLE)
+            .unwrap();
+        let mut events = Events::with_capacity(8);
+        let waited = Instant::now();
+        while events.is_empty() {
+            assert!(waited.elapsed() < Duration::from_secs(10), "never readable");
+            client
+                .poll
+                .poll(&mut events, Some(Duration::from_secs(1)))
+                .unwrap();
+        }
+        client.set_state(State::Reading { stream });
+        (client, t0)
+    }
+
+    /// The deadline is the step's `now`, not the wall clock: a step at a
+    /// made-up instant past it times out with what was there unread, and
+    /// one just before it reads.
+    #[test]
+    fn a_read_step_past_the_deadline_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"pong").unwrap();
+        });
+        let mut out = Vec::new();
+        let (mut client, t0) = reading_client(addr, &mut out);
+        server.join().unwrap();
+        let late = t0 + client.opts.timeout;
+        let err = client.step_until_waiting(late).unwrap_err();
+        assert_eq!(err.exit_code(), 28, "{err}");
+        assert!(err.to_string().contains("reading from"), "{err}");
+        assert_eq!(client.received, 0, "nothing read after the deadline");
+        let mut out = Vec::new();
+        let (mut client, t0) = reading_client(addr_of_echo(b"pong"), &mut out);
+        let just_in_time = t0 + client.opts.timeout - Duration::from_nanos(1);
+        client.step_until_waiting(just_in_time).unwrap();
+        assert_eq!(client.received, 4);
+    }
+
+    /// A listener that accepts one connection, writes `reply` and closes.
+    fn addr_of_echo(reply: &'static [u8]) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(reply).unwrap();
+        });
+        addr
+    }
+
+    /// The read budget: a step stops reading once it is spent and asks to
+    /// be stepped again after a look at the clock (a server that never
+    /// stops sending cannot hold the loop past its deadline); the next step
+    /// reads on, to the EOF, and nothing is lost.
+    #[test]
+    fn a_spent_read_budget_steps_again_and_loses_nothing() {
+        let reply: &'static [u8] = &[7u8; 100];
+        let mut out = Vec::new();
+        let (mut client, t0) = reading_client(addr_of_echo(reply), &mut out);
+        client.read_budget = 10;
+        assert_eq!(client.step_until_waiting(t0).unwrap(), Flow::Again);
+        assert_eq!(client.state.name(), "reading");
+        assert_eq!(client.received, 100, "one read of what was there");
+        let waited = Instant::now();
+        while !matches!(client.state, State::Done) {
+            assert!(waited.elapsed() < Duration::from_secs(10), "no EOF");
+            client.step_until_waiting(t0).unwrap();
+        }
+        assert_eq!(client.received, 100);
+        drop(client);
+        assert_eq!(out, reply);
+    }
+
+    /// A connect attempt that outlives `--connect-timeout` at a made-up
+    /// instant moves on to the next address; with none left, the error is
+    /// a timeout while connecting (exit 28).
+    #[test]
+    fn a_connect_attempt_past_its_timeout_moves_on() {
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let live_addr = live.local_addr().unwrap();
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        let mut client = Client::starting_at(opts(live_addr.port()), &mut out, t0).unwrap();
+        client.untried = [Endpoint::Ip(live_addr), Endpoint::Ip(live_addr)].into();
+        let first = client.connect_next(t0).unwrap();
+        client.set_state(first);
+        let attempt = client.opts.connect_timeout;
+        assert!(client.check_deadlines(t0 + attempt / 2).is_ok());
+        assert_eq!(client.untried.len(), 1, "still on the first address");
+        let second = t0 + attempt + Duration::from_millis(1);
+        assert!(client.check_deadlines(second).is_ok());
+        assert!(client.untried.is_empty(), "on to the second address");
+        let State::Connecting { since, .. } = &client.state else {
+            panic!("{}", client.state.name());
+        };
+        assert_eq!(*since, second, "its attempt starts at the made-up now");
+        let err = client
+            .check_deadlines(second + attempt + Duration::from_millis(1))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 28, "{err}");
+        assert!(err.to_string().contains("connecting to"), "{err}");
     }
 }
