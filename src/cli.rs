@@ -440,9 +440,11 @@ impl LoadArgs {
     /// it would be taken for running out of local ports).
     pub fn check(&self, addr: &Endpoint) -> Result<(), Usage> {
         let udp = matches!(self.addr, LoadTarget::Udp(..));
-        if udp && !(16..=65_507).contains(&self.size) {
+        use crate::load::DATAGRAM_HEADER;
+        use crate::shared::net::MAX_DATAGRAM;
+        if udp && !(DATAGRAM_HEADER as u64..=MAX_DATAGRAM as u64).contains(&self.size) {
             let msg = format!(
-                "-s {} is not a UDP message size (16 to 65507 bytes)",
+                "-s {} is not a UDP message size ({DATAGRAM_HEADER} to {MAX_DATAGRAM} bytes)",
                 self.size
             );
             return Err(Usage::new(ErrorKind::ValueValidation, msg));

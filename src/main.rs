@@ -35,7 +35,7 @@ use echoloop::cli::{
 use echoloop::client;
 use echoloop::client::DeadlineStdout;
 use echoloop::client::Target;
-use echoloop::load::Tick;
+use echoloop::load::Update;
 use echoloop::report::writer::{LogWriter, Record};
 use echoloop::server::{self, Server};
 use echoloop::shared::addr::Endpoint;
@@ -198,14 +198,14 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         );
         bar
     });
-    let result = echoloop::load::run(config.clone(), |tick| match tick {
-        Tick::Live(p) => {
+    let result = echoloop::load::run(config.clone(), |update| match update {
+        Update::Live(p) => {
             if let Some(bar) = &live {
                 bar.set_message(p.line());
                 bar.tick();
             }
         }
-        Tick::Interval(interval) => {
+        Update::Interval(interval) => {
             if args.interval.is_some() {
                 let line = if args.json {
                     interval.to_json()
@@ -233,18 +233,18 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
     if let Some(bar) = live {
         bar.finish_and_clear();
     }
-    let report = match result {
-        Ok(report) => report,
+    let summary = match result {
+        Ok(summary) => summary,
         Err(e) => return Err(Exit::event_loop(e)),
     };
     let mut stdout = std::io::stdout();
     let text = match (args.json, args.interval) {
         // JSON Lines: the intervals, then the summary, which says so.
-        (true, interval) => report.to_json(interval.is_some()),
-        (false, _) => report.to_human(&config),
+        (true, interval) => summary.to_json(interval.is_some()),
+        (false, _) => summary.to_human(&config),
     };
     let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
-    if let Some(schedule) = report.schedule.as_ref().filter(|s| !s.kept()) {
+    if let Some(schedule) = summary.schedule.as_ref().filter(|s| !s.kept()) {
         // Not a failure of the server: a warning, so that nobody takes the
         // figures for the rate that was asked for.
         log::warn!(
@@ -253,7 +253,7 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
             schedule.shortfall()
         );
     }
-    if let Some(advice) = report.busy_advice(&config) {
+    if let Some(advice) = summary.busy_advice(&config) {
         log::warn!("{advice}");
     }
     // The summary is out; now whether the log is whole. (When the run
@@ -265,7 +265,7 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
             .err()
             .map(|e| Exit::failed(format!("cannot write {path}: {e}"), e.exit_code()))
     });
-    match (report.failure(&config.addr), log_failed) {
+    match (summary.failure(&config.addr), log_failed) {
         (Some(failure), Some(Exit::Failed { line, .. })) => {
             error_line(line);
             Err(Exit::failed(&failure, failure.exit_code()))

@@ -47,14 +47,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, ToSocketAddrs};
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use crate::shared::addr::Endpoint;
+use crate::shared::addr::{Endpoint, Unresolved, resolve};
 use crate::shared::duration::deadline_after;
-use crate::shared::net::{self, describe, interrupted, resolver_message, would_block};
+use crate::shared::net::{self, describe, interrupted, would_block};
 use crate::shared::stream::Stream;
 pub use repr::bytes_repr;
 pub use stdout::DeadlineStdout;
@@ -72,7 +72,7 @@ const SOCKET: Token = Token(0);
 /// changed and may go further), or step again after a look at the clock
 /// (the read budget ran out with more to read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
+enum Then {
     Wait,
     Continue,
     Again,
@@ -80,7 +80,7 @@ enum Flow {
 
 /// What a turn of reading found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Drain {
+enum ReadEnd {
     /// `WouldBlock`: all there was, for now.
     Dry,
     /// The peer's EOF.
@@ -119,12 +119,7 @@ pub struct Options {
 #[derive(Debug)]
 pub enum ClientError {
     /// The resolver found no address for the host (exit 6).
-    Resolve {
-        /// The host we asked for.
-        host: String,
-        /// The resolver's own words, e.g. "Name or service not known".
-        message: String,
-    },
+    Resolve(Unresolved),
     /// No address accepted the connection (exit 7).
     Connect {
         /// `host:port`.
@@ -183,7 +178,7 @@ impl ClientError {
     /// The process exit code for this error (curl's numbers where they fit).
     pub fn exit_code(&self) -> u8 {
         match self {
-            ClientError::Resolve { .. } => 6,
+            ClientError::Resolve(_) => 6,
             ClientError::Connect { .. } => 7,
             ClientError::Timeout { .. } => 28,
             ClientError::Send { .. } => 55,
@@ -199,9 +194,7 @@ impl ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Resolve { host, message } => {
-                write!(f, "could not resolve host {host}: {message}")
-            }
+            ClientError::Resolve(unresolved) => write!(f, "{unresolved}"),
             ClientError::DataFile { path, source } => {
                 write!(f, "cannot read {}: {}", path.display(), describe(source))
             }
@@ -399,7 +392,7 @@ impl<'o> Client<'o> {
             if events.is_empty() && !again {
                 continue; // a deadline passed: check_deadlines handles it
             }
-            again = self.step_until_waiting(now)? == Flow::Again;
+            again = self.step_until_waiting(now)? == Then::Again;
         }
         if !self.opts.raw {
             let printed = writeln!(self.out, "{}", bytes_repr(&self.reply));
@@ -413,17 +406,17 @@ impl<'o> Client<'o> {
     /// One event can carry us through several states (connected, then the
     /// whole request written at once): steps until a state has to wait for
     /// the next event, or for a look at the clock.
-    fn step_until_waiting(&mut self, now: Instant) -> Result<Flow, ClientError> {
+    fn step_until_waiting(&mut self, now: Instant) -> Result<Then, ClientError> {
         loop {
             let state = std::mem::replace(&mut self.state, State::Done);
             let name = state.name();
-            let (next, flow) = self.step(state, now)?;
+            let (next, then) = self.step(state, now)?;
             self.state = next;
             if self.state.name() != name {
                 log::debug!("state {name} => {}", self.state);
             }
-            if flow != Flow::Continue {
-                return Ok(flow);
+            if then != Then::Continue {
+                return Ok(then);
             }
         }
     }
@@ -431,7 +424,7 @@ impl<'o> Client<'o> {
     /// The transitions at `now`: what the socket's readiness means in each
     /// state. Events can be spurious; every arm tolerates nothing being
     /// ready.
-    fn step(&mut self, state: State, now: Instant) -> Result<(State, Flow), ClientError> {
+    fn step(&mut self, state: State, now: Instant) -> Result<(State, Then), ClientError> {
         match state {
             State::Connecting {
                 mut stream,
@@ -451,7 +444,7 @@ impl<'o> Client<'o> {
                         written: 0,
                         peer_done: false,
                     };
-                    Ok((writing, Flow::Continue))
+                    Ok((writing, Then::Continue))
                 }
                 // Still in progress: that was a spurious wake-up.
                 Ok(false) => Ok((
@@ -460,13 +453,13 @@ impl<'o> Client<'o> {
                         addr,
                         since,
                     },
-                    Flow::Wait,
+                    Then::Wait,
                 )),
                 // Refused, unreachable: on to the next address.
                 Err(e) => {
                     log::debug!("connect to {addr} failed: {e}");
                     self.last_failure = Some(e);
-                    Ok((self.connect_next(now)?, Flow::Wait))
+                    Ok((self.connect_next(now)?, Then::Wait))
                 }
             },
             State::Writing {
@@ -475,11 +468,11 @@ impl<'o> Client<'o> {
                 peer_done,
             } => self.write(stream, written, peer_done, now),
             State::Reading { mut stream } => match self.read_available(&mut stream, now)? {
-                Drain::Eof => Ok((finish(stream), Flow::Wait)),
-                Drain::Dry => Ok((State::Reading { stream }, Flow::Wait)),
-                Drain::More => Ok((State::Reading { stream }, Flow::Again)),
+                ReadEnd::Eof => Ok((finish(stream), Then::Wait)),
+                ReadEnd::Dry => Ok((State::Reading { stream }, Then::Wait)),
+                ReadEnd::More => Ok((State::Reading { stream }, Then::Again)),
             },
-            other @ (State::Resolving | State::Done) => Ok((other, Flow::Wait)),
+            other @ (State::Resolving | State::Done) => Ok((other, Then::Wait)),
         }
     }
 
@@ -491,20 +484,9 @@ impl<'o> Client<'o> {
             return self.connect_next(now);
         }
         let Target { host, port, .. } = &self.opts.target;
-        let addrs = (host.as_str(), *port)
-            .to_socket_addrs()
-            .map_err(|e| ClientError::Resolve {
-                host: host.clone(),
-                message: resolver_message(&e),
-            })?;
-        self.untried = addrs.map(Endpoint::Ip).collect();
+        let addrs = resolve(host, *port).map_err(ClientError::Resolve)?;
+        self.untried = addrs.into_iter().map(Endpoint::Ip).collect();
         log::debug!("resolved {host} to {:?}", self.untried);
-        if self.untried.is_empty() {
-            return Err(ClientError::Resolve {
-                host: host.clone(),
-                message: "no addresses".to_string(),
-            });
-        }
         self.connect_next(now)
     }
 
@@ -568,15 +550,15 @@ impl<'o> Client<'o> {
         mut written: usize,
         mut peer_done: bool,
         now: Instant,
-    ) -> Result<(State, Flow), ClientError> {
+    ) -> Result<(State, Then), ClientError> {
         let total = self.opts.payload.len();
         // The read budget ran out: step again soon, whatever the writing.
-        let mut then = Flow::Wait;
+        let mut then = Then::Wait;
         if !peer_done {
             match self.read_available(&mut stream, now) {
-                Ok(Drain::Dry) => {}
-                Ok(Drain::More) => then = Flow::Again,
-                Ok(Drain::Eof) => {
+                Ok(ReadEnd::Dry) => {}
+                Ok(ReadEnd::More) => then = Then::Again,
+                Ok(ReadEnd::Eof) => {
                     log::debug!(
                         "the server sent EOF with {written} of {total} bytes out: sending on"
                     );
@@ -619,7 +601,7 @@ impl<'o> Client<'o> {
                 .map_err(|e| self.send_error(e, written))?;
         }
         if peer_done {
-            return Ok((finish(stream), Flow::Wait));
+            return Ok((finish(stream), Then::Wait));
         }
         self.poll
             .registry()
@@ -632,7 +614,11 @@ impl<'o> Client<'o> {
     /// to the output, unless the deadline has passed at `now`. The budget
     /// is what lets the deadline win over a server that sends without
     /// pause: the loop looks at the clock between two budgets.
-    fn read_available(&mut self, stream: &mut Stream, now: Instant) -> Result<Drain, ClientError> {
+    fn read_available(
+        &mut self,
+        stream: &mut Stream,
+        now: Instant,
+    ) -> Result<ReadEnd, ClientError> {
         if now >= self.deadline {
             return Err(self.timed_out());
         }
@@ -640,12 +626,12 @@ impl<'o> Client<'o> {
         loop {
             if budget == 0 {
                 log::debug!("read budget spent: the clock, then more");
-                return Ok(Drain::More);
+                return Ok(ReadEnd::More);
             }
             match stream.read(&mut self.buf) {
                 Ok(0) => {
                     log::debug!("read EOF after {} bytes", self.received);
-                    return Ok(Drain::Eof);
+                    return Ok(ReadEnd::Eof);
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
@@ -662,7 +648,7 @@ impl<'o> Client<'o> {
                         self.reply.extend_from_slice(&self.buf[..n]);
                     }
                 }
-                Err(e) if would_block(&e) => return Ok(Drain::Dry),
+                Err(e) if would_block(&e) => return Ok(ReadEnd::Dry),
                 Err(e) if interrupted(&e) => {}
                 Err(source) => {
                     return Err(ClientError::Recv {
@@ -906,7 +892,7 @@ mod tests {
         let mut out = Vec::new();
         let (mut client, t0) = reading_client(addr_of_echo(reply), &mut out);
         client.read_budget = 10;
-        assert_eq!(client.step_until_waiting(t0).unwrap(), Flow::Again);
+        assert_eq!(client.step_until_waiting(t0).unwrap(), Then::Again);
         assert_eq!(client.state.name(), "reading");
         assert_eq!(client.received, 100, "one read of what was there");
         let waited = Instant::now();

@@ -11,19 +11,20 @@
 //! Next: [`target`](super::target).
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{ClientError, Options, bytes_repr};
+use crate::shared::addr::resolve;
 use crate::shared::duration::deadline_after;
-use crate::shared::net::{interrupted, resolver_message, would_block};
+use crate::shared::net::{MAX_DATAGRAM, interrupted, would_block};
 
-/// The largest datagram the reply buffer takes (the largest UDP payload
-/// over IPv6 without jumbograms; IPv4's is 65,507).
-const MAX_REPLY: usize = 65_527;
+/// The reply buffer: the largest UDP payload over IPv6 without jumbograms
+/// (65,527, twenty bytes more than IPv4's).
+const MAX_REPLY: usize = MAX_DATAGRAM + 20;
 
 /// Sends `opts.payload` as one datagram and writes the one reply to `out`.
 /// Returns the reply's length.
@@ -31,17 +32,8 @@ pub(super) fn exchange(opts: &Options, out: &mut dyn Write) -> Result<u64, Clien
     let deadline = deadline_after(Instant::now(), opts.timeout);
     let target = opts.target.to_string();
     let host = &opts.target.host;
-    let addr: SocketAddr = (host.as_str(), opts.target.port)
-        .to_socket_addrs()
-        .map_err(|e| ClientError::Resolve {
-            host: host.clone(),
-            message: resolver_message(&e),
-        })?
-        .next()
-        .ok_or_else(|| ClientError::Resolve {
-            host: host.clone(),
-            message: "no addresses".into(),
-        })?;
+    // The first address: a datagram has no connect to try the next on.
+    let addr: SocketAddr = resolve(host, opts.target.port).map_err(ClientError::Resolve)?[0];
     let any: SocketAddr = match addr {
         SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),

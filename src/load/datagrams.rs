@@ -39,19 +39,17 @@ use mio::{Events, Interest, Poll, Token};
 use super::config::{Config, TICK};
 use super::counters::Counters;
 use super::intervals::{Intervals, hand_out};
-use super::outcome::{DatagramFigures, Progress, Report, Tick};
+use super::outcome::{DatagramFigures, Progress, Summary, Update};
 use super::schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
 use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
-use crate::shared::net::{describe, interrupted, would_block};
+use crate::shared::net::{MAX_DATAGRAM, describe, interrupted, would_block};
 use crate::shared::readiness::Readiness;
 
 /// The header before the tape bytes: sequence, socket, magic.
 pub const HEADER: usize = 16;
-/// The largest datagram: the largest UDP payload over IPv4.
-pub const MAX_SIZE: usize = 65_507;
 const MAGIC: u32 = 0xEC40_100F;
 /// The most sequence numbers remembered as lost per socket (to tell a late
 /// reply from a duplicate); older ones are forgotten.
@@ -78,7 +76,7 @@ struct Flow {
 }
 
 /// The UDP generator.
-pub(super) struct Generator {
+pub(super) struct DatagramGenerator {
     config: Config,
     poll: Poll,
     flows: Vec<Flow>,
@@ -101,20 +99,20 @@ pub(super) struct Generator {
     intervals: Option<Intervals>,
 }
 
-impl Generator {
+impl DatagramGenerator {
     /// Binds and connects the sockets; the clock starts at once (UDP has
     /// no handshake to wait for).
-    pub(super) fn new(config: Config) -> io::Result<Generator> {
+    pub(super) fn new(config: Config) -> io::Result<DatagramGenerator> {
         let Endpoint::Ip(addr) = config.addr else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "UDP needs an IP address",
             ));
         };
-        if !(HEADER..=MAX_SIZE).contains(&config.size) {
+        if !(HEADER..=MAX_DATAGRAM).contains(&config.size) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("a UDP message is {HEADER} to {MAX_SIZE} bytes (-s)"),
+                format!("a UDP message is {HEADER} to {MAX_DATAGRAM} bytes (-s)"),
             ));
         }
         let poll = Poll::new()?;
@@ -149,13 +147,13 @@ impl Generator {
         let started = Instant::now();
         let measure_from = deadline_after(started, config.warmup);
         let end = deadline_after(measure_from, config.duration);
-        Ok(Generator {
+        Ok(DatagramGenerator {
             counters: Counters::new(config.timeout, measure_from, end)?,
             figures: DatagramFigures::default(),
             poll,
             flows,
             tape: make_tape(),
-            buf: vec![0; MAX_SIZE + 1024],
+            buf: vec![0; MAX_DATAGRAM + 1024],
             out: vec![0; config.size],
             started,
             now: started,
@@ -179,17 +177,17 @@ impl Generator {
     }
 
     /// Polls, then hands the batch to `turn`, until the run is over.
-    pub(super) fn run(&mut self, mut report: impl FnMut(Tick<'_>)) -> io::Result<Report> {
+    pub(super) fn run(&mut self, mut update: impl FnMut(Update<'_>)) -> io::Result<Summary> {
         let mut events = Events::with_capacity(1024);
         let mut now = self.started;
         loop {
             if let Some(live) = self.turn(now, events.iter().map(Readiness::from)) {
-                report(Tick::Live(&live));
+                update(Update::Live(&live));
             }
-            hand_out(&mut self.intervals, &mut report);
+            hand_out(&mut self.intervals, &mut update);
             if self.finished() {
                 let summary = self.finish();
-                hand_out(&mut self.intervals, &mut report);
+                hand_out(&mut self.intervals, &mut update);
                 return Ok(summary);
             }
             let spin_from = self
@@ -256,7 +254,7 @@ impl Generator {
     /// At each tick: datagrams older than `--timeout` are lost.
     fn on_timers(&mut self, now: Instant) -> Option<Progress> {
         if let Some(intervals) = &mut self.intervals {
-            intervals.tick(now, &mut self.counters, false);
+            intervals.cut(now, &mut self.counters, false);
         }
         if now < self.next_tick {
             return None;
@@ -440,9 +438,9 @@ impl Generator {
         }
     }
 
-    fn finish(&mut self) -> Report {
+    fn finish(&mut self) -> Summary {
         if let Some(intervals) = &mut self.intervals {
-            intervals.tick(self.now, &mut self.counters, true);
+            intervals.cut(self.now, &mut self.counters, true);
         }
         // What is still in flight now had its whole --timeout: lost.
         for flow in &self.flows {
@@ -462,7 +460,7 @@ impl Generator {
         let c = &self.counters;
         let mut errors = c.errors;
         errors.mismatch += self.figures.corrupted;
-        Report {
+        Summary {
             connections: self.config.connections,
             established: self.flows.len(),
             size: self.config.size,
@@ -509,8 +507,8 @@ fn check(reply: &[u8], size: usize, tape: &[u8], start: usize, socket: u32) -> O
 }
 
 /// Runs a UDP load test.
-pub(super) fn run(config: Config, progress: impl FnMut(Tick<'_>)) -> io::Result<Report> {
-    Generator::new(config)?.run(progress)
+pub(super) fn run(config: Config, progress: impl FnMut(Update<'_>)) -> io::Result<Summary> {
+    DatagramGenerator::new(config)?.run(progress)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::counters::Counters;
-use super::outcome::{Interval, Tick};
+use super::outcome::{Interval, Update};
 use crate::shared::cpu::thread_cpu;
 use crate::shared::duration::deadline_after;
 
@@ -45,7 +45,7 @@ impl Intervals {
 
     /// Ends every interval due by `now` (with `last`, also the current one,
     /// cut at the window's end) and queues it for [`hand_out`].
-    pub(super) fn tick(&mut self, now: Instant, counters: &mut Counters, last: bool) {
+    pub(super) fn cut(&mut self, now: Instant, counters: &mut Counters, last: bool) {
         if !last && now < self.next {
             return;
         }
@@ -109,10 +109,10 @@ impl Intervals {
 }
 
 /// Hands the intervals that ended to `report`, oldest first.
-pub(super) fn hand_out(intervals: &mut Option<Intervals>, report: &mut impl FnMut(Tick<'_>)) {
+pub(super) fn hand_out(intervals: &mut Option<Intervals>, update: &mut impl FnMut(Update<'_>)) {
     if let Some(intervals) = intervals {
         while let Some(interval) = intervals.ended.pop_front() {
-            report(Tick::Interval(&interval));
+            update(Update::Interval(&interval));
         }
     }
 }

@@ -46,14 +46,14 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
 use crate::shared::addr::Endpoint;
-use crate::shared::duration::{MAX_DURATION, deadline_after, nth_tick};
-use crate::shared::net::{self, describe, interrupted, resolver_message};
+use crate::shared::duration::{MAX_DURATION, deadline_after, nth_period};
+use crate::shared::net::{self, describe, interrupted};
 use crate::shared::readiness::{Drain, Readiness};
 use crate::shared::stream::Stream;
 
@@ -61,8 +61,13 @@ pub use config::Config;
 use config::TICK;
 use connection::{Close, Connection, Phase};
 use counters::Counters;
+/// The bytes before the tape in each datagram of `load udp://` (sequence,
+/// socket, magic): the smallest `-s` over UDP.
+pub use datagrams::HEADER as DATAGRAM_HEADER;
 use intervals::{Intervals, hand_out};
-pub use outcome::{DatagramFigures, Errors, Failure, Interval, Progress, Report, Schedule, Tick};
+pub use outcome::{
+    DatagramFigures, Errors, Failure, Interval, Progress, Schedule, Summary, Update,
+};
 use schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 pub use tape::splitmix64;
 use tape::{CHUNK, TAPE_PERIOD, make_tape};
@@ -217,18 +222,18 @@ impl Generator {
 
     /// Runs until the duration (or message count) is reached, or every
     /// connection has failed. `progress` is called every tick.
-    pub fn run(&mut self, mut report: impl FnMut(Tick<'_>)) -> io::Result<Report> {
+    pub fn run(&mut self, mut update: impl FnMut(Update<'_>)) -> io::Result<Summary> {
         let mut events = Events::with_capacity(1024);
         let mut now = self.started;
         loop {
             // The first turn has no events: it opens the connections.
             if let Some(live) = self.turn(now, events.iter().map(Readiness::from)) {
-                report(Tick::Live(&live));
+                update(Update::Live(&live));
             }
-            hand_out(&mut self.intervals, &mut report);
+            hand_out(&mut self.intervals, &mut update);
             if self.finished() {
                 let summary = self.finish();
-                hand_out(&mut self.intervals, &mut report);
+                hand_out(&mut self.intervals, &mut update);
                 return Ok(summary);
             }
             self.arm_timer()?;
@@ -308,7 +313,7 @@ impl Generator {
         self.cpu
             .on_turn(now, self.counters.measure_from, self.counters.end);
         if let Some(intervals) = &mut self.intervals {
-            intervals.tick(now, &mut self.counters, false);
+            intervals.cut(now, &mut self.counters, false);
         }
         if now < self.next_tick {
             return None;
@@ -532,7 +537,7 @@ impl Generator {
     /// When connection `i` is due to open.
     fn open_time(&self, i: usize) -> Instant {
         match self.config.connect_rate {
-            Some(rate) => deadline_after(self.started, nth_tick(i as u64, rate)),
+            Some(rate) => deadline_after(self.started, nth_period(i as u64, rate)),
             None => self.started,
         }
     }
@@ -715,10 +720,10 @@ impl Generator {
     }
 
     /// Closes everything and builds the report.
-    fn finish(&mut self) -> Report {
+    fn finish(&mut self) -> Summary {
         let now = self.now;
         if let Some(intervals) = &mut self.intervals {
-            intervals.tick(now, &mut self.counters, true);
+            intervals.cut(now, &mut self.counters, true);
         }
         for i in 0..self.conns.len() {
             self.end(i);
@@ -731,7 +736,7 @@ impl Generator {
             .schedule
             .as_ref()
             .map(|s| s.kept(self.counters.measure_from, end));
-        Report {
+        Summary {
             connections: self.config.connections,
             established: self.established,
             size: self.config.size,
@@ -762,16 +767,12 @@ pub fn resolve(
     timeout: Duration,
     probe: bool,
 ) -> Result<SocketAddr, Failure> {
-    let unresolved = |why: String| Failure::Unresolved {
-        host: host.to_string(),
-        why,
-    };
-    let resolved: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
-        Err(e) => return Err(unresolved(resolver_message(&e))),
-    };
+    let resolved = crate::shared::addr::resolve(host, port).map_err(Failure::Unresolved)?;
     match resolved.as_slice() {
-        [] => Err(unresolved("no addresses".to_string())),
+        [] => Err(Failure::NoConnection {
+            target: format!("{host}:{port}"),
+            why: "no address".into(),
+        }),
         [only] => Ok(*only),
         [first, ..] if !probe => Ok(*first),
         several => {
@@ -794,7 +795,7 @@ pub fn resolve(
 }
 
 /// Runs a whole load test.
-pub fn run(config: Config, progress: impl FnMut(Tick<'_>)) -> io::Result<Report> {
+pub fn run(config: Config, progress: impl FnMut(Update<'_>)) -> io::Result<Summary> {
     if config.threads > 1 {
         threads::run(config, progress)
     } else {
@@ -803,7 +804,7 @@ pub fn run(config: Config, progress: impl FnMut(Tick<'_>)) -> io::Result<Report>
 }
 
 /// One generator on this thread: datagrams or a stream.
-fn run_one(config: Config, progress: impl FnMut(Tick<'_>)) -> io::Result<Report> {
+fn run_one(config: Config, progress: impl FnMut(Update<'_>)) -> io::Result<Summary> {
     if config.udp {
         datagrams::run(config, progress)
     } else {

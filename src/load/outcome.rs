@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::config::Config;
-use crate::shared::addr::Endpoint;
+use crate::shared::addr::{Endpoint, Unresolved};
 
 /// Failures by kind. None of them stops the run; all of them are reported.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl Errors {
 const LAG_TOLERATED_US: u64 = 1000;
 /// The outcome of a run.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub struct Summary {
     /// Connections asked for.
     pub connections: usize,
     /// Connections that were established at some point.
@@ -79,7 +79,7 @@ pub struct Report {
 /// What a running generator reports as it goes: the live line's figures
 /// (every 200 ms), or an interval that has just ended (`--interval`).
 #[derive(Debug, Clone, Copy)]
-pub enum Tick<'a> {
+pub enum Update<'a> {
     /// The live figures so far.
     Live(&'a Progress),
     /// An interval that ended.
@@ -432,12 +432,7 @@ impl Schedule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// ADDR's host name did not resolve (exit 6).
-    Unresolved {
-        /// The host name.
-        host: String,
-        /// The resolver's answer, in words.
-        why: String,
-    },
+    Unresolved(Unresolved),
     /// Not one connection was established (exit 7).
     NoConnection {
         /// The server: an address, or `host:port` as given.
@@ -455,7 +450,7 @@ impl Failure {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Unresolved { .. } => 6,
+            Failure::Unresolved(_) => 6,
             Failure::NoConnection { .. } => 7,
             Failure::Errors(_) | Failure::NothingEchoed => 1,
         }
@@ -465,7 +460,7 @@ impl Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Unresolved { host, why } => write!(f, "could not resolve host {host}: {why}"),
+            Failure::Unresolved(unresolved) => write!(f, "{unresolved}"),
             Failure::NoConnection { target, why } => {
                 write!(f, "could not connect to {target}: {why}")
             }
@@ -529,7 +524,7 @@ fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
     }
 }
 
-impl Report {
+impl Summary {
     /// The run's verdict: `None` for a clean run, else why it failed (in
     /// this order: nothing connected, errors, nothing echoed). A schedule
     /// that was not kept is not a failure; it is reported in the summary.
@@ -550,13 +545,13 @@ impl Report {
         (self.messages == 0).then_some(Failure::NothingEchoed)
     }
 
-    /// The reports of several generator threads as one: counts summed,
+    /// The summaries of several generator threads as one: counts summed,
     /// histograms added, the longest window, the first connect error.
-    /// `None` for no reports.
-    pub fn merge(reports: Vec<Report>) -> Option<Report> {
-        let mut reports = reports.into_iter();
-        let mut all = reports.next()?;
-        for r in reports {
+    /// `None` for none.
+    pub fn merge(summaries: Vec<Summary>) -> Option<Summary> {
+        let mut summaries = summaries.into_iter();
+        let mut all = summaries.next()?;
+        for r in summaries {
             all.connections += r.connections;
             all.established += r.established;
             all.duration = all.duration.max(r.duration);
@@ -865,8 +860,8 @@ mod tests {
         assert!(outlier.kept());
     }
 
-    fn report(established: usize, errors: Errors, messages: u64) -> Report {
-        Report {
+    fn report(established: usize, errors: Errors, messages: u64) -> Summary {
+        Summary {
             connections: 2,
             established,
             size: 64,
@@ -886,10 +881,10 @@ mod tests {
         }
     }
 
-    /// Two threads' reports as one: counts and histograms add up, the
+    /// Two threads' summaries as one: counts and histograms add up, the
     /// schedule too, and each thread keeps its msgs/s.
     #[test]
-    fn merged_reports_add_up() {
+    fn merged_summaries_add_up() {
         let mut a = report(2, Errors::default(), 10);
         a.latency.record(100).unwrap();
         a.per_thread = vec![10.0];
@@ -907,7 +902,7 @@ mod tests {
         b.per_thread = vec![5.0];
         b.cpu = Duration::from_millis(20);
         b.duration = Duration::from_secs(2);
-        let all = Report::merge(vec![a, b]).unwrap();
+        let all = Summary::merge(vec![a, b]).unwrap();
         assert_eq!((all.connections, all.established, all.messages), (4, 3, 15));
         assert_eq!(
             (all.latency.len(), all.latency.max()),
@@ -918,7 +913,7 @@ mod tests {
         assert_eq!(all.per_thread, [10.0, 5.0]);
         assert_eq!(all.cpu, Duration::from_millis(50));
         assert!((all.busy() - 0.05 / 4.0).abs() < 1e-9, "{}", all.busy());
-        assert!(Report::merge(Vec::new()).is_none());
+        assert!(Summary::merge(Vec::new()).is_none());
     }
 
     /// The verdict and its exit code, in the documented order.

@@ -22,7 +22,7 @@ use mio::Token;
 
 use super::counters::micros_histogram;
 use super::outcome::Schedule;
-use crate::shared::duration::{deadline_after, nth_tick};
+use crate::shared::duration::{deadline_after, nth_period};
 
 /// The most due messages handed out in one turn; the rest wait for the next
 /// turn, after a poll, so that echoes are read in between.
@@ -115,7 +115,7 @@ impl OpenLoop {
 
     /// When message `n` is due, once the schedule has started.
     pub fn due_time(&self, n: u64) -> Option<Instant> {
-        Some(deadline_after(self.origin?, nth_tick(n, self.rate)))
+        Some(deadline_after(self.origin?, nth_period(n, self.rate)))
     }
 
     /// How many messages are due strictly before `at`.

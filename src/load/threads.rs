@@ -1,7 +1,7 @@
 //! `echoloop load --threads N`: N generators side by side, each exactly
 //! the one-thread [`Generator`](super::Generator) (or its UDP twin) on its
 //! own `Poll`, with
-//! nothing shared while they run. Their reports are merged at the end
+//! nothing shared while they run. Their summaries are merged at the end
 //! (latency histograms added, counters summed) and their live figures
 //! while they run.
 //!
@@ -21,7 +21,7 @@ use std::thread;
 use super::config::Config;
 use std::collections::BTreeMap;
 
-use super::outcome::{Interval, Progress, Report, Tick};
+use super::outcome::{Interval, Progress, Summary, Update};
 
 /// What a generator thread tells the thread that prints.
 enum Message {
@@ -30,12 +30,12 @@ enum Message {
     /// An interval of its that ended.
     Interval(Box<Interval>),
     /// It is done.
-    Done(usize, Box<io::Result<Report>>),
+    Done(usize, Box<io::Result<Summary>>),
 }
 
 /// Runs `config.threads` generators (at most one per connection) and merges
-/// what they report. `progress` gets the whole run's live figures.
-pub(super) fn run(config: Config, mut report: impl FnMut(Tick<'_>)) -> io::Result<Report> {
+/// what they hand out. `progress` gets the whole run's live figures.
+pub(super) fn run(config: Config, mut update: impl FnMut(Update<'_>)) -> io::Result<Summary> {
     let parts = split(&config);
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(parts.len());
@@ -44,19 +44,19 @@ pub(super) fn run(config: Config, mut report: impl FnMut(Tick<'_>)) -> io::Resul
         let handle = thread::Builder::new()
             .name(format!("generator-{number}"))
             .spawn(move || {
-                let report = super::run_one(part, |tick| {
-                    let _ = match tick {
-                        Tick::Live(p) => tx.send(Message::Progress(number, *p)),
-                        Tick::Interval(i) => tx.send(Message::Interval(Box::new(i.clone()))),
+                let summary = super::run_one(part, |update| {
+                    let _ = match update {
+                        Update::Live(p) => tx.send(Message::Progress(number, *p)),
+                        Update::Interval(i) => tx.send(Message::Interval(Box::new(i.clone()))),
                     };
                 });
-                let _ = tx.send(Message::Done(number, Box::new(report)));
+                let _ = tx.send(Message::Done(number, Box::new(summary)));
             })?;
         handles.push(handle);
     }
     drop(tx);
     let mut latest: Vec<Option<Progress>> = vec![None; handles.len()];
-    let mut reports: Vec<Option<Report>> = (0..handles.len()).map(|_| None).collect();
+    let mut summaries: Vec<Option<Summary>> = (0..handles.len()).map(|_| None).collect();
     let mut first_error = None;
     let threads = handles.len();
     // Intervals by index, until every thread has sent its own.
@@ -66,7 +66,7 @@ pub(super) fn run(config: Config, mut report: impl FnMut(Tick<'_>)) -> io::Resul
         match message {
             Message::Progress(number, p) => {
                 latest[number] = Some(p);
-                report(Tick::Live(&merged(&latest)));
+                update(Update::Live(&merged(&latest)));
             }
             Message::Interval(interval) => {
                 let index = interval.index;
@@ -78,13 +78,13 @@ pub(super) fn run(config: Config, mut report: impl FnMut(Tick<'_>)) -> io::Resul
                     None => *interval,
                 };
                 if whole.threads == threads {
-                    report(Tick::Interval(&whole));
+                    update(Update::Interval(&whole));
                 } else {
                     pending.insert(index, whole);
                 }
             }
             Message::Done(number, result) => match *result {
-                Ok(report) => reports[number] = Some(report),
+                Ok(summary) => summaries[number] = Some(summary),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -93,7 +93,7 @@ pub(super) fn run(config: Config, mut report: impl FnMut(Tick<'_>)) -> io::Resul
     }
     // The last intervals of threads whose windows ended at other times.
     for interval in pending.into_values() {
-        report(Tick::Interval(&interval));
+        update(Update::Interval(&interval));
     }
     for handle in handles {
         if handle.join().is_err() {
@@ -103,8 +103,8 @@ pub(super) fn run(config: Config, mut report: impl FnMut(Tick<'_>)) -> io::Resul
     if let Some(e) = first_error {
         return Err(e);
     }
-    let reports: Vec<Report> = reports.into_iter().flatten().collect();
-    Report::merge(reports).ok_or_else(|| io::Error::other("no generator reported"))
+    let summaries: Vec<Summary> = summaries.into_iter().flatten().collect();
+    Summary::merge(summaries).ok_or_else(|| io::Error::other("no generator finished"))
 }
 
 /// The per-thread configurations: `threads` parts (at most one per

@@ -16,7 +16,7 @@ use super::{Counters, Server};
 #[derive(Debug, Clone)]
 pub struct Handle {
     pub(super) stop: Arc<AtomicBool>,
-    pub(super) report: Arc<AtomicBool>,
+    pub(super) counters_asked: Arc<AtomicBool>,
     pub(super) waker: Arc<Waker>,
 }
 
@@ -28,9 +28,9 @@ impl Handle {
     }
 
     /// Asks the server for a copy of its counters, which it sends on the
-    /// channel given to [`Server::report_to`] at its next turn.
-    pub fn request_report(&self) -> io::Result<()> {
-        self.report.store(true, Ordering::SeqCst);
+    /// channel given to [`Server::send_counters_to`] at its next turn.
+    pub fn request_counters(&self) -> io::Result<()> {
+        self.counters_asked.store(true, Ordering::SeqCst);
         self.waker.wake()
     }
 }

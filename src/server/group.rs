@@ -60,13 +60,34 @@ use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, interrupted};
 
-/// The main thread's poll: signals, and a waker that a reactor's thread
-/// uses when it ends.
+/// The main thread's poll: signals, a waker that a reactor's thread uses
+/// when it ends, and one that a reactor uses when it has sent its counters
+/// (and `--metrics`' tokens, which are the server's own).
 const SIGNALS: Token = Token(0);
 const ENDED: Token = Token(1);
+const ANSWERS: Token = Token(2);
 
-/// How long the main thread waits for the reactors' counters.
-const REPORT_WAIT: Duration = Duration::from_secs(1);
+/// How long the main thread waits for the reactors' counters; one that has
+/// not answered by then counts as zero.
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// A round of asking every reactor for its counters. The answers come in
+/// through the loop like any event (each reactor sends, then wakes this
+/// poll), so the main thread never blocks on them: signals, scrapes and
+/// the stats clock go on while a reactor is slow to answer.
+#[derive(Debug)]
+struct Collection {
+    /// When it was asked for: the stats line's interval ends here.
+    asked: Instant,
+    /// Each reactor's answer, once in.
+    per: Vec<Option<Counters>>,
+    /// The answers in by then, or zero for the missing.
+    deadline: Instant,
+    /// What waits for it: the `--stats` line, SIGUSR1's line, scrapes.
+    stats: bool,
+    usr1: bool,
+    scrape: bool,
+}
 
 /// One reactor's sockets: its TCP listener and its UDP socket, each when
 /// served.
@@ -121,10 +142,12 @@ pub struct Group {
     addr: SocketAddr,
     poll: Poll,
     signals: Option<signal_hook_mio::v1_0::Signals>,
-    reports: Receiver<(usize, Counters)>,
+    answers: Receiver<(usize, Counters)>,
+    /// The counters being collected, if a round is under way.
+    collection: Option<Collection>,
     stats_every: Option<Duration>,
     /// `--metrics`, served by this (main) thread with a label per reactor.
-    metrics: Option<metrics::Endpoint>,
+    metrics: Option<metrics::Exporter>,
     started: Instant,
     /// The port locks; held (open) as long as the group lives.
     _lock: Vec<UnixListener>,
@@ -197,6 +220,7 @@ impl Group {
 
         let poll = Poll::new().map_err(StartError::Setup)?;
         let ended = Arc::new(Waker::new(poll.registry(), ENDED).map_err(StartError::Setup)?);
+        let answered = Arc::new(Waker::new(poll.registry(), ANSWERS).map_err(StartError::Setup)?);
         let signals = if config.handle_signals {
             use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
             let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGUSR1])
@@ -208,13 +232,13 @@ impl Group {
         } else {
             None
         };
-        let endpoint = match config.metrics {
+        let exporter = match config.metrics {
             Some(at) => {
-                Some(metrics::Endpoint::bind(at, poll.registry()).map_err(|e| listen_err(at, e))?)
+                Some(metrics::Exporter::bind(at, poll.registry()).map_err(|e| listen_err(at, e))?)
             }
             None => None,
         };
-        let (tx, reports) = mpsc::channel();
+        let (tx, answers) = mpsc::channel();
         // One --udp-rate-limit table for all: it is per source address,
         // and one address reaches every reactor.
         let limit = config
@@ -225,9 +249,10 @@ impl Group {
             addr,
             poll,
             signals,
-            reports,
+            answers,
+            collection: None,
             stats_every: config.stats_every,
-            metrics: endpoint,
+            metrics: exporter,
             started: Instant::now(),
             _lock: lock,
         };
@@ -242,7 +267,7 @@ impl Group {
             // On an error here, dropping `group` stops the reactors so far.
             let listener = listener.map(|l| Listener::Tcp(mio::net::TcpListener::from_std(l)));
             let mut server = Server::on_sockets(own, listener, socket, limit.clone())?;
-            server.report_to(number, tx.clone());
+            server.send_counters_to(number, tx.clone(), Arc::clone(&answered));
             let handle = server.handle();
             let ended = Arc::clone(&ended);
             let thread = thread::Builder::new()
@@ -272,8 +297,8 @@ impl Group {
     }
 
     /// Waits for SIGINT or SIGTERM (or a reactor that ends on its own),
-    /// printing `--stats` lines and SIGUSR1's meanwhile; then stops every
-    /// reactor and returns their counters.
+    /// printing `--stats` lines and SIGUSR1's and answering scrapes
+    /// meanwhile; then stops every reactor and returns their counters.
     pub fn run(&mut self) -> io::Result<Totals> {
         let mut events = Events::with_capacity(16);
         let mut last = (self.started, Counters::default());
@@ -284,8 +309,12 @@ impl Group {
             let scrape = self
                 .metrics
                 .as_ref()
-                .and_then(metrics::Endpoint::next_deadline);
-            let wake = [stats_due, scrape].into_iter().flatten().min();
+                .and_then(metrics::Exporter::next_deadline);
+            let collected_by = self.collection.as_ref().map(|c| c.deadline);
+            let wake = [stats_due, scrape, collected_by]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = wake.map(|at| at.saturating_duration_since(Instant::now()));
             match self.poll.poll(&mut events, timeout) {
                 Err(e) if interrupted(&e) => continue,
@@ -316,14 +345,12 @@ impl Group {
                             }
                         }
                     }
-                    token if metrics::Endpoint::owns(token) => {
-                        // Out of `self` while it renders, which asks the reactors.
-                        let Some(mut endpoint) = self.metrics.take() else {
-                            continue;
-                        };
-                        let render = || metrics::render(&self.collect().per_reactor);
-                        endpoint.on_event(self.poll.registry(), token, now, &render);
-                        self.metrics = Some(endpoint);
+                    ANSWERS => self.receive(),
+                    token if metrics::Exporter::owns(token) => {
+                        if let Some(exporter) = &mut self.metrics {
+                            // Not at hand: the scrape waits for a collection.
+                            exporter.on_event(self.poll.registry(), token, now, &|| None);
+                        }
                     }
                     _ => {
                         log::warn!("a reactor stopped on its own: shutting down");
@@ -331,22 +358,42 @@ impl Group {
                     }
                 }
             }
-            if let Some(endpoint) = &mut self.metrics {
-                endpoint.on_timers(now);
+            if let Some(exporter) = &mut self.metrics {
+                exporter.on_timers(now);
+            }
+            if self
+                .metrics
+                .as_ref()
+                .is_some_and(metrics::Exporter::waiting)
+            {
+                self.ask(now).scrape = true;
             }
             if usr1 {
-                let now_totals = self.collect();
-                let since_start = Counters::default();
-                print_stats(&self.stats_line(&now_totals, &since_start, now - self.started));
+                self.ask(now).usr1 = true;
             }
             if let Some(at) = stats_due
                 && at <= now
             {
-                let now_totals = self.collect();
-                print_stats(&self.stats_line(&now_totals, &last.1, now - last.0));
-                last = (now, now_totals.total);
+                self.ask(now).stats = true;
                 let every = self.stats_every.unwrap_or(Duration::from_secs(1));
                 stats_due = Some(deadline_after(at, every));
+            }
+            if let Some((round, totals)) = self.collected(now) {
+                if round.usr1 {
+                    let since_start = Counters::default();
+                    let elapsed = round.asked - self.started;
+                    print_stats(&self.stats_line(&totals, &since_start, elapsed));
+                }
+                if round.stats {
+                    let elapsed = round.asked.saturating_duration_since(last.0);
+                    print_stats(&self.stats_line(&totals, &last.1, elapsed));
+                    last = (round.asked, totals.total);
+                }
+                if round.scrape
+                    && let Some(exporter) = &mut self.metrics
+                {
+                    exporter.deliver(&metrics::render(&totals.per_reactor));
+                }
             }
             if stop {
                 return self.stop_all();
@@ -364,31 +411,54 @@ impl Group {
         )
     }
 
-    /// Asks every reactor for its counters and waits for the answers (at
-    /// most [`REPORT_WAIT`]; a reactor that does not answer counts as zero).
-    fn collect(&self) -> Totals {
-        for reactor in &self.reactors {
-            let _ = reactor.handle.request_report();
+    /// The round of collecting counters under way, or a new one asked of
+    /// every reactor at `now` (answers to an earlier round that came too
+    /// late are dropped first: they would pass for this round's).
+    fn ask(&mut self, now: Instant) -> &mut Collection {
+        if self.collection.is_none() {
+            while self.answers.try_recv().is_ok() {}
+            for reactor in &self.reactors {
+                let _ = reactor.handle.request_counters();
+            }
+            log::trace!("counters asked of {} reactors", self.reactors.len());
         }
-        let mut per = vec![Counters::default(); self.reactors.len()];
-        let deadline = deadline_after(Instant::now(), REPORT_WAIT);
-        let mut missing = per.len();
-        while missing > 0 {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match self.reports.recv_timeout(wait) {
-                Ok((number, counters)) => {
-                    if let Some(slot) = per.get_mut(number) {
-                        *slot = counters;
-                        missing -= 1;
-                    }
-                }
-                Err(_) => {
-                    log::warn!("{missing} reactor(s) did not report in time: counted as zero");
-                    break;
-                }
+        self.collection.get_or_insert_with(|| Collection {
+            asked: now,
+            per: vec![None; self.reactors.len()],
+            deadline: deadline_after(now, ANSWER_WAIT),
+            stats: false,
+            usr1: false,
+            scrape: false,
+        })
+    }
+
+    /// Takes in the answers that have arrived.
+    fn receive(&mut self) {
+        while let Ok((number, counters)) = self.answers.try_recv() {
+            if let Some(slot) = self
+                .collection
+                .as_mut()
+                .and_then(|round| round.per.get_mut(number))
+            {
+                *slot = Some(counters);
             }
         }
-        Totals::of(per)
+    }
+
+    /// The round and its totals once every reactor has answered, or at its
+    /// deadline (a reactor that did not answer counts as zero).
+    fn collected(&mut self, now: Instant) -> Option<(Collection, Totals)> {
+        let round = self.collection.as_ref()?;
+        let missing = round.per.iter().filter(|c| c.is_none()).count();
+        if missing > 0 && now < round.deadline {
+            return None;
+        }
+        if missing > 0 {
+            log::warn!("{missing} reactor(s) did not send its counters in time: counted as zero");
+        }
+        let round = self.collection.take()?;
+        let per = round.per.iter().map(|c| c.unwrap_or_default()).collect();
+        Some((round, Totals::of(per)))
     }
 
     /// Stops every reactor and waits for each; the first error wins.
@@ -477,5 +547,72 @@ mod tests {
             let (lo, hi) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
             assert!(hi - lo <= 1, "{shares:?}");
         }
+    }
+
+    /// Collecting the reactors' counters is part of the loop: asking
+    /// returns at once, the answers come in as events on ANSWERS, and the
+    /// round ends when all are in; at its deadline (made-up instants) a
+    /// reactor that has not answered counts as zero, and not a nanosecond
+    /// before. A second ask during a round joins it.
+    #[test]
+    fn counters_are_collected_in_the_loop() {
+        let config = Config {
+            bind: Endpoint::Ip(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ..Config::default()
+        };
+        let mut group = Group::bind(config, 2).unwrap();
+        let t0 = Instant::now();
+        group.ask(t0).stats = true;
+        group.ask(t0 + Duration::from_millis(1)).scrape = true;
+        let mut events = Events::with_capacity(16);
+        let waited = Instant::now();
+        let (round, totals) = loop {
+            assert!(waited.elapsed() < Duration::from_secs(10), "no answers");
+            if let Some(done) = group.collected(t0) {
+                break done;
+            }
+            group
+                .poll
+                .poll(&mut events, Some(Duration::from_secs(1)))
+                .unwrap();
+            if events.iter().any(|e| e.token() == ANSWERS) {
+                group.receive();
+            }
+        };
+        assert_eq!(round.asked, t0, "one round: the second ask joined it");
+        assert!(round.stats && round.scrape && !round.usr1);
+        assert_eq!(totals.per_reactor.len(), 2);
+        assert!(group.collection.is_none());
+
+        // A round with a third, silent slot: both reactors answer, and it
+        // still waits for the third until its deadline.
+        let t1 = t0 + Duration::from_secs(5);
+        group.ask(t1).usr1 = true;
+        if let Some(round) = group.collection.as_mut() {
+            round.per.push(None);
+        }
+        let waited = Instant::now();
+        while group
+            .collection
+            .as_ref()
+            .is_some_and(|r| r.per.iter().take(2).any(Option::is_none))
+        {
+            assert!(waited.elapsed() < Duration::from_secs(10), "no answers");
+            group
+                .poll
+                .poll(&mut events, Some(Duration::from_secs(1)))
+                .unwrap();
+            group.receive();
+        }
+        let deadline = t1 + ANSWER_WAIT;
+        assert!(
+            group
+                .collected(deadline - Duration::from_nanos(1))
+                .is_none()
+        );
+        let (round, totals) = group.collected(deadline).unwrap();
+        assert!(round.usr1);
+        assert_eq!(totals.per_reactor.len(), 3);
+        assert_eq!(totals.per_reactor[2].accepted, 0, "the silent one is zero");
     }
 }

@@ -46,6 +46,11 @@ const MAX_HEAD: usize = 8 * 1024;
 enum Stage {
     /// Reading the request head.
     Reading(Vec<u8>),
+    /// Asked for the metrics, which are not at hand yet: with several
+    /// reactors, the main thread asks each for its counters and answers
+    /// every waiting scrape at once when they are in ([`Exporter::deliver`]).
+    /// `true` for a HEAD request.
+    Waiting(bool),
     /// Writing the response; this much is out.
     Writing(Vec<u8>, usize),
     /// The response is out and our side shut: reading what the scraper
@@ -61,28 +66,28 @@ struct Scrape {
     stage: Stage,
 }
 
-/// The metrics endpoint: its listener and the scrapes in progress.
-pub struct Endpoint {
+/// The metrics exporter (Prometheus's word for a process that serves its metrics): its listener and the scrapes in progress.
+pub struct Exporter {
     listener: TcpListener,
     scrapes: Slab<Scrape>,
 }
 
-impl std::fmt::Debug for Endpoint {
+impl std::fmt::Debug for Exporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint")
+        f.debug_struct("Exporter")
             .field("listener", &self.listener)
             .field("scrapes", &self.scrapes.len())
             .finish()
     }
 }
 
-impl Endpoint {
+impl Exporter {
     /// Listens on `addr` and registers with `registry`.
-    pub fn bind(addr: SocketAddr, registry: &Registry) -> io::Result<Endpoint> {
+    pub fn bind(addr: SocketAddr, registry: &Registry) -> io::Result<Exporter> {
         let std_listener = crate::shared::net::listen(addr, 64)?;
         let mut listener = TcpListener::from_std(std_listener);
         registry.register(&mut listener, METRICS, Interest::READABLE)?;
-        Ok(Endpoint {
+        Ok(Exporter {
             listener,
             scrapes: Slab::new(),
         })
@@ -99,13 +104,14 @@ impl Endpoint {
     }
 
     /// Handles an event for the listener or a scrape; `render` makes the
-    /// metrics text when a scrape asks for it.
+    /// metrics text when a scrape asks for it, or says (`None`) that it is
+    /// not at hand yet: the scrape then waits for [`deliver`](Self::deliver).
     pub fn on_event(
         &mut self,
         registry: &Registry,
         token: Token,
         now: Instant,
-        render: &dyn Fn() -> String,
+        render: &dyn Fn() -> Option<String>,
     ) {
         if token == METRICS {
             self.accept(registry, now);
@@ -152,6 +158,26 @@ impl Endpoint {
         }
     }
 
+    /// Whether a scrape waits for the metrics text.
+    pub fn waiting(&self) -> bool {
+        self.scrapes
+            .iter()
+            .any(|(_, s)| matches!(s.stage, Stage::Waiting(_)))
+    }
+
+    /// The metrics text is here: every waiting scrape gets it, and as much
+    /// of each answer is written as the sockets take.
+    pub fn deliver(&mut self, text: &str) {
+        let render = || Some(text.to_string());
+        self.scrapes.retain(|_, scrape| match scrape.stage {
+            Stage::Waiting(head_only) => {
+                scrape.stage = Stage::Writing(metrics_response(text, head_only), 0);
+                scrape.serve(&render)
+            }
+            _ => true,
+        });
+    }
+
     /// The soonest a scrape runs out of time.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.scrapes
@@ -174,7 +200,7 @@ impl Endpoint {
 
 impl Scrape {
     /// Reads the request, answers it, and says whether to keep the scrape.
-    fn serve(&mut self, render: &dyn Fn() -> String) -> bool {
+    fn serve(&mut self, render: &dyn Fn() -> Option<String>) -> bool {
         if let Stage::Reading(head) = &mut self.stage {
             let mut buf = [0u8; 1024];
             loop {
@@ -189,10 +215,19 @@ impl Scrape {
                     break;
                 }
             }
-            match answer(head, render) {
-                Some(answer) => self.stage = Stage::Writing(answer, 0),
+            self.stage = match answer(head) {
                 None => return true, // wait for the rest of the head
-            }
+                Some(Reply::Bytes(out)) => Stage::Writing(out, 0),
+                Some(Reply::Metrics { head_only }) => match render() {
+                    Some(text) => Stage::Writing(metrics_response(&text, head_only), 0),
+                    None => Stage::Waiting(head_only),
+                },
+            };
+        }
+        if let Stage::Waiting(_) = self.stage {
+            // Not answered yet: what the scraper sends meanwhile stays
+            // unread (a pipelined second request is not served anyway).
+            return true;
         }
         if let Stage::Writing(out, written) = &mut self.stage {
             while *written < out.len() {
@@ -229,10 +264,10 @@ impl Scrape {
 /// 505. The target may be origin-form (`/metrics`) or absolute-form
 /// (`http://host:port/metrics`), which RFC 9112 §3.2.2 says a server must
 /// accept.
-fn answer(head: &[u8], render: &dyn Fn() -> String) -> Option<Vec<u8>> {
+fn answer(head: &[u8]) -> Option<Reply> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
-    let too_large = || response(400, "text/plain", b"request head too large\n");
+    let too_large = || Reply::Bytes(response(400, "text/plain", b"request head too large\n"));
     let (method, target) = match request.parse(head) {
         Ok(httparse::Status::Partial) if head.len() <= MAX_HEAD => return None,
         Ok(httparse::Status::Partial) => return Some(too_large()),
@@ -242,33 +277,45 @@ fn answer(head: &[u8], render: &dyn Fn() -> String) -> Option<Vec<u8>> {
             request.path.unwrap_or_default(),
         ),
         Err(httparse::Error::Version) => {
-            return Some(response(505, "text/plain", b"only HTTP/1.0 and HTTP/1.1\n"));
+            let out = response(505, "text/plain", b"only HTTP/1.0 and HTTP/1.1\n");
+            return Some(Reply::Bytes(out));
         }
         Err(e) => {
-            return Some(response(
-                400,
-                "text/plain",
-                format!("bad request: {e}\n").as_bytes(),
-            ));
+            let out = response(400, "text/plain", format!("bad request: {e}\n").as_bytes());
+            return Some(Reply::Bytes(out));
         }
     };
     let path = origin_path(target);
     Some(match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            let text = render();
-            let mut out = response(200, OPENMETRICS, text.as_bytes());
-            if method == "HEAD" {
-                let at = out
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .map_or(out.len(), |p| p + 4);
-                out.truncate(at);
-            }
-            out
+        ("GET" | "HEAD", "/metrics") => Reply::Metrics {
+            head_only: method == "HEAD",
+        },
+        ("GET" | "HEAD", _) => {
+            Reply::Bytes(response(404, "text/plain", b"not found: try /metrics\n"))
         }
-        ("GET" | "HEAD", _) => response(404, "text/plain", b"not found: try /metrics\n"),
-        _ => response(405, "text/plain", b"only GET\n"),
+        _ => Reply::Bytes(response(405, "text/plain", b"only GET\n")),
     })
+}
+
+/// What a complete request head asks for.
+enum Reply {
+    /// This answer, ready to write.
+    Bytes(Vec<u8>),
+    /// The metrics (only the head of the answer for a HEAD request).
+    Metrics { head_only: bool },
+}
+
+/// The 200 answer carrying `text` (its head alone for a HEAD request).
+fn metrics_response(text: &str, head_only: bool) -> Vec<u8> {
+    let mut out = response(200, OPENMETRICS, text.as_bytes());
+    if head_only {
+        let at = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(out.len(), |p| p + 4);
+        out.truncate(at);
+    }
+    out
 }
 
 /// The path of a request target, without its query: `/metrics` from
@@ -598,24 +645,24 @@ mod tests {
     #[test]
     fn a_silent_scraper_is_closed_at_the_timeout() {
         let poll = mio::Poll::new().unwrap();
-        let mut endpoint = Endpoint::bind("127.0.0.1:0".parse().unwrap(), poll.registry()).unwrap();
-        let mut peer = std::net::TcpStream::connect(endpoint.local_addr().unwrap()).unwrap();
+        let mut exporter = Exporter::bind("127.0.0.1:0".parse().unwrap(), poll.registry()).unwrap();
+        let mut peer = std::net::TcpStream::connect(exporter.local_addr().unwrap()).unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let t0 = Instant::now();
-        let render = String::new;
+        let render = || Some(String::new());
         // The handshake is done by the kernel; poll for the accept.
         let end = t0 + Duration::from_secs(30);
-        while endpoint.scrapes.is_empty() {
+        while exporter.scrapes.is_empty() {
             assert!(Instant::now() < end, "never accepted");
-            endpoint.on_event(poll.registry(), METRICS, t0, &render);
+            exporter.on_event(poll.registry(), METRICS, t0, &render);
         }
-        assert_eq!(endpoint.next_deadline(), Some(t0 + SCRAPE_TIMEOUT));
-        endpoint.on_timers(t0 + SCRAPE_TIMEOUT - Duration::from_nanos(1));
-        assert_eq!(endpoint.scrapes.len(), 1, "not a nanosecond early");
-        endpoint.on_timers(t0 + SCRAPE_TIMEOUT);
-        assert_eq!(endpoint.scrapes.len(), 0, "closed at the timeout");
-        assert_eq!(endpoint.next_deadline(), None);
+        assert_eq!(exporter.next_deadline(), Some(t0 + SCRAPE_TIMEOUT));
+        exporter.on_timers(t0 + SCRAPE_TIMEOUT - Duration::from_nanos(1));
+        assert_eq!(exporter.scrapes.len(), 1, "not a nanosecond early");
+        exporter.on_timers(t0 + SCRAPE_TIMEOUT);
+        assert_eq!(exporter.scrapes.len(), 0, "closed at the timeout");
+        assert_eq!(exporter.next_deadline(), None);
         let mut buf = [0u8; 8];
         assert_eq!(peer.read(&mut buf).unwrap(), 0, "the scraper sees EOF");
     }
@@ -623,9 +670,12 @@ mod tests {
     /// The answers, by request head.
     #[test]
     fn answers_by_request_head() {
-        let render = || "# EOF\n".to_string();
-        let status = |head: &[u8]| match answer(head, &render) {
-            Some(out) => String::from_utf8_lossy(&out[..12]).into_owned(),
+        let status = |head: &[u8]| match answer(head) {
+            Some(Reply::Bytes(out)) => String::from_utf8_lossy(&out[..12]).into_owned(),
+            Some(Reply::Metrics { head_only }) => {
+                let out = metrics_response("# EOF\n", head_only);
+                String::from_utf8_lossy(&out[..12]).into_owned()
+            }
             None => "waiting".into(),
         };
         assert_eq!(status(b"GET /metrics HTTP/1.1\r\n\r\n"), "HTTP/1.1 200");

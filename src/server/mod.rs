@@ -168,7 +168,7 @@ pub struct Server {
     /// last pass used its budget): served after the batch, like accepting.
     udp_ready: bool,
     /// `--metrics`: the endpoint Prometheus scrapes.
-    metrics: Option<metrics::Endpoint>,
+    metrics: Option<metrics::Exporter>,
     /// What the listener is doing; see [`Accepting`].
     accepting: Accepting,
     /// Open connections; a connection's slab key is its token (plus offset).
@@ -192,11 +192,11 @@ pub struct Server {
     signals: Option<signal_hook_mio::v1_0::Signals>,
     /// Set by [`Handle::shutdown`] or a signal; the loop ends when it is.
     stop: Arc<AtomicBool>,
-    /// Set by [`Handle::request_report`]: send the counters on `reports`.
-    report: Arc<AtomicBool>,
-    /// Where reports go, with this reactor's number (several reactors).
-    reports: Option<(usize, Sender<(usize, Counters)>)>,
-    /// Wakes the poll for [`Handle::shutdown`] and [`Handle::request_report`].
+    /// Set by [`Handle::request_counters`]: send the counters to `counters_to`.
+    counters_asked: Arc<AtomicBool>,
+    /// Where the counters go when asked, with this reactor's number (several reactors).
+    counters_to: Option<CountersTo>,
+    /// Wakes the poll for [`Handle::shutdown`] and [`Handle::request_counters`].
     waker: Arc<Waker>,
     /// The time the last poll returned: one clock read per batch.
     now: Instant,
@@ -210,6 +210,15 @@ pub struct Server {
     stats: Counters,
     /// The command-line settings.
     config: Config,
+}
+
+/// Where a reactor of a [`Group`] sends its counters when asked: this
+/// reactor's number, the channel, and the waker of the poll that reads it.
+#[derive(Debug)]
+struct CountersTo {
+    number: usize,
+    tx: Sender<(usize, Counters)>,
+    waker: Arc<Waker>,
 }
 
 impl fmt::Debug for Server {
@@ -292,7 +301,7 @@ impl Server {
         };
         let waker = Arc::new(Waker::new(registry, WAKER).map_err(StartError::Setup)?);
         let metrics = match config.metrics {
-            Some(addr) => Some(metrics::Endpoint::bind(addr, registry).map_err(|source| {
+            Some(addr) => Some(metrics::Exporter::bind(addr, registry).map_err(|source| {
                 StartError::Listen {
                     addr: Endpoint::Ip(addr),
                     source,
@@ -331,8 +340,8 @@ impl Server {
             said: Vec::new(),
             signals,
             stop: Arc::new(AtomicBool::new(false)),
-            report: Arc::new(AtomicBool::new(false)),
-            reports: None,
+            counters_asked: Arc::new(AtomicBool::new(false)),
+            counters_to: None,
             waker,
             now,
             started: now,
@@ -374,15 +383,21 @@ impl Server {
     pub fn handle(&self) -> Handle {
         Handle {
             stop: Arc::clone(&self.stop),
-            report: Arc::clone(&self.report),
+            counters_asked: Arc::clone(&self.counters_asked),
             waker: Arc::clone(&self.waker),
         }
     }
 
-    /// Makes [`Handle::request_report`] send `(number, counters)` on `tx`:
-    /// how the reactors of a [`Group`] report to the thread that prints.
-    pub fn report_to(&mut self, number: usize, tx: Sender<(usize, Counters)>) {
-        self.reports = Some((number, tx));
+    /// Makes [`Handle::request_counters`] send `(number, counters)` on `tx`,
+    /// then wake `waker`'s poll: how the reactors of a [`Group`] send theirs to
+    /// the thread that prints and serves metrics, without it blocking.
+    pub fn send_counters_to(
+        &mut self,
+        number: usize,
+        tx: Sender<(usize, Counters)>,
+        waker: Arc<Waker>,
+    ) {
+        self.counters_to = Some(CountersTo { number, tx, waker });
     }
 
     /// The counters so far.
@@ -503,19 +518,20 @@ impl Server {
             }
             SIGNALS => self.on_signals(),
             UDP => self.udp_ready = true,
-            token if metrics::Endpoint::owns(token) => {
-                if let Some(endpoint) = &mut self.metrics {
+            token if metrics::Exporter::owns(token) => {
+                if let Some(exporter) = &mut self.metrics {
                     let stats = self.stats;
-                    let render = move || metrics::render(&[stats]);
-                    endpoint.on_event(self.poll.registry(), token, self.now, &render);
+                    let render = move || Some(metrics::render(&[stats]));
+                    exporter.on_event(self.poll.registry(), token, self.now, &render);
                 }
             }
             WAKER => {
-                // The stop flag is checked by the loop; a report is sent now.
-                if self.report.swap(false, Ordering::SeqCst)
-                    && let Some((number, tx)) = &self.reports
+                // The stop flag is checked by the loop; asked-for counters go now.
+                if self.counters_asked.swap(false, Ordering::SeqCst)
+                    && let Some(to) = &self.counters_to
                 {
-                    let _ = tx.send((*number, self.stats));
+                    let _ = to.tx.send((to.number, self.stats));
+                    let _ = to.waker.wake();
                 }
             }
             Token(t) => self.on_connection(t - FIRST_CONNECTION, event),
@@ -649,14 +665,14 @@ impl Server {
         let scrape = self
             .metrics
             .as_ref()
-            .and_then(metrics::Endpoint::next_deadline);
+            .and_then(metrics::Exporter::next_deadline);
         [idle, pause, stats, scrape].into_iter().flatten().min()
     }
 
     /// Fires every timer that is due.
     fn on_timers(&mut self, now: Instant) {
-        if let Some(endpoint) = &mut self.metrics {
-            endpoint.on_timers(now);
+        if let Some(exporter) = &mut self.metrics {
+            exporter.on_timers(now);
         }
         if let Accepting::Paused(until) = self.accepting
             && until <= now

@@ -32,11 +32,7 @@ use mio::net::UdpSocket;
 use super::counters::Counters;
 use super::loops::LoopGuard;
 use super::rate_limit::RateLimit;
-use crate::shared::net::{interrupted, would_block};
-
-/// The largest UDP payload over IPv4 (65,535 − 8 − 20); IPv6's is a bit
-/// larger without jumbograms, and the buffer has room for it too.
-pub const MAX_DATAGRAM: usize = 65_507;
+use crate::shared::net::{MAX_DATAGRAM, interrupted, would_block};
 
 /// The UDP side of a server: the socket, its buffer, the rate limit.
 #[derive(Debug)]

@@ -2,13 +2,15 @@
 //! IPv6 literal. The client's SERVER argument and the load generator's
 //! ADDR both go through here, so they accept (and refuse) the same text.
 //! And [`Endpoint`]: a TCP address or a Unix-domain socket, as `--bind`
-//! and the targets spell them.
+//! and the targets spell them; and [`resolve`], the one place a host name
+//! becomes addresses (the client, its UDP exchange and the load generator
+//! all ask here, and fail the same way: [`Unresolved`], exit 6).
 //!
 //! That is the whole crate; the reading order is on the [crate
 //! page](crate).
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -99,6 +101,41 @@ fn parse_port(text: &str) -> Result<u16, String> {
     }
 }
 
+/// A host name the system resolver did not turn into any address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved {
+    /// The host name asked for.
+    pub host: String,
+    /// The resolver's own words, e.g. "Name or service not known".
+    pub why: String,
+}
+
+impl fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "could not resolve host {}: {}", self.host, self.why)
+    }
+}
+
+impl std::error::Error for Unresolved {}
+
+/// Every address of `host` (a name or an IP literal) at `port`, in the
+/// resolver's order; never empty. Blocks while the system resolver works
+/// (before any event loop starts).
+pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Unresolved> {
+    let unresolved = |why: String| Unresolved {
+        host: host.to_string(),
+        why,
+    };
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| unresolved(crate::shared::net::resolver_message(&e)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(unresolved("no addresses".to_string()));
+    }
+    Ok(addrs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +170,24 @@ mod tests {
         for bad in ["nowhere", ":7", "h:x", "[::1]", "h:0"] {
             assert!(host_and_port(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    /// One resolver for all: literals resolve to themselves, a name that
+    /// does not exist is `Unresolved` with the resolver's words.
+    #[test]
+    fn resolving_literals_and_failures() {
+        let v4: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        assert_eq!(resolve("127.0.0.1", 7).unwrap(), [v4]);
+        let v6: SocketAddr = "[::1]:7".parse().unwrap();
+        assert_eq!(resolve("::1", 7).unwrap(), [v6]);
+        // .invalid never resolves (RFC 6761).
+        let err = resolve("no-such-host.invalid", 7).unwrap_err();
+        assert_eq!(err.host, "no-such-host.invalid");
+        assert!(!err.why.is_empty());
+        assert!(
+            err.to_string()
+                .starts_with("could not resolve host no-such-host.invalid: "),
+            "{err}"
+        );
     }
 }

@@ -98,7 +98,7 @@ pub fn deadline_after(now: Instant, d: Duration) -> Instant {
 
 /// `n / rate` seconds as a `Duration`, saturating at [`MAX_DURATION`] (for
 /// schedules: when event `n` of a fixed-rate series is due).
-pub fn nth_tick(n: u64, rate: f64) -> Duration {
+pub fn nth_period(n: u64, rate: f64) -> Duration {
     Duration::try_from_secs_f64(n as f64 / rate)
         .unwrap_or(MAX_DURATION)
         .min(MAX_DURATION)
@@ -176,8 +176,8 @@ mod tests {
     }
 
     #[test]
-    fn nth_tick_saturates() {
-        assert_eq!(nth_tick(3, 2.0), Duration::from_millis(1500));
-        assert_eq!(nth_tick(u64::MAX, MIN_RATE), MAX_DURATION);
+    fn nth_period_saturates() {
+        assert_eq!(nth_period(3, 2.0), Duration::from_millis(1500));
+        assert_eq!(nth_period(u64::MAX, MIN_RATE), MAX_DURATION);
     }
 }

@@ -63,6 +63,12 @@ pub fn resolver_message(err: &io::Error) -> String {
     }
 }
 
+/// The largest UDP payload over IPv4: 65,535 − 8 (UDP header) − 20 (IPv4
+/// header). The largest datagram `load udp://` sends (`-s`); receive
+/// buffers are a little larger, for IPv6's limit (65,527 without
+/// jumbograms) and to see a datagram that does not fit.
+pub const MAX_DATAGRAM: usize = 65_507;
+
 /// Creates a non-blocking listening socket: `socket()`, `SO_REUSEADDR` (so a
 /// restarted server need not wait out TIME_WAIT), `bind()`, `listen(backlog)`.
 pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
