@@ -220,8 +220,9 @@ pub struct LoadArgs {
 
     /// Open loop: stop sleeping this long before each due message and poll
     /// until it is due (0 to 10ms). Longer sends closer to the due time and
-    /// costs CPU; 0 never spins. Default: as late as the timer has lately
-    /// woken the loop, at most 0.3ms and 5% of the gap between two messages.
+    /// costs CPU; 0 never spins. Default: twice as late as the timer has
+    /// lately woken the loop, at most 0.3ms and 5% of the gap between two
+    /// messages.
     #[arg(long, value_name = "DURATION", value_parser = parse_spin, requires = "rate")]
     pub spin: Option<Duration>,
 
