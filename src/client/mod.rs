@@ -40,9 +40,10 @@
 //!   whole payload is out, and a reset on the way is a send failure (exit
 //!   55) that says how much went out.
 //!
-//! Read this after [`crate::server`]. Next: [`target`] parses the SERVER
-//! argument and builds the request, [`repr`] formats the reply, [`stdout`]
-//! writes it; then [`crate::load`].
+//! Around the loop: [`target`] parses the SERVER argument and builds the
+//! request, [`repr`] formats the reply as Python's `repr()`, [`stdout`]
+//! writes it without waiting past the deadline, and [`udp`] is the
+//! one-datagram exchange of `udp://`.
 
 use std::collections::VecDeque;
 use std::fmt;

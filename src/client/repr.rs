@@ -7,9 +7,6 @@
 //! backslash, `\'` for the chosen quote when it is `'`, `\t` `\n` `\r`, and
 //! `\xNN` (lower-case hex) for every other byte outside printable ASCII
 //! (0x20..=0x7e). Everything else stands as itself.
-//!
-//! Next: [`stdout`](super::stdout), how it is written without waiting past
-//! the deadline.
 
 /// Python's `repr(b)` for `bytes`, e.g. `b'hi\n'`.
 pub fn bytes_repr(bytes: &[u8]) -> String {

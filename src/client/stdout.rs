@@ -15,9 +15,6 @@
 //! writes at most `PIPE_BUF` bytes — a write that size into a pipe that
 //! `poll` called writable does not block. A regular file never waits on a
 //! reader, so it is written plainly.
-//!
-//! Next: [`crate::load`], the server's loop shape again with the roles
-//! swapped.
 
 use std::fs::File;
 use std::io::{self, Write};

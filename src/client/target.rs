@@ -2,8 +2,6 @@
 //! `[v6addr]:port`, `http://host[:port][/path]`, `udp://host:port` and
 //! `unix:/path` (or `unix:@name`), and the exact HTTP request that goes
 //! with it.
-//!
-//! Next: [`repr`](super::repr), how the reply is printed.
 
 use std::fmt;
 

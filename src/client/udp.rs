@@ -7,8 +7,6 @@
 //! server's host answers with ICMP "port unreachable" the next receive
 //! fails with `ConnectionRefused`, which is exit 7, as for TCP. Without an
 //! answer of any kind, the deadline gives exit 28.
-//!
-//! Next: [`target`](super::target).
 
 use std::io::{self, Write};
 use std::net::SocketAddr;

@@ -1,8 +1,6 @@
 //! What a load run counts: messages, bytes and latency inside the measured
 //! window, and failures by kind. The server keeps its own `Counters`; the
 //! two mirror each other in name and place.
-//!
-//! Next: [`outcome`](super::outcome), what is made of them.
 
 use std::io;
 use std::time::{Duration, Instant};

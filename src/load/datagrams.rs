@@ -25,8 +25,6 @@
 //! lost one is replaced; `--rate` sends on the schedule, round robin.
 //! Losing datagrams is a measurement, not a failure: the run fails (exit
 //! 1) for corrupted replies, or when nothing came back at all.
-//!
-//! Next: [`timer`](super::timer).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io;

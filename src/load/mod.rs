@@ -38,7 +38,8 @@
 //! then deferred work), [`Generator::next_deadline`] and `on_timers`. Read
 //! those, then [`connection`] for one connection, [`counters`] for what is
 //! counted, [`intervals`] for `--interval` and [`outcome`] for what is
-//! printed; [`threads`] runs N generators side by side (`--threads`).
+//! printed; [`threads`] runs N generators side by side (`--threads`), and
+//! [`datagrams`] is the same loop over UDP sockets (`udp://`).
 //!
 //! Imports point down: [`config`] and [`outcome`] (the vocabulary of a
 //! run's result, [`Errors`] included) at the bottom; [`counters`] on them;

@@ -1,9 +1,6 @@
 //! What a load run tells its user: the report (human and JSON), the
 //! schedule an open-loop run kept or did not, the live line, and the
 //! verdict with its exit code.
-//!
-//! Next: [`tape`](super::tape), the bytes that are sent, and
-//! [`timer`](super::timer), how an open-loop schedule is kept.
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -4,8 +4,6 @@
 //! so checking an echoed chunk is one `memcmp` against the tape however
 //! the replies are segmented, and a lost, repeated or reordered segment
 //! shows up as a mismatch. Nothing is stored per message.
-//!
-//! Next: [`threads`](super::threads).
 
 /// The period of the byte tape. Shifts of whole multiples of it would go
 /// unnoticed; 1 MiB is far beyond anything a TCP stream reorders.

@@ -11,8 +11,6 @@
 //! connections, so the whole schedule is the one asked for and latency
 //! still counts from each message's due time. Each thread starts its clock
 //! when its own connections are up.
-//!
-//! Next: [`timer`](super::timer).
 
 use std::io;
 use std::sync::mpsc;

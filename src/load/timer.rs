@@ -7,9 +7,6 @@
 //! in an open-loop load test that wait is charged to the server as latency.
 //! A timerfd becomes readable at its exact expiry; the poll then wakes on
 //! it as on any other event.
-//!
-//! Last: the rest of [`crate::shared`] ([`net`](crate::shared::net),
-//! [`duration`](crate::shared::duration), [`addr`](crate::shared::addr)).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -19,8 +19,6 @@
 //! [`histogram`] inflates with a cap, checks each declared length against
 //! what is there, and refuses a shape wider than [`MAX_COUNTERS`]. What
 //! passes is decoded by the crate, whose allocation is then bounded.
-//!
-//! Next: [`html`](super::html).
 
 use std::io::Read as _;
 

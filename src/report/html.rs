@@ -3,8 +3,6 @@
 //! run: msgs/s over time per tag and in total, latency p50/p99/max over
 //! time, the latency percentile spectrum on HdrHistogram's "nines" axis,
 //! errors over time, and the runs' parameters.
-//!
-//! Next: back to the [crate page](crate).
 
 use std::fmt::Write as _;
 

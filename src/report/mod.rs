@@ -23,7 +23,8 @@
 //! any preset range is merged, never dropped. What stays in memory is one
 //! histogram per tag and per step, and a count per tag and step.
 //!
-//! Next: [`decode`], then [`html`].
+//! [`decode`] reads one histogram, [`html`] draws the page, and [`writer`]
+//! writes `load --hdr-log` from its own thread.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};

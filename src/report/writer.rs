@@ -13,8 +13,6 @@
 //! Opening is non-blocking too: `open` on a FIFO with no reader would wait
 //! forever, so the file is opened with `O_NONBLOCK` (a FIFO without a
 //! reader then fails at once, `ENXIO`), then made blocking for the thread.
-//!
-//! Next: back to [`report`](super).
 
 use std::fs::File;
 use std::io::{self, Write as _};

@@ -1,7 +1,5 @@
 //! What `echoloop server` is told ([`Config`], with its defaults) and how
 //! starting can fail ([`StartError`], with its exit code).
-//!
-//! Next: [`listener`](super::listener).
 
 use std::fmt;
 use std::io;

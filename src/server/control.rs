@@ -1,8 +1,6 @@
 //! Control from outside the loop: a [`Handle`] another thread uses to stop
 //! the server or ask for its counters, the signals (SIGINT, SIGTERM,
 //! SIGUSR1), and the stats lines on stderr.
-//!
-//! Next: [`udp`](super::udp).
 
 use std::io;
 use std::sync::Arc;

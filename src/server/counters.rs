@@ -3,9 +3,6 @@
 //!
 //! They are plain integers bumped by the handlers; nothing here does I/O
 //! except the formatting helpers, which only build strings.
-//!
-//! Next: [`group`](super::group), several servers side by side; then
-//! [`crate::client`], a second, smaller loop.
 
 use std::fmt::Write as _;
 

@@ -38,8 +38,6 @@
 //! **`--max-connections M`** stays the whole server's limit: it is split,
 //! each reactor taking `M / N` and the first `M mod N` one more. It must be
 //! at least N, or a reactor would accept nothing.
-//!
-//! Next: [`crate::client`], a second, smaller loop.
 
 use std::io;
 use std::net::SocketAddr;

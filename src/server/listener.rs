@@ -2,8 +2,6 @@
 //! with its socket file), whether to accept now ([`Accepting`]), and
 //! accepting itself: at most [`ACCEPT_BUDGET`] a turn, after the batch, a
 //! pause when file descriptors run out.
-//!
-//! Next: [`control`](super::control).
 
 use std::cmp::Reverse;
 use std::fmt;

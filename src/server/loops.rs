@@ -35,8 +35,6 @@
 //! slots free and the rest get tracked in turn. (An attacker can still keep
 //! slots busy with traffic of their own; that costs them a datagram per
 //! answer, which is no reflection.)
-//!
-//! Next: [`rate_limit`](super::rate_limit).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

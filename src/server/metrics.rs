@@ -12,8 +12,6 @@
 //!
 //! The text is the OpenMetrics exposition, written by the Prometheus
 //! project's `prometheus-client` crate; only the HTTP exchange is ours.
-//!
-//! Next: [`group`](super::group).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;

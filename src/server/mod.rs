@@ -30,8 +30,11 @@
 //! `close`, and the timers in `on_timers`. What a single connection does with
 //! its bytes is in [`connection`], what the loop counts in [`counters`];
 //! accepting and the listening socket in [`listener`], signals and the
-//! [`Handle`] in [`control`], the configuration in [`config`];
-//! [`Group`] runs N of these servers side by side (`--threads`).
+//! [`Handle`] in [`control`], the configuration in [`config`]; datagrams
+//! in [`udp`], guarded by [`loops`] (no reflection loops) and
+//! [`rate_limit`] (`--udp-rate-limit`); Prometheus' scrapes in
+//! [`metrics`]. [`Group`] runs N of these servers side by side
+//! (`--threads`).
 //!
 //! Three choices shape this file:
 //!

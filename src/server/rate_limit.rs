@@ -17,8 +17,6 @@
 //! extra burst per [`MAX_SOURCES`]`/`[`SHARDS`] new sources in its shard, so
 //! a flood buys less than one extra answer per datagram it sends (it is
 //! never an amplifier).
-//!
-//! Next: [`udp`](super::udp).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;

@@ -20,8 +20,6 @@
 //! Reading follows the per-turn budget like a connection's: at most
 //! `--budget` bytes per turn, then the socket waits its turn on the ready
 //! queue (edge-triggered readiness will not announce the rest again).
-//!
-//! Next: [`group`](super::group).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,9 +5,6 @@
 //! and the targets spell them; and [`resolve`], the one place a host name
 //! becomes addresses (the client, its UDP exchange and the load generator
 //! all ask here, and fail the same way: [`Unresolved`], exit 6).
-//!
-//! That is the whole crate; the reading order is on the [crate
-//! page](crate).
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};

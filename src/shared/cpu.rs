@@ -1,7 +1,5 @@
 //! A thread's own CPU time, and the CPU a load generator spends over its
 //! measured window (its `cpu_busy`).
-//!
-//! Next: back to [`shared`](super).
 
 use std::time::{Duration, Instant};
 

@@ -9,8 +9,6 @@
 //! duration is at most [`MAX_DURATION`] and at least [`MIN_DURATION`], every
 //! rate lies in [`MIN_RATE`]..=[`MAX_RATE`], and the loops still add through
 //! [`deadline_after`], which saturates instead of panicking.
-//!
-//! Next: [`addr`](super::addr).
 
 use std::time::{Duration, Instant};
 

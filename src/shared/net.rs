@@ -5,8 +5,6 @@
 //! `out_of_resources`), mio's recipe for a finished non-blocking connect,
 //! error wording for users (`describe`, `resolver_message`), and the process
 //! limits (`raise_fd_limit`, `somaxconn`).
-//!
-//! Next: [`duration`](super::duration).
 
 use std::io;
 use std::net::SocketAddr;

@@ -11,8 +11,6 @@
 //! will never hear about the rest. [`Drain`] names the two ways to tell
 //! that it is dry; the server's [`Connection`](crate::server) and the load
 //! generator's connection use the same type for the same decision.
-//!
-//! Next: [`crate::server`], the reactor that takes these events.
 
 use std::fmt;
 

@@ -2,8 +2,6 @@
 //! a Unix-domain stream socket (`unix:/path`, `unix:@name`). One enum, so
 //! a server connection, a client and a load connection work the same over
 //! both; each call is one `match` on top of the system call.
-//!
-//! Next: [`net`](super::net).
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
