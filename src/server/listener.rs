@@ -13,7 +13,7 @@ use mio::net::TcpListener;
 use mio::{Interest, Token};
 
 use super::connection::Connection;
-use super::{FIRST_CONNECTION, LISTENER, Server, stamp};
+use super::{FIRST_CONNECTION, IdleCheck, LISTENER, Server, stamp};
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, describe, interrupted, out_of_resources, would_block};
 use crate::shared::stream::Stream;
@@ -206,8 +206,8 @@ impl Server {
         self.stats.accepted += 1;
         self.stats.peak_open = self.stats.peak_open.max(self.stats.open());
         if let Some(timeout) = self.config.idle_timeout {
-            self.idle
-                .push(Reverse((deadline_after(self.now, timeout), key, id)));
+            let at = deadline_after(self.now, timeout);
+            self.idle.push(Reverse(IdleCheck { at, key, id }));
         }
         log::debug!("accept conn=#{id} peer={peer} token={}", token.0);
     }

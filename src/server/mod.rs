@@ -182,10 +182,10 @@ pub struct Server {
     /// The one read buffer, shared by every connection: an idle connection
     /// then costs no buffer at all.
     buf: Vec<u8>,
-    /// Idle deadlines, soonest first: (deadline, slab key, connection id).
-    /// An entry may be out of date: the connection may have closed (the id
-    /// no longer matches) or been active since (it is pushed again later).
-    idle: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Idle deadlines, soonest first. An entry may be out of date: the
+    /// connection may have closed (the id no longer matches) or been
+    /// active since (it is pushed again later).
+    idle: BinaryHeap<Reverse<IdleCheck>>,
     /// `--stats`: when the next line is due, and where the last one left off.
     stats_due: Option<StatsDue>,
     /// Stats lines this turn has to say (`--stats`, SIGUSR1): `turn`
@@ -213,6 +213,18 @@ pub struct Server {
     stats: Counters,
     /// The command-line settings.
     config: Config,
+}
+
+/// When to look at a connection's idle time again. Ordered by `at` first
+/// (the fields' order), so the heap gives the soonest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct IdleCheck {
+    /// When the connection would have been idle for `--idle-timeout`.
+    at: Instant,
+    /// Its slab key.
+    key: usize,
+    /// Its serial number (a key is reused; an id is not).
+    id: u64,
 }
 
 /// Where a reactor of a [`Group`] sends its counters when asked: this
@@ -659,7 +671,7 @@ impl Server {
         if !self.ready.is_empty() || self.accepting == Accepting::Ready || self.udp_ready {
             return Some(self.now);
         }
-        let idle = self.idle.peek().map(|Reverse((at, _, _))| *at);
+        let idle = self.idle.peek().map(|Reverse(check)| check.at);
         let pause = match self.accepting {
             Accepting::Paused(until) => Some(until),
             _ => None,
@@ -684,7 +696,7 @@ impl Server {
             self.accepting = Accepting::Ready;
         }
         if let Some(timeout) = self.config.idle_timeout {
-            while let Some(&Reverse((at, key, id))) = self.idle.peek() {
+            while let Some(&Reverse(IdleCheck { at, key, id })) = self.idle.peek() {
                 if at > now {
                     break;
                 }
@@ -697,7 +709,7 @@ impl Server {
                 if due <= now {
                     self.close(key, Close::Timeout);
                 } else {
-                    self.idle.push(Reverse((due, key, id)));
+                    self.idle.push(Reverse(IdleCheck { at: due, key, id }));
                 }
             }
         }
