@@ -40,6 +40,9 @@ use echoloop::report::writer::{LogWriter, Record};
 use echoloop::server::{self, Server};
 use echoloop::shared::addr::Endpoint;
 use echoloop::shared::duration::deadline_after;
+use echoloop::shared::net::describe;
+use echoloop::shared::offload::{Offload, Unfinished};
+use std::sync::mpsc::Receiver;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -189,7 +192,6 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         None => None,
     };
     let log_connects = args.messages_per_connection.is_some() || args.reconnect;
-    let mut out = std::io::stdout();
     let live = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -198,6 +200,27 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         );
         bar
     });
+    // --interval's lines go out from a thread of their own: a reader of
+    // stdout that stops reading must cost lines (counted, and an error at
+    // the end), never the loop's time.
+    let mut lines = match args.interval {
+        Some(_) => {
+            let bar = live.clone();
+            let printer = Offload::spawn("interval-lines", move |lines: Receiver<String>| {
+                let mut out = std::io::stdout();
+                for line in lines {
+                    match &bar {
+                        Some(bar) => bar.suspend(|| writeln!(out, "{line}"))?,
+                        None => writeln!(out, "{line}")?,
+                    }
+                    out.flush()?;
+                }
+                Ok(())
+            });
+            Some(printer.map_err(Exit::event_loop)?)
+        }
+        None => None,
+    };
     let result = echoloop::load::run(config.clone(), |update| match update {
         Update::Live(p) => {
             if let Some(bar) = &live {
@@ -206,17 +229,12 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
             }
         }
         Update::Interval(interval) => {
-            if args.interval.is_some() {
-                let line = if args.json {
+            if let Some(lines) = &mut lines {
+                lines.push(if args.json {
                     interval.to_json()
                 } else {
                     interval.line()
-                };
-                let shown = match &live {
-                    Some(bar) => bar.suspend(|| writeln!(out, "{line}")),
-                    None => writeln!(out, "{line}"),
-                };
-                let _ = shown.and_then(|()| out.flush());
+                });
             }
             if let Some(writer) = &mut hdr_log {
                 // Handed to the writer's thread; never waits.
@@ -233,6 +251,24 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
     if let Some(bar) = live {
         bar.finish_and_clear();
     }
+    log::debug!("the run is over; its output follows");
+    let finish_by = Instant::now() + echoloop::report::writer::FINISH_WAIT;
+    let lines_failed = lines
+        .take()
+        .and_then(|lines| match lines.finish(finish_by) {
+            Ok(()) => None,
+            Err(Unfinished::Failed(e)) => Some(Exit::failed(
+                format!("cannot write the interval lines: {}", describe(&e)),
+                1,
+            )),
+            Err(Unfinished::Behind { lost, total, .. }) => Some(Exit::failed(
+                format!(
+                    "stdout fell behind: {lost} of {total} interval lines not written \
+                 (a reader that stopped reading)"
+                ),
+                1,
+            )),
+        });
     let summary = match result {
         Ok(summary) => summary,
         Err(e) => return Err(Exit::event_loop(e)),
@@ -260,20 +296,27 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
     // failed too, the log's line comes first and the run's code wins.)
     let log_failed = hdr_log.take().and_then(|writer| {
         let path = writer.path().display().to_string();
-        let finished = writer.finish(Instant::now() + echoloop::report::writer::FINISH_WAIT);
+        let finished = writer.finish(finish_by);
         finished
             .err()
             .map(|e| Exit::failed(format!("cannot write {path}: {e}"), e.exit_code()))
     });
-    match (summary.failure(&config.addr), log_failed) {
-        (Some(failure), Some(Exit::Failed { line, .. })) => {
+    // What did not get out is said after the summary; the run's own
+    // failure, if any, is the exit code, else the first of these.
+    let mut output_failed = [lines_failed, log_failed].into_iter().flatten();
+    let first = match summary.failure(&config.addr) {
+        Some(failure) => Exit::failed(&failure, failure.exit_code()),
+        None => match output_failed.next() {
+            Some(failed) => failed,
+            None => return Ok(()),
+        },
+    };
+    for also in output_failed {
+        if let Exit::Failed { line, .. } = also {
             error_line(line);
-            Err(Exit::failed(&failure, failure.exit_code()))
         }
-        (Some(failure), _) => Err(Exit::failed(&failure, failure.exit_code())),
-        (None, Some(log)) => Err(log),
-        (None, None) => Ok(()),
     }
+    Err(first)
 }
 
 /// `echoloop report`: read, merge, print; the page if asked.

@@ -908,3 +908,68 @@ fn sends_share_passes_at_high_rates() {
         "{stdout}"
     );
 }
+
+/// A reader of stdout that stops reading never stalls the run: the
+/// generator hands `--interval`'s lines to a thread, lines that do not fit
+/// are counted as lost, the run ends on time (its debug line comes, where
+/// before the loop blocked in `write` for good), and after the summary it
+/// says what was lost and exits 1. Here stdout is a pipe nobody reads until
+/// the run is over: 2,000 lines of 1 ms intervals do not fit its 64 KiB.
+#[test]
+fn a_stdout_nobody_reads_never_stalls_the_run() {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let server = ServerProcess::start(&[]);
+    let mut child = bin()
+        .args(["load", &server.addr.to_string(), "-c", "2", "-d", "2s"])
+        .args(["--interval", "1ms"])
+        .env("RUST_LOG", "echoloop=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if line.contains("the run is over") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let over = rx.recv_timeout(common::DEADLINE);
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(over.is_ok(), "the run never ended: {stderr}");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("echoloop: error: stdout fell behind: "))
+        .collect();
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(
+        said[0].contains(" interval lines not written (a reader that stopped reading)"),
+        "{stderr}"
+    );
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.starts_with(' '))
+        .unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("{}: 2 connections", server.addr)),
+        "the summary is last: {last}"
+    );
+}

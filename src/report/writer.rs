@@ -1,14 +1,8 @@
 //! `echoloop load --hdr-log FILE`: the interval log's writer, on a thread
-//! of its own so that the file can never stall the generator's loop.
-//!
-//! A write to a file can block: on a slow or full disk, or on a FIFO whose
-//! reader stopped reading. Done on the loop's thread, every message in
-//! flight would wait for it and be charged the stall as latency, and the
-//! run would end late. So the loop hands each interval to [`LogWriter`]
-//! through a bounded channel and goes on; a thread serializes and writes.
-//! If the thread falls [`QUEUE`] intervals behind, further intervals are
-//! not queued (memory stays bounded) but counted, and the run, which ends
-//! on time, says so and fails (exit 1) after printing its summary.
+//! of its own ([`Offload`]) so that the file can never stall the
+//! generator's loop: a slow disk or a FIFO whose reader stopped reading
+//! costs intervals (counted; the run, which ends on time, then says so and
+//! fails with exit 1 after its summary), never the loop's time.
 //!
 //! Opening is non-blocking too: `open` on a FIFO with no reader would wait
 //! forever, so the file is opened with `O_NONBLOCK` (a FIFO without a
@@ -18,8 +12,7 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::thread;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
@@ -27,9 +20,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 
 use super::{CONNECT_SUFFIX, INTERVAL_COMMENT};
-
-/// Intervals that may wait for the writer thread.
-pub const QUEUE: usize = 64;
+use crate::shared::offload::{Offload, Unfinished};
 
 /// How long the end of a run waits for the writer to finish.
 pub const FINISH_WAIT: Duration = Duration::from_secs(2);
@@ -98,14 +89,11 @@ impl std::fmt::Display for LogError {
     }
 }
 
-/// The writer: the channel's sending end and what the thread will say.
+/// The writer: the file's name, and the thread that writes it.
 #[derive(Debug)]
 pub struct LogWriter {
     path: PathBuf,
-    queue: Option<SyncSender<Record>>,
-    outcome: Receiver<io::Result<()>>,
-    sent: u64,
-    lost: u64,
+    thread: Offload<Record>,
 }
 
 impl LogWriter {
@@ -126,20 +114,13 @@ impl LogWriter {
             .open(path)
             .map_err(LogError::Open)?;
         set_blocking(&file).map_err(LogError::Open)?;
-        let (queue, records) = mpsc::sync_channel(QUEUE);
-        let (done, outcome) = mpsc::channel();
-        thread::Builder::new()
-            .name("hdr-log".into())
-            .spawn(move || {
-                let _ = done.send(write_all(file, &comment, start, &tag, records));
-            })
-            .map_err(LogError::Open)?;
+        let thread = Offload::spawn("hdr-log", move |records| {
+            write_all(file, &comment, start, &tag, records)
+        })
+        .map_err(LogError::Open)?;
         Ok(LogWriter {
             path: path.to_path_buf(),
-            queue: Some(queue),
-            outcome,
-            sent: 0,
-            lost: 0,
+            thread,
         })
     }
 
@@ -148,44 +129,23 @@ impl LogWriter {
         &self.path
     }
 
-    /// Hands one interval to the thread, never waiting: when the queue is
+    /// Hands one interval to the thread, never waiting: when its queue is
     /// full the interval is counted as lost instead.
     pub fn push(&mut self, record: Record) {
-        let Some(queue) = &self.queue else { return };
-        match queue.try_send(record) {
-            Ok(()) => self.sent += 1,
-            Err(TrySendError::Full(_)) => {
-                log::trace!("hdr-log queue full: interval not written");
-                self.lost += 1;
-            }
-            // The thread ended early (a write error): finish() says why.
-            Err(TrySendError::Disconnected(_)) => self.lost += 1,
-        }
+        self.thread.push(record);
     }
 
     /// Closes the queue and waits until `deadline` for the thread to write
     /// what it holds.
-    pub fn finish(mut self, deadline: Instant) -> Result<(), LogError> {
-        drop(self.queue.take());
-        let total = self.sent + self.lost;
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match self.outcome.recv_timeout(wait) {
-            Ok(Err(e)) => Err(LogError::Write(e)),
-            Ok(Ok(())) if self.lost == 0 => Ok(()),
-            Ok(Ok(())) => Err(LogError::Behind {
-                lost: self.lost,
-                total,
-                stuck: false,
-            }),
-            Err(RecvTimeoutError::Timeout) => Err(LogError::Behind {
-                lost: self.lost,
-                total,
-                stuck: true,
-            }),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(LogError::Write(io::Error::other("the writer thread ended")))
-            }
-        }
+    pub fn finish(self, deadline: Instant) -> Result<(), LogError> {
+        self.thread
+            .finish(deadline)
+            .map_err(|unfinished| match unfinished {
+                Unfinished::Failed(e) => LogError::Write(e),
+                Unfinished::Behind { lost, total, stuck } => {
+                    LogError::Behind { lost, total, stuck }
+                }
+            })
     }
 }
 

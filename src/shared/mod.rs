@@ -13,6 +13,8 @@
 //!   [`addr::Endpoint`], a TCP address or a Unix-domain socket.
 //! - [`stream`] — a connected TCP or Unix-domain stream, as one type.
 //! - [`cpu`] — a thread's own CPU time, over a measured window.
+//! - [`offload`] — blocking writes moved off a loop, through a bounded
+//!   queue the loop never waits on.
 
 pub mod addr;
 pub mod cpu;
@@ -20,5 +22,6 @@ pub mod duration;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod net;
+pub mod offload;
 pub mod readiness;
 pub mod stream;
