@@ -11,7 +11,7 @@
 //! | code | server | client | load | report |
 //! |---|---|---|---|---|
 //! | 0 | stopped by SIGINT/SIGTERM | reply read to EOF and printed | clean run | merged and printed |
-//! | 1 | cannot listen (in use, a Unix path that is not a socket), or the event loop failed | the event loop failed | errors (UDP: corrupted replies), or nothing echoed, or the event loop failed, or `--hdr-log` cannot be written or fell behind (told after the summary) | a file cannot be read, or the page cannot be written |
+//! | 1 | cannot listen (in use, a Unix path that is not a socket), or the event loop failed | the event loop failed | errors (UDP: corrupted replies), or nothing echoed, or the event loop failed, or `--hdr-log` cannot be written or fell behind, or stdout fell behind `--interval` (told after the summary) | a file cannot be read, or the page cannot be written |
 //! | 2 | usage (clap), `--max-connections` below `--threads`, `--threads`/`--udp` with a Unix socket, `--unix-mode` without one | usage (clap), bad SERVER | usage (clap), ADDR without a port, a `--source` of the other family or not of this machine, a `--tag` ending in `-connect`, `-s` outside 16–65,507 over UDP, churn or reconnect over UDP | usage, `--html` over an input; a file empty, truncated or not an interval log, or a histogram whose declared lengths or shape are refused |
 //! | 6 | | could not resolve | could not resolve ADDR's host | |
 //! | 7 | | could not connect (UDP: ICMP port unreachable) | not one connection established | |
