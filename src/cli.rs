@@ -472,6 +472,50 @@ impl LoadArgs {
         }
         Ok(())
     }
+
+    /// The run these arguments ask for, against `addr` (ADDR resolved).
+    pub fn config(&self, addr: Endpoint) -> crate::load::Config {
+        crate::load::Config {
+            addr,
+            connections: self.connections as usize,
+            size: self.size as usize,
+            duration: self.duration,
+            messages: self.messages,
+            pipeline: self.pipeline as usize,
+            rate: self.rate,
+            spin: self.spin,
+            coalesce: self.coalesce,
+            connect_rate: self.connect_rate,
+            warmup: self.warmup.unwrap_or(Duration::ZERO),
+            timeout: self.timeout,
+            messages_per_connection: self.messages_per_connection,
+            reconnect: self.reconnect,
+            sources: self.source.clone(),
+            threads: self.threads as usize,
+            udp: matches!(self.addr, LoadTarget::Udp(..)),
+            // --hdr-log without --interval logs every second.
+            interval: self
+                .interval
+                .or(self.hdr_log.as_ref().map(|_| Duration::from_secs(1))),
+        }
+    }
+
+    /// The `--hdr-log` header's comment: the command line in short, what
+    /// the values are, and the tag.
+    pub fn log_comment(&self, config: &crate::load::Config, tag: &str) -> String {
+        let mode = match config.rate {
+            Some(rate) => format!("--rate {rate}"),
+            None => format!("--pipeline {}", config.pipeline),
+        };
+        let threads = match config.threads {
+            1 => String::new(),
+            n => format!(" --threads {n}"),
+        };
+        format!(
+            "echoloop load {} -c {} -s {} {mode}{threads}: latency in µs, tag {tag}",
+            config.addr, config.connections, config.size
+        )
+    }
 }
 
 impl ReportArgs {

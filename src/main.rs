@@ -24,7 +24,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{CommandFactory, Parser};
 
@@ -127,70 +127,10 @@ impl Exit {
 /// could not be resolved; 7 not one connection could be established.
 fn run_load(args: LoadArgs) -> Result<(), Exit> {
     raise_fd_limit(Some(args.connections));
-    let addr = match &args.addr {
-        LoadTarget::Unix(endpoint) => endpoint.clone(),
-        LoadTarget::Tcp(host, port) | LoadTarget::Udp(host, port) => {
-            // UDP has no connect to probe with: its first address is it.
-            let probe = matches!(args.addr, LoadTarget::Tcp(..));
-            match echoloop::load::resolve(host, *port, args.timeout, probe) {
-                Ok(addr) => Endpoint::Ip(addr),
-                Err(failure) => return Err(Exit::failed(&failure, failure.exit_code())),
-            }
-        }
-    };
+    let addr = load_target(&args)?;
     args.check(&addr).map_err(|u| Exit::Usage("load", u))?;
-    let udp = matches!(args.addr, LoadTarget::Udp(..));
-    let config = echoloop::load::Config {
-        addr,
-        connections: args.connections as usize,
-        size: args.size as usize,
-        duration: args.duration,
-        messages: args.messages,
-        pipeline: args.pipeline as usize,
-        rate: args.rate,
-        spin: args.spin,
-        coalesce: args.coalesce,
-        connect_rate: args.connect_rate,
-        warmup: args.warmup.unwrap_or(Duration::ZERO),
-        timeout: args.timeout,
-        messages_per_connection: args.messages_per_connection,
-        reconnect: args.reconnect,
-        sources: args.source.clone(),
-        threads: args.threads as usize,
-        udp,
-        interval: args
-            .interval
-            .or(args.hdr_log.as_ref().map(|_| Duration::from_secs(1))),
-    };
-    let start_wall = std::time::SystemTime::now();
-    let tag = args.tag.clone().unwrap_or_else(default_tag);
-    let mut hdr_log = match &args.hdr_log {
-        Some(path) => {
-            let comment = format!(
-                "echoloop load {} -c {} -s {} {}{}: latency in µs, tag {tag}",
-                config.addr,
-                config.connections,
-                config.size,
-                config
-                    .rate
-                    .map_or(format!("--pipeline {}", config.pipeline), |r| format!(
-                        "--rate {r}"
-                    )),
-                match config.threads {
-                    1 => String::new(),
-                    n => format!(" --threads {n}"),
-                }
-            );
-            match LogWriter::create(path, comment, start_wall, tag.clone()) {
-                Ok(writer) => Some(writer),
-                Err(e) => {
-                    let line = format!("cannot write {}: {e}", path.display());
-                    return Err(Exit::failed(line, e.exit_code()));
-                }
-            }
-        }
-        None => None,
-    };
+    let config = args.config(addr);
+    let mut hdr_log = open_hdr_log(&args, &config)?;
     let log_connects = args.messages_per_connection.is_some() || args.reconnect;
     let live = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -200,25 +140,8 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         );
         bar
     });
-    // --interval's lines go out from a thread of their own: a reader of
-    // stdout that stops reading must cost lines (counted, and an error at
-    // the end), never the loop's time.
     let mut lines = match args.interval {
-        Some(_) => {
-            let bar = live.clone();
-            let printer = Offload::spawn("interval-lines", move |lines: Receiver<String>| {
-                let mut out = std::io::stdout();
-                for line in lines {
-                    match &bar {
-                        Some(bar) => bar.suspend(|| writeln!(out, "{line}"))?,
-                        None => writeln!(out, "{line}")?,
-                    }
-                    out.flush()?;
-                }
-                Ok(())
-            });
-            Some(printer.map_err(Exit::event_loop)?)
-        }
+        Some(_) => Some(interval_printer(live.clone())?),
         None => None,
     };
     let result = echoloop::load::run(config.clone(), |update| match update {
@@ -317,6 +240,58 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         }
     }
     Err(first)
+}
+
+/// ADDR as the generator connects to it: resolved (a TCP name probed for
+/// the address that accepts), or the Unix socket as given.
+fn load_target(args: &LoadArgs) -> Result<Endpoint, Exit> {
+    match &args.addr {
+        LoadTarget::Unix(endpoint) => Ok(endpoint.clone()),
+        LoadTarget::Tcp(host, port) | LoadTarget::Udp(host, port) => {
+            // UDP has no connect to probe with: its first address is it.
+            let probe = matches!(args.addr, LoadTarget::Tcp(..));
+            echoloop::load::resolve(host, *port, args.timeout, probe)
+                .map(Endpoint::Ip)
+                .map_err(|failure| Exit::failed(&failure, failure.exit_code()))
+        }
+    }
+}
+
+/// `--hdr-log`: the log opened (without blocking) and its writer started.
+fn open_hdr_log(
+    args: &LoadArgs,
+    config: &echoloop::load::Config,
+) -> Result<Option<LogWriter>, Exit> {
+    let Some(path) = &args.hdr_log else {
+        return Ok(None);
+    };
+    let tag = args.tag.clone().unwrap_or_else(default_tag);
+    let comment = args.log_comment(config, &tag);
+    let start = std::time::SystemTime::now();
+    LogWriter::create(path, comment, start, tag)
+        .map(Some)
+        .map_err(|e| {
+            let line = format!("cannot write {}: {e}", path.display());
+            Exit::failed(line, e.exit_code())
+        })
+}
+
+/// `--interval`'s lines go to stdout from a thread of their own: a reader
+/// of stdout that stops reading must cost lines (counted, and an error at
+/// the end), never the loop's time. Around a live line on a terminal.
+fn interval_printer(live: Option<indicatif::ProgressBar>) -> Result<Offload<String>, Exit> {
+    let printer = Offload::spawn("interval-lines", move |lines: Receiver<String>| {
+        let mut out = std::io::stdout();
+        for line in lines {
+            match &live {
+                Some(bar) => bar.suspend(|| writeln!(out, "{line}"))?,
+                None => writeln!(out, "{line}")?,
+            }
+            out.flush()?;
+        }
+        Ok(())
+    });
+    printer.map_err(Exit::event_loop)
 }
 
 /// `echoloop report`: read, merge, print; the page if asked.
