@@ -36,10 +36,7 @@ fn load_to(target: &str, args: &[&str]) -> Output {
 fn clean_json(addr: SocketAddr, args: &[&str]) -> String {
     let mut all = args.to_vec();
     all.push("--json");
-    let out = load(addr, &all);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    String::from_utf8(out.stdout).unwrap()
+    common::clean_stdout(load(addr, &all))
 }
 
 /// Every key of a JSON document, depth first, in document order (parsed by
@@ -569,13 +566,7 @@ fn threads_keep_the_whole_schedule() {
 fn intervals_as_lines_and_as_json_lines() {
     let server = ServerProcess::start(&[]);
     let out = load(server.addr, &["-c", "2", "-d", "1s", "--interval", "200ms"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = common::clean_stdout(out);
     let intervals: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
     assert_eq!(intervals.len(), 5, "{text}");
     assert!(intervals[0].starts_with("[   0.2s] msgs/s "), "{text}");
@@ -841,13 +832,7 @@ fn streams_and_datagrams_keep_the_same_schedule() {
     let mut udp_args = args.to_vec();
     udp_args.push("--json");
     let out = load_to(&format!("udp://{}", server.addr), &udp_args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let udp = String::from_utf8(out.stdout).unwrap();
+    let udp = common::clean_stdout(out);
     assert_eq!(json_number(&tcp, "schedule.due"), 334.0, "{tcp}");
     assert_eq!(json_number(&udp, "schedule.due"), 334.0, "{udp}");
 }
@@ -874,13 +859,7 @@ fn sends_share_passes_at_high_rates() {
     let mut udp_args = args.to_vec();
     udp_args.push("--json");
     let out = load_to(&format!("udp://{}", server.addr), &udp_args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let udp = String::from_utf8(out.stdout).unwrap();
+    let udp = common::clean_stdout(out);
     for json in [&tcp, &udp] {
         assert_eq!(json_number(json, "schedule.due"), 10_000.0, "{json}");
         assert_eq!(json_number(json, "schedule.sent"), 10_000.0, "{json}");

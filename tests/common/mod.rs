@@ -244,6 +244,19 @@ impl Stats {
     }
 }
 
+/// The stdout of a run that must have exited 0, as text; its stderr is
+/// shown when it did not.
+#[track_caller]
+pub fn clean_stdout(out: std::process::Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("stdout is UTF-8")
+}
+
 /// The value at a dotted path (`latency_us.p50`) of a JSON document,
 /// parsed with serde_json: exactly that key, never a namesake elsewhere.
 #[track_caller]
