@@ -44,6 +44,7 @@ use std::net::SocketAddr;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -58,12 +59,12 @@ use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, interrupted};
 
-/// The main thread's poll: signals, a waker that a reactor's thread uses
-/// when it ends, and one that a reactor uses when it has sent its counters
-/// (and `--metrics`' tokens, which are the server's own).
+/// The main thread's poll: signals, and the one waker (mio allows one per
+/// poll) that a reactor uses when it has sent its counters or when its
+/// thread ends; the loop then looks for both. (And `--metrics`' tokens,
+/// which are the server's own.)
 const SIGNALS: Token = Token(0);
-const ENDED: Token = Token(1);
-const ANSWERS: Token = Token(2);
+const WAKER: Token = Token(1);
 
 /// How long the main thread waits for the reactors' counters; one that has
 /// not answered by then counts as zero.
@@ -147,6 +148,9 @@ pub struct Group {
     /// `--metrics`, served by this (main) thread with a label per reactor.
     metrics: Option<metrics::Exporter>,
     started: Instant,
+    /// Set by a reactor's thread when its loop has ended (before it wakes
+    /// this poll): on its own, that is a failure, and the group stops.
+    ended: Arc<AtomicBool>,
     /// The port locks; held (open) as long as the group lives.
     _lock: Vec<UnixListener>,
 }
@@ -217,8 +221,7 @@ impl Group {
         }
 
         let poll = Poll::new().map_err(StartError::Setup)?;
-        let ended = Arc::new(Waker::new(poll.registry(), ENDED).map_err(StartError::Setup)?);
-        let answered = Arc::new(Waker::new(poll.registry(), ANSWERS).map_err(StartError::Setup)?);
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(StartError::Setup)?);
         let signals = if config.handle_signals {
             use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
             let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGUSR1])
@@ -252,6 +255,7 @@ impl Group {
             stats_every: config.stats_every,
             metrics: exporter,
             started: Instant::now(),
+            ended: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
         for (number, (listener, socket)) in sockets.into_iter().enumerate() {
@@ -265,14 +269,15 @@ impl Group {
             // On an error here, dropping `group` stops the reactors so far.
             let listener = listener.map(|l| Listener::Tcp(mio::net::TcpListener::from_std(l)));
             let mut server = Server::on_sockets(own, listener, socket, limit.clone())?;
-            server.send_counters_to(number, tx.clone(), Arc::clone(&answered));
+            server.send_counters_to(number, tx.clone(), Arc::clone(&waker));
             let handle = server.handle();
-            let ended = Arc::clone(&ended);
+            let (waker, ended) = (Arc::clone(&waker), Arc::clone(&group.ended));
             let thread = thread::Builder::new()
                 .name(format!("reactor-{number}"))
                 .spawn(move || {
                     let result = server.run();
-                    let _ = ended.wake();
+                    ended.store(true, Ordering::SeqCst);
+                    let _ = waker.wake();
                     result
                 })
                 .map_err(StartError::Setup)?;
@@ -343,17 +348,21 @@ impl Group {
                             }
                         }
                     }
-                    ANSWERS => self.receive(),
+                    WAKER => {
+                        // Counters came in, or a reactor's thread ended.
+                        self.receive();
+                        if self.ended.load(Ordering::SeqCst) {
+                            log::warn!("a reactor stopped on its own: shutting down");
+                            stop = true;
+                        }
+                    }
                     token if metrics::Exporter::owns(token) => {
                         if let Some(exporter) = &mut self.metrics {
                             // Not at hand: the scrape waits for a collection.
                             exporter.on_event(self.poll.registry(), token, now, &|| None);
                         }
                     }
-                    _ => {
-                        log::warn!("a reactor stopped on its own: shutting down");
-                        stop = true;
-                    }
+                    _ => {}
                 }
             }
             if let Some(exporter) = &mut self.metrics {
@@ -548,7 +557,7 @@ mod tests {
     }
 
     /// Collecting the reactors' counters is part of the loop: asking
-    /// returns at once, the answers come in as events on ANSWERS, and the
+    /// returns at once, the answers come in as events on WAKER, and the
     /// round ends when all are in; at its deadline (made-up instants) a
     /// reactor that has not answered counts as zero, and not a nanosecond
     /// before. A second ask during a round joins it.
@@ -573,7 +582,7 @@ mod tests {
                 .poll
                 .poll(&mut events, Some(Duration::from_secs(1)))
                 .unwrap();
-            if events.iter().any(|e| e.token() == ANSWERS) {
+            if events.iter().any(|e| e.token() == WAKER) {
                 group.receive();
             }
         };
