@@ -263,6 +263,7 @@ fn the_rate_limit_holds_across_reactors() {
     let sockets: Vec<UdpSocket> = (0..400)
         .map(|_| UdpSocket::bind("127.0.0.9:0").unwrap())
         .collect();
+    let began = std::time::Instant::now();
     for s in &sockets {
         s.send_to(b"x", server.addr).unwrap();
     }
@@ -272,6 +273,7 @@ fn the_rate_limit_holds_across_reactors() {
         let stats = stats_now(&mut server);
         (stats.get("udp_in") == 400.0).then_some(stats)
     });
+    let took = began.elapsed().as_secs_f64();
     let answered = sockets
         .iter()
         .filter(|s| {
@@ -279,8 +281,13 @@ fn the_rate_limit_holds_across_reactors() {
             s.recv_from(&mut [0; 4]).is_ok()
         })
         .count();
-    // A refill while the 400 arrive may let one more through.
-    assert!((5..=6).contains(&answered), "{answered} answers");
+    // The burst of 5, and what the bucket refilled (5/s) while the 400
+    // arrived: on a loaded machine that can take more than 200 ms.
+    let refilled = (5.0 * took).ceil() as usize;
+    assert!(
+        (5..=6 + refilled).contains(&answered),
+        "{answered} answers in {took:.3} s"
+    );
     assert_eq!(stats.get("udp_limited"), 400.0 - answered as f64);
 }
 
