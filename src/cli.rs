@@ -16,10 +16,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::shared::addr::Endpoint;
 use crate::shared::duration::{parse_duration, parse_rate};
 
-/// A TCP echo server, HTTP GET client and load generator, each a
-/// hand-rolled mio event loop on one thread.
+/// Echo server, client and load generator on hand-rolled mio event loops,
+/// plus a report of the load generator's logs.
 #[derive(Parser, Debug)]
-#[command(name = "echoloop", version, propagate_version = true)]
+#[command(name = "echoloop", version = crate::VERSION, propagate_version = true,
+          after_help = TOP_EXAMPLES)]
 pub struct Cli {
     /// The part to run.
     #[command(subcommand)]
@@ -30,15 +31,134 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the TCP echo server (prints `listening on ADDR` once ready).
+    #[command(after_help = SERVER_EXAMPLES, after_long_help = SERVER_LONG)]
     Server(ServerArgs),
     /// Send an HTTP GET (or --data) and print Python's repr() of the reply.
+    #[command(after_help = CLIENT_EXAMPLES, after_long_help = CLIENT_LONG)]
     Client(ClientArgs),
     /// Drive an echo server with many connections and measure it.
+    #[command(after_help = LOAD_EXAMPLES, after_long_help = LOAD_LONG)]
     Load(LoadArgs),
     /// Merge `echoloop load --hdr-log` files and summarize them (--html:
     /// a page of charts).
+    #[command(after_help = REPORT_EXAMPLES, after_long_help = REPORT_LONG)]
     Report(ReportArgs),
+    /// Write the man pages or a shell's completions (for packagers).
+    #[command(hide = true, subcommand)]
+    Generate(Generate),
 }
+
+/// `echoloop generate`: what ripgrep calls `--generate`, without a build
+/// script: the pages and scripts come from the same clap definitions.
+#[derive(Subcommand, Debug)]
+pub enum Generate {
+    /// One man page per subcommand (echoloop.1, echoloop-server.1, ...)
+    /// into DIR.
+    Man {
+        /// Where to write the pages (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
+    /// The completion script for SHELL, on stdout.
+    Complete {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Typical command lines, under `echoloop --help`.
+const TOP_EXAMPLES: &str = "Examples:
+  echoloop server                            # echo on 127.0.0.1:7878
+  echoloop client 127.0.0.1:7878 --data hi   # prints b'hi'
+  echoloop load 127.0.0.1:7878 -d 5s         # 50 connections, closed loop
+  echoloop report run.hlog --html run.html   # merge --hdr-log files
+
+Each subcommand's --help has its own examples; --help (long) lists its exit
+codes. Linux only.";
+
+const SERVER_EXAMPLES: &str = "Examples:
+  echoloop server
+  echoloop server --bind [::]:7878 --threads 4 --udp
+  echoloop server --bind unix:/tmp/echo.sock --unix-mode 0660
+  echoloop server --bind 127.0.0.1:0 --metrics 127.0.0.1:9100 --stats 1s";
+
+const SERVER_LONG: &str = "Examples:
+  echoloop server
+  echoloop server --bind [::]:7878 --threads 4 --udp
+  echoloop server --bind unix:/tmp/echo.sock --unix-mode 0660
+  echoloop server --bind 127.0.0.1:0 --metrics 127.0.0.1:9100 --stats 1s
+
+Exit codes:
+  0  stopped by SIGINT or SIGTERM
+  1  cannot listen (address in use, a Unix path that is not a socket), or
+     the event loop failed
+  2  usage";
+
+const CLIENT_EXAMPLES: &str = "Examples:
+  echoloop client example.com
+  echoloop client http://127.0.0.1:8000/index.html
+  echoloop client 127.0.0.1:7878 --data 'hello' --half-close
+  echoloop client udp://127.0.0.1:7878 --data ping";
+
+const CLIENT_LONG: &str = "Examples:
+  echoloop client example.com
+  echoloop client http://127.0.0.1:8000/index.html
+  echoloop client 127.0.0.1:7878 --data 'hello' --half-close
+  echoloop client udp://127.0.0.1:7878 --data ping
+
+Exit codes (curl's, where curl has one):
+  0   the reply was read to EOF and printed
+  1   the event loop failed
+  2   usage, or a bad SERVER
+  6   could not resolve the host
+  7   could not connect (UDP: ICMP port unreachable)
+  23  could not write the output
+  26  could not read --data-file
+  28  timed out (connecting, sending, receiving, writing stdout; UDP: no
+      reply)
+  55  sending failed, or reset before the request was all out
+  56  receiving failed
+  63  the reply outgrew --max-reply";
+
+const LOAD_EXAMPLES: &str = "Examples:
+  echoloop load 127.0.0.1:7878 -c 100 -d 30s
+  echoloop load 127.0.0.1:7878 --rate 20000 --interval 1s --hdr-log run.hlog
+  echoloop load 127.0.0.1:7878 --messages-per-connection 1 --threads 2
+  echoloop load udp://127.0.0.1:7878 --rate 10000 -s 512";
+
+const LOAD_LONG: &str = "Examples:
+  echoloop load 127.0.0.1:7878 -c 100 -d 30s
+  echoloop load 127.0.0.1:7878 --rate 20000 --interval 1s --hdr-log run.hlog
+  echoloop load 127.0.0.1:7878 --messages-per-connection 1 --threads 2
+  echoloop load udp://127.0.0.1:7878 --rate 10000 -s 512
+
+Exit codes:
+  0  a clean run (a schedule not kept is a warning)
+  1  errors (UDP: corrupted replies), nothing echoed, the event loop failed,
+     or --hdr-log or stdout fell behind (said after the summary)
+  2  usage: ADDR without a port, a --source of the other family or not of
+     this machine, a --tag ending in -connect, -s outside 16 to 65507 over
+     UDP, churn or --reconnect over UDP
+  6  could not resolve ADDR's host
+  7  not one connection established";
+
+const REPORT_EXAMPLES: &str = "Examples:
+  echoloop report run.hlog
+  echoloop report gen1.hlog gen2.hlog gen3.hlog --html run.html
+  echoloop report run.hlog --json";
+
+const REPORT_LONG: &str = "Examples:
+  echoloop report run.hlog
+  echoloop report gen1.hlog gen2.hlog gen3.hlog --html run.html
+  echoloop report run.hlog --json
+
+Exit codes:
+  0  merged and printed
+  1  a file cannot be read, or the page cannot be written
+  2  usage, --html over an input; a file empty, truncated or not an
+     interval log, or a histogram whose declared lengths or shape are
+     refused";
 
 /// Options of `echoloop report`.
 #[derive(Args, Debug)]
@@ -91,14 +211,15 @@ pub struct ServerArgs {
           value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
     pub budget: u64,
 
-    /// Close a connection whose peer sent nothing for this long (seconds,
-    /// or 500ms, 10s, 2m). Default: never.
-    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    /// Close a connection whose peer sent nothing for this long (10s,
+    /// 500ms, 2m, or seconds). Default: never.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
 
-    /// Print one line of the loop's counters to stderr this often (seconds,
-    /// or 500ms, 10s). Default: off. SIGUSR1 prints the totals at any time.
-    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    /// Print one line of the loop's counters to stderr this often (1s,
+    /// 500ms, or seconds). Default: off. SIGUSR1 prints the totals at any
+    /// time.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub stats: Option<Duration>,
 
     /// Run N share-nothing reactors, one per thread, each with its own
@@ -134,8 +255,9 @@ pub struct ServerArgs {
 /// Options of `echoloop client`.
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// host, host:port, [v6addr]:port or http://host[:port][/path]. Asked
-    /// for at a prompt when missing and stdin is a terminal.
+    /// host, host:port, [v6addr]:port, http://host[:port][/path],
+    /// udp://host:port (one datagram), unix:/path/echo.sock or unix:@name.
+    /// Asked for at a prompt when missing and stdin is a terminal.
     #[arg(value_name = "SERVER")]
     pub server: Option<String>,
 
@@ -164,13 +286,13 @@ pub struct ClientArgs {
     #[arg(long)]
     pub raw: bool,
 
-    /// Give up on one address after this long (seconds, or 500ms, 10s).
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_duration)]
+    /// Give up on one address after this long (10s, 500ms, or seconds).
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
     /// Give up on the whole exchange after this long (writing the reply to
     /// stdout included). On a timeout the reply so far is printed first.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30", value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// Without --raw, the most reply bytes to hold for repr(); a longer
@@ -187,8 +309,9 @@ pub struct ClientArgs {
 /// Options of `echoloop load`.
 #[derive(Args, Debug)]
 pub struct LoadArgs {
-    /// The echo server: 127.0.0.1:7878, [::1]:7878 or HOST:PORT (a name is
-    /// resolved, and its addresses tried in turn until one accepts).
+    /// The echo server: 127.0.0.1:7878, [::1]:7878, HOST:PORT (a name is
+    /// resolved, and its addresses tried in turn until one accepts),
+    /// udp://HOST:PORT (datagrams), unix:/path/echo.sock or unix:@name.
     #[arg(value_name = "ADDR", value_parser = parse_load_target)]
     pub addr: LoadTarget,
 
@@ -544,4 +667,32 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
         (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
         _ => false,
     }
+}
+
+/// `echoloop generate man DIR`: writes `echoloop.1` and one page per
+/// visible subcommand (`echoloop-load.1`, ...) into `dir`, and returns
+/// their paths.
+pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let top = Cli::command();
+    let mut pages = vec![(String::from("echoloop"), top.clone())];
+    for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("echoloop-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name).version(crate::VERSION)));
+    }
+    let mut written = Vec::new();
+    for (name, cmd) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut file = std::fs::File::create(&path)?;
+        clap_mangen::Man::new(cmd).render(&mut file)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// `echoloop generate complete SHELL`: the completion script on `out`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "echoloop", out);
 }

@@ -30,7 +30,8 @@ use clap::{CommandFactory, Parser};
 
 use clap::error::ErrorKind;
 use echoloop::cli::{
-    Cli, ClientArgs, Command, LoadArgs, LoadTarget, ReportArgs, ServerArgs, Usage, default_tag,
+    Cli, ClientArgs, Command, Generate, LoadArgs, LoadTarget, ReportArgs, ServerArgs, Usage,
+    default_tag,
 };
 use echoloop::client;
 use echoloop::client::DeadlineStdout;
@@ -78,6 +79,7 @@ fn main() -> ExitCode {
         Command::Client(args) => run_client(args),
         Command::Load(args) => run_load(args),
         Command::Report(args) => run_report(args),
+        Command::Generate(what) => generate(what),
     };
     // The one place where an outcome becomes an exit code.
     match outcome {
@@ -292,6 +294,31 @@ fn interval_printer(live: Option<indicatif::ProgressBar>) -> Result<Offload<Stri
         Ok(())
     });
     printer.map_err(Exit::event_loop)
+}
+
+/// `echoloop generate`: the man pages into a directory, or a shell's
+/// completion script on stdout.
+fn generate(what: Generate) -> Result<(), Exit> {
+    match what {
+        Generate::Man { dir } => {
+            let pages = echoloop::cli::write_man_pages(&dir).map_err(|e| {
+                Exit::failed(
+                    format!("cannot write {}: {}", dir.display(), describe(&e)),
+                    1,
+                )
+            })?;
+            for page in pages {
+                println!("{}", page.display());
+            }
+            Ok(())
+        }
+        Generate::Complete { shell } => {
+            let mut out = std::io::stdout();
+            echoloop::cli::write_completions(shell, &mut out);
+            out.flush()
+                .map_err(|e| Exit::failed(format!("cannot write stdout: {}", describe(&e)), 1))
+        }
+    }
 }
 
 /// `echoloop report`: read, merge, print; the page if asked.

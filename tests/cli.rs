@@ -192,3 +192,28 @@ fn permission_denied_on_a_low_port_is_one_clear_line() {
         "echoloop: error: cannot listen on 127.0.0.1:80: permission denied\n"
     );
 }
+
+/// `--version` names the commit it was built from (build.rs), as `git`
+/// sees it here; every subcommand says the same.
+#[test]
+fn version_names_the_commit() {
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
+    let version = env!("CARGO_PKG_VERSION");
+    let expected = match head {
+        Some(commit) => format!("echoloop {version} ({commit})\n"),
+        None => format!("echoloop {version}\n"),
+    };
+    for args in [&["--version"][..], &["load", "--version"]] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let said = String::from_utf8(out.stdout).unwrap();
+        let said = said.replace("echoloop-load ", "echoloop ");
+        assert_eq!(said, expected, "{args:?}");
+    }
+}
