@@ -37,6 +37,12 @@
 //! Before all of this, `examples/` walks from the blocking server of the
 //! Python socket tutorial to a 100-line reactor; see README.
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "echoloop runs on Linux only: it is built on epoll (through mio), timerfd, \
+     SO_REUSEPORT and Linux's abstract Unix sockets"
+);
+
 /// This build's version: the package version, and the git commit when it
 /// was built from a checkout (`0.1.0 (3f2c1a9d0b7e)`, see `build.rs`).
 pub const VERSION: &str = env!("ECHOLOOP_VERSION");

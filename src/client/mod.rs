@@ -422,6 +422,7 @@ impl<'o> Client<'o> {
         }
     }
 
+    // ANCHOR: step
     /// The transitions at `now`: what the socket's readiness means in each
     /// state. Events can be spurious; every arm tolerates nothing being
     /// ready.
@@ -476,6 +477,7 @@ impl<'o> Client<'o> {
             other @ (State::Resolving | State::Done) => Ok((other, Then::Wait)),
         }
     }
+    // ANCHOR_END: step
 
     /// Resolving → Connecting: ask the system resolver, then try the first
     /// address. (A Unix-domain socket has nothing to resolve.)

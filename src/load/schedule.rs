@@ -141,6 +141,7 @@ impl OpenLoop {
         self.due_time(self.dealt).filter(|&at| at < end)
     }
 
+    // ANCHOR: open_pass
     /// Opens a pass at `now` if its time has come (see
     /// [`wake_at`](Self::wake_at)); then [`peek`](Self::peek) and
     /// [`take`](Self::take) hand out what is due. False: nothing now.
@@ -159,6 +160,7 @@ impl OpenLoop {
             _ => false,
         }
     }
+    // ANCHOR_END: open_pass
 
     /// The next message's due time if it is due by `now` (and before
     /// `end`): the caller hands it to a socket, then calls [`take`](Self::take).
@@ -208,6 +210,7 @@ impl OpenLoop {
         self.timer_late.saturating_mul(2).min(share).min(SPIN)
     }
 
+    // ANCHOR: wake_at
     /// When the loop should next hand out messages (a pass): when the next
     /// one is due, but not sooner than `coalesce` after the last pass, nor
     /// later than the last message due before `end`.
@@ -230,6 +233,7 @@ impl OpenLoop {
             _ => due,
         })
     }
+    // ANCHOR_END: wake_at
 
     /// When the loop stops sleeping for the next pass: [`spin`](Self::spin)
     /// before it when the pass is for a message due then, at the pass

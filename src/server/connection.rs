@@ -127,6 +127,7 @@ impl<S: Read + Write> Connection<S> {
         }
     }
 
+    // ANCHOR: interest
     /// The readiness this connection needs, derived from its state rather
     /// than stored: READABLE while it is open and owes less than `cap`,
     /// WRITABLE while it owes anything. `None` only once it is finished.
@@ -144,7 +145,9 @@ impl<S: Read + Write> Connection<S> {
             (false, false) => None,
         }
     }
+    // ANCHOR_END: interest
 
+    // ANCHOR: on_readable
     /// Reads what the peer sent, in `buf`-sized chunks, and echoes each chunk
     /// back at once. Stops at `WouldBlock`, at EOF, when `owed` reaches `cap`,
     /// (with [`Drain::ShortRead`]) after a short read, or once `budget`
@@ -192,6 +195,7 @@ impl<S: Read + Write> Connection<S> {
         }
         self.next()
     }
+    // ANCHOR_END: on_readable
 
     /// Writes as much of `owed` as the socket takes. If that makes room
     /// below `cap` after reading had paused for backpressure, reads again
@@ -234,6 +238,7 @@ impl<S: Read + Write> Connection<S> {
         self.next()
     }
 
+    // ANCHOR: echo
     /// Echoes one chunk: straight from the shared buffer when nothing is
     /// owed, otherwise (and for whatever the socket does not take) appended
     /// to `owed`, so the peer gets its bytes back in order.
@@ -274,6 +279,7 @@ impl<S: Read + Write> Connection<S> {
         }
         Ok(())
     }
+    // ANCHOR_END: echo
 
     /// The verdict after a handler ran.
     fn next(&self) -> Next {

@@ -34,6 +34,7 @@ impl Handle {
 }
 
 impl Server {
+    // ANCHOR: on_signals
     /// SIGINT/SIGTERM stop the loop; SIGUSR1 prints the counters.
     pub(super) fn on_signals(&mut self) {
         let Some(signals) = self.signals.as_mut() else {
@@ -61,6 +62,7 @@ impl Server {
             self.said.push(line);
         }
     }
+    // ANCHOR_END: on_signals
 }
 
 /// Prints a stats line to stderr. Unlike `eprintln!`, a closed stderr is

@@ -258,6 +258,7 @@ impl Group {
             ended: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
+        // ANCHOR: reactors
         for (number, (listener, socket)) in sockets.into_iter().enumerate() {
             let own = Config {
                 max_connections: config.max_connections.map(|m| share(m, threads, number)),
@@ -286,6 +287,7 @@ impl Group {
                 thread: Some(thread),
             });
         }
+        // ANCHOR_END: reactors
         Ok(group)
     }
 

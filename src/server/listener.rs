@@ -104,6 +104,7 @@ impl Drop for SocketFile {
 }
 
 impl Server {
+    // ANCHOR: accept
     /// Accepts until the backlog is empty, the connection limit is reached,
     /// or the process runs out of file descriptors.
     ///
@@ -166,6 +167,7 @@ impl Server {
             }
         }
     }
+    // ANCHOR_END: accept
 
     /// Logs the end of a burst of accept failures. A burst ends when the
     /// backlog is empty, not at the first accept that works: while the

@@ -420,6 +420,7 @@ impl Server {
         &self.stats
     }
 
+    // ANCHOR: run
     /// Runs the loop until a signal or [`Handle::shutdown`], then closes
     /// every connection and returns the final counters.
     pub fn run(&mut self) -> io::Result<Counters> {
@@ -438,6 +439,7 @@ impl Server {
         }
         Ok(self.shut_down())
     }
+    // ANCHOR_END: run
 
     /// Waits for events, at most `timeout`. A signal that interrupts the
     /// wait (EINTR) is not an error: we return with no events and the loop
@@ -455,6 +457,7 @@ impl Server {
         }
     }
 
+    // ANCHOR: turn
     /// Handles one batch of events that arrived at `now`, then does what had
     /// to wait for the end of the batch: timers, accepting (one budget), and
     /// the connections that were already on the ready queue when the turn
@@ -486,6 +489,7 @@ impl Server {
         self.serve_ready(waiting);
         std::mem::take(&mut self.said)
     }
+    // ANCHOR_END: turn
 
     /// One budget of datagrams, if the UDP socket may hold any.
     fn serve_udp(&mut self) {
@@ -522,6 +526,7 @@ impl Server {
         }
     }
 
+    // ANCHOR: dispatch
     /// Routes one event to its owner.
     fn dispatch(&mut self, event: Readiness) {
         log::trace!("event {event}");
@@ -552,6 +557,7 @@ impl Server {
             Token(t) => self.on_connection(t - FIRST_CONNECTION, event),
         }
     }
+    // ANCHOR_END: dispatch
 
     /// A connection's socket is ready: write what is owed, read and echo.
     fn on_connection(&mut self, key: usize, event: Readiness) {
@@ -684,6 +690,7 @@ impl Server {
         [idle, pause, stats, scrape].into_iter().flatten().min()
     }
 
+    // ANCHOR: on_timers
     /// Fires every timer that is due.
     fn on_timers(&mut self, now: Instant) {
         if let Some(exporter) = &mut self.metrics {
@@ -726,6 +733,7 @@ impl Server {
             });
         }
     }
+    // ANCHOR_END: on_timers
 
     /// Closes every connection and returns the final counters.
     fn shut_down(&mut self) -> Counters {

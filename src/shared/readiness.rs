@@ -90,6 +90,7 @@ pub enum Drain {
 }
 
 impl Drain {
+    // ANCHOR: drain_after
     /// The rule for a read pass that `event` started: after a hang-up or an
     /// error, read to `WouldBlock` (the FIN or the error may sit right
     /// behind the data, and will raise no new edge); otherwise a short read
@@ -101,6 +102,7 @@ impl Drain {
             Drain::ShortRead
         }
     }
+    // ANCHOR_END: drain_after
 }
 
 /// An interest as the trace prints it everywhere: `READABLE`, `WRITABLE`,
