@@ -501,6 +501,14 @@ pub fn parse_load_target(text: &str) -> Result<LoadTarget, String> {
     if let Some(rest) = text.strip_prefix("udp://") {
         return parse_host_port(rest).map(|(host, port)| LoadTarget::Udp(host, port));
     }
+    // Another scheme (http://, tcp://, tls://): say which ones there are,
+    // instead of "no port" on "http".
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(format!(
+            "`{scheme}://` is not a scheme echoloop load speaks: use HOST:PORT \
+             (TCP), udp://HOST:PORT or unix:PATH"
+        ));
+    }
     parse_host_port(text).map(|(host, port)| LoadTarget::Tcp(host, port))
 }
 

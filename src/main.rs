@@ -199,12 +199,17 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         Err(e) => return Err(Exit::event_loop(e)),
     };
     let mut stdout = std::io::stdout();
+    // Not one connection: the error line says it all, and a human summary
+    // of zeros above it would only hide it (JSON still has its object).
+    let connected = summary.established > 0 || config.udp;
     let text = match (args.json, args.interval) {
         // JSON Lines: the intervals, then the summary, which says so.
-        (true, interval) => summary.to_json(interval.is_some()),
-        (false, _) => summary.to_human(&config),
+        (true, interval) => Some(summary.to_json(interval.is_some())),
+        (false, _) => connected.then(|| summary.to_human(&config)),
     };
-    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+    if let Some(text) = text {
+        let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+    }
     if let Some(schedule) = summary.schedule.as_ref().filter(|s| !s.kept()) {
         // Not a failure of the server: a warning, so that nobody takes the
         // figures for the rate that was asked for.

@@ -94,7 +94,10 @@ fn every_listing_is_included_from_a_real_file() {
     // The Python the book shows compiles (the Rust compiles with the crate).
     // (compile() in memory: py_compile would leave __pycache__ in the book.)
     let compiles = std::process::Command::new("python3")
-        .args(["-c", "import sys\nfor f in sys.argv[1:]: compile(open(f).read(), f, 'exec')"])
+        .args([
+            "-c",
+            "import sys\nfor f in sys.argv[1:]: compile(open(f).read(), f, 'exec')",
+        ])
         .args(&python)
         .output();
     match compiles {

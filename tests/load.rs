@@ -215,6 +215,27 @@ fn a_closed_port_is_connect_errors_and_exit_7() {
         String::from_utf8(out.stderr).unwrap(),
         format!("echoloop: error: could not connect to {addr}: connection refused\n")
     );
+    // Without --json: the error alone, no summary of zeros above it.
+    let out = load(addr, &["-c", "5", "-d", "300ms"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "");
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("echoloop: error: could not connect to {addr}: connection refused\n")
+    );
+}
+
+/// Another scheme than udp:// or unix: names the ones there are, instead
+/// of complaining that `http` has no port.
+#[test]
+fn a_foreign_scheme_is_named() {
+    let out = load_to("http://127.0.0.1:9", &["-d", "100ms"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("`http://` is not a scheme echoloop load speaks: use HOST:PORT (TCP), udp://HOST:PORT or unix:PATH"),
+        "{stderr}"
+    );
 }
 
 /// Open loop: --rate holds its schedule within 10% on a short run.

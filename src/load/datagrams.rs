@@ -37,7 +37,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::config::{Config, TICK};
 use super::counters::Counters;
 use super::intervals::{Intervals, hand_out};
-use super::outcome::{DatagramFigures, Progress, Summary, Update};
+use super::outcome::{DatagramFigures, Progress, RunStage, Summary, Update};
 use super::schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
@@ -289,7 +289,8 @@ impl DatagramGenerator {
                 t.latency.value_at_quantile(0.99)
             },
             errors: self.figures.corrupted,
-            warming_up: now < t.measure_from,
+            // The datagram generator's clock starts at once (no connects).
+            stage: RunStage::at(now, true, t.measure_from),
         })
     }
 

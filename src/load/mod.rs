@@ -67,7 +67,7 @@ use counters::Counters;
 pub use datagrams::HEADER as DATAGRAM_HEADER;
 use intervals::{Intervals, hand_out};
 pub use outcome::{
-    DatagramFigures, Errors, Failure, Interval, Progress, Schedule, Summary, Update,
+    DatagramFigures, Errors, Failure, Interval, Progress, RunStage, Schedule, Summary, Update,
 };
 use schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 pub use tape::splitmix64;
@@ -716,7 +716,7 @@ impl Generator {
                 t.latency.value_at_quantile(0.99)
             },
             errors: t.errors.total(),
-            warming_up: now < t.measure_from,
+            stage: RunStage::at(now, self.t0.is_some(), t.measure_from),
         }
     }
 

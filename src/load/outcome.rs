@@ -488,15 +488,46 @@ pub struct Progress {
     pub p99_us: u64,
     /// Errors so far.
     pub errors: u64,
-    /// Still in the warm-up.
-    pub warming_up: bool,
+    /// Where the run is: connecting, warming up (only with `--warmup`),
+    /// or measuring.
+    pub stage: RunStage,
+}
+
+/// Where a run is, for the live line (in the order a run goes through).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum RunStage {
+    /// Opening the connections; the clock has not started.
+    Connecting,
+    /// In `--warmup`: nothing counts yet.
+    WarmingUp,
+    /// In the measured window.
+    #[default]
+    Measuring,
+}
+
+impl RunStage {
+    /// The stage at `now` of a run whose clock started (`Some`) or not,
+    /// with its window measured from `measure_from`.
+    pub fn at(
+        now: std::time::Instant,
+        started: bool,
+        measure_from: std::time::Instant,
+    ) -> RunStage {
+        match (started, now < measure_from) {
+            (false, _) => RunStage::Connecting,
+            (true, true) => RunStage::WarmingUp,
+            (true, false) => RunStage::Measuring,
+        }
+    }
 }
 
 impl Progress {
     /// `elapsed 3.2s  msgs/s 123456  MiB/s 7.5  p99 350µs  errors 0`.
     pub fn line(&self) -> String {
-        if self.warming_up {
-            return format!("warming up...  errors {}", self.errors);
+        match self.stage {
+            RunStage::Connecting => return format!("connecting...  errors {}", self.errors),
+            RunStage::WarmingUp => return format!("warming up...  errors {}", self.errors),
+            RunStage::Measuring => {}
         }
         let secs = self.measured.as_secs_f64().max(1e-9);
         format!(
@@ -990,5 +1021,29 @@ mod tests {
         );
         busy.cpu = Duration::from_millis(500);
         assert_eq!(busy.busy_advice(&spinning), None, "50% is not busy");
+    }
+
+    /// The live line says "connecting" before the clock starts and
+    /// "warming up" only inside a --warmup; threads merge to the earliest.
+    #[test]
+    fn the_live_line_names_the_stage() {
+        let t0 = std::time::Instant::now();
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(RunStage::at(t0, false, later), RunStage::Connecting);
+        assert_eq!(RunStage::at(t0, true, later), RunStage::WarmingUp);
+        assert_eq!(RunStage::at(later, true, later), RunStage::Measuring);
+        let connecting = Progress {
+            stage: RunStage::Connecting,
+            ..Progress::default()
+        };
+        assert_eq!(connecting.line(), "connecting...  errors 0");
+        let warming = Progress {
+            stage: RunStage::WarmingUp,
+            ..Progress::default()
+        };
+        assert_eq!(warming.line(), "warming up...  errors 0");
+        assert!(Progress::default().line().starts_with("elapsed "));
+        assert!(RunStage::Connecting < RunStage::WarmingUp);
+        assert!(RunStage::WarmingUp < RunStage::Measuring);
     }
 }

@@ -146,7 +146,8 @@ fn merged(latest: &[Option<Progress>]) -> Progress {
         all.bytes_received += p.bytes_received;
         all.p99_us = all.p99_us.max(p.p99_us);
         all.errors += p.errors;
-        all.warming_up |= p.warming_up;
+        // The whole run is as far as its slowest thread.
+        all.stage = all.stage.min(p.stage);
     }
     all
 }

@@ -198,8 +198,9 @@ impl Counters {
 
     /// The one-line summary printed at shutdown.
     pub fn summary_line(&self) -> String {
+        let plural = if self.accepted == 1 { "" } else { "s" };
         let mut line = format!(
-            "served {} connections, echoed {} bytes, peak {} concurrent",
+            "served {} connection{plural}, echoed {} bytes, peak {} concurrent",
             self.accepted, self.bytes_out, self.peak_open
         );
         if self.udp {
@@ -290,5 +291,23 @@ mod tests {
             c.summary_line(),
             "served 4 connections, echoed 1234 bytes, peak 3 concurrent"
         );
+    }
+
+    /// The shutdown line speaks English: one connection, two connections.
+    #[test]
+    fn the_summary_line_counts_in_english() {
+        let one = Counters {
+            accepted: 1,
+            ..Counters::default()
+        };
+        assert!(
+            one.summary_line()
+                .starts_with("served 1 connection, echoed 0 bytes")
+        );
+        let two = Counters {
+            accepted: 2,
+            ..Counters::default()
+        };
+        assert!(two.summary_line().starts_with("served 2 connections, "));
     }
 }
