@@ -406,21 +406,30 @@ fn bad_udp_server(how: Misbehave) -> SocketAddr {
 /// only `delay` after it came (the behaviour under test); it stops by
 /// itself once it has been idle for two seconds with nothing held.
 fn late_udp_server(delay: Duration) -> SocketAddr {
+    udp_server_delaying(move |_| delay)
+}
+
+/// A UDP echo server that holds the reply to the `k`th datagram it gets
+/// for `delay_of(k)` (to within its 5 ms read timeout).
+fn udp_server_delaying(delay_of: impl Fn(u64) -> Duration + Send + 'static) -> SocketAddr {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
     let addr = s.local_addr().unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
-        let mut held = std::collections::VecDeque::new();
+        let mut held = Vec::new();
         let mut heard = std::time::Instant::now();
+        let mut k = 0;
         loop {
             if let Ok((n, from)) = s.recv_from(&mut buf) {
                 heard = std::time::Instant::now();
-                held.push_back((heard + delay, buf[..n].to_vec(), from));
+                held.push((heard + delay_of(k), buf[..n].to_vec(), from));
+                k += 1;
             }
             let now = std::time::Instant::now();
-            while held.front().is_some_and(|(at, _, _)| *at <= now) {
-                let (_, reply, to) = held.pop_front().unwrap();
+            held.sort_by_key(|(at, _, _)| std::cmp::Reverse(*at));
+            while held.last().is_some_and(|(at, _, _)| *at <= now) {
+                let (_, reply, to) = held.pop().unwrap();
                 let _ = s.send_to(&reply, to);
             }
             if held.is_empty() && now.duration_since(heard) > Duration::from_secs(2) {
@@ -458,6 +467,45 @@ fn load_over_udp_is_clean_on_loopback() {
     for key in ["lost", "duplicated", "reordered", "corrupted"] {
         assert_eq!(udp_figure(&json, key), 0.0, "{key}: {json}");
     }
+}
+
+/// Jitter (RFC 3550) is reported beside loss: small on loopback, and near
+/// the injected spread against a server that holds every other reply 30 ms
+/// (the transit times then differ by about 30 ms from one reply to the
+/// next). The human summary says it too.
+#[test]
+fn udp_jitter_is_reported() {
+    let server = ServerProcess::start(&["--udp-only"]);
+    let (code, json) = load_udp(server.addr, &["-c", "4", "--rate", "400", "-d", "500ms"]);
+    assert_eq!(code, Some(0), "{json}");
+    let clean = udp_figure(&json, "jitter_us");
+    assert!(
+        (0.0..5_000.0).contains(&clean),
+        "loopback jitter {clean} µs: {json}"
+    );
+    let uneven = udp_server_delaying(|k| Duration::from_millis(if k % 2 == 0 { 0 } else { 30 }));
+    let (code, json) = load_udp(uneven, &["-c", "1", "--rate", "100", "-d", "1s"]);
+    assert_eq!(code, Some(0), "{json}");
+    let jitter = udp_figure(&json, "jitter_us");
+    assert!(
+        (15_000.0..45_000.0).contains(&jitter),
+        "jitter {jitter} µs: {json}"
+    );
+    let mut cmd = common::bin();
+    cmd.args([
+        "load",
+        &format!("udp://{}", server.addr),
+        "-c",
+        "2",
+        "-d",
+        "200ms",
+    ]);
+    let out = common::run_bounded(cmd, DEADLINE);
+    let human = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        human.contains(" µs\n") && human.contains("; jitter "),
+        "{human}"
+    );
 }
 
 /// Every reply comes after `--timeout`, thousands of them on one socket:

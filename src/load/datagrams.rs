@@ -37,7 +37,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::config::{Config, TICK};
 use super::counters::Counters;
 use super::intervals::{Intervals, hand_out};
-use super::outcome::{DatagramFigures, Progress, RunStage, Summary, Update};
+use super::outcome::{DatagramFigures, Jitter, Progress, RunStage, Summary, Update};
 use super::schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
@@ -71,6 +71,8 @@ struct Flow {
     /// is not).
     forgotten_below: u64,
     highest_answered: Option<u64>,
+    /// RFC 3550 interarrival jitter of this socket's replies in the window.
+    jitter: Jitter,
 }
 
 /// The UDP generator.
@@ -136,6 +138,7 @@ impl DatagramGenerator {
                 lost_set: HashSet::new(),
                 forgotten_below: 0,
                 highest_answered: None,
+                jitter: Jitter::default(),
             });
         }
         let timer = match config.rate {
@@ -431,7 +434,10 @@ impl DatagramGenerator {
             // noticed: here, or by the tick if it never comes.
             match self.counters.complete(at, now) {
                 Err(_) if in_window => self.figures.lost += 1,
-                Ok(()) if in_window => self.figures.answered += 1,
+                Ok(()) if in_window => {
+                    self.figures.answered += 1;
+                    flow.jitter.on_reply(at, now);
+                }
                 _ => {}
             }
         }
@@ -447,6 +453,10 @@ impl DatagramGenerator {
                 if at >= self.counters.measure_from && at < self.counters.end {
                     self.figures.lost += 1;
                 }
+            }
+            if flow.jitter.known() {
+                self.figures.jitter_sum_ns += flow.jitter.estimate_ns;
+                self.figures.jitter_sockets += 1;
             }
         }
         let end = self.now.min(self.counters.end);

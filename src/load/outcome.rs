@@ -273,6 +273,7 @@ struct UdpJson {
     duplicated: u64,
     reordered: u64,
     corrupted: u64,
+    jitter_us: f64,
 }
 
 /// The summary.
@@ -301,7 +302,7 @@ struct SummaryJson {
 }
 
 /// What happened to a UDP run's datagrams (those sent in the window).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct DatagramFigures {
     /// Datagrams sent.
     pub sent: u64,
@@ -318,9 +319,47 @@ pub struct DatagramFigures {
     pub reordered: u64,
     /// A reply that is not exactly a datagram that was sent.
     pub corrupted: u64,
+    /// The sockets' RFC 3550 interarrival jitter estimates, summed (ns),
+    /// and how many sockets had one: their mean is the run's jitter.
+    pub jitter_sum_ns: f64,
+    /// Sockets with a jitter estimate (two replies or more).
+    pub jitter_sockets: u64,
+}
+
+/// RFC 3550's interarrival jitter, for one socket: a running mean of how
+/// much the transit time of consecutive replies differs, smoothed by 1/16
+/// (the RFC's gain), so a single outlier moves it a sixteenth.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Jitter {
+    /// The previous reply's transit time (reply seen − datagram sent), ns.
+    last_transit_ns: Option<i128>,
+    /// The estimate, ns.
+    pub estimate_ns: f64,
+}
+
+impl Jitter {
+    /// A reply whose datagram went at `sent` came back at `now`.
+    pub fn on_reply(&mut self, sent: std::time::Instant, now: std::time::Instant) {
+        let transit = now.saturating_duration_since(sent).as_nanos() as i128;
+        if let Some(last) = self.last_transit_ns {
+            let d = (transit - last).abs() as f64;
+            self.estimate_ns += (d - self.estimate_ns) / 16.0;
+        }
+        self.last_transit_ns = Some(transit);
+    }
+
+    /// Whether there is an estimate yet (two replies or more).
+    pub fn known(&self) -> bool {
+        self.last_transit_ns.is_some() && self.estimate_ns > 0.0
+    }
 }
 
 impl DatagramFigures {
+    /// The mean of the sockets' jitter estimates, µs (0 without any).
+    pub fn jitter_us(&self) -> f64 {
+        self.jitter_sum_ns / self.jitter_sockets.max(1) as f64 / 1000.0
+    }
+
     /// Lost datagrams as a percentage of those sent.
     pub fn loss_pct(&self) -> f64 {
         100.0 * self.lost as f64 / self.sent.max(1) as f64
@@ -334,6 +373,8 @@ impl DatagramFigures {
         self.late += other.late;
         self.reordered += other.reordered;
         self.corrupted += other.corrupted;
+        self.jitter_sum_ns += other.jitter_sum_ns;
+        self.jitter_sockets += other.jitter_sockets;
     }
 }
 
@@ -697,6 +738,7 @@ impl Summary {
                 duplicated: d.duplicated,
                 reordered: d.reordered,
                 corrupted: d.corrupted,
+                jitter_us: round(d.jitter_us(), 1),
             }),
         })
     }
@@ -795,7 +837,7 @@ impl Summary {
         if let Some(d) = &self.datagrams {
             let _ = writeln!(
                 out,
-                "  datagrams   sent {}, answered {}, lost {} ({:.2}%), late {}, duplicated {}, reordered {}, corrupted {}",
+                "  datagrams   sent {}, answered {}, lost {} ({:.2}%), late {}, duplicated {}, reordered {}, corrupted {}; jitter {:.1} µs",
                 d.sent,
                 d.answered,
                 d.lost,
@@ -803,7 +845,8 @@ impl Summary {
                 d.late,
                 d.duplicated,
                 d.reordered,
-                d.corrupted
+                d.corrupted,
+                d.jitter_us()
             );
         }
         let threads = match self.per_thread.as_slice() {
@@ -1045,5 +1088,40 @@ mod tests {
         assert!(Progress::default().line().starts_with("elapsed "));
         assert!(RunStage::Connecting < RunStage::WarmingUp);
         assert!(RunStage::WarmingUp < RunStage::Measuring);
+    }
+
+    /// RFC 3550's jitter: steady transit times give none; alternating
+    /// transits 100 µs apart move the estimate a sixteenth of the way each
+    /// time, toward 100 µs.
+    #[test]
+    fn jitter_follows_rfc_3550() {
+        let t0 = std::time::Instant::now();
+        let us = Duration::from_micros;
+        let mut steady = Jitter::default();
+        for k in 0..10 {
+            let sent = t0 + us(1000 * k);
+            steady.on_reply(sent, sent + us(50));
+        }
+        assert_eq!(steady.estimate_ns, 0.0);
+        assert!(!steady.known());
+        let mut varying = Jitter::default();
+        varying.on_reply(t0, t0 + us(50));
+        varying.on_reply(t0 + us(1000), t0 + us(1150));
+        assert_eq!(varying.estimate_ns, 100_000.0 / 16.0);
+        for k in 2..400u64 {
+            let sent = t0 + us(1000 * k);
+            varying.on_reply(sent, sent + us(if k % 2 == 0 { 50 } else { 150 }));
+        }
+        assert!(
+            (varying.estimate_ns - 100_000.0).abs() < 1.0,
+            "{}",
+            varying.estimate_ns
+        );
+        let figures = DatagramFigures {
+            jitter_sum_ns: 300_000.0,
+            jitter_sockets: 3,
+            ..DatagramFigures::default()
+        };
+        assert_eq!(figures.jitter_us(), 100.0);
     }
 }
