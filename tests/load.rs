@@ -132,6 +132,8 @@ fn clean_run_against_the_echo_server_reports_json() {
             "p90",
             "p99",
             "max",
+            "up_at_end",
+            "died",
             "errors",
             "connect",
             "reset",
@@ -200,6 +202,20 @@ fn a_server_closing_mid_run_counts_resets() {
     let json = String::from_utf8(out.stdout).unwrap();
     assert_eq!(json_number(&json, "errors.reset"), 3.0, "{json}");
     assert_eq!(json_number(&json, "errors.mismatch"), 0.0, "{json}");
+    // The connections' fate: none up at the end, three died, and when.
+    assert_eq!(json_number(&json, "up_at_end"), 0.0, "{json}");
+    assert_eq!(json_number(&json, "died"), 3.0, "{json}");
+    let (first, last) = (
+        json_number(&json, "first_death_s"),
+        json_number(&json, "last_death_s"),
+    );
+    assert!(0.0 <= first && first <= last && last <= 0.6, "{json}");
+    let out = load(addr, &["-c", "3", "-s", "64", "-d", "500ms"]);
+    let human = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        human.contains("  connections 0 of 3 up at the end; 3 died between "),
+        "{human}"
+    );
 }
 
 /// A closed port: every connection is a connect error, one clear line,

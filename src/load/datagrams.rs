@@ -37,7 +37,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::config::{Config, TICK};
 use super::counters::Counters;
 use super::intervals::{Intervals, hand_out};
-use super::outcome::{DatagramFigures, Jitter, Progress, RunStage, Summary, Update};
+use super::outcome::{DatagramFigures, Fate, Jitter, Progress, RunStage, Summary, Update};
 use super::schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
@@ -482,6 +482,11 @@ impl DatagramGenerator {
             connect_latency: c.connect_latency.clone(),
             errors,
             first_connect_error: None,
+            // Datagram sockets neither connect nor die.
+            fate: Fate {
+                up_at_end: self.flows.len(),
+                ..Fate::default()
+            },
             schedule,
             cpu,
             per_thread: vec![c.messages as f64 / duration.as_secs_f64().max(1e-9)],

@@ -67,7 +67,7 @@ use counters::Counters;
 pub use datagrams::HEADER as DATAGRAM_HEADER;
 use intervals::{Intervals, hand_out};
 pub use outcome::{
-    DatagramFigures, Errors, Failure, Interval, Progress, RunStage, Schedule, Summary, Update,
+    DatagramFigures, Errors, Failure, Fate, Interval, Progress, RunStage, Schedule, Summary, Update,
 };
 use schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 pub use tape::splitmix64;
@@ -148,6 +148,8 @@ pub struct Generator {
     /// when (in that order: the back-off is the same for all).
     retries: VecDeque<(Instant, usize)>,
     first_connect_error: Option<String>,
+    /// Connections that died on the way, and when.
+    fate: Fate,
 }
 
 impl std::fmt::Debug for Generator {
@@ -217,6 +219,7 @@ impl Generator {
             cpu: crate::shared::cpu::CpuWindow::default(),
             intervals: None,
             first_connect_error: None,
+            fate: Fate::default(),
             config,
         })
     }
@@ -680,6 +683,10 @@ impl Generator {
     /// Closes connection `i` before the end of the run, and counts why.
     fn close(&mut self, i: usize, why: Close) {
         log::debug!("close connection {i} ({why})");
+        let since_start = self
+            .now
+            .saturating_duration_since(self.t0.unwrap_or(self.started));
+        self.fate.death(since_start);
         match why {
             Close::Failed(_) => self.counters.errors.reset += 1,
             Close::Mismatch => self.counters.errors.mismatch += 1,
@@ -726,6 +733,11 @@ impl Generator {
         if let Some(intervals) = &mut self.intervals {
             intervals.cut(now, &mut self.counters, true);
         }
+        self.fate.up_at_end = self
+            .conns
+            .iter()
+            .filter(|c| matches!(c.phase, Phase::Running { .. }))
+            .count();
         for i in 0..self.conns.len() {
             self.end(i);
         }
@@ -750,6 +762,7 @@ impl Generator {
             connect_latency: self.counters.connect_latency.clone(),
             errors: self.counters.errors,
             first_connect_error: self.first_connect_error.clone(),
+            fate: self.fate,
             schedule,
             cpu,
             per_thread: vec![msgs_per_s],
