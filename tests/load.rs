@@ -989,3 +989,24 @@ fn a_stdout_nobody_reads_never_stalls_the_run() {
         "the summary is last: {last}"
     );
 }
+
+/// Open loop reports the service time (from each message's actual send)
+/// beside the latency (from its due time): every message was sent at or
+/// after it was due, so each percentile of the service time is at most the
+/// latency's. Closed loop, where the two are one, has no service figures.
+#[test]
+fn open_loop_reports_service_time_beside_latency() {
+    let server = ServerProcess::start(&[]);
+    let json = clean_json(server.addr, &["-c", "10", "--rate", "2000", "-d", "500ms"]);
+    for q in ["p50", "p90", "p99", "p999", "max"] {
+        let service = json_number(&json, &format!("service_us.{q}"));
+        let latency = json_number(&json, &format!("latency_us.{q}"));
+        assert!(1.0 <= service && service <= latency, "{q}: {json}");
+    }
+    let closed = clean_json(server.addr, &["-c", "2", "-d", "200ms"]);
+    assert!(!closed.contains("service_us"), "{closed}");
+    let out = load(server.addr, &["-c", "10", "--rate", "2000", "-d", "300ms"]);
+    let human = String::from_utf8(out.stdout).unwrap();
+    assert!(human.contains("  service µs  p50 "), "{human}");
+    assert!(human.contains("(from each actual send)"), "{human}");
+}

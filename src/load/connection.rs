@@ -93,15 +93,29 @@ pub(super) struct Connection<S> {
     sent: u64,
     /// Bytes read back and verified so far.
     received: u64,
-    /// For each message not yet echoed in full: the stream offset where it
-    /// ends, and when it was sent (closed loop) or due (open loop).
-    in_flight: VecDeque<(u64, Instant)>,
+    /// Each message not yet echoed in full, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// How many of `in_flight` (from the front) are written in full: the
+    /// next one to be stamped with its send time.
+    written: usize,
     /// `--messages-per-connection`: how many messages one socket carries
     /// before it is closed and a new one opened in its place.
     quota: Option<u64>,
     /// Messages queued on this socket so far, and echoed in full.
     msgs_queued: u64,
     msgs_done: u64,
+}
+
+/// A message waiting for its echo.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// Where its last byte is in the connection's stream.
+    end: u64,
+    /// When it was sent (closed loop) or meant to go (open loop): its
+    /// latency counts from here.
+    at: Instant,
+    /// When its last byte was written: its service time counts from here.
+    sent: Option<Instant>,
 }
 
 impl<S: Read + Write> Connection<S> {
@@ -114,6 +128,7 @@ impl<S: Read + Write> Connection<S> {
             sent: 0,
             received: 0,
             in_flight: VecDeque::new(),
+            written: 0,
             quota,
             msgs_queued: 0,
             msgs_done: 0,
@@ -149,14 +164,18 @@ impl<S: Read + Write> Connection<S> {
 
     /// When the oldest message still waiting for its echo was sent (or due).
     pub(super) fn oldest_in_flight(&self) -> Option<Instant> {
-        self.in_flight.front().map(|&(_, at)| at)
+        self.in_flight.front().map(|m| m.at)
     }
 
     /// Queues one message, sent (or due) at `at`.
     pub(super) fn queue(&mut self, size: usize, at: Instant) {
         self.msgs_queued += 1;
         self.queued += size as u64;
-        self.in_flight.push_back((self.queued, at));
+        self.in_flight.push_back(InFlight {
+            end: self.queued,
+            at,
+            sent: None,
+        });
     }
 
     /// Writes queued bytes until all are out or the socket is full.
@@ -176,6 +195,14 @@ impl<S: Read + Write> Connection<S> {
                     self.sent += n as u64;
                     if counters.measuring(now) {
                         counters.bytes_sent += n as u64;
+                    }
+                    // Stamp the messages this write finished sending.
+                    while let Some(m) = self.in_flight.get_mut(self.written) {
+                        if m.end > self.sent {
+                            break;
+                        }
+                        m.sent = Some(now);
+                        self.written += 1;
                     }
                 }
                 Err(e) if would_block(&e) => break,
@@ -224,14 +251,19 @@ impl<S: Read + Write> Connection<S> {
             if counters.measuring(now) {
                 counters.bytes_received += n as u64;
             }
-            while let Some(&(end, at)) = self.in_flight.front() {
-                if end > self.received {
+            while let Some(&m) = self.in_flight.front() {
+                if m.end > self.received {
                     break;
                 }
                 self.in_flight.pop_front();
+                self.written = self.written.saturating_sub(1);
                 self.msgs_done += 1;
                 // An echo past --timeout closes its connection as a timeout.
-                counters.complete(at, now).map_err(|_late| Close::Timeout)?;
+                counters
+                    .complete(m.at, now)
+                    .map_err(|_late| Close::Timeout)?;
+                // (An echo cannot come back before its bytes went out.)
+                counters.served(m.at, m.sent.unwrap_or(m.at), now);
                 if let Some(size) = refill
                     && self.wants_more()
                 {
@@ -451,5 +483,33 @@ mod tests {
                 assert_eq!(k.messages, 0);
             }
         }
+    }
+
+    /// Service time counts from the write that finished a message, latency
+    /// from when it was due: two messages due at t0, the socket takes the
+    /// first at 1 ms and the second only at 5 ms, both echoes come at 9 ms.
+    #[test]
+    fn service_time_counts_from_the_write_that_finished_the_message() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut k = counters(t0);
+        let both = sent(2 * SIZE);
+        let mut c = running(
+            vec![Step::Data(both)],
+            vec![Step::Take(SIZE + 10), Step::Block, Step::Take(SIZE - 10)],
+        );
+        c.queue(SIZE, t0);
+        c.queue(SIZE, t0);
+        c.on_writable(tape(), &mut k, t0 + ms(1)).unwrap();
+        c.on_writable(tape(), &mut k, t0 + ms(5)).unwrap();
+        assert_eq!(fake(&c).written, both);
+        let mut buf = vec![0; CHUNK];
+        c.on_readable(&mut buf, tape(), &mut k, t0 + ms(9), None, Drain::ShortRead)
+            .unwrap();
+        assert_eq!(k.messages, 2);
+        let (lat, svc) = (&k.latency, &k.service);
+        assert!(lat.equivalent(lat.min(), 9000) && lat.equivalent(lat.max(), 9000));
+        assert!(svc.equivalent(svc.min(), 4000), "9 − 5 ms: {}", svc.min());
+        assert!(svc.equivalent(svc.max(), 8000), "9 − 1 ms: {}", svc.max());
     }
 }

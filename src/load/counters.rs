@@ -29,6 +29,10 @@ pub(super) struct Counters {
     pub(super) bytes_sent: u64,
     pub(super) bytes_received: u64,
     pub(super) latency: Histogram<u64>,
+    /// Service time: from each message's actual send to its echo, µs. In
+    /// open loop it leaves out the time a message waited to be sent, which
+    /// `latency` (from the due time) includes: wrk2's "uncorrected".
+    pub(super) service: Histogram<u64>,
     /// Connections established inside the window (churn, reconnects).
     pub(super) connects: u64,
     /// How long each of those took, connect() to established, µs.
@@ -55,6 +59,7 @@ impl Counters {
             bytes_sent: 0,
             bytes_received: 0,
             latency: micros_histogram()?,
+            service: micros_histogram()?,
             connects: 0,
             connect_latency: micros_histogram()?,
             interval_latency: micros_histogram()?,
@@ -79,6 +84,15 @@ impl Counters {
             self.interval_latency.saturating_record(us);
         }
         Ok(())
+    }
+
+    /// Records the service time of a message `complete` counted (due or
+    /// sent at `at`, its last byte written at `sent`), echoed at `now`.
+    pub(super) fn served(&mut self, at: Instant, sent: Instant, now: Instant) {
+        if at >= self.measure_from && now <= self.end {
+            let us = (now.saturating_duration_since(sent).as_micros() as u64).max(1);
+            self.service.saturating_record(us);
+        }
     }
 
     /// Counts a connection whose connect started at `since` and completed

@@ -478,6 +478,7 @@ impl DatagramGenerator {
             bytes_sent: c.bytes_sent,
             bytes_received: c.bytes_received,
             latency: c.latency.clone(),
+            service: None,
             connects: 0,
             connect_latency: c.connect_latency.clone(),
             errors,

@@ -758,6 +758,7 @@ impl Generator {
             bytes_sent: self.counters.bytes_sent,
             bytes_received: self.counters.bytes_received,
             latency: self.counters.latency.clone(),
+            service: self.config.rate.map(|_| self.counters.service.clone()),
             connects: self.counters.connects,
             connect_latency: self.counters.connect_latency.clone(),
             errors: self.counters.errors,

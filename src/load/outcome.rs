@@ -52,6 +52,10 @@ pub struct Summary {
     pub bytes_received: u64,
     /// Latency of each measured message, in microseconds.
     pub latency: Histogram<u64>,
+    /// Open loop over a stream: service time, from each message's actual
+    /// send to its echo (µs), beside `latency`, which counts from the due
+    /// time. `None` in closed loop, where the two are the same, and over UDP.
+    pub service: Option<Histogram<u64>>,
     /// Connections established inside the window (with
     /// `--messages-per-connection` or `--reconnect`; the first connects
     /// happen before the clock starts).
@@ -290,6 +294,8 @@ struct SummaryJson {
     msgs_per_s: f64,
     mib_per_s: f64,
     latency_us: Long,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_us: Option<Long>,
     connects: u64,
     connects_per_s: f64,
     connect_latency_us: Long,
@@ -701,6 +707,13 @@ impl Summary {
             all.bytes_received += r.bytes_received;
             // Same bounds on every thread, so adding cannot fail.
             let _ = all.latency.add(&r.latency);
+            all.service = match (all.service, r.service) {
+                (Some(mut a), Some(b)) => {
+                    let _ = a.add(&b);
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
             all.connects += r.connects;
             let _ = all.connect_latency.add(&r.connect_latency);
             all.errors.connect += r.errors.connect;
@@ -789,6 +802,7 @@ impl Summary {
             msgs_per_s: round(self.msgs_per_s(), 1),
             mib_per_s: round(self.mib_per_s(), 3),
             latency_us: Long::of(&self.latency, true),
+            service_us: self.service.as_ref().map(|h| Long::of(h, true)),
             connects: self.connects,
             connects_per_s: round(self.connects_per_s(), 1),
             connect_latency_us: Long::of(&self.connect_latency, false),
@@ -895,6 +909,17 @@ impl Summary {
             self.percentile(0.999),
             self.latency.max()
         );
+        if let Some(service) = &self.service {
+            let _ = writeln!(
+                out,
+                "  service µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (from each actual send)",
+                quantile(service, 0.5),
+                quantile(service, 0.9),
+                quantile(service, 0.99),
+                quantile(service, 0.999),
+                service.max()
+            );
+        }
         if config.messages_per_connection.is_some() || config.reconnect {
             let c = &self.connect_latency;
             let _ = writeln!(
@@ -1029,6 +1054,7 @@ mod tests {
             datagrams: None,
             first_connect_error: Some("connection refused".into()),
             fate: Fate::default(),
+            service: None,
             schedule: None,
         }
     }
