@@ -315,9 +315,9 @@ pub struct LoadArgs {
     #[arg(value_name = "ADDR", value_parser = parse_load_target)]
     pub addr: LoadTarget,
 
-    /// Connections to open.
+    /// Connections to open (1 to 1M; 10k is 10,000).
     #[arg(short = 'c', long, value_name = "N", default_value_t = 50,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+          value_parser = parse_connections)]
     pub connections: u64,
 
     /// Bytes per message.
@@ -336,8 +336,9 @@ pub struct LoadArgs {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub pipeline: u64,
 
-    /// Open loop: send this many messages per second in all, on a fixed
-    /// schedule; latency counts from when each message was due.
+    /// Open loop: send this many messages per second in all (20k is
+    /// 20,000), on a fixed schedule; latency counts from when each message
+    /// was due.
     #[arg(long, value_name = "MSGS_PER_S", value_parser = parse_rate)]
     pub rate: Option<f64>,
 
@@ -367,8 +368,9 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub warmup: Option<Duration>,
 
-    /// Stop after this many measured messages, even before --duration.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Stop after this many measured messages, even before --duration (1M
+    /// is a million).
+    #[arg(long, value_name = "N", value_parser = parse_messages)]
     pub messages: Option<u64>,
 
     /// A connect or an echo that takes longer than this is an error.
@@ -378,7 +380,7 @@ pub struct LoadArgs {
     /// Close each connection after N verified round trips and open a new
     /// one at once (1 is pure connection churn); the summary adds
     /// connections per second and connect latency.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_messages)]
     pub messages_per_connection: Option<u64>,
 
     /// Open a connection that failed (reset, refused, timed out, wrong
@@ -427,6 +429,17 @@ pub fn default_tag() -> String {
         .map(|h| h.trim().replace([',', ' ', '='], "-"))
         .unwrap_or_else(|_| "localhost".into());
     format!("{host}:{}", std::process::id())
+}
+
+/// `-c`: 1 to a million connections, `k` and `M` allowed.
+pub fn parse_connections(text: &str) -> Result<u64, String> {
+    crate::shared::duration::parse_count(text, 1, 1_000_000)
+}
+
+/// `--messages`, `--messages-per-connection`: at least 1, `k` and `M`
+/// allowed (up to 2^53, where a count is still exact).
+pub fn parse_messages(text: &str) -> Result<u64, String> {
+    crate::shared::duration::parse_count(text, 1, 1 << 53)
 }
 
 /// `--spin`: a duration from 0 to 10 ms.

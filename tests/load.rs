@@ -1010,3 +1010,21 @@ fn open_loop_reports_service_time_beside_latency() {
     assert!(human.contains("  service µs  p50 "), "{human}");
     assert!(human.contains("(from each actual send)"), "{human}");
 }
+
+/// Rates and counts take `k` and `M`, as oha and fortio users type them:
+/// `--rate 2k` is 2,000 a second (600 due in 300 ms), `--messages 1k`
+/// stops at a thousand, `-c 0.004k` is four connections.
+#[test]
+fn rates_and_counts_take_k_and_m() {
+    let server = ServerProcess::start(&[]);
+    let json = clean_json(
+        server.addr,
+        &["-c", "0.004k", "--rate", "2k", "-d", "300ms"],
+    );
+    assert_eq!(json_number(&json, "schedule.due"), 600.0, "{json}");
+    assert_eq!(json_number(&json, "connections"), 4.0, "{json}");
+    let json = clean_json(server.addr, &["-c", "2", "--messages", "1k", "-d", "30s"]);
+    let messages = json_number(&json, "messages");
+    assert!((1000.0..1100.0).contains(&messages), "{json}");
+    assert!(json_number(&json, "duration_s") < 30.0, "{json}");
+}

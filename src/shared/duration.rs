@@ -61,12 +61,40 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a duration"))
 }
 
-/// Parses a rate (events per second) between [`MIN_RATE`] and [`MAX_RATE`].
-pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let rate: f64 = text
-        .trim()
+/// A number with an optional `k` (thousand) or `M` (million) suffix, as
+/// oha and fortio users type rates and counts: `20k`, `1.5M`.
+fn with_suffix(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let (number, times) = match t.strip_suffix(['k', 'K']) {
+        Some(n) => (n, 1e3),
+        None => match t.strip_suffix('M') {
+            Some(n) => (n, 1e6),
+            None => (t, 1.0),
+        },
+    };
+    let value: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a number"))?;
+        .map_err(|_| format!("`{text}` is not a number (a k or M suffix may follow)"))?;
+    Ok(value * times)
+}
+
+/// Parses a count from `min` to `max`, with an optional `k` or `M`
+/// suffix (`10k` is 10,000); it must come out whole.
+pub fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let value = with_suffix(text)?;
+    if value.is_nan() || value.fract() != 0.0 {
+        return Err(format!("`{text}` is not a whole number"));
+    }
+    if !(min as f64..=max as f64).contains(&value) {
+        return Err(format!("`{text}` is out of range ({min} to {max})"));
+    }
+    Ok(value as u64)
+}
+
+/// Parses a rate (events per second) between [`MIN_RATE`] and [`MAX_RATE`],
+/// with an optional `k` or `M` suffix (`20k` is 20,000 a second).
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate = with_suffix(text)?;
     if rate.is_nan() {
         return Err(format!("`{text}` is not a number"));
     }
@@ -177,5 +205,24 @@ mod tests {
     fn nth_period_saturates() {
         assert_eq!(nth_period(3, 2.0), Duration::from_millis(1500));
         assert_eq!(nth_period(u64::MAX, MIN_RATE), MAX_DURATION);
+    }
+
+    /// `k` and `M` multiply; anything else after the number is refused;
+    /// counts must come out whole and in range.
+    #[test]
+    fn rates_and_counts_take_k_and_m() {
+        assert_eq!(parse_rate("20k"), Ok(20_000.0));
+        assert_eq!(parse_rate("1.5M"), Ok(1_500_000.0));
+        assert_eq!(parse_rate("2.5"), Ok(2.5));
+        for bad in ["k", "20kk", "20m", "20 k x", "-2k", "0k", "2e9M"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_count("10k", 1, 1_000_000), Ok(10_000));
+        assert_eq!(parse_count("1M", 1, u64::MAX / 2), Ok(1_000_000));
+        assert_eq!(parse_count("7", 1, 10), Ok(7));
+        assert!(parse_count("1.5", 1, 10).is_err(), "not whole");
+        assert!(parse_count("0.0001k", 1, 10).is_err(), "not whole");
+        assert!(parse_count("2M", 1, 1_000_000).is_err(), "out of range");
+        assert!(parse_count("0", 1, 10).is_err(), "below the range");
     }
 }
