@@ -467,11 +467,15 @@ fn parse_zero_to(text: &str, max: Duration, max_text: &str) -> Result<Duration, 
 
 /// An HdrHistogram log tag: printable, no spaces, commas or `=`.
 pub fn parse_tag(text: &str) -> Result<String, String> {
-    if text.ends_with(crate::report::CONNECT_SUFFIX) {
-        return Err(format!(
-            "`{text}` ends in `{}`, which marks connect-latency histograms",
-            crate::report::CONNECT_SUFFIX
-        ));
+    for (suffix, what) in [
+        (crate::report::CONNECT_SUFFIX, "connect-latency"),
+        (crate::report::SERVICE_SUFFIX, "service-time"),
+    ] {
+        if text.ends_with(suffix) {
+            return Err(format!(
+                "`{text}` ends in `{suffix}`, which marks {what} histograms"
+            ));
+        }
     }
     let ok = !text.is_empty()
         && text.len() <= 200

@@ -134,6 +134,8 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
     let config = args.config(addr);
     let mut hdr_log = open_hdr_log(&args, &config)?;
     let log_connects = args.messages_per_connection.is_some() || args.reconnect;
+    // Open loop over a stream: the service time is logged beside latency.
+    let open_loop = config.rate.is_some() && !config.udp;
     let live = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -166,6 +168,7 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
                 writer.push(Record {
                     latency: interval.latency.clone(),
                     connect: log_connects.then(|| interval.connect_latency.clone()),
+                    service: open_loop.then(|| interval.service.clone()),
                     at: interval.since_run_start,
                     length: interval.length,
                     errors: interval.errors,

@@ -146,7 +146,7 @@ fn counts_modes_addresses_and_names_exit_2_with_one_line() {
         (
             &["load", "127.0.0.1:9"],
             "--tag",
-            &["", "a b", "a,b", "a=b", "x-connect"],
+            &["", "a b", "a,b", "a=b", "x-connect", "x-service"],
         ),
         (&["load", "127.0.0.1:9"], "--hdr-log", &[""]),
         (

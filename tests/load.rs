@@ -1028,3 +1028,47 @@ fn rates_and_counts_take_k_and_m() {
     assert!((1000.0..1100.0).contains(&messages), "{json}");
     assert!(json_number(&json, "duration_s") < 30.0, "{json}");
 }
+
+/// Open loop over a stream logs the service time beside the latency, under
+/// `TAG-service`; `report` keeps it apart from the message latency (the
+/// whole run counts messages once) and prints it on a line of its own.
+#[test]
+fn the_hdr_log_carries_service_time_apart() {
+    let server = ServerProcess::start(&[]);
+    let dir = common::scratch("load", "service-log");
+    let log = dir.join("run.hlog");
+    let log_arg = log.to_str().unwrap();
+    let args = [
+        "-c",
+        "4",
+        "--rate",
+        "1000",
+        "-d",
+        "1s",
+        "--tag",
+        "gen",
+        "--hdr-log",
+        log_arg,
+    ];
+    let json = clean_json(server.addr, &args);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("Tag=gen-service,")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("Tag=gen,")), "{text}");
+    let out = bin().args(["report", log_arg, "--json"]).output().unwrap();
+    let report = common::clean_stdout(out);
+    assert_eq!(
+        common::json_number(&report, "messages"),
+        json_number(&json, "messages"),
+        "service histograms are not counted as messages: {report}"
+    );
+    assert!(
+        common::json_number(&report, "service_us.p50") >= 1.0,
+        "{report}"
+    );
+    let out = bin().args(["report", log_arg]).output().unwrap();
+    let human = common::clean_stdout(out);
+    assert!(human.contains("  service     "), "{human}");
+}

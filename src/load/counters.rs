@@ -40,6 +40,7 @@ pub(super) struct Counters {
     /// The same two histograms for the current `--interval` only.
     pub(super) interval_latency: Histogram<u64>,
     pub(super) interval_connect: Histogram<u64>,
+    pub(super) interval_service: Histogram<u64>,
     pub(super) errors: Errors,
 }
 
@@ -64,6 +65,7 @@ impl Counters {
             connect_latency: micros_histogram()?,
             interval_latency: micros_histogram()?,
             interval_connect: micros_histogram()?,
+            interval_service: micros_histogram()?,
             errors: Errors::default(),
         })
     }
@@ -92,6 +94,7 @@ impl Counters {
         if at >= self.measure_from && now <= self.end {
             let us = (now.saturating_duration_since(sent).as_micros() as u64).max(1);
             self.service.saturating_record(us);
+            self.interval_service.saturating_record(us);
         }
     }
 

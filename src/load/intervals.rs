@@ -89,11 +89,13 @@ impl Intervals {
             errors: counters.errors.total() - base.errors,
             latency: counters.interval_latency.clone(),
             connect_latency: counters.interval_connect.clone(),
+            service: counters.interval_service.clone(),
             cpu: cpu.saturating_sub(base.cpu),
             threads: 1,
         };
         counters.interval_latency.reset();
         counters.interval_connect.reset();
+        counters.interval_service.reset();
         self.base = Marks {
             messages: counters.messages,
             bytes_sent: counters.bytes_sent,

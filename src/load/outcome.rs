@@ -113,6 +113,8 @@ pub struct Interval {
     pub latency: Histogram<u64>,
     /// Connect latency of the connections established in it, µs.
     pub connect_latency: Histogram<u64>,
+    /// Service time of its messages (open loop over a stream), µs.
+    pub service: Histogram<u64>,
     /// The generator's CPU time in it, all threads.
     pub cpu: Duration,
     /// How many generator threads it sums.
@@ -129,6 +131,7 @@ impl Interval {
         self.errors += other.errors;
         let _ = self.latency.add(&other.latency);
         let _ = self.connect_latency.add(&other.connect_latency);
+        let _ = self.service.add(&other.service);
         self.cpu += other.cpu;
         self.threads += other.threads;
     }

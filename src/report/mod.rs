@@ -43,6 +43,11 @@ pub mod writer;
 /// (`echoloop load` refuses a `--tag` of its own that ends so).
 pub const CONNECT_SUFFIX: &str = "-connect";
 
+/// A tag ending in this holds open-loop service time (from each message's
+/// actual send), not latency from the due time; `echoloop load` refuses a
+/// `--tag` of its own that ends so too.
+pub const SERVICE_SUFFIX: &str = "-service";
+
 /// The most steps a report is drawn in (text lines, chart points).
 pub const MAX_STEPS: usize = 1000;
 
@@ -258,7 +263,8 @@ impl Scan {
                 t0 = t0.min(start);
                 end = end.max(start + length);
                 let _ = lengths.record((length * 1e3).round().max(1.0) as u64);
-                if !tag.ends_with(CONNECT_SUFFIX) && !tags.contains(&tag) {
+                let side = tag.ends_with(CONNECT_SUFFIX) || tag.ends_with(SERVICE_SUFFIX);
+                if !side && !tags.contains(&tag) {
                     if tags.len() == MAX_TAGS {
                         return Err(ReportError::Malformed {
                             path: path.clone(),
@@ -334,6 +340,8 @@ pub struct Merged {
     pub steps: Vec<Option<Step>>,
     /// Connect latency of all the runs (tags ending in `-connect`).
     pub connect: Option<Histogram<u64>>,
+    /// Service time of all the runs (tags ending in `-service`).
+    pub service: Option<Histogram<u64>>,
 }
 
 /// An empty histogram that grows with what is added (3 digits).
@@ -387,6 +395,7 @@ pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
         tags: BTreeMap::new(),
         steps: (0..n_steps).map(|_| None).collect(),
         connect: None,
+        service: None,
     };
     for path in paths {
         read_lines(path, |number, line| {
@@ -416,6 +425,10 @@ pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
             if tag.ends_with(CONNECT_SUFFIX) {
                 let connect = merged.connect.get_or_insert_with(growing);
                 return add(connect, &h, path, number);
+            }
+            if tag.ends_with(SERVICE_SUFFIX) {
+                let service = merged.service.get_or_insert_with(growing);
+                return add(service, &h, path, number);
             }
             add(&mut merged.total, &h, path, number)?;
             let offset = start - scan.t0;
@@ -492,6 +505,8 @@ struct Json<'a> {
     apart: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     connect_latency_us: Option<Percentiles>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_us: Option<Percentiles>,
 }
 
 impl Merged {
@@ -570,6 +585,16 @@ impl Merged {
                 c.max()
             );
         }
+        if let Some(s) = &self.service {
+            let _ = writeln!(
+                out,
+                "  service     {} messages  µs p50 {}  p99 {}  max {}  (from each actual send)",
+                s.len(),
+                quantile(s, 0.5),
+                quantile(s, 0.99),
+                s.max()
+            );
+        }
         if self.apart() {
             let _ = writeln!(
                 out,
@@ -614,6 +639,7 @@ impl Merged {
                 .collect(),
             apart: self.apart(),
             connect_latency_us: self.connect.as_ref().map(Percentiles::of),
+            service_us: self.service.as_ref().map(Percentiles::of),
         };
         // Plain numbers, strings and maps: serializing cannot fail.
         serde_json::to_string(&json).unwrap_or_default()
