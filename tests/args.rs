@@ -110,7 +110,7 @@ fn new_size_options_refuse_bad_input() {
 #[test]
 fn counts_modes_addresses_and_names_exit_2_with_one_line() {
     let huge = "99999999999999999999999";
-    let cases: [(&[&str], &str, &[&str]); 12] = [
+    let cases: [(&[&str], &str, &[&str]); 14] = [
         (
             &["server"],
             "--threads",
@@ -153,6 +153,16 @@ fn counts_modes_addresses_and_names_exit_2_with_one_line() {
             &["load", "127.0.0.1:9"],
             "--spin",
             &["11ms", "-1", "x", "", "1e9", "nan"],
+        ),
+        (
+            &["load", "127.0.0.1:9"],
+            "-c",
+            &["0", "-1", "2M", huge, "x", "1.5", "1kk", ""],
+        ),
+        (
+            &["load", "127.0.0.1:9"],
+            "--messages",
+            &["0", "-1", "1e30", huge, "x", "0.0005k", ""],
         ),
         (
             &["load", "127.0.0.1:9"],

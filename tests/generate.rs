@@ -186,3 +186,19 @@ fn every_shell_gets_a_script() {
         "an unknown shell is a usage error"
     );
 }
+
+/// A directory that cannot be made is one line and exit 1, not a panic.
+#[test]
+fn man_pages_into_an_impossible_directory_fail_cleanly() {
+    let out = bin()
+        .args(["generate", "man", "/proc/echoloop-no/man"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("echoloop: error: cannot write /proc/echoloop-no/man: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

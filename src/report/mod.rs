@@ -575,25 +575,27 @@ impl Merged {
                 h.max()
             );
         }
-        if let Some(c) = &self.connect {
-            let _ = writeln!(
-                out,
-                "  connect     {} connections  µs p50 {}  p99 {}  max {}",
-                c.len(),
-                quantile(c, 0.5),
-                quantile(c, 0.99),
-                c.max()
-            );
-        }
-        if let Some(s) = &self.service {
-            let _ = writeln!(
-                out,
-                "  service     {} messages  µs p50 {}  p99 {}  max {}  (from each actual send)",
-                s.len(),
-                quantile(s, 0.5),
-                quantile(s, 0.99),
-                s.max()
-            );
+        // The side histograms: connect latency, and open-loop service time.
+        let sides = [
+            ("connect", "connections", "", &self.connect),
+            (
+                "service",
+                "messages",
+                "  (from each actual send)",
+                &self.service,
+            ),
+        ];
+        for (name, counted, note, h) in sides {
+            if let Some(h) = h {
+                let _ = writeln!(
+                    out,
+                    "  {name:<11} {} {counted}  µs p50 {}  p99 {}  max {}{note}",
+                    h.len(),
+                    quantile(h, 0.5),
+                    quantile(h, 0.99),
+                    h.max()
+                );
+            }
         }
         if self.apart() {
             let _ = writeln!(
