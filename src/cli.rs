@@ -250,6 +250,109 @@ pub struct ServerArgs {
     /// (port 0 picks a free port; the log says which).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+
+    /// Hold every echo this long before writing it back (a slow backend;
+    /// up to 60s). The bytes wait in the loop's own timers, within the
+    /// owed cap.
+    #[arg(long, value_name = "DURATION", value_parser = parse_fault_delay,
+          help_heading = "Misbehaving on purpose (per connection)")]
+    pub delay: Option<Duration>,
+
+    /// Add a uniform extra delay from 0 to this to each read's echo (up to
+    /// 60s); a connection's bytes still come back in order.
+    #[arg(long, value_name = "DURATION", value_parser = parse_fault_delay,
+          help_heading = "Misbehaving on purpose (per connection)")]
+    pub jitter: Option<Duration>,
+
+    /// Close a connection cleanly (FIN) once it has echoed this many bytes
+    /// (640, 64k, 1M); what the peer sends past them is never echoed.
+    #[arg(long, value_name = "BYTES", value_parser = parse_fault_bytes,
+          conflicts_with_all = ["reset_after", "stall_after"],
+          help_heading = "Misbehaving on purpose (per connection)")]
+    pub close_after: Option<u64>,
+
+    /// Reset a connection (RST) once it has echoed this many bytes.
+    #[arg(long, value_name = "BYTES", value_parser = parse_fault_bytes,
+          conflicts_with = "stall_after",
+          help_heading = "Misbehaving on purpose (per connection)")]
+    pub reset_after: Option<u64>,
+
+    /// Stop reading a connection once it has echoed this many bytes: the
+    /// peer's sends back up (TCP flow control) until it gives up.
+    #[arg(long, value_name = "BYTES", value_parser = parse_fault_bytes,
+          help_heading = "Misbehaving on purpose (per connection)")]
+    pub stall_after: Option<u64>,
+
+    /// Leave this percentage of UDP datagrams unanswered (0 to 100; needs
+    /// --udp or --udp-only).
+    #[arg(long, value_name = "PCT", value_parser = parse_percent,
+          help_heading = "Misbehaving on purpose (per connection)")]
+    pub drop: Option<f64>,
+
+    /// Seed the random choices of --jitter and --drop, so that a run can
+    /// be repeated. Default: from the clock (the log says which).
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Misbehaving on purpose (per connection)"
+    )]
+    pub seed: Option<u64>,
+}
+
+/// `--delay`, `--jitter`: a duration of at most a minute.
+fn parse_fault_delay(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > Duration::from_secs(60) {
+        return Err(format!("`{text}` is too long (at most 60s)"));
+    }
+    Ok(d)
+}
+
+/// `--close-after` and the like: 1 byte to 1 TiB, `k` and `M` allowed.
+fn parse_fault_bytes(text: &str) -> Result<u64, String> {
+    crate::shared::duration::parse_count(text, 1, 1 << 40)
+}
+
+/// `--drop`: a percentage, more than 0 and at most 100.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let pct: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if !(pct > 0.0 && pct <= 100.0) {
+        return Err(format!(
+            "`{text}` is out of range (more than 0, at most 100)"
+        ));
+    }
+    Ok(pct)
+}
+
+impl ServerArgs {
+    /// The faults asked for, with the seed (from the clock when none was
+    /// given).
+    pub fn faults(&self) -> crate::server::Faults {
+        use crate::server::End;
+        let end = [
+            (self.close_after, End::Close),
+            (self.reset_after, End::Reset),
+            (self.stall_after, End::Stall),
+        ]
+        .into_iter()
+        .find_map(|(after, end)| after.map(|n| (n, end)));
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+        crate::server::Faults {
+            delay: self.delay.unwrap_or_default(),
+            jitter: self.jitter.unwrap_or_default(),
+            end,
+            drop: self.drop.map_or(0.0, |pct| pct / 100.0),
+            seed,
+        }
+    }
 }
 
 /// Options of `echoloop client`.
@@ -576,6 +679,10 @@ impl ServerArgs {
         }
         if self.unix_mode.is_some() && !matches!(self.bind, Endpoint::Unix(_)) {
             let msg = "--unix-mode needs --bind unix:/path";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
+        if self.drop.is_some() && !(self.udp || self.udp_only) {
+            let msg = "--drop applies to datagrams: add --udp or --udp-only";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
         }
         Ok(())

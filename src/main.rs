@@ -437,8 +437,12 @@ fn run_server(args: ServerArgs) -> Result<(), Exit> {
         },
         udp_rate_limit: args.udp_rate_limit,
         metrics: args.metrics,
+        faults: args.faults(),
         ..server::Config::default()
     };
+    if config.faults.any() {
+        log::info!("misbehaving on purpose: {}", config.faults.describe());
+    }
     let start_failed = |e: server::StartError| Exit::failed(&e, e.exit_code());
     let summary = if threads == 1 {
         let mut server = Server::bind(config).map_err(start_failed)?;

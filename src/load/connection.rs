@@ -63,7 +63,9 @@ impl<S> Phase<S> {
 /// reasons have the same names where they mean the same thing.
 #[derive(Debug)]
 pub(super) enum Close {
-    /// An I/O error, or the server closed the connection mid-run.
+    /// The server closed the connection mid-run (a clean EOF).
+    Closed,
+    /// An I/O error: a reset, a broken pipe.
     Failed(io::Error),
     /// The echo differs from what was sent.
     Mismatch,
@@ -74,6 +76,7 @@ pub(super) enum Close {
 impl fmt::Display for Close {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Close::Closed => f.write_str("the server closed the connection"),
             Close::Failed(e) => write!(f, "error: {e}"),
             Close::Mismatch => f.write_str("the echo differs from what was sent"),
             Close::Timeout => f.write_str("echo timeout"),
@@ -230,13 +233,7 @@ impl<S: Read + Write> Connection<S> {
                 return Ok(());
             };
             let n = match stream.read(buf) {
-                Ok(0) => {
-                    let eof = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the server closed the connection",
-                    );
-                    return Err(Close::Failed(eof));
-                }
+                Ok(0) => return Err(Close::Closed),
                 Ok(n) => n,
                 Err(e) if would_block(&e) => return Ok(()),
                 Err(e) if interrupted(&e) => continue,
@@ -428,10 +425,7 @@ mod tests {
         one_message_out(&mut c, &mut k, t0);
         let mut buf = vec![0; CHUNK];
         let got = c.on_readable(&mut buf, tape(), &mut k, t0, None, Drain::WouldBlock);
-        assert!(
-            matches!(&got, Err(Close::Failed(e)) if e.kind() == io::ErrorKind::UnexpectedEof),
-            "{got:?}"
-        );
+        assert!(matches!(&got, Err(Close::Closed)), "{got:?}");
         assert_eq!(k.messages, 1);
     }
 

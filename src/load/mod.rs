@@ -58,6 +58,7 @@ use crate::shared::net::{self, describe, interrupted};
 use crate::shared::readiness::{Drain, Readiness};
 use crate::shared::stream::Stream;
 
+pub use crate::shared::dice::splitmix64;
 pub use config::Config;
 use config::TICK;
 use connection::{Close, Connection, Phase};
@@ -70,7 +71,6 @@ pub use outcome::{
     DatagramFigures, Errors, Failure, Fate, Interval, Progress, RunStage, Schedule, Summary, Update,
 };
 use schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
-pub use tape::splitmix64;
 use tape::{CHUNK, TAPE_PERIOD, make_tape};
 use timer::Timer;
 
@@ -688,6 +688,7 @@ impl Generator {
             .saturating_duration_since(self.t0.unwrap_or(self.started));
         self.fate.death(since_start);
         match why {
+            Close::Closed => self.counters.errors.closed += 1,
             Close::Failed(_) => self.counters.errors.reset += 1,
             Close::Mismatch => self.counters.errors.mismatch += 1,
             Close::Timeout => self.counters.errors.timeout += 1,

@@ -16,7 +16,9 @@ use crate::shared::addr::{Endpoint, Unresolved};
 pub struct Errors {
     /// Connections that could not be established (refused, timed out).
     pub connect: u64,
-    /// Connections reset or closed by the server mid-run.
+    /// Connections the server closed cleanly (EOF) mid-run.
+    pub closed: u64,
+    /// Connections that failed mid-run: reset, broken pipe, other errors.
     pub reset: u64,
     /// Echoes that did not come back within the timeout.
     pub timeout: u64,
@@ -27,7 +29,7 @@ pub struct Errors {
 impl Errors {
     /// All errors.
     pub fn total(&self) -> u64 {
-        self.connect + self.reset + self.timeout + self.mismatch
+        self.connect + self.closed + self.reset + self.timeout + self.mismatch
     }
 }
 
@@ -255,6 +257,7 @@ struct IntervalJson {
 #[derive(Debug, Serialize)]
 struct ErrorsJson {
     connect: u64,
+    closed: u64,
     reset: u64,
     timeout: u64,
     mismatch: u64,
@@ -585,9 +588,10 @@ impl std::fmt::Display for Failure {
             }
             Failure::Errors(e) => write!(
                 f,
-                "{} errors (connect {}, reset {}, timeout {}, mismatch {})",
+                "{} errors (connect {}, closed {}, reset {}, timeout {}, mismatch {})",
                 e.total(),
                 e.connect,
+                e.closed,
                 e.reset,
                 e.timeout,
                 e.mismatch
@@ -720,6 +724,7 @@ impl Summary {
             all.connects += r.connects;
             let _ = all.connect_latency.add(&r.connect_latency);
             all.errors.connect += r.errors.connect;
+            all.errors.closed += r.errors.closed;
             all.errors.reset += r.errors.reset;
             all.errors.timeout += r.errors.timeout;
             all.errors.mismatch += r.errors.mismatch;
@@ -815,6 +820,7 @@ impl Summary {
             last_death_s: self.fate.last_death.map(|d| round(d.as_secs_f64(), 3)),
             errors: ErrorsJson {
                 connect: e.connect,
+                closed: e.closed,
                 reset: e.reset,
                 timeout: e.timeout,
                 mismatch: e.mismatch,
@@ -973,8 +979,8 @@ impl Summary {
         let e = &self.errors;
         let _ = write!(
             out,
-            "  errors      connect {}  reset {}  timeout {}  mismatch {}",
-            e.connect, e.reset, e.timeout, e.mismatch
+            "  errors      connect {}  closed {}  reset {}  timeout {}  mismatch {}",
+            e.connect, e.closed, e.reset, e.timeout, e.mismatch
         );
         out
     }
@@ -1117,7 +1123,10 @@ mod tests {
         let f = report(2, reset, 10).failure(&addr).unwrap();
         assert_eq!(
             (f.exit_code(), f.to_string().as_str()),
-            (1, "1 errors (connect 0, reset 1, timeout 0, mismatch 0)")
+            (
+                1,
+                "1 errors (connect 0, closed 0, reset 1, timeout 0, mismatch 0)"
+            )
         );
         let f = report(2, Errors::default(), 0).failure(&addr).unwrap();
         assert_eq!(

@@ -5,6 +5,8 @@
 //! the replies are segmented, and a lost, repeated or reordered segment
 //! shows up as a mismatch. Nothing is stored per message.
 
+use crate::shared::dice::splitmix64;
+
 /// The period of the byte tape. Shifts of whole multiples of it would go
 /// unnoticed; 1 MiB is far beyond anything a TCP stream reorders.
 pub(super) const TAPE_PERIOD: usize = 1 << 20;
@@ -30,16 +32,6 @@ pub(super) fn make_tape() -> Vec<u8> {
     tape.truncate(TAPE_PERIOD);
     tape.extend_from_within(..CHUNK);
     tape
-}
-
-/// The next value of the splitmix64 generator: small, fast, and good
-/// enough for test payloads (not for anything secret).
-pub fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

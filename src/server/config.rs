@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::faults::Faults;
 use crate::shared::addr::Endpoint;
 use crate::shared::net::describe;
 
@@ -53,6 +54,9 @@ pub struct Config {
     pub unix_mode: Option<u32>,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (`--metrics`).
     pub metrics: Option<SocketAddr>,
+    /// Faults injected on purpose (`--delay`, `--close-after`, ...; none
+    /// by default).
+    pub faults: Faults,
 }
 
 /// Which transports the server echoes on.
@@ -83,6 +87,7 @@ impl Default for Config {
             udp_rate_limit: None,
             unix_mode: None,
             metrics: None,
+            faults: Faults::default(),
         }
     }
 }

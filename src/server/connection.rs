@@ -50,6 +50,14 @@ pub enum State {
     /// The peer has sent EOF. We still owe it bytes; once they are written the
     /// connection closes. Nothing more is read.
     Draining,
+    /// `--close-after`: we echoed what we meant to and sent our FIN. What
+    /// the peer still sends is read and dropped until its EOF, so that the
+    /// close stays clean (closing with unread bytes would send an RST).
+    Closing,
+    /// `--stall-after`: we stopped reading on purpose. The kernel buffers
+    /// fill and TCP flow control holds the peer; only the peer leaving
+    /// or the idle timeout ends it.
+    Stalled,
 }
 
 impl fmt::Display for State {
@@ -57,6 +65,8 @@ impl fmt::Display for State {
         f.write_str(match self {
             State::Open => "open",
             State::Draining => "draining",
+            State::Closing => "closing",
+            State::Stalled => "stalled",
         })
     }
 }
@@ -77,13 +87,33 @@ pub enum Next {
     Failed(io::Error),
 }
 
-/// The two bounds on one read pass, both in bytes.
+/// The bounds on one pass over a connection. `cap` and `budget` are in
+/// bytes; the `_until` fields are positions in the connection's byte
+/// stream, `u64::MAX` (no bound) unless the server misbehaves on purpose
+/// (see [`faults`](super::faults)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Stop reading while this much is owed (backpressure): memory bound.
     pub cap: usize,
     /// Stop reading after this much in one pass (fairness): time bound.
     pub budget: usize,
+    /// Read no byte past this position (`--close-after` and the like, or
+    /// a delay queue that is full).
+    pub read_until: u64,
+    /// Echo no byte past this position yet (`--delay`: the rest is held).
+    pub write_until: u64,
+}
+
+impl Limits {
+    /// The bounds of a well-behaved echo: `cap` and `budget` only.
+    pub fn new(cap: usize, budget: usize) -> Limits {
+        Limits {
+            cap,
+            budget,
+            read_until: u64::MAX,
+            write_until: u64::MAX,
+        }
+    }
 }
 
 /// One accepted echo connection.
@@ -110,6 +140,11 @@ pub struct Connection<S> {
     id: u64,
     /// Whether it waits on the reactor's ready queue (so it is queued once).
     queued: bool,
+    /// The interest it is registered with now (one byte, in what was
+    /// padding): [`interest`](Self::interest) is compared with this, not
+    /// with a recomputation, since a timer may change what it needs
+    /// between two passes.
+    registered: Option<Interest>,
 }
 
 impl<S: Read + Write> Connection<S> {
@@ -124,20 +159,27 @@ impl<S: Read + Write> Connection<S> {
             last_active: now,
             id,
             queued: false,
+            registered: Some(Interest::READABLE),
         }
     }
 
     // ANCHOR: interest
     /// The readiness this connection needs, derived from its state rather
-    /// than stored: READABLE while it is open and owes less than `cap`,
-    /// WRITABLE while it owes anything. `None` only once it is finished.
+    /// than stored: READABLE while it is open and owes less than the cap,
+    /// WRITABLE while it owes anything it may write now. `None` when it
+    /// needs neither: it is [`finished`](Self::finished), or it waits for
+    /// a timer (held echoes) or for nothing (stalled on purpose).
     ///
     /// Backpressure falls out of this: a peer that sends but does not read
-    /// fills `owed` up to `cap`, we stop asking to read, the kernel buffers
-    /// fill, and TCP flow control makes the peer wait.
-    pub fn interest(&self, cap: usize) -> Option<Interest> {
-        let read = self.state == State::Open && self.owed.len() < cap;
-        let write = !self.owed.is_empty();
+    /// fills `owed` up to the cap, we stop asking to read, the kernel
+    /// buffers fill, and TCP flow control makes the peer wait.
+    pub fn interest(&self, limits: Limits) -> Option<Interest> {
+        let read = match self.state {
+            State::Open => self.owed.len() < limits.cap && self.bytes_in < limits.read_until,
+            State::Closing => true,
+            State::Draining | State::Stalled => false,
+        };
+        let write = self.writable(limits) > 0;
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -146,6 +188,20 @@ impl<S: Read + Write> Connection<S> {
         }
     }
     // ANCHOR_END: interest
+
+    /// How many owed bytes may be written now (all of them, unless a
+    /// delay holds the newest back).
+    fn writable(&self, limits: Limits) -> usize {
+        let allowed = limits.write_until.saturating_sub(self.bytes_out());
+        self.owed
+            .len()
+            .min(usize::try_from(allowed).unwrap_or(usize::MAX))
+    }
+
+    /// Whether it is done: the peer finished and has everything back.
+    pub fn finished(&self) -> bool {
+        self.state == State::Draining && self.owed.is_empty()
+    }
 
     // ANCHOR: on_readable
     /// Reads what the peer sent, in `buf`-sized chunks, and echoes each chunk
@@ -161,11 +217,21 @@ impl<S: Read + Write> Connection<S> {
         stats: &mut Counters,
     ) -> Next {
         let mut read_now = 0;
-        while self.state == State::Open && self.owed.len() < limits.cap {
+        if self.state == State::Closing {
+            return self.discard(buf, limits, stats);
+        }
+        while self.state == State::Open
+            && self.owed.len() < limits.cap
+            && self.bytes_in < limits.read_until
+        {
             if read_now >= limits.budget {
                 stats.budget_spent += 1;
                 return Next::Requeue;
             }
+            // Never past `read_until`: what lies beyond stays in the kernel.
+            let room = limits.read_until - self.bytes_in;
+            let len = usize::try_from(room).map_or(buf.len(), |r| r.min(buf.len()));
+            let buf = &mut buf[..len];
             match self.stream.read(buf) {
                 Ok(0) => {
                     log::trace!("read conn=#{} eof", self.id);
@@ -177,7 +243,7 @@ impl<S: Read + Write> Connection<S> {
                     stats.bytes_in += n as u64;
                     self.bytes_in += n as u64;
                     read_now += n;
-                    if let Err(e) = self.echo(&buf[..n], stats) {
+                    if let Err(e) = self.echo(&buf[..n], limits, stats) {
                         return Next::Failed(e);
                     }
                     if drain == Drain::ShortRead && n < buf.len() {
@@ -204,8 +270,12 @@ impl<S: Read + Write> Connection<S> {
     pub fn on_writable(&mut self, buf: &mut [u8], limits: Limits, stats: &mut Counters) -> Next {
         let cap = limits.cap;
         let was_paused = self.state == State::Open && self.owed.len() >= cap;
-        while !self.owed.is_empty() {
-            match self.stream.write(&self.owed) {
+        loop {
+            let now = self.writable(limits);
+            if now == 0 {
+                break;
+            }
+            match self.stream.write(&self.owed[..now]) {
                 Ok(0) => return Next::Failed(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     log::trace!("write conn=#{} bytes={n} from=owed", self.id);
@@ -240,10 +310,13 @@ impl<S: Read + Write> Connection<S> {
 
     // ANCHOR: echo
     /// Echoes one chunk: straight from the shared buffer when nothing is
-    /// owed, otherwise (and for whatever the socket does not take) appended
-    /// to `owed`, so the peer gets its bytes back in order.
-    fn echo(&mut self, mut data: &[u8], stats: &mut Counters) -> io::Result<()> {
-        if self.owed.is_empty() {
+    /// owed, otherwise (and for whatever the socket does not take, or a
+    /// delay holds back) appended to `owed`, so the peer gets its bytes
+    /// back in order.
+    fn echo(&mut self, mut data: &[u8], limits: Limits, stats: &mut Counters) -> io::Result<()> {
+        // `bytes_in` already counts `data`: this chunk starts at `bytes_in - len`.
+        let start = self.bytes_in - data.len() as u64;
+        if self.owed.is_empty() && limits.write_until >= start + data.len() as u64 {
             while !data.is_empty() {
                 match self.stream.write(data) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -281,9 +354,56 @@ impl<S: Read + Write> Connection<S> {
     }
     // ANCHOR_END: echo
 
+    /// `State::Closing`: reads what the peer still sends and drops it,
+    /// until its EOF (then we are done) or the budget.
+    fn discard(&mut self, buf: &mut [u8], limits: Limits, stats: &mut Counters) -> Next {
+        let mut read_now = 0;
+        loop {
+            if read_now >= limits.budget {
+                stats.budget_spent += 1;
+                return Next::Requeue;
+            }
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    log::trace!("read conn=#{} eof", self.id);
+                    self.set_state(State::Draining);
+                    return self.next();
+                }
+                Ok(n) => {
+                    log::trace!("read conn=#{} bytes={n} dropped (closing)", self.id);
+                    stats.reads += 1;
+                    read_now += n;
+                }
+                Err(e) if would_block(&e) => {
+                    stats.would_blocks += 1;
+                    return Next::Keep;
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) => return Next::Failed(e),
+            }
+        }
+    }
+
+    /// `--close-after`: everything meant was echoed. The caller sends our
+    /// FIN (shuts down writing); from here the peer's remaining bytes are
+    /// read away until its own.
+    pub fn begin_closing(&mut self) {
+        self.set_state(State::Closing);
+    }
+
+    /// `--stall-after`: stop reading for good.
+    pub fn stall(&mut self) {
+        self.set_state(State::Stalled);
+    }
+
+    /// Where it is in its life.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
     /// The verdict after a handler ran.
     fn next(&self) -> Next {
-        if self.state == State::Draining && self.owed.is_empty() {
+        if self.finished() {
             Next::Done
         } else {
             Next::Keep
@@ -293,6 +413,16 @@ impl<S: Read + Write> Connection<S> {
     fn set_state(&mut self, state: State) {
         log::trace!("state conn=#{} {} => {}", self.id, self.state, state);
         self.state = state;
+    }
+
+    /// The interest it is registered with.
+    pub fn registered(&self) -> Option<Interest> {
+        self.registered
+    }
+
+    /// Notes that it was registered again, with `interest`.
+    pub fn set_registered(&mut self, interest: Interest) {
+        self.registered = Some(interest);
     }
 
     /// Whether it waits on the reactor's ready queue.
@@ -361,6 +491,8 @@ mod tests {
     const LIMITS: Limits = Limits {
         cap: CAP,
         budget: usize::MAX,
+        read_until: u64::MAX,
+        write_until: u64::MAX,
     };
 
     /// Reads until WouldBlock and echoes every chunk, in order.
@@ -373,7 +505,7 @@ mod tests {
         assert!(matches!(next, Next::Keep));
         assert_eq!(c.stream.written, b"abcdef");
         assert_eq!(c.stream.read_calls, 3, "two data reads, then WouldBlock");
-        assert_eq!(c.interest(CAP), Some(Interest::READABLE));
+        assert_eq!(c.interest(LIMITS), Some(Interest::READABLE));
         assert_eq!((stats.reads, stats.writes, stats.would_blocks), (2, 2, 1));
     }
 
@@ -404,7 +536,7 @@ mod tests {
         assert_eq!(c.owed, b"bcdef");
         assert_eq!(stats.owed_now, 5);
         assert_eq!(
-            c.interest(CAP),
+            c.interest(LIMITS),
             Some(Interest::READABLE | Interest::WRITABLE)
         );
         c.stream.writes = vec![Step::Take(2), Step::Block].into();
@@ -413,7 +545,7 @@ mod tests {
         c.on_writable(&mut buf, LIMITS, &mut stats);
         assert_eq!(c.stream.written, b"abcdef");
         assert_eq!(c.owed.capacity(), 0, "drained owed gives its memory back");
-        assert_eq!(c.interest(CAP), Some(Interest::READABLE));
+        assert_eq!(c.interest(LIMITS), Some(Interest::READABLE));
         assert_eq!(stats.owed_now, 0);
         assert_eq!(c.bytes_out(), 6);
     }
@@ -435,7 +567,7 @@ mod tests {
         c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats);
         assert_eq!(c.owed(), 8);
         assert_eq!(c.stream.read_calls, 2, "the third chunk is left unread");
-        assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
+        assert_eq!(c.interest(LIMITS), Some(Interest::WRITABLE));
         assert_eq!(stats.owed_peak, 8);
     }
 
@@ -450,12 +582,12 @@ mod tests {
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
         c.on_readable(&mut buf, LIMITS, Drain::ShortRead, &mut stats);
-        assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
+        assert_eq!(c.interest(LIMITS), Some(Interest::WRITABLE));
         let next = c.on_writable(&mut buf, LIMITS, &mut stats);
         assert!(matches!(next, Next::Keep));
         assert_eq!(c.stream.written, b"abcdefghij");
         assert_eq!(c.stream.read_calls, 4, "resumed until WouldBlock");
-        assert_eq!(c.interest(CAP), Some(Interest::READABLE));
+        assert_eq!(c.interest(LIMITS), Some(Interest::READABLE));
     }
 
     /// EOF with nothing owed: done at once.
@@ -478,11 +610,11 @@ mod tests {
         let next = c.on_readable(&mut buf, LIMITS, Drain::WouldBlock, &mut stats);
         assert!(matches!(next, Next::Keep));
         assert_eq!(c.state, State::Draining);
-        assert_eq!(c.interest(CAP), Some(Interest::WRITABLE));
+        assert_eq!(c.interest(LIMITS), Some(Interest::WRITABLE));
         let next = c.on_writable(&mut buf, LIMITS, &mut stats);
         assert!(matches!(next, Next::Done));
         assert_eq!(c.stream.written, b"abcd");
-        assert_eq!(c.interest(CAP), None);
+        assert_eq!(c.interest(LIMITS), None);
     }
 
     /// Interrupted reads and writes are retried, not treated as failures.
@@ -532,7 +664,7 @@ mod tests {
             c.on_writable(&mut buf, LIMITS, &mut stats),
             Next::Keep
         ));
-        assert_eq!(c.interest(CAP), Some(Interest::READABLE));
+        assert_eq!(c.interest(LIMITS), Some(Interest::READABLE));
         assert!(c.stream.written.is_empty());
     }
 
@@ -545,8 +677,8 @@ mod tests {
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
         let limits = Limits {
-            cap: CAP,
             budget: 12,
+            ..LIMITS
         };
         let next = c.on_readable(&mut buf, limits, Drain::WouldBlock, &mut stats);
         assert!(matches!(next, Next::Requeue), "{next:?}");
@@ -567,19 +699,35 @@ mod tests {
         let mut buf = [0u8; 4];
         let mut stats = Counters::default();
         let limits = Limits {
-            cap: CAP,
             budget: 64,
+            ..LIMITS
         };
         let next = c.on_readable(&mut buf, limits, Drain::ShortRead, &mut stats);
         assert!(matches!(next, Next::Keep), "{next:?}");
         assert_eq!(stats.budget_spent, 0);
         let mut c = conn(vec![Step::Data(b"abcd"), Step::Data(b"efgh")], vec![]);
         let tiny = Limits {
-            cap: CAP,
             budget: 1,
+            ..LIMITS
         };
         let next = c.on_readable(&mut buf, tiny, Drain::ShortRead, &mut stats);
         assert!(matches!(next, Next::Requeue), "{next:?}");
         assert_eq!(c.stream.written, b"abcd");
+    }
+}
+
+#[cfg(test)]
+mod size {
+    use crate::shared::stream::Stream;
+
+    /// An idle connection costs this struct and nothing on the heap. Its
+    /// own fields take 56 bytes beside the socket (8 in a release build,
+    /// where mio's sources carry no debug id): 64 in all, one cache line.
+    /// The faults' state lives beside it in the reactor, not in it.
+    #[test]
+    fn a_connection_owns_56_bytes_beside_its_socket() {
+        let size = std::mem::size_of::<super::Connection<Stream>>();
+        let own = size - std::mem::size_of::<Stream>();
+        assert!(own <= 56, "{own} B of its own");
     }
 }

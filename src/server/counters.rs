@@ -65,6 +65,19 @@ pub struct Counters {
     /// Datagrams not answered because their source was over
     /// `--udp-rate-limit`.
     pub udp_limited: u64,
+    /// Whether faults are injected on purpose (`--delay` and the like):
+    /// the lines then show what was injected.
+    pub faults: bool,
+    /// Read passes whose echo was held back (`--delay`, `--jitter`).
+    pub injected_delays: u64,
+    /// Connections closed cleanly on purpose (`--close-after`).
+    pub injected_closes: u64,
+    /// Connections reset on purpose (`--reset-after`).
+    pub injected_resets: u64,
+    /// Connections no longer read on purpose (`--stall-after`).
+    pub injected_stalls: u64,
+    /// Datagrams not answered on purpose (`--drop`).
+    pub injected_drops: u64,
     /// Polls by how many events they returned: bucket `i` counts polls of
     /// at most 2^i events (the last, more than 64).
     pub events_per_poll: [u64; POLL_BUCKETS],
@@ -127,6 +140,17 @@ impl Counters {
                 d(self.udp_limited, earlier.udp_limited),
             );
         }
+        if self.faults {
+            let _ = write!(
+                line,
+                " | injected delays={} closes={} resets={} stalls={} drops={}",
+                d(self.injected_delays, earlier.injected_delays),
+                d(self.injected_closes, earlier.injected_closes),
+                d(self.injected_resets, earlier.injected_resets),
+                d(self.injected_stalls, earlier.injected_stalls),
+                d(self.injected_drops, earlier.injected_drops),
+            );
+        }
         line
     }
 
@@ -159,6 +183,12 @@ impl Counters {
             udp_dropped,
             udp_looped,
             udp_limited,
+            faults,
+            injected_delays,
+            injected_closes,
+            injected_resets,
+            injected_stalls,
+            injected_drops,
             events_per_poll,
         } = *other;
         self.polls += polls;
@@ -184,6 +214,12 @@ impl Counters {
         self.udp_dropped += udp_dropped;
         self.udp_looped += udp_looped;
         self.udp_limited += udp_limited;
+        self.faults |= faults;
+        self.injected_delays += injected_delays;
+        self.injected_closes += injected_closes;
+        self.injected_resets += injected_resets;
+        self.injected_stalls += injected_stalls;
+        self.injected_drops += injected_drops;
         for (mine, theirs) in self.events_per_poll.iter_mut().zip(events_per_poll) {
             *mine += theirs;
         }
@@ -208,6 +244,17 @@ impl Counters {
                 line,
                 "; udp datagrams in {} out {} dropped {} looped {} limited {}",
                 self.udp_in, self.udp_out, self.udp_dropped, self.udp_looped, self.udp_limited
+            );
+        }
+        if self.faults {
+            let _ = write!(
+                line,
+                "; injected delays {} closes {} resets {} stalls {} drops {}",
+                self.injected_delays,
+                self.injected_closes,
+                self.injected_resets,
+                self.injected_stalls,
+                self.injected_drops
             );
         }
         line
@@ -276,6 +323,33 @@ mod tests {
                 a.peak_open
             ),
             (7, 1, 6, 15, 6, 9, 6)
+        );
+    }
+
+    /// With faults on, both lines say what was injected.
+    #[test]
+    fn the_lines_count_injected_faults() {
+        let then = Counters {
+            faults: true,
+            injected_delays: 5,
+            ..Counters::default()
+        };
+        let now = Counters {
+            injected_delays: 12,
+            injected_closes: 2,
+            injected_drops: 9,
+            ..then
+        };
+        let line = now.interval_line(&then, Duration::from_secs(1));
+        assert!(
+            line.ends_with(" | injected delays=7 closes=2 resets=0 stalls=0 drops=9"),
+            "{line}"
+        );
+        assert!(
+            now.summary_line()
+                .ends_with("; injected delays 12 closes 2 resets 0 stalls 0 drops 9"),
+            "{}",
+            now.summary_line()
         );
     }
 

@@ -13,6 +13,7 @@ use mio::net::TcpListener;
 use mio::{Interest, Token};
 
 use super::connection::Connection;
+use super::faults::Held;
 use super::{FIRST_CONNECTION, IdleCheck, LISTENER, Server, stamp};
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, describe, interrupted, out_of_resources, would_block};
@@ -205,6 +206,10 @@ impl Server {
         let id = self.next_id;
         self.next_id += 1;
         entry.insert(Connection::new(stream, id, accepted));
+        if self.config.faults.holds() {
+            self.held
+                .insert(key, Held::new(self.config.faults.seed, id));
+        }
         self.stats.accepted += 1;
         self.stats.peak_open = self.stats.peak_open.max(self.stats.open());
         if let Some(timeout) = self.config.idle_timeout {

@@ -436,7 +436,11 @@ pub fn render(per_reactor: &[Counters]) -> String {
     let mut registry = Metrics::with_prefix("echoloop");
     let labelled = per_reactor.len() > 1;
     let udp = per_reactor.iter().any(|c| c.udp);
-    for series in SERIES.iter().filter(|s| udp || !s.udp) {
+    let faults = per_reactor.iter().any(|c| c.faults);
+    for series in SERIES
+        .iter()
+        .filter(|s| (udp || !s.udp) && (faults || !s.faults))
+    {
         register(&mut registry, series, per_reactor, labelled);
     }
     let histograms = EventsPerPollFamily(
@@ -462,13 +466,15 @@ pub fn render(per_reactor: &[Counters]) -> String {
 }
 
 /// One series: its name (after `echoloop_`), help, unit, whether it is a
-/// gauge (else a counter), whether only with `--udp`, and its figure.
+/// gauge (else a counter), whether only with `--udp`, whether only with
+/// faults injected, and its figure.
 struct Series {
     name: &'static str,
     help: &'static str,
     bytes: bool,
     gauge: bool,
     udp: bool,
+    faults: bool,
     figure: fn(&Counters) -> u64,
 }
 
@@ -480,12 +486,21 @@ const fn counter(name: &'static str, help: &'static str, figure: fn(&Counters) -
         bytes: false,
         gauge: false,
         udp: false,
+        faults: false,
         figure,
     }
 }
 
+/// A counter of injected faults, shown only when faults are on.
+const fn injected(name: &'static str, help: &'static str, figure: fn(&Counters) -> u64) -> Series {
+    Series {
+        faults: true,
+        ..counter(name, help, figure)
+    }
+}
+
 /// Every series, in the order they are written.
-const SERIES: [Series; 22] = [
+const SERIES: [Series; 27] = [
     counter("connections_accepted", "Connections accepted", |c| {
         c.accepted
     }),
@@ -589,6 +604,31 @@ const SERIES: [Series; 22] = [
             |c| c.udp_limited,
         )
     },
+    injected(
+        "injected_delays",
+        "Read passes whose echo was held back on purpose (--delay, --jitter)",
+        |c| c.injected_delays,
+    ),
+    injected(
+        "injected_closes",
+        "Connections closed cleanly on purpose (--close-after)",
+        |c| c.injected_closes,
+    ),
+    injected(
+        "injected_resets",
+        "Connections reset on purpose (--reset-after)",
+        |c| c.injected_resets,
+    ),
+    injected(
+        "injected_stalls",
+        "Connections no longer read on purpose (--stall-after)",
+        |c| c.injected_stalls,
+    ),
+    injected(
+        "injected_drops",
+        "UDP datagrams not answered on purpose (--drop)",
+        |c| c.injected_drops,
+    ),
 ];
 
 /// Registers one series: a counter or a gauge, per reactor when labelled.

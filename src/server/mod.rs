@@ -63,10 +63,10 @@
 //!   a timer tries again.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -82,8 +82,10 @@ use crate::shared::net::{self, interrupted};
 pub use crate::shared::readiness::Readiness;
 use crate::shared::readiness::{Drain, interest_name};
 use crate::shared::stream::Stream;
-use connection::{Connection, Limits, Next};
+use connection::{Connection, Limits, Next, State};
 pub use counters::Counters;
+use faults::Held;
+pub use faults::{End, Faults};
 use rate_limit::RateLimit;
 use udp::{Datagrams, Pass};
 
@@ -98,6 +100,7 @@ mod config;
 mod connection;
 mod control;
 mod counters;
+mod faults;
 mod group;
 mod listener;
 mod loops;
@@ -147,6 +150,8 @@ enum Close {
     Failed(io::Error),
     /// Silent for longer than `--idle-timeout`.
     Timeout,
+    /// Ended on purpose (`--reset-after`).
+    Injected(End),
 }
 
 impl fmt::Display for Close {
@@ -155,6 +160,7 @@ impl fmt::Display for Close {
             Close::Done => f.write_str("peer finished"),
             Close::Failed(e) => write!(f, "error: {e}"),
             Close::Timeout => f.write_str("idle timeout"),
+            Close::Injected(end) => write!(f, "{end} on purpose"),
         }
     }
 }
@@ -186,6 +192,11 @@ pub struct Server {
     /// connection may have closed (the id no longer matches) or been
     /// active since (it is pushed again later).
     idle: BinaryHeap<Reverse<IdleCheck>>,
+    /// `--delay`, `--jitter`: each open connection's held echoes, by slab key.
+    held: HashMap<usize, Held>,
+    /// When the next held echo of a connection is due, soonest first (an
+    /// entry may be out of date, as in `idle`).
+    releases: BinaryHeap<Reverse<Release>>,
     /// `--stats`: when the next line is due, and where the last one left off.
     stats_due: Option<StatsDue>,
     /// Stats lines this turn has to say (`--stats`, SIGUSR1): `turn`
@@ -224,6 +235,15 @@ struct IdleCheck {
     /// Its slab key.
     key: usize,
     /// Its serial number (a key is reused; an id is not).
+    id: u64,
+}
+
+/// When a connection's next held echo may go out (`--delay`). Ordered by
+/// `at` first, so the heap gives the soonest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Release {
+    at: Instant,
+    key: usize,
     id: u64,
 }
 
@@ -310,7 +330,9 @@ impl Server {
                 registry
                     .register(&mut socket, UDP, Interest::READABLE)
                     .map_err(StartError::Setup)?;
-                Some(Datagrams::new(socket, limit).map_err(StartError::Setup)?)
+                let mut datagrams = Datagrams::new(socket, limit).map_err(StartError::Setup)?;
+                datagrams.drop_on_purpose(config.faults.drop, config.faults.seed);
+                Some(datagrams)
             }
             None => None,
         };
@@ -347,6 +369,8 @@ impl Server {
             ready: VecDeque::new(),
             buf: vec![0; config.read_size.max(1)],
             idle: BinaryHeap::new(),
+            held: HashMap::new(),
+            releases: BinaryHeap::new(),
             stats_due: config.stats_every.map(|every| StatsDue {
                 at: deadline_after(now, every),
                 last: now,
@@ -364,6 +388,7 @@ impl Server {
             accept_failing: false,
             stats: Counters {
                 udp: config.udp != UdpMode::Off,
+                faults: config.faults.any(),
                 ..Counters::default()
             },
             config,
@@ -568,6 +593,12 @@ impl Server {
             log::trace!("event token={} is stale: ignored", event.token.0);
             return;
         };
+        if conn.state() == State::Stalled && (event.read_closed || event.error) {
+            // Stalled on purpose, we will never read its EOF: the event
+            // is the only word that the peer has gone.
+            self.close(key, Close::Done);
+            return;
+        }
         let drain = if conn.is_queued() {
             // It waits on the ready queue, which reads it (to WouldBlock)
             // later in this turn or the next: reading here too would give
@@ -582,19 +613,15 @@ impl Server {
     }
 
     /// Does one connection's work for this turn: write what is owed (if
-    /// `write`), then one budget of reading (if `read`), then act on the
+    /// `write`), then one budget of reading (if `read`); then what faults
+    /// asked for call for (a delay, an end on purpose), and acting on the
     /// verdict: re-register, requeue or close.
     fn serve(&mut self, key: usize, write: bool, read: Option<Drain>) {
-        let limits = Limits {
-            cap: self.config.owed_cap,
-            budget: self.config.budget,
-        };
-        let cap = limits.cap;
+        let limits = self.limits(key);
         let (started, now) = (self.started, self.now);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let before = conn.interest(cap);
         let heard_before = conn.bytes_in();
         let mut next = Next::Keep;
         if write {
@@ -606,7 +633,25 @@ impl Server {
         if conn.bytes_in() != heard_before {
             // The idle timeout counts from here (only computed when heard).
             conn.touch(stamp(started, now));
+            self.hold(key);
         }
+        if matches!(next, Next::Keep | Next::Requeue) {
+            match self.end_on_purpose(key) {
+                Some(Some(after)) => next = after,
+                Some(None) => {}
+                None => return, // reset on purpose: gone
+            }
+        }
+        self.settle(key, next);
+    }
+
+    /// Acts on a pass's verdict: requeue, re-register if what the
+    /// connection needs changed, or close.
+    fn settle(&mut self, key: usize, next: Next) {
+        let limits = self.limits(key);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         if matches!(next, Next::Requeue) && !conn.is_queued() {
             log::trace!(
                 "requeue conn=#{} (budget of {} B used)",
@@ -617,28 +662,117 @@ impl Server {
             self.ready.push_back((key, conn.id()));
         }
         match next {
-            Next::Keep | Next::Requeue => match conn.interest(cap) {
-                Some(after) if Some(after) != before => {
+            Next::Keep | Next::Requeue => match conn.interest(limits) {
+                Some(after) if Some(after) != conn.registered() => {
                     log::trace!(
                         "interest conn=#{} {} => {}",
                         conn.id(),
-                        interest_name(before),
+                        interest_name(conn.registered()),
                         interest_name(Some(after))
                     );
                     let token = Token(key + FIRST_CONNECTION);
-                    if let Err(e) = self
+                    match self
                         .poll
                         .registry()
                         .reregister(conn.stream_mut(), token, after)
                     {
-                        self.close(key, Close::Failed(e));
+                        Ok(()) => conn.set_registered(after),
+                        Err(e) => self.close(key, Close::Failed(e)),
                     }
                 }
                 Some(_) => {}
-                None => self.close(key, Close::Done),
+                None if conn.finished() => self.close(key, Close::Done),
+                // It waits for a timer (held echoes) or for nothing
+                // (stalled): the registration stays as it is, and any
+                // event it brings finds nothing to do.
+                None => {}
             },
             Next::Done => self.close(key, Close::Done),
             Next::Failed(e) => self.close(key, Close::Failed(e)),
+        }
+    }
+
+    /// The bounds of one pass over connection `key`: the owed cap and the
+    /// budget, and with faults on, how far it may read and echo yet.
+    fn limits(&self, key: usize) -> Limits {
+        let mut limits = Limits::new(self.config.owed_cap, self.config.budget);
+        limits.read_until = self.config.faults.read_until();
+        if let Some(held) = self.held.get(&key) {
+            limits.write_until = held.released();
+            if held.full()
+                && let Some(conn) = self.conns.get(key)
+            {
+                // As many passes held as may be: read on once one leaves.
+                limits.read_until = limits.read_until.min(conn.bytes_in());
+            }
+        }
+        limits
+    }
+
+    /// `--delay`, `--jitter`: holds what connection `key` read in this
+    /// pass, and arms a timer if it is the first in line.
+    fn hold(&mut self, key: usize) {
+        let (Some(conn), Some(held)) = (self.conns.get(key), self.held.get_mut(&key)) else {
+            return;
+        };
+        self.stats.injected_delays += 1;
+        let at = stamp(self.started, self.now);
+        if let Some(due) = held.hold(&self.config.faults, at, conn.bytes_in()) {
+            log::trace!("hold conn=#{} until +{due}ns", held.id);
+            self.releases.push(Reverse(Release {
+                at: deadline_after(self.started, Duration::from_nanos(due)),
+                key,
+                id: held.id,
+            }));
+        }
+    }
+
+    /// `--close-after`, `--reset-after`, `--stall-after`: once connection
+    /// `key` has echoed its bytes, ends it as asked. `Some(None)`: nothing
+    /// to do; `Some(Some(next))`: a new verdict; `None`: it was reset and
+    /// is gone.
+    fn end_on_purpose(&mut self, key: usize) -> Option<Option<Next>> {
+        let Some((after, end)) = self.config.faults.end else {
+            return Some(None);
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Some(None);
+        };
+        if conn.state() != State::Open || conn.bytes_out() < after {
+            return Some(None);
+        }
+        log::debug!("{end} conn=#{} on purpose after {after} B", conn.id());
+        match end {
+            End::Close => {
+                self.stats.injected_closes += 1;
+                conn.begin_closing();
+                if let Err(e) = conn.stream_mut().shutdown(Shutdown::Write) {
+                    return Some(Some(Next::Failed(e)));
+                }
+                // Whatever the peer sent past the limit waits in the
+                // kernel, its edge long spent: read it away now.
+                let limits = Limits::new(self.config.owed_cap, self.config.budget);
+                let drain = Drain::WouldBlock;
+                Some(Some(conn.on_readable(
+                    &mut self.buf,
+                    limits,
+                    drain,
+                    &mut self.stats,
+                )))
+            }
+            End::Reset => {
+                self.stats.injected_resets += 1;
+                if let Err(e) = conn.stream_mut().linger_zero() {
+                    log::debug!("conn=#{}: SO_LINGER 0 failed: {e}", conn.id());
+                }
+                self.close(key, Close::Injected(End::Reset));
+                None
+            }
+            End::Stall => {
+                self.stats.injected_stalls += 1;
+                conn.stall();
+                Some(Some(Next::Keep))
+            }
         }
     }
 
@@ -646,9 +780,10 @@ impl Server {
     /// which also removes it from the epoll set: no deregister call needed.
     fn close(&mut self, key: usize, why: Close) {
         let mut conn = self.conns.remove(key);
+        self.held.remove(&key);
         self.stats.note_closed(conn.owed());
         match &why {
-            Close::Done => {}
+            Close::Done | Close::Injected(_) => {}
             Close::Failed(_) => self.stats.failed += 1,
             Close::Timeout => self.stats.idle_closed += 1,
         }
@@ -678,6 +813,7 @@ impl Server {
             return Some(self.now);
         }
         let idle = self.idle.peek().map(|Reverse(check)| check.at);
+        let release = self.releases.peek().map(|Reverse(r)| r.at);
         let pause = match self.accepting {
             Accepting::Paused(until) => Some(until),
             _ => None,
@@ -687,7 +823,10 @@ impl Server {
             .metrics
             .as_ref()
             .and_then(metrics::Exporter::next_deadline);
-        [idle, pause, stats, scrape].into_iter().flatten().min()
+        [idle, release, pause, stats, scrape]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ANCHOR: on_timers
@@ -720,6 +859,7 @@ impl Server {
                 }
             }
         }
+        self.release_held(now);
         if let Some(due) = self.stats_due
             && due.at <= now
         {
@@ -734,6 +874,32 @@ impl Server {
         }
     }
     // ANCHOR_END: on_timers
+
+    /// `--delay`: writes the held echoes that are due by `now`.
+    fn release_held(&mut self, now: Instant) {
+        while let Some(&Reverse(Release { at, key, id })) = self.releases.peek() {
+            if at > now {
+                break;
+            }
+            self.releases.pop();
+            let Some(held) = self.held.get_mut(&key).filter(|h| h.id == id) else {
+                continue; // closed already; its slot may be someone else's
+            };
+            let was_full = held.full();
+            if let Some(due) = held.release(stamp(self.started, now)) {
+                self.releases.push(Reverse(Release {
+                    at: deadline_after(self.started, Duration::from_nanos(due)),
+                    key,
+                    id,
+                }));
+            }
+            log::trace!("release conn=#{id} up to {}", held.released());
+            // A full queue had paused reading, and the data waiting in the
+            // kernel raised its edge long ago: read on now.
+            let read = was_full.then_some(Drain::WouldBlock);
+            self.serve(key, true, read);
+        }
+    }
 
     /// Closes every connection and returns the final counters.
     fn shut_down(&mut self) -> Counters {

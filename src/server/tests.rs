@@ -363,3 +363,98 @@ fn a_stats_line_is_handed_out_at_its_deadline() {
     assert_eq!(server.next_deadline(), Some(t0 + 2 * every));
     assert!(server.turn(t0 + every, []).is_empty(), "said once");
 }
+
+/// A server that injects `faults`.
+fn server_with_faults(faults: Faults) -> Server {
+    Server::bind(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        faults,
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+/// `--delay` with made-up instants: the echo is held in the loop's own
+/// timer and written exactly at its due time, not a nanosecond before; the
+/// poll is told to wake for it, and a second read pass queues behind the
+/// first in order.
+#[test]
+fn a_delayed_echo_is_written_at_its_due_time_and_not_before() {
+    let delay = Duration::from_millis(50);
+    let mut server = server_with_faults(Faults {
+        delay,
+        ..Faults::default()
+    });
+    let addr = server.local_addr().unwrap();
+    let token = Token(FIRST_CONNECTION);
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    poll_until(&mut server, |e| e.token == LISTENER);
+    let t0 = Instant::now();
+    server.turn(t0, [Readiness::readable(LISTENER)]);
+
+    c.write_all(b"first ").unwrap();
+    poll_until(&mut server, |e| e.token == token);
+    server.turn(t0, [Readiness::readable(token)]);
+    assert_eq!(server.stats().bytes_in, 6);
+    assert_eq!(server.stats().bytes_out, 0, "held, not written");
+    assert_eq!(server.next_deadline(), Some(t0 + delay));
+
+    c.write_all(b"second").unwrap();
+    poll_until(&mut server, |e| e.token == token);
+    let t1 = t0 + Duration::from_millis(20);
+    server.turn(t1, [Readiness::readable(token)]);
+    assert_eq!(server.stats().injected_delays, 2);
+
+    server.turn(t0 + delay - Duration::from_nanos(1), []);
+    assert_eq!(server.stats().bytes_out, 0, "not before the deadline");
+    server.turn(t0 + delay, []);
+    assert_eq!(
+        server.stats().bytes_out,
+        6,
+        "the first pass, at its deadline"
+    );
+    assert_eq!(server.next_deadline(), Some(t1 + delay));
+    let mut back = [0u8; 6];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"first ");
+    server.turn(t1 + delay, []);
+    assert_eq!(server.stats().bytes_out, 12);
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"second");
+    assert_eq!(server.next_deadline(), None, "nothing held, no timer");
+}
+
+/// `--close-after 4`: four bytes echoed, then our FIN; what the peer sent
+/// past them is read away, not echoed, and its EOF ends the connection
+/// cleanly (counted as injected, not as failed).
+#[test]
+fn close_after_echoes_its_bytes_then_sends_a_clean_fin() {
+    let mut server = server_with_faults(Faults {
+        end: Some((4, End::Close)),
+        ..Faults::default()
+    });
+    let addr = server.local_addr().unwrap();
+    let token = Token(FIRST_CONNECTION);
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    poll_until(&mut server, |e| e.token == LISTENER);
+    server.turn(Instant::now(), [Readiness::readable(LISTENER)]);
+    c.write_all(b"abcdefgh").unwrap();
+    poll_until(&mut server, |e| e.token == token);
+    server.turn(Instant::now(), [Readiness::readable(token)]);
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"abcd", "four bytes, then EOF");
+    assert_eq!(server.stats().injected_closes, 1);
+    assert_eq!(
+        server.stats().bytes_in,
+        4,
+        "the rest was read away, not echoed"
+    );
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    poll_until(&mut server, |e| e.token == token);
+    server.turn(Instant::now(), [Readiness::readable(token)]);
+    assert_eq!(server.stats().closed, 1);
+    assert_eq!(server.stats().failed, 0);
+}

@@ -30,6 +30,7 @@ use mio::net::UdpSocket;
 use super::counters::Counters;
 use super::loops::LoopGuard;
 use super::rate_limit::RateLimit;
+use crate::shared::dice::Dice;
 use crate::shared::net::{MAX_DATAGRAM, interrupted, would_block};
 
 /// The UDP side of a server: the socket, its buffer, the rate limit.
@@ -41,6 +42,8 @@ pub struct Datagrams {
     guard: LoopGuard,
     /// `--udp-rate-limit`, shared by every reactor of a group.
     limit: Option<Arc<RateLimit>>,
+    /// `--drop`: the share of datagrams left unanswered, and the dice.
+    drop: Option<(f64, Dice)>,
 }
 
 /// Whether the socket was read dry in this pass.
@@ -62,7 +65,14 @@ impl Datagrams {
             buf: vec![0; MAX_DATAGRAM + 1024],
             guard: LoopGuard::new(own_port),
             limit,
+            drop: None,
         })
+    }
+
+    /// `--drop`: leaves `share` (0 to 1) of the datagrams unanswered, as
+    /// the dice of `seed` choose.
+    pub fn drop_on_purpose(&mut self, share: f64, seed: u64) {
+        self.drop = (share > 0.0).then(|| (share, Dice::new(seed, 0)));
     }
 
     /// Receives and answers datagrams until the socket is dry or `budget`
@@ -103,6 +113,13 @@ impl Datagrams {
             {
                 log::trace!("udp from={from} bytes={n}: over --udp-rate-limit");
                 stats.udp_limited += 1;
+                continue;
+            }
+            if let Some((share, dice)) = &mut self.drop
+                && dice.chance(*share)
+            {
+                log::trace!("udp from={from} bytes={n}: dropped on purpose (--drop)");
+                stats.injected_drops += 1;
                 continue;
             }
             log::trace!("udp from={from} bytes={n}");

@@ -13,11 +13,13 @@
 //!   [`addr::Endpoint`], a TCP address or a Unix-domain socket.
 //! - [`stream`] — a connected TCP or Unix-domain stream, as one type.
 //! - [`cpu`] — a thread's own CPU time, over a measured window.
+//! - [`dice`] — splitmix64: repeatable randomness from a seed.
 //! - [`offload`] — blocking writes moved off a loop, through a bounded
 //!   queue the loop never waits on.
 
 pub mod addr;
 pub mod cpu;
+pub mod dice;
 pub mod duration;
 #[cfg(test)]
 pub(crate) mod fake;

@@ -46,6 +46,15 @@ impl Stream {
         }
     }
 
+    /// Makes closing send an RST instead of a FIN (`SO_LINGER` 0; TCP
+    /// only: a Unix-domain socket has no reset, and just closes).
+    pub fn linger_zero(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO)),
+            Stream::Unix(_) => Ok(()),
+        }
+    }
+
     /// Whether a non-blocking connect has finished: `Ok(true)` connected,
     /// `Ok(false)` still in progress (a spurious wake-up), `Err` failed.
     /// mio's recipe: a pending error first, then whether there is a peer.
