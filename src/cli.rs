@@ -299,6 +299,94 @@ pub struct ServerArgs {
     pub seed: Option<u64>,
 }
 
+/// The longest message `load` sends (`-s`, `--message-file`).
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Bytes given on the command line (`--message`, `--message-file`), as
+/// one shared buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bytes(pub std::sync::Arc<[u8]>);
+
+/// `--message TEXT`: the text with its escapes turned into bytes.
+fn parse_message(text: &str) -> Result<Bytes, String> {
+    let bytes = unescape(text)?;
+    if bytes.is_empty() {
+        return Err("a message needs at least one byte".into());
+    }
+    Ok(Bytes(bytes.into()))
+}
+
+/// `--message-file FILE`: the file's bytes, 1 byte to 16 MiB.
+fn read_message_file(path: &str) -> Result<Bytes, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut bytes = Vec::new();
+    // One byte past the limit tells a file that is too long.
+    file.take(MAX_MESSAGE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    if bytes.is_empty() {
+        return Err(format!("{path} is empty"));
+    }
+    if bytes.len() > MAX_MESSAGE {
+        return Err(format!("{path} is longer than 16 MiB"));
+    }
+    Ok(Bytes(bytes.into()))
+}
+
+/// `--first-message TEXT|@FILE`.
+fn parse_first_message(text: &str) -> Result<Bytes, String> {
+    match text.strip_prefix('@') {
+        Some(path) => read_message_file(path),
+        None => parse_message(text),
+    }
+}
+
+/// `on` or `off`.
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{text}` is neither on nor off")),
+    }
+}
+
+/// Turns `\n`, `\r`, `\t`, `\\` and `\xNN` into their bytes; any other
+/// backslash is an error, so that a typo does not go out on the wire.
+pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hex = [bytes.next(), bytes.next()];
+                let digits = hex.iter().flatten().map(|&d| d as char).collect::<String>();
+                let hex_digits = digits.len() == 2 && digits.chars().all(|c| c.is_ascii_hexdigit());
+                match u8::from_str_radix(&digits, 16) {
+                    Ok(v) if hex_digits => out.push(v),
+                    _ => return Err(format!("`\\x{digits}` is not \\x and two hex digits")),
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "`\\{}` is not an escape (\\n \\r \\t \\\\ \\xNN)",
+                    other as char
+                ));
+            }
+            None => return Err("a lone backslash at the end (write \\\\)".into()),
+        }
+    }
+    Ok(out)
+}
+
 /// `--delay`, `--jitter`: a duration of at most a minute.
 fn parse_fault_delay(text: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
@@ -423,10 +511,36 @@ pub struct LoadArgs {
           value_parser = parse_connections)]
     pub connections: u64,
 
-    /// Bytes per message.
+    /// Bytes per message (random bytes, checked in the echo).
     #[arg(short = 's', long, value_name = "BYTES", default_value_t = 64,
-          value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_MESSAGE as u64))]
     pub size: u64,
+
+    /// Send TEXT as every message instead of random bytes, with the
+    /// escapes \n \r \t \\ and \xNN; its length is the message size.
+    #[arg(short = 'm', long, value_name = "TEXT", value_parser = parse_message,
+          conflicts_with_all = ["size", "message_file"])]
+    pub message: Option<Bytes>,
+
+    /// Send the bytes of FILE as every message (at most 16 MiB), each
+    /// echo checked byte for byte.
+    #[arg(short = 'f', long, value_name = "FILE", value_parser = read_message_file,
+          conflicts_with = "size")]
+    pub message_file: Option<Bytes>,
+
+    /// Send TEXT (escapes as --message), or the bytes of @FILE, once as
+    /// each connection opens, before its messages (a handshake, a PROXY
+    /// header); never measured.
+    #[arg(short = '1', long, value_name = "TEXT|@FILE", value_parser = parse_first_message)]
+    pub first_message: Option<Bytes>,
+
+    /// Whether the path echoes --first-message: on (its echo is awaited
+    /// and checked before the messages begin) or off (something on the
+    /// way consumes it; the messages follow it at once).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
+          action = clap::ArgAction::Set,
+          requires = "first_message")]
+    pub first_message_echo: bool,
 
     /// How long to measure (10s, 500ms, 1m, or seconds), after --warmup.
     #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s",
@@ -705,6 +819,15 @@ impl LoadArgs {
             );
             return Err(Usage::new(ErrorKind::ValueValidation, msg));
         }
+        if udp
+            && (self.message.is_some()
+                || self.message_file.is_some()
+                || self.first_message.is_some())
+        {
+            let msg = "--message, --message-file and --first-message are for streams: \
+                       a datagram carries its own numbered header";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
         if udp && (self.messages_per_connection.is_some() || self.reconnect) {
             let msg = "--messages-per-connection and --reconnect are for streams, not udp://";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
@@ -733,7 +856,7 @@ impl LoadArgs {
         crate::load::Config {
             addr,
             connections: self.connections as usize,
-            size: self.size as usize,
+            size: self.message_bytes().map_or(self.size as usize, |m| m.len()),
             duration: self.duration,
             messages: self.messages,
             pipeline: self.pipeline as usize,
@@ -752,7 +875,20 @@ impl LoadArgs {
             interval: self
                 .interval
                 .or(self.hdr_log.as_ref().map(|_| Duration::from_secs(1))),
+            payload: crate::load::Payload {
+                message: self.message_bytes(),
+                first: self.first_message.as_ref().map(|b| b.0.clone()),
+                first_echoed: self.first_message_echo,
+            },
         }
+    }
+
+    /// `--message` or `--message-file`, if given.
+    fn message_bytes(&self) -> Option<std::sync::Arc<[u8]>> {
+        self.message
+            .as_ref()
+            .or(self.message_file.as_ref())
+            .map(|b| b.0.clone())
     }
 
     /// The `--hdr-log` header's comment: the command line in short, what

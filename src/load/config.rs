@@ -50,6 +50,8 @@ pub struct Config {
     pub udp: bool,
     /// Report an [`Interval`](super::Interval) this often (`--interval`).
     pub interval: Option<Duration>,
+    /// What the stream connections send (`--message`, `--first-message`).
+    pub payload: super::Payload,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             threads: 1,
             udp: false,
             interval: None,
+            payload: super::Payload::default(),
         }
     }
 }

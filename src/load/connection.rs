@@ -22,7 +22,7 @@ use crate::shared::net::{interrupted, would_block};
 use crate::shared::readiness::Drain;
 
 use super::counters::Counters;
-use super::tape::{CHUNK, tape_slice};
+use super::tape::{CHUNK, Tape};
 
 /// Where one connection is.
 pub(super) enum Phase<S> {
@@ -107,6 +107,14 @@ pub(super) struct Connection<S> {
     /// Messages queued on this socket so far, and echoed in full.
     msgs_queued: u64,
     msgs_done: u64,
+    /// Bytes of the first message (`--first-message`) at the head of the
+    /// stream written: message positions count them, the tape does not.
+    first_len: u64,
+    /// Whether the first message's echo is still awaited (the measured
+    /// messages wait for it).
+    awaiting_first: bool,
+    /// Set once its echo is in; the generator then starts the messages.
+    greeted: bool,
 }
 
 /// A message waiting for its echo.
@@ -135,7 +143,29 @@ impl<S: Read + Write> Connection<S> {
             quota,
             msgs_queued: 0,
             msgs_done: 0,
+            first_len: 0,
+            awaiting_first: false,
+            greeted: false,
         }
+    }
+
+    /// The socket is up: queues the first message, if there is one.
+    pub(super) fn open(&mut self, tape: &Tape) {
+        self.first_len = tape.first().len() as u64;
+        self.queued += self.first_len;
+        self.awaiting_first = self.first_len > 0 && tape.first_echoed();
+    }
+
+    /// Whether the measured messages may begin: no first message's echo
+    /// is awaited.
+    pub(super) fn is_greeted(&self) -> bool {
+        !self.awaiting_first
+    }
+
+    /// True once, just after the first message's echo came in: the
+    /// closed loop then fills its pipeline.
+    pub(super) fn take_greeted(&mut self) -> bool {
+        std::mem::take(&mut self.greeted)
     }
 
     /// Forgets the old socket's stream, for a new socket in this slot (its
@@ -162,7 +192,10 @@ impl<S: Read + Write> Connection<S> {
     /// Whether this connection can take another open-loop message now:
     /// running, with everything queued so far already written.
     pub(super) fn can_take(&self) -> bool {
-        matches!(self.phase, Phase::Running { .. }) && self.sent == self.queued && self.wants_more()
+        matches!(self.phase, Phase::Running { .. })
+            && self.sent == self.queued
+            && self.wants_more()
+            && !self.awaiting_first
     }
 
     /// When the oldest message still waiting for its echo was sent (or due).
@@ -184,7 +217,7 @@ impl<S: Read + Write> Connection<S> {
     /// Writes queued bytes until all are out or the socket is full.
     pub(super) fn on_writable(
         &mut self,
-        tape: &[u8],
+        tape: &Tape,
         counters: &mut Counters,
         now: Instant,
     ) -> Result<(), Close> {
@@ -193,7 +226,11 @@ impl<S: Read + Write> Connection<S> {
         };
         while self.sent < self.queued {
             let len = (self.queued - self.sent).min(CHUNK as u64) as usize;
-            match stream.write(tape_slice(tape, self.tape_start, self.sent, len)) {
+            let bytes = match self.sent.checked_sub(self.first_len) {
+                Some(on_tape) => tape.slice(self.tape_start, on_tape, len),
+                None => &tape.first()[self.sent as usize..self.first_len as usize],
+            };
+            match stream.write(bytes) {
                 Ok(n) => {
                     self.sent += n as u64;
                     if counters.measuring(now) {
@@ -222,7 +259,7 @@ impl<S: Read + Write> Connection<S> {
     pub(super) fn on_readable(
         &mut self,
         buf: &mut [u8],
-        tape: &[u8],
+        tape: &Tape,
         counters: &mut Counters,
         now: Instant,
         refill: Option<usize>,
@@ -239,17 +276,21 @@ impl<S: Read + Write> Connection<S> {
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => return Err(Close::Failed(e)),
             };
-            if self.received + n as u64 > self.sent
-                || buf[..n] != *tape_slice(tape, self.tape_start, self.received, n)
-            {
+            if !self.expected(tape, &buf[..n]) {
                 return Err(Close::Mismatch);
             }
             self.received += n as u64;
             if counters.measuring(now) {
                 counters.bytes_received += n as u64;
             }
+            // Where the bytes echoed so far end in the stream written.
+            let echoed = self.echoed(tape);
+            if self.awaiting_first && echoed >= self.first_len {
+                self.awaiting_first = false;
+                self.greeted = true;
+            }
             while let Some(&m) = self.in_flight.front() {
-                if m.end > self.received {
+                if m.end > echoed {
                     break;
                 }
                 self.in_flight.pop_front();
@@ -276,13 +317,43 @@ impl<S: Read + Write> Connection<S> {
     }
 }
 
+impl<S> Connection<S> {
+    /// Where the bytes read back so far end in the stream written: when
+    /// the first message is not echoed, the echo starts after it.
+    fn echoed(&self, tape: &Tape) -> u64 {
+        match tape.first_echoed() {
+            true => self.received,
+            false => self.received + self.first_len,
+        }
+    }
+
+    /// Whether `got`, read next, is what was written there: never more
+    /// than was sent, the first message's bytes, then the tape's.
+    fn expected(&self, tape: &Tape, mut got: &[u8]) -> bool {
+        let mut at = self.echoed(tape);
+        if at + got.len() as u64 > self.sent {
+            return false;
+        }
+        if at < self.first_len {
+            let first = &tape.first()[at as usize..];
+            let n = first.len().min(got.len());
+            if got[..n] != first[..n] {
+                return false;
+            }
+            got = &got[n..];
+            at += n as u64;
+        }
+        got.is_empty() || got == tape.slice(self.tape_start, at - self.first_len, got.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::OnceLock;
     use std::time::Duration;
 
     use super::*;
-    use crate::load::tape::make_tape;
+    use crate::load::tape::Payload;
     use crate::shared::fake::{Fake, Step};
 
     /// Where the test connection's bytes start on the tape.
@@ -290,14 +361,14 @@ mod tests {
     const SIZE: usize = 64;
     const TIMEOUT: Duration = Duration::from_secs(1);
 
-    fn tape() -> &'static [u8] {
-        static TAPE: OnceLock<Vec<u8>> = OnceLock::new();
-        TAPE.get_or_init(make_tape)
+    fn tape() -> &'static Tape {
+        static TAPE: OnceLock<Tape> = OnceLock::new();
+        TAPE.get_or_init(|| Tape::new(&Payload::default()))
     }
 
     /// The first `len` bytes this connection sends.
     fn sent(len: usize) -> &'static [u8] {
-        &tape()[START..START + len]
+        tape().slice(START, 0, len)
     }
 
     fn running(reads: Vec<Step>, writes: Vec<Step>) -> Connection<Fake> {
@@ -323,11 +394,82 @@ mod tests {
         }
     }
 
+    fn fake_mut(c: &mut Connection<Fake>) -> &mut Fake {
+        match &mut c.phase {
+            Phase::Running { stream } => stream,
+            _ => panic!("not running"),
+        }
+    }
+
     /// One message queued and written in full, at `t0`.
     fn one_message_out(c: &mut Connection<Fake>, k: &mut Counters, t0: Instant) {
         c.queue(SIZE, t0);
         c.on_writable(tape(), k, t0).unwrap();
         assert_eq!(fake(c).written, sent(SIZE));
+    }
+
+    /// A tape with a first message, echoed or not (leaked: the fake
+    /// stream's script borrows from it for the whole test).
+    fn greeting_tape(echoed: bool) -> &'static Tape {
+        Box::leak(Box::new(Tape::new(&Payload {
+            first: Some(std::sync::Arc::from(&b"HELLO\n"[..])),
+            first_echoed: echoed,
+            ..Payload::default()
+        })))
+    }
+
+    /// The first message goes out first and, echoed, is awaited: no
+    /// message may be taken until its echo is in, which is checked byte
+    /// for byte (split over two reads) and never measured; then the
+    /// messages follow on the tape as usual.
+    #[test]
+    fn an_echoed_first_message_is_awaited_then_the_messages_follow() {
+        let t0 = Instant::now();
+        let mut k = counters(t0);
+        let tape = greeting_tape(true);
+        let mut c = running(vec![Step::Data(b"HEL"), Step::Data(b"LO\n")], vec![]);
+        c.open(tape);
+        c.on_writable(tape, &mut k, t0).unwrap();
+        assert_eq!(fake(&c).written, b"HELLO\n");
+        assert!(!c.can_take(), "the greeting's echo is awaited");
+        let mut buf = vec![0; CHUNK];
+        c.on_readable(&mut buf, tape, &mut k, t0, None, Drain::WouldBlock)
+            .unwrap();
+        assert!(c.take_greeted() && !c.take_greeted(), "said once");
+        assert!(c.can_take());
+        assert_eq!(k.messages, 0, "the greeting is not measured");
+        c.queue(SIZE, t0);
+        c.on_writable(tape, &mut k, t0).unwrap();
+        assert_eq!(&fake(&c).written[6..], tape.slice(START, 0, SIZE));
+        fake_mut(&mut c).reads = vec![Step::Data(tape.slice(START, 0, SIZE))].into();
+        c.on_readable(&mut buf, tape, &mut k, t0, None, Drain::WouldBlock)
+            .unwrap();
+        assert_eq!(k.messages, 1);
+    }
+
+    /// A first message the path consumes is not awaited, and the echo
+    /// expected starts after it; if it comes back anyway, that is a
+    /// mismatch.
+    #[test]
+    fn a_consumed_first_message_is_skipped_in_the_echo() {
+        let t0 = Instant::now();
+        let mut k = counters(t0);
+        let tape = greeting_tape(false);
+        let mut c = running(vec![Step::Data(tape.slice(START, 0, SIZE))], vec![]);
+        c.open(tape);
+        assert!(c.is_greeted());
+        c.queue(SIZE, t0);
+        c.on_writable(tape, &mut k, t0).unwrap();
+        let mut buf = vec![0; CHUNK];
+        c.on_readable(&mut buf, tape, &mut k, t0, None, Drain::WouldBlock)
+            .unwrap();
+        assert_eq!(k.messages, 1);
+        let mut c = running(vec![Step::Data(b"HELLO\n")], vec![]);
+        c.open(tape);
+        c.queue(SIZE, t0);
+        c.on_writable(tape, &mut k, t0).unwrap();
+        let got = c.on_readable(&mut buf, tape, &mut k, t0, None, Drain::WouldBlock);
+        assert!(matches!(got, Err(Close::Mismatch)), "{got:?}");
     }
 
     /// A short write keeps the rest; the next writable event sends it from
@@ -389,7 +531,7 @@ mod tests {
         let mut c = running(
             vec![
                 Step::Data(sent(SIZE)),
-                Step::Data(&tape()[START + SIZE..START + 2 * SIZE]),
+                Step::Data(tape().slice(START, SIZE as u64, SIZE)),
             ],
             vec![],
         );

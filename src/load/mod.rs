@@ -71,7 +71,8 @@ pub use outcome::{
     DatagramFigures, Errors, Failure, Fate, Interval, Progress, RunStage, Schedule, Summary, Update,
 };
 use schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
-use tape::{CHUNK, TAPE_PERIOD, make_tape};
+pub use tape::Payload;
+use tape::{CHUNK, Tape};
 use timer::Timer;
 
 mod config;
@@ -96,7 +97,7 @@ pub struct Generator {
     config: Config,
     poll: Poll,
     conns: Vec<Connection<Stream>>,
-    tape: Vec<u8>,
+    tape: Tape,
     buf: Vec<u8>,
     /// When the run started (connections open from here).
     started: Instant,
@@ -171,14 +172,9 @@ impl Generator {
         // Nothing is measured until the clock starts.
         let never = deadline_after(started, MAX_DURATION);
         let counters = Counters::new(config.timeout, never, never)?;
+        let tape = Tape::new(&config.payload);
         let conns = (0..config.connections)
-            // Spread the starting points over the tape.
-            .map(|i| {
-                Connection::new(
-                    (i * 7919 * 64) % TAPE_PERIOD,
-                    config.messages_per_connection,
-                )
-            })
+            .map(|i| Connection::new(tape.start(i), config.messages_per_connection))
             .collect();
         let poll = Poll::new()?;
         let timer = match config.rate {
@@ -194,7 +190,7 @@ impl Generator {
         Ok(Generator {
             poll,
             conns,
-            tape: make_tape(),
+            tape,
             buf: vec![0; CHUNK],
             started,
             now: started,
@@ -442,7 +438,14 @@ impl Generator {
                     refill,
                     Drain::after(&event),
                 )
-                .and_then(|()| conn.on_writable(&self.tape, &mut self.counters, now))
+                .and_then(|()| {
+                    if conn.take_greeted() {
+                        // The first message's echo is in: the messages begin.
+                        let size = self.config.size;
+                        fill_pipeline(conn, self.config.rate, self.config.pipeline, size, now);
+                    }
+                    conn.on_writable(&self.tape, &mut self.counters, now)
+                })
             }
             Phase::Waiting | Phase::Backoff | Phase::Closed => return,
         };
@@ -468,12 +471,10 @@ impl Generator {
         let Some(since) = began else { return };
         self.counters.connected(since, now);
         let conn = &mut self.conns[i];
-        if self.config.rate.is_none() {
-            for _ in 0..self.config.pipeline {
-                if conn.wants_more() {
-                    conn.queue(self.config.size, now);
-                }
-            }
+        conn.open(&self.tape);
+        if conn.is_greeted() {
+            let size = self.config.size;
+            fill_pipeline(conn, self.config.rate, self.config.pipeline, size, now);
         }
         if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, now) {
             self.close(i, why);
@@ -825,5 +826,25 @@ fn run_one(config: Config, progress: impl FnMut(Update<'_>)) -> io::Result<Summa
         datagrams::run(config, progress)
     } else {
         Generator::new(config)?.run(progress)
+    }
+}
+
+/// Closed loop (no `rate`): queues `pipeline` messages of `size` bytes on
+/// a connection that has just started (or just had its first message's
+/// echo back), as far as its quota allows.
+fn fill_pipeline(
+    conn: &mut Connection<Stream>,
+    rate: Option<f64>,
+    pipeline: usize,
+    size: usize,
+    now: Instant,
+) {
+    if rate.is_some() {
+        return;
+    }
+    for _ in 0..pipeline {
+        if conn.wants_more() {
+            conn.queue(size, now);
+        }
     }
 }
