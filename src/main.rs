@@ -333,21 +333,45 @@ fn generate(what: Generate) -> Result<(), Exit> {
 fn run_report(args: ReportArgs) -> Result<(), Exit> {
     args.check().map_err(|u| Exit::Usage("report", u))?;
     let fail = |e: echoloop::report::ReportError| Exit::failed(&e, e.exit_code());
+    if args.compare {
+        let runs = args.runs().map_err(|u| Exit::Usage("report", u))?;
+        let runs = echoloop::report::compare::compare(&runs).map_err(fail)?;
+        let text = match args.json {
+            true => echoloop::report::compare::to_json(&runs),
+            false => echoloop::report::compare::to_human(&runs),
+        };
+        let page = args
+            .html
+            .as_ref()
+            .map(|out| (out, echoloop::report::html::compare_page(&runs)));
+        return print_and_write(&text, page).map_err(fail);
+    }
     let merged = echoloop::report::summarize(&args.files).map_err(fail)?;
     let text = if args.json {
         merged.to_json()
     } else {
         merged.to_human()
     };
+    let page = args
+        .html
+        .as_ref()
+        .map(|out| (out, echoloop::report::html::page(&merged)));
+    print_and_write(&text, page).map_err(fail)
+}
+
+/// Prints a report's text, and writes its page if there is one.
+fn print_and_write(
+    text: &str,
+    page: Option<(&std::path::PathBuf, String)>,
+) -> Result<(), echoloop::report::ReportError> {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
-    if let Some(out) = &args.html {
-        let page = echoloop::report::html::page(&merged);
+    if let Some((out, page)) = page {
         std::fs::write(out, page).map_err(|source| {
-            fail(echoloop::report::ReportError::PageUnwritable {
+            echoloop::report::ReportError::PageUnwritable {
                 path: out.clone(),
                 source,
-            })
+            }
         })?;
     }
     Ok(())

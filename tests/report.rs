@@ -283,13 +283,193 @@ fn bad_logs_and_logs_apart() {
         .collect();
     let later = dir.join("later.hlog");
     std::fs::write(&later, moved).unwrap();
-    let out = report(&[log.to_str().unwrap(), later.to_str().unwrap()]);
+    let page = dir.join("apart.html");
+    let out = report(&[
+        log.to_str().unwrap(),
+        later.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+    ]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains(
-            "note: the tags' logs do not all overlap in time (see each tag's span above)"
+            "note: the tags' logs do not all overlap in time (see each tag's span above); \
+             to compare separate runs, use --compare"
         ),
         "{text}"
     );
+    // The page says so too, and its lines break over the 1000 s between
+    // the logs: the total (blue) is drawn as two stretches, two separate
+    // <polyline>s in plotters' SVG, not one line bridging the gap.
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<p id=\"apart\">"), "{html}");
+    let throughput = html.split("<h2>").nth(1).unwrap();
+    let total_line = "<polyline fill=\"none\" opacity=\"1\" stroke=\"#0000FF\" stroke-width=\"2\"";
+    assert_eq!(throughput.matches(total_line).count(), 2, "{throughput}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A proxy process (socat, haproxy) on a loopback port, ended (by its
+/// PID, which we started) when dropped.
+struct Proxy {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port free right now (bound, then released for the proxy).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `cmd` as a proxy listening on `addr`, and waits (bounded) until
+/// it accepts; `None`, saying so, when the program is not installed.
+fn proxy(mut cmd: Command, addr: std::net::SocketAddr, name: &str) -> Option<Proxy> {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            common::missing(&format!("no {name} ({e}) for the proxy comparison"));
+            return None;
+        }
+    };
+    let proxy = Proxy { child, addr };
+    common::eventually(&format!("{name} listening on {addr}"), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    Some(proxy)
+}
+
+/// socat forwarding `addr` → `to`, a process per connection (its default).
+fn socat(to: std::net::SocketAddr) -> Option<Proxy> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cmd = Command::new("socat");
+    cmd.arg(format!(
+        "TCP-LISTEN:{},bind=127.0.0.1,fork,reuseaddr",
+        addr.port()
+    ))
+    .arg(format!("TCP:{to}"));
+    proxy(cmd, addr, "socat")
+}
+
+/// haproxy in TCP mode forwarding `addr` → `to`, in the foreground.
+fn haproxy(to: std::net::SocketAddr, dir: &Path) -> Option<Proxy> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "global\n  maxconn 1000\n\
+             defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend echo\n  bind {addr}\n  default_backend target\n\
+             backend target\n  server s1 {to}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("haproxy");
+    cmd.arg("-db").arg("-f").arg(&config);
+    proxy(cmd, addr, "haproxy")
+}
+
+/// The same open-loop run (2,000 msgs/s over 10 connections for 2 s)
+/// against `addr`, logged to `log`.
+fn logged_run(addr: std::net::SocketAddr, log: &Path, tag: &str) {
+    let mut cmd = bin();
+    cmd.arg("load")
+        .arg(addr.to_string())
+        .args(["-c", "10", "--rate", "2000", "-d", "2s", "--tag", tag])
+        .arg("--hdr-log")
+        .arg(log);
+    let out = run_bounded(cmd, DEADLINE);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `report --compare`: the same load direct, through socat and through
+/// haproxy (Debian's, installed by .ci/run), one column per run with its
+/// ratios to the first, JSON alike, and a page with one line per run on
+/// its own axis (rendered by headless Chromium).
+#[test]
+fn compare_direct_and_through_proxies() {
+    let dir = scratch("compare");
+    let server = ServerProcess::start(&[]);
+    let direct = dir.join("direct.hlog");
+    logged_run(server.addr, &direct, "direct");
+    let mut runs = vec![format!("direct={}", direct.display())];
+    if let Some(p) = socat(server.addr) {
+        let log = dir.join("socat.hlog");
+        logged_run(p.addr, &log, "socat");
+        runs.push(format!("socat={}", log.display()));
+    }
+    if let Some(p) = haproxy(server.addr, &dir) {
+        let log = dir.join("haproxy.hlog");
+        logged_run(p.addr, &log, "haproxy");
+        runs.push(format!("haproxy={}", log.display()));
+    }
+    let mut args: Vec<&str> = vec!["--compare"];
+    args.extend(runs.iter().map(String::as_str));
+    let out = report(&[&args[..], &["--json"]].concat());
+    let json = common::clean_stdout(out);
+    for (i, name) in ["direct", "socat", "haproxy"]
+        .iter()
+        .take(runs.len())
+        .enumerate()
+    {
+        assert_eq!(common::json_at(&json, &format!("runs.{i}.name")), *name);
+        let msgs = json_number(&json, &format!("runs.{i}.msgs_per_s"));
+        assert!((1900.0..=2100.0).contains(&msgs), "{name}: {json}");
+        assert_eq!(json_number(&json, &format!("runs.{i}.errors")), 0.0);
+        let p50 = json_number(&json, &format!("runs.{i}.latency_us.p50"));
+        let base = json_number(&json, "runs.0.latency_us.p50");
+        let ratio = json_number(&json, &format!("runs.{i}.ratio.p50"));
+        assert!((ratio - p50 / base).abs() < 0.001, "{json}");
+    }
+    assert_eq!(json_number(&json, "runs.0.ratio.p99"), 1.0);
+
+    let page = dir.join("compare.html");
+    args.extend(["--html", page.to_str().unwrap()]);
+    let text = common::clean_stdout(report(&args));
+    assert!(
+        text.starts_with(&format!(
+            "{} runs compared, ratios to direct; each on its own time axis\n",
+            runs.len()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("\n  p99 µs "), "{text}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("<svg").count(), 5, "five charts");
+    assert!(html.contains("ratios to direct"), "{html}");
+    for name in runs.iter().map(|r| r.split('=').next().unwrap()) {
+        // Each run is a line, named in the legends.
+        let legend = format!(">\n{name}\n</text>");
+        assert_eq!(
+            html.matches(&legend).count(),
+            5,
+            "{name}'s line in each chart"
+        );
+    }
+    screenshot(&page, &dir);
+    // A second run of the same name is refused; one run is not a comparison.
+    let twice = report(&["--compare", &runs[0], &runs[0]]);
+    assert_eq!(twice.status.code(), Some(2));
+    let one = report(&["--compare", &runs[0]]);
+    assert_eq!(one.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&one.stderr).contains("takes 2 to 12 runs"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

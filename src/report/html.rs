@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
-use super::{Merged, quantile};
+use super::compare::Run;
+use super::{Merged, Step, quantile};
 
 /// Chart size, pixels.
 const SIZE: (u32, u32) = (900, 360);
@@ -21,17 +22,30 @@ const NINES: [f64; 7] = [0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999];
 /// drawn; the table lists every tag).
 const MAX_TAG_LINES: usize = 12;
 
-/// The page, as text.
-pub fn page(merged: &Merged) -> String {
-    let mut out = String::new();
-    let title = "echoloop report";
-    let _ = write!(
-        out,
+/// The page's head, its style and its title.
+fn head(title: &str) -> String {
+    format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
          <style>body{{font-family:sans-serif;margin:2em;max-width:960px}}\
          table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
          h2{{margin-top:1.5em}}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
-    );
+    )
+}
+
+/// Each chart under its heading (or why it could not be drawn).
+fn sections(out: &mut String, sections: Vec<(&str, Drawn)>) {
+    for (heading, svg) in sections {
+        let _ = write!(
+            out,
+            "<h2>{heading}</h2>\n{}\n",
+            svg.unwrap_or_else(|e| format!("<p>(no chart: {e})</p>"))
+        );
+    }
+}
+
+/// The page, as text.
+pub fn page(merged: &Merged) -> String {
+    let mut out = head("echoloop report");
     let t = &merged.total;
     let _ = writeln!(
         out,
@@ -44,19 +58,25 @@ pub fn page(merged: &Merged) -> String {
         quantile(t, 0.999),
         t.max()
     );
-    let sections = [
-        ("Messages per second", throughput(merged)),
-        ("Latency over time (µs)", latency(merged)),
-        ("Latency by percentile (µs)", spectrum(merged)),
-        ("Errors per interval", errors_chart(merged)),
-    ];
-    for (heading, svg) in sections {
-        let _ = write!(
-            out,
-            "<h2>{heading}</h2>\n{}\n",
-            svg.unwrap_or_else(|e| format!("<p>(no chart: {e})</p>"))
+    if merged.apart() {
+        out.push_str(
+            "<p id=\"apart\">The logs do not all overlap in time: each line breaks \
+             where no log has data. To compare separate runs, use \
+             <code>echoloop report --compare</code>.</p>\n",
         );
     }
+    sections(
+        &mut out,
+        vec![
+            ("Messages per second", throughput(merged)),
+            ("Latency over time (µs)", latency(merged)),
+            (
+                "Latency by percentile (µs)",
+                spectrum(vec![("all".into(), &merged.total)]),
+            ),
+            ("Errors per interval", errors_chart(merged)),
+        ],
+    );
     out.push_str("<h2>Runs</h2>\n<table>\n<tr><th>log</th></tr>\n");
     for file in &merged.files {
         let _ = writeln!(
@@ -99,32 +119,44 @@ type Drawn = Result<String, String>;
 /// [`MAX_TAG_LINES`] of them).
 fn throughput(merged: &Merged) -> Drawn {
     let per_s = |n: u64| n as f64 / merged.step;
-    let total = merged
-        .steps()
-        .map(|(t, s)| (t, per_s(s.latency.len())))
-        .collect();
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = vec![("total".into(), total)];
+    let total = stretches(merged, |s| per_s(s.latency.len()));
+    let mut series: Vec<Series> = vec![("total".into(), total)];
     for (i, tag) in merged.tags.keys().enumerate().take(MAX_TAG_LINES) {
-        let points = merged
-            .steps()
-            .map(|(t, s)| (t, per_s(s.per_tag.get(i).copied().unwrap_or(0))))
-            .collect();
+        let points = stretches(merged, |s| per_s(s.per_tag.get(i).copied().unwrap_or(0)));
         series.push((tag.clone(), points));
     }
     lines(series, "msgs/s", false)
 }
 
+/// One line of a chart: its name, and its points in stretches without a
+/// gap (a line never bridges a stretch of time with no data).
+type Series = (String, Stretches);
+
+/// Points (x, y) in stretches without a gap.
+type Stretches = Vec<Vec<(f64, f64)>>;
+
+/// `f` of each step of `merged` that holds data, at the step's end time
+/// (seconds from the run's start), cut into stretches at the steps with
+/// none.
+fn stretches(merged: &Merged, f: impl Fn(&Step) -> f64) -> Stretches {
+    let mut all = Vec::new();
+    let mut stretch = Vec::new();
+    for (i, step) in merged.steps.iter().enumerate() {
+        match step {
+            Some(s) => stretch.push(((i + 1) as f64 * merged.step, f(s))),
+            None if stretch.is_empty() => {}
+            None => all.push(std::mem::take(&mut stretch)),
+        }
+    }
+    if !stretch.is_empty() {
+        all.push(stretch);
+    }
+    all
+}
+
 /// p50, p99 and max of each step.
 fn latency(merged: &Merged) -> Drawn {
-    let pick = |q: Option<f64>| -> Vec<(f64, f64)> {
-        merged
-            .steps()
-            .map(|(t, s)| {
-                let h = &s.latency;
-                (t, q.map_or(h.max(), |q| quantile(h, q)).max(1) as f64)
-            })
-            .collect()
-    };
+    let pick = |q: Option<f64>| at_quantile(merged, q);
     lines(
         vec![
             ("p50".into(), pick(Some(0.5))),
@@ -136,23 +168,26 @@ fn latency(merged: &Merged) -> Drawn {
     )
 }
 
+/// Each step's latency at quantile `q` (`None`: its max), at least 1 µs
+/// for the log axis.
+fn at_quantile(merged: &Merged, q: Option<f64>) -> Stretches {
+    stretches(merged, |s| {
+        let h = &s.latency;
+        q.map_or(h.max(), |q| quantile(h, q)).max(1) as f64
+    })
+}
+
 /// Errors per step, from the logs' `echoloop-interval` comments.
 fn errors_chart(merged: &Merged) -> Drawn {
-    let points = merged.steps().map(|(t, s)| (t, s.errors as f64)).collect();
+    let points = stretches(merged, |s| s.errors as f64);
     lines(vec![("errors".into(), points)], "errors", false)
 }
 
 /// Lines over time (seconds), `log` for a logarithmic y axis.
-fn lines(series: Vec<(String, Vec<(f64, f64)>)>, y_label: &str, log: bool) -> Drawn {
-    let x_max = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|(x, _)| *x))
-        .fold(1.0, f64::max);
-    let y_max = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
-        .fold(1.0, f64::max)
-        * 1.1;
+fn lines(series: Vec<Series>, y_label: &str, log: bool) -> Drawn {
+    let points = || series.iter().flat_map(|(_, s)| s.iter().flatten());
+    let x_max = points().map(|(x, _)| *x).fold(1.0, f64::max);
+    let y_max = points().map(|(_, y)| *y).fold(1.0, f64::max) * 1.1;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -181,7 +216,7 @@ fn lines(series: Vec<(String, Vec<(f64, f64)>)>, y_label: &str, log: bool) -> Dr
 /// Draws the mesh, one line per series, and the legend, on either axis.
 fn draw<'a, X, Y>(
     mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-    series: Vec<(String, Vec<(f64, f64)>)>,
+    series: Vec<Series>,
     y_label: &str,
 ) -> Result<(), String>
 where
@@ -195,13 +230,26 @@ where
         .y_desc(y_label)
         .draw()
         .map_err(|e| e.to_string())?;
-    for (k, (name, points)) in series.into_iter().enumerate() {
+    for (k, (name, stretches)) in series.into_iter().enumerate() {
         let color = colors[k % colors.len()];
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        for (j, points) in stretches.into_iter().enumerate() {
+            // A stretch of one step is a dot: a line needs two points.
+            let dots = if points.len() == 1 {
+                points.clone()
+            } else {
+                vec![]
+            };
+            chart
+                .draw_series(dots.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| e.to_string())?;
+            let drawn = chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| e.to_string())?;
+            if j == 0 {
+                let legend = move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color);
+                drawn.label(name.clone()).legend(legend);
+            }
+        }
     }
     chart
         .configure_series_labels()
@@ -211,20 +259,32 @@ where
         .map_err(|e| e.to_string())
 }
 
-/// The whole run's latency by percentile, on the "nines" axis: x is
-/// -log10(1 − q), so 90%, 99%, 99.9% … are evenly spaced; y is log scale.
-fn spectrum(merged: &Merged) -> Drawn {
-    let h = &merged.total;
+/// Latency by percentile, one line per histogram, on the "nines" axis: x
+/// is -log10(1 − q), so 90%, 99%, 99.9% … are evenly spaced; y is log
+/// scale.
+fn spectrum(histograms: Vec<(String, &hdrhistogram::Histogram<u64>)>) -> Drawn {
     let nines = |q: f64| -(1.0 - q).log10();
     let x_max = nines(*NINES.last().unwrap_or(&0.99999));
-    let points: Vec<(f64, f64)> = (0..=500)
-        .map(|i| {
-            let x = x_max * i as f64 / 500.0;
-            let q = 1.0 - 10f64.powf(-x);
-            (x, quantile(h, q).max(1) as f64)
+    let series: Vec<Series> = histograms
+        .iter()
+        .map(|(name, h)| {
+            let points = (0..=500)
+                .map(|i| {
+                    let x = x_max * i as f64 / 500.0;
+                    let q = 1.0 - 10f64.powf(-x);
+                    (x, quantile(h, q).max(1) as f64)
+                })
+                .collect();
+            (name.clone(), vec![points])
         })
         .collect();
-    let y_max = (h.max().max(2) as f64) * 1.5;
+    let y_max = (histograms
+        .iter()
+        .map(|(_, h)| h.max())
+        .max()
+        .unwrap_or(0)
+        .max(2) as f64)
+        * 1.5;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -246,10 +306,88 @@ fn spectrum(merged: &Merged) -> Drawn {
             })
             .draw()
             .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
-            .map_err(|e| e.to_string())?;
+        let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        let many = series.len() > 1;
+        for (k, (name, stretches)) in series.into_iter().enumerate() {
+            let color = colors[k % colors.len()];
+            for points in stretches {
+                let drawn = chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                    .map_err(|e| e.to_string())?;
+                if many {
+                    let legend = move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color);
+                    drawn.label(name.clone()).legend(legend);
+                }
+            }
+        }
+        if many {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// `--compare --html`: the runs side by side. Every chart has one line
+/// per run, each on its own time axis (seconds from its own start), and
+/// the percentile spectra are overlaid.
+pub fn compare_page(runs: &[Run]) -> String {
+    let mut out = head("echoloop report: compare");
+    let names: Vec<String> = runs.iter().map(|r| escape(&r.name)).collect();
+    let _ = writeln!(
+        out,
+        "<p id=\"summary\">{} runs: {}; ratios to {}. Each run is drawn from its own start.</p>",
+        runs.len(),
+        names.join(", "),
+        names.first().map_or("", String::as_str)
+    );
+    out.push_str("<pre id=\"table\">");
+    out.push_str(&escape(&super::compare::to_human(runs)));
+    out.push_str("</pre>\n");
+    let per_run = |f: &dyn Fn(&Merged) -> Stretches| -> Vec<Series> {
+        runs.iter()
+            .map(|r| (r.name.clone(), f(&r.merged)))
+            .collect()
+    };
+    let msgs = per_run(&|m| stretches(m, |s| s.latency.len() as f64 / m.step));
+    let p50 = per_run(&|m| at_quantile(m, Some(0.5)));
+    let p99 = per_run(&|m| at_quantile(m, Some(0.99)));
+    let errors = per_run(&|m| stretches(m, |s| s.errors as f64));
+    let spectra = runs
+        .iter()
+        .map(|r| (r.name.clone(), &r.merged.total))
+        .collect();
+    sections(
+        &mut out,
+        vec![
+            ("Messages per second", lines(msgs, "msgs/s", false)),
+            ("Latency p50 over time (µs)", lines(p50, "µs", true)),
+            ("Latency p99 over time (µs)", lines(p99, "µs", true)),
+            ("Latency by percentile (µs)", spectrum(spectra)),
+            ("Errors per interval", lines(errors, "errors", false)),
+        ],
+    );
+    out.push_str("<h2>Runs</h2>\n<table>\n<tr><th>run</th><th>logs</th></tr>\n");
+    for run in runs {
+        let files: Vec<String> = run
+            .merged
+            .files
+            .iter()
+            .map(|f| escape(&f.display().to_string()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            escape(&run.name),
+            files.join("<br>")
+        );
+    }
+    out.push_str("</table>\n</body>\n</html>\n");
+    out
 }

@@ -35,6 +35,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use serde::Serialize;
 
+pub mod compare;
 pub mod decode;
 pub mod html;
 pub mod writer;
@@ -472,7 +473,7 @@ fn round(x: f64, digits: i32) -> f64 {
 
 /// Percentiles of a histogram, as JSON has them.
 #[derive(Debug, Serialize)]
-struct Percentiles {
+pub(crate) struct Percentiles {
     p50: u64,
     p90: u64,
     p99: u64,
@@ -481,7 +482,7 @@ struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Percentiles {
+    pub(crate) fn of(h: &Histogram<u64>) -> Percentiles {
         Percentiles {
             p50: quantile(h, 0.5),
             p90: quantile(h, 0.9),
@@ -510,6 +511,11 @@ struct Json<'a> {
 }
 
 impl Merged {
+    /// Errors the logs' interval comments give, over the whole run.
+    pub fn errors(&self) -> u64 {
+        self.steps.iter().flatten().map(|s| s.errors).sum()
+    }
+
     /// Seconds from the first interval's start to the last one's end.
     pub fn span(&self) -> f64 {
         self.tags.values().map(|t| t.last).fold(0.0, f64::max)
@@ -600,7 +606,8 @@ impl Merged {
         if self.apart() {
             let _ = writeln!(
                 out,
-                "  note: the tags' logs do not all overlap in time (see each tag's span above)"
+                "  note: the tags' logs do not all overlap in time (see each tag's span above); \
+                 to compare separate runs, use --compare"
             );
         }
         for (end, step) in self.steps() {

@@ -257,15 +257,20 @@ pub fn clean_stdout(out: std::process::Output) -> String {
     String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 
-/// The value at a dotted path (`latency_us.p50`) of a JSON document,
-/// parsed with serde_json: exactly that key, never a namesake elsewhere.
+/// The value at a dotted path (`latency_us.p50`, `runs.1.name`: a number
+/// indexes an array) of a JSON document, parsed with serde_json: exactly
+/// that key, never a namesake elsewhere.
 #[track_caller]
 pub fn json_at(json: &str, path: &str) -> serde_json::Value {
     let doc: serde_json::Value =
         serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
     let mut at = &doc;
     for key in path.split('.') {
-        at = at.get(key).unwrap_or_else(|| panic!("no {path} in {json}"));
+        let next = match key.parse::<usize>() {
+            Ok(i) if at.is_array() => at.get(i),
+            _ => at.get(key),
+        };
+        at = next.unwrap_or_else(|| panic!("no {path} in {json}"));
     }
     at.clone()
 }
