@@ -309,6 +309,49 @@ pub struct ServerArgs {
     pub seed: Option<u64>,
 }
 
+/// `--rate R` or `--rate FROM..TO`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateArg {
+    /// The rate, or where a ramp starts.
+    pub from: f64,
+    /// Where a ramp ends.
+    pub to: Option<f64>,
+}
+
+/// `--rate`: a rate, or two joined by `..`.
+fn parse_rate_arg(text: &str) -> Result<RateArg, String> {
+    match text.split_once("..") {
+        Some((from, to)) => Ok(RateArg {
+            from: parse_rate(from)?,
+            to: Some(parse_rate(to)?),
+        }),
+        None => Ok(RateArg {
+            from: parse_rate(text)?,
+            to: None,
+        }),
+    }
+}
+
+/// `--rate-steps R1,R2,…`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateSteps(pub Vec<f64>);
+
+/// `--rate-steps`: 1 to 100 rates, comma-separated.
+fn parse_rate_steps(text: &str) -> Result<RateSteps, String> {
+    let rates = text
+        .split(',')
+        .map(parse_rate)
+        .collect::<Result<Vec<f64>, String>>()?;
+    if rates.len() > crate::load::plan::MAX_STEPS {
+        return Err(format!(
+            "{} steps; at most {}",
+            rates.len(),
+            crate::load::plan::MAX_STEPS
+        ));
+    }
+    Ok(RateSteps(rates))
+}
+
 /// The longest message `load` sends (`-s`, `--message-file`).
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
@@ -509,6 +552,7 @@ pub struct ClientArgs {
 
 /// Options of `echoloop load`.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("open_loop").args(["rate", "rate_steps"])))]
 pub struct LoadArgs {
     /// The echo server: 127.0.0.1:7878, [::1]:7878, HOST:PORT (a name is
     /// resolved, and its addresses tried in turn until one accepts),
@@ -565,16 +609,33 @@ pub struct LoadArgs {
 
     /// Open loop: send this many messages per second in all (20k is
     /// 20,000), on a fixed schedule; latency counts from when each message
-    /// was due.
-    #[arg(long, value_name = "MSGS_PER_S", value_parser = parse_rate)]
-    pub rate: Option<f64>,
+    /// was due. FROM..TO ramps the rate linearly (see --ramp).
+    #[arg(long, value_name = "MSGS_PER_S|FROM..TO", value_parser = parse_rate_arg)]
+    pub rate: Option<RateArg>,
+
+    /// With --rate FROM..TO: how long the ramp takes (default: the whole
+    /// of -d); the rate holds at TO after it. Each tenth of the ramp (or
+    /// each --interval) is reported with its offered rate.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "rate")]
+    pub ramp: Option<Duration>,
+
+    /// Open loop in steps: each rate (1k,2k,4k) for --step in turn, each
+    /// step reported with its offered and achieved rate; the run lasts
+    /// as long as the steps (-d does not apply). At most 100 steps.
+    #[arg(long, value_name = "R1,R2,...", value_parser = parse_rate_steps,
+          conflicts_with_all = ["rate", "duration"], requires = "step")]
+    pub rate_steps: Option<RateSteps>,
+
+    /// How long each of --rate-steps lasts.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "rate_steps")]
+    pub step: Option<Duration>,
 
     /// Open loop: stop sleeping this long before each due message and poll
     /// until it is due (0 to 10ms). Longer sends closer to the due time and
     /// costs CPU; 0 never spins. Default: twice as late as the timer has
     /// lately woken the loop, at most 0.3ms and 5% of the gap between two
     /// messages.
-    #[arg(long, value_name = "DURATION", value_parser = parse_spin, requires = "rate")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_spin, requires = "open_loop")]
     pub spin: Option<Duration>,
 
     /// Open loop: let a send wait up to this long so that messages due close
@@ -583,7 +644,7 @@ pub struct LoadArgs {
     /// per message: less CPU, and send lag up to DURATION (counted in the
     /// latency). 0 wakes for every message.
     #[arg(long, value_name = "DURATION", default_value = "1ms", value_parser = parse_coalesce,
-          requires = "rate")]
+          requires = "open_loop")]
     pub coalesce: Duration,
 
     /// Open this many connections per second while ramping up (default:
@@ -838,6 +899,19 @@ impl LoadArgs {
                        a datagram carries its own numbered header";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
         }
+        if self.ramp.is_some() && self.rate.is_some_and(|r| r.to.is_none()) {
+            let msg = "--ramp needs a range: --rate FROM..TO";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
+        if let Some(ramp) = self.ramp
+            && ramp > self.duration
+        {
+            let msg = format!(
+                "--ramp {ramp:?} is longer than the run (-d {:?})",
+                self.duration
+            );
+            return Err(Usage::new(ErrorKind::ValueValidation, msg));
+        }
         if udp && (self.messages_per_connection.is_some() || self.reconnect) {
             let msg = "--messages-per-connection and --reconnect are for streams, not udp://";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
@@ -867,10 +941,14 @@ impl LoadArgs {
             addr,
             connections: self.connections as usize,
             size: self.message_bytes().map_or(self.size as usize, |m| m.len()),
-            duration: self.duration,
+            duration: match (&self.rate_steps, self.step) {
+                // The run lasts as long as its steps.
+                (Some(steps), Some(each)) => each.saturating_mul(steps.0.len() as u32),
+                _ => self.duration,
+            },
             messages: self.messages,
             pipeline: self.pipeline as usize,
-            rate: self.rate,
+            rate: self.plan(),
             spin: self.spin,
             coalesce: self.coalesce,
             connect_rate: self.connect_rate,
@@ -893,6 +971,26 @@ impl LoadArgs {
         }
     }
 
+    /// The open-loop plan asked for: `--rate`, a ramp, or steps.
+    pub fn plan(&self) -> Option<crate::load::Plan> {
+        use crate::load::Plan;
+        if let (Some(steps), Some(each)) = (&self.rate_steps, self.step) {
+            return Some(Plan::Steps {
+                rates: steps.0.clone(),
+                each,
+            });
+        }
+        let rate = self.rate?;
+        Some(match rate.to {
+            None => Plan::Flat(rate.from),
+            Some(to) => Plan::Ramp {
+                from: rate.from,
+                to,
+                over: self.ramp.unwrap_or(self.duration),
+            },
+        })
+    }
+
     /// `--message` or `--message-file`, if given.
     fn message_bytes(&self) -> Option<std::sync::Arc<[u8]>> {
         self.message
@@ -904,8 +1002,8 @@ impl LoadArgs {
     /// The `--hdr-log` header's comment: the command line in short, what
     /// the values are, and the tag.
     pub fn log_comment(&self, config: &crate::load::Config, tag: &str) -> String {
-        let mode = match config.rate {
-            Some(rate) => format!("--rate {rate}"),
+        let mode = match &config.rate {
+            Some(plan) => plan.as_args(),
             None => format!("--pipeline {}", config.pipeline),
         };
         let threads = match config.threads {

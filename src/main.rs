@@ -172,6 +172,7 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
                     at: interval.since_run_start,
                     length: interval.length,
                     errors: interval.errors,
+                    offered: interval.offered(),
                 });
             }
         }
@@ -217,8 +218,12 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         // Not a failure of the server: a warning, so that nobody takes the
         // figures for the rate that was asked for.
         log::warn!(
-            "the generator fell behind its schedule of {} msgs/s: {}",
-            config.rate.unwrap_or_default(),
+            "the generator fell behind its schedule of {}: {}",
+            config
+                .rate
+                .as_ref()
+                .map(|p| p.describe())
+                .unwrap_or_default(),
             schedule.shortfall()
         );
     }

@@ -195,7 +195,8 @@ fn counts_modes_addresses_and_names_exit_2_with_one_line() {
 }
 
 /// The open loop's own knobs mean nothing in closed loop: asked for
-/// without `--rate`, they are a usage error that names `--rate`.
+/// without `--rate` (or `--rate-steps`), they are a usage error that
+/// names both.
 #[test]
 fn open_loop_options_need_a_rate() {
     for option in ["--spin=1ms", "--coalesce=2ms"] {
@@ -210,6 +211,9 @@ fn open_loop_options_need_a_rate() {
             stderr.starts_with("error: the following required arguments were not provided:"),
             "{args:?}: {stderr}"
         );
-        assert!(stderr.contains("--rate <MSGS_PER_S>"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("<--rate <MSGS_PER_S|FROM..TO>|--rate-steps <R1,R2,...>>"),
+            "{args:?}: {stderr}"
+        );
     }
 }

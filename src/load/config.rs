@@ -21,8 +21,9 @@ pub struct Config {
     pub messages: Option<u64>,
     /// Messages in flight per connection (closed loop).
     pub pipeline: usize,
-    /// Messages per second over all connections (open loop).
-    pub rate: Option<f64>,
+    /// Messages per second over all connections (open loop): flat, a
+    /// ramp or steps.
+    pub rate: Option<super::Plan>,
     /// Open loop: how long before each due message the loop stops
     /// sleeping (`--spin`); `None`: see [`OpenLoop::spin`](super::schedule::OpenLoop::spin).
     pub spin: Option<Duration>,

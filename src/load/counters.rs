@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::outcome::Errors;
+use super::outcome::{Errors, Segment};
+use super::schedule::OpenLoop;
+use crate::shared::duration::deadline_after;
 
 /// The verdict on an echo that came after `--timeout`: it is not counted,
 /// and its connection decides what that means (the stream generator closes
@@ -42,6 +44,49 @@ pub(super) struct Counters {
     pub(super) interval_connect: Histogram<u64>,
     pub(super) interval_service: Histogram<u64>,
     pub(super) errors: Errors,
+    /// A varying open-loop run (a ramp, steps): its figures per stretch
+    /// of the window.
+    pub(super) segments: Option<Segments>,
+}
+
+/// A varying open-loop run's figures per stretch of the window (each of
+/// `--rate-steps`, or a piece of a ramp): each message counts in the
+/// stretch it was due in, which is what its offered rate was; each error
+/// in the stretch it happened in.
+#[derive(Debug)]
+pub(super) struct Segments {
+    /// How long each stretch is (the last may be cut by the window's end).
+    pub(super) length: Duration,
+    /// The latency of the messages due in each, µs.
+    pub(super) latency: Vec<Histogram<u64>>,
+    /// The errors that happened in each.
+    pub(super) errors: Vec<u64>,
+    /// The stretch errors are being counted for, and the error total when
+    /// it began.
+    mark: (usize, u64),
+}
+
+impl Segments {
+    /// Stretches of `length` covering `window` (at most
+    /// [`MAX_SEGMENTS`](super::plan::MAX_SEGMENTS) by the plan's choice).
+    pub(super) fn new(length: Duration, window: Duration) -> io::Result<Segments> {
+        let n = (window.as_secs_f64() / length.as_secs_f64().max(1e-9)).ceil() as usize;
+        let n = n.clamp(1, super::plan::MAX_SEGMENTS + 1);
+        Ok(Segments {
+            length,
+            latency: (0..n)
+                .map(|_| micros_histogram())
+                .collect::<io::Result<_>>()?,
+            errors: vec![0; n],
+            mark: (0, 0),
+        })
+    }
+
+    /// Which stretch `since` (from the window's start) falls in.
+    fn index(&self, since: Duration) -> usize {
+        let k = (since.as_secs_f64() / self.length.as_secs_f64().max(1e-9)) as usize;
+        k.min(self.latency.len() - 1)
+    }
 }
 
 /// A histogram of microseconds, 1 µs to 60 s, 3 significant digits.
@@ -67,7 +112,21 @@ impl Counters {
             interval_connect: micros_histogram()?,
             interval_service: micros_histogram()?,
             errors: Errors::default(),
+            segments: None,
         })
+    }
+
+    /// The errors so far belong to the stretch that was running: at `now`
+    /// (each turn of the loop, and once at the end), hands them to it when
+    /// a new one has begun.
+    pub(super) fn note_errors(&mut self, now: Instant) {
+        let total = self.errors.total();
+        let since = now.saturating_duration_since(self.measure_from);
+        let Some(s) = &mut self.segments else { return };
+        let k = s.index(since);
+        let (current, base) = s.mark;
+        s.errors[current] += total - base;
+        s.mark = (k, total);
     }
 
     /// Counts a message echoed in full at `now` that was sent (closed loop)
@@ -84,6 +143,10 @@ impl Counters {
             let us = (took.as_micros() as u64).max(1);
             self.latency.saturating_record(us);
             self.interval_latency.saturating_record(us);
+            if let Some(s) = &mut self.segments {
+                let k = s.index(at.saturating_duration_since(self.measure_from));
+                s.latency[k].saturating_record(us);
+            }
         }
         Ok(())
     }
@@ -107,6 +170,32 @@ impl Counters {
             self.connect_latency.saturating_record(took);
             self.interval_connect.saturating_record(took);
         }
+    }
+
+    /// The stretches of a varying run, with the messages `schedule` had
+    /// due in each (empty for any other run).
+    pub(super) fn segments(&self, schedule: Option<&OpenLoop>) -> Vec<Segment> {
+        let (Some(s), Some(schedule)) = (&self.segments, schedule) else {
+            return Vec::new();
+        };
+        let window = self.end.saturating_duration_since(self.measure_from);
+        let mut out = Vec::new();
+        for (k, (latency, &errors)) in s.latency.iter().zip(&s.errors).enumerate() {
+            let start = s.length.saturating_mul(k as u32);
+            if start >= window {
+                break;
+            }
+            let end = s.length.saturating_mul(k as u32 + 1).min(window);
+            let at = |d| deadline_after(self.measure_from, d);
+            out.push(Segment {
+                start,
+                length: end - start,
+                due: schedule.due_before(at(end)) - schedule.due_before(at(start)),
+                latency: latency.clone(),
+                errors,
+            });
+        }
+        out
     }
 
     /// Whether bytes moved at `now` count: inside the measured window.

@@ -141,15 +141,17 @@ impl DatagramGenerator {
                 jitter: Jitter::default(),
             });
         }
-        let timer = match config.rate {
+        let timer = match &config.rate {
             Some(_) => Timer::new(poll.registry(), TIMER).ok(),
             None => None,
         };
         let started = Instant::now();
         let measure_from = deadline_after(started, config.warmup);
         let end = deadline_after(measure_from, config.duration);
+        let mut counters = Counters::new(config.timeout, measure_from, end)?;
+        counters.segments = super::segments_for(&config);
         Ok(DatagramGenerator {
-            counters: Counters::new(config.timeout, measure_from, end)?,
+            counters,
             figures: DatagramFigures::default(),
             poll,
             flows,
@@ -159,9 +161,11 @@ impl DatagramGenerator {
             started,
             now: started,
             next_tick: started,
-            schedule: match config.rate {
-                Some(rate) => {
-                    let mut schedule = OpenLoop::new(rate, config.spin, config.coalesce)?;
+            schedule: match &config.rate {
+                Some(plan) => {
+                    let (plan, warmup) = (plan.clone(), config.warmup);
+                    let mut schedule =
+                        OpenLoop::planned(plan, warmup, config.spin, config.coalesce)?;
                     schedule.start(started);
                     Some(schedule)
                 }
@@ -255,8 +259,9 @@ impl DatagramGenerator {
     /// At each tick: datagrams older than `--timeout` are lost.
     fn on_timers(&mut self, now: Instant) -> Option<Progress> {
         if let Some(intervals) = &mut self.intervals {
-            intervals.cut(now, &mut self.counters, false);
+            intervals.cut(now, &mut self.counters, false, self.schedule.as_ref());
         }
+        self.counters.note_errors(now);
         if now < self.next_tick {
             return None;
         }
@@ -445,7 +450,7 @@ impl DatagramGenerator {
 
     fn finish(&mut self) -> Summary {
         if let Some(intervals) = &mut self.intervals {
-            intervals.cut(self.now, &mut self.counters, true);
+            intervals.cut(self.now, &mut self.counters, true, self.schedule.as_ref());
         }
         // What is still in flight now had its whole --timeout: lost.
         for flow in &self.flows {
@@ -460,6 +465,7 @@ impl DatagramGenerator {
             }
         }
         let end = self.now.min(self.counters.end);
+        self.counters.note_errors(end);
         let duration = end.saturating_duration_since(self.counters.measure_from);
         let cpu = self.cpu.used();
         let schedule = self
@@ -492,6 +498,7 @@ impl DatagramGenerator {
             cpu,
             per_thread: vec![c.messages as f64 / duration.as_secs_f64().max(1e-9)],
             datagrams: Some(self.figures),
+            segments: c.segments(self.schedule.as_ref()),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::counters::Counters;
 use super::outcome::{Interval, Update};
+use super::schedule::OpenLoop;
 use crate::shared::cpu::thread_cpu;
 use crate::shared::duration::deadline_after;
 
@@ -44,13 +45,21 @@ impl Intervals {
     }
 
     /// Ends every interval due by `now` (with `last`, also the current one,
-    /// cut at the window's end) and queues it for [`hand_out`].
-    pub(super) fn cut(&mut self, now: Instant, counters: &mut Counters, last: bool) {
+    /// cut at the window's end) and queues it for [`hand_out`]. A varying
+    /// open-loop `schedule` gives each interval the messages it had due.
+    pub(super) fn cut(
+        &mut self,
+        now: Instant,
+        counters: &mut Counters,
+        last: bool,
+        schedule: Option<&OpenLoop>,
+    ) {
         if !last && now < self.next {
             return;
         }
         let cpu = thread_cpu();
-        while let Some(interval) = self.take(now, counters, cpu, last) {
+        let schedule = schedule.filter(|s| s.plan().varies());
+        while let Some(interval) = self.take(now, counters, cpu, last, schedule) {
             self.ended.push_back(interval);
         }
     }
@@ -68,6 +77,7 @@ impl Intervals {
         counters: &mut Counters,
         cpu: Duration,
         last: bool,
+        schedule: Option<&OpenLoop>,
     ) -> Option<Interval> {
         let until = self.next.min(counters.end);
         if !last && now < self.next {
@@ -92,6 +102,7 @@ impl Intervals {
             service: counters.interval_service.clone(),
             cpu: cpu.saturating_sub(base.cpu),
             threads: 1,
+            due: schedule.map(|s| s.due_before(until) - s.due_before(self.from)),
         };
         counters.interval_latency.reset();
         counters.interval_connect.reset();

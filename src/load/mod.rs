@@ -70,6 +70,7 @@ use intervals::{Intervals, hand_out};
 pub use outcome::{
     DatagramFigures, Errors, Failure, Fate, Interval, Progress, RunStage, Schedule, Summary, Update,
 };
+pub use plan::Plan;
 use schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 pub use tape::Payload;
 use tape::{CHUNK, Tape};
@@ -81,6 +82,7 @@ mod counters;
 mod datagrams;
 mod intervals;
 mod outcome;
+pub mod plan;
 mod schedule;
 mod tape;
 #[cfg(test)]
@@ -177,7 +179,7 @@ impl Generator {
             .map(|i| Connection::new(tape.start(i), config.messages_per_connection))
             .collect();
         let poll = Poll::new()?;
-        let timer = match config.rate {
+        let timer = match &config.rate {
             Some(_) => match Timer::new(poll.registry(), TIMER) {
                 Ok(timer) => Some(timer),
                 Err(e) => {
@@ -204,7 +206,11 @@ impl Generator {
             first_done: vec![false; config.connections],
             schedule: config
                 .rate
-                .map(|rate| OpenLoop::new(rate, config.spin, config.coalesce))
+                .as_ref()
+                .map(|plan| {
+                    let plan = plan.clone();
+                    OpenLoop::planned(plan, config.warmup, config.spin, config.coalesce)
+                })
                 .transpose()?,
             deal_blocked: false,
             next_conn: 0,
@@ -313,8 +319,9 @@ impl Generator {
         self.cpu
             .on_turn(now, self.counters.measure_from, self.counters.end);
         if let Some(intervals) = &mut self.intervals {
-            intervals.cut(now, &mut self.counters, false);
+            intervals.cut(now, &mut self.counters, false, self.schedule.as_ref());
         }
+        self.counters.note_errors(now);
         if now < self.next_tick {
             return None;
         }
@@ -401,6 +408,7 @@ impl Generator {
         }
         self.counters.measure_from = deadline_after(t0, self.config.warmup);
         self.counters.end = deadline_after(self.counters.measure_from, self.config.duration);
+        self.counters.segments = segments_for(&self.config);
         self.intervals = self
             .config
             .interval
@@ -442,7 +450,13 @@ impl Generator {
                     if conn.take_greeted() {
                         // The first message's echo is in: the messages begin.
                         let size = self.config.size;
-                        fill_pipeline(conn, self.config.rate, self.config.pipeline, size, now);
+                        fill_pipeline(
+                            conn,
+                            self.config.rate.is_some(),
+                            self.config.pipeline,
+                            size,
+                            now,
+                        );
                     }
                     conn.on_writable(&self.tape, &mut self.counters, now)
                 })
@@ -474,7 +488,13 @@ impl Generator {
         conn.open(&self.tape);
         if conn.is_greeted() {
             let size = self.config.size;
-            fill_pipeline(conn, self.config.rate, self.config.pipeline, size, now);
+            fill_pipeline(
+                conn,
+                self.config.rate.is_some(),
+                self.config.pipeline,
+                size,
+                now,
+            );
         }
         if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, now) {
             self.close(i, why);
@@ -733,7 +753,7 @@ impl Generator {
     fn finish(&mut self) -> Summary {
         let now = self.now;
         if let Some(intervals) = &mut self.intervals {
-            intervals.cut(now, &mut self.counters, true);
+            intervals.cut(now, &mut self.counters, true, self.schedule.as_ref());
         }
         self.fate.up_at_end = self
             .conns
@@ -744,6 +764,7 @@ impl Generator {
             self.end(i);
         }
         let end = now.min(self.counters.end);
+        self.counters.note_errors(end);
         let cpu = self.cpu.used();
         let duration = end.saturating_duration_since(self.counters.measure_from);
         let msgs_per_s = self.counters.messages as f64 / duration.as_secs_f64().max(1e-9);
@@ -760,7 +781,11 @@ impl Generator {
             bytes_sent: self.counters.bytes_sent,
             bytes_received: self.counters.bytes_received,
             latency: self.counters.latency.clone(),
-            service: self.config.rate.map(|_| self.counters.service.clone()),
+            service: self
+                .config
+                .rate
+                .is_some()
+                .then(|| self.counters.service.clone()),
             connects: self.counters.connects,
             connect_latency: self.counters.connect_latency.clone(),
             errors: self.counters.errors,
@@ -770,6 +795,7 @@ impl Generator {
             cpu,
             per_thread: vec![msgs_per_s],
             datagrams: None,
+            segments: self.counters.segments(self.schedule.as_ref()),
         }
     }
 }
@@ -829,17 +855,25 @@ fn run_one(config: Config, progress: impl FnMut(Update<'_>)) -> io::Result<Summa
     }
 }
 
-/// Closed loop (no `rate`): queues `pipeline` messages of `size` bytes on
-/// a connection that has just started (or just had its first message's
-/// echo back), as far as its quota allows.
+/// A varying open-loop run's stretches (see [`Plan::segment_length`]),
+/// if it is one.
+fn segments_for(config: &Config) -> Option<counters::Segments> {
+    let plan = config.rate.as_ref()?;
+    let length = plan.segment_length(config.duration, config.interval)?;
+    counters::Segments::new(length, config.duration).ok()
+}
+
+/// Closed loop (not `open_loop`): queues `pipeline` messages of `size`
+/// bytes on a connection that has just started (or just had its first
+/// message's echo back), as far as its quota allows.
 fn fill_pipeline(
     conn: &mut Connection<Stream>,
-    rate: Option<f64>,
+    open_loop: bool,
     pipeline: usize,
     size: usize,
     now: Instant,
 ) {
-    if rate.is_some() {
+    if open_loop {
         return;
     }
     for _ in 0..pipeline {

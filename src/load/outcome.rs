@@ -33,6 +33,56 @@ impl Errors {
     }
 }
 
+/// One stretch of a varying open-loop run (a step of `--rate-steps`, a
+/// piece of a ramp): what was offered in it, and how it went.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Where it starts, from the measured window's start.
+    pub start: Duration,
+    /// How long it is.
+    pub length: Duration,
+    /// Messages due in it.
+    pub due: u64,
+    /// Latency of the messages due in it that were echoed, µs.
+    pub latency: Histogram<u64>,
+    /// Errors while it lasted.
+    pub errors: u64,
+}
+
+impl Segment {
+    fn secs(&self) -> f64 {
+        self.length.as_secs_f64().max(1e-9)
+    }
+
+    /// The rate offered, msgs/s.
+    pub fn offered(&self) -> f64 {
+        self.due as f64 / self.secs()
+    }
+
+    /// The rate achieved (messages due in it that came back), msgs/s.
+    pub fn achieved(&self) -> f64 {
+        self.latency.len() as f64 / self.secs()
+    }
+
+    /// Adds another thread's stretch of the same place.
+    fn add(&mut self, other: &Segment) {
+        self.due += other.due;
+        self.errors += other.errors;
+        let _ = self.latency.add(&other.latency);
+    }
+}
+
+/// A segment in JSON (`steps`).
+#[derive(Debug, Serialize)]
+struct SegmentJson {
+    start_s: f64,
+    length_s: f64,
+    offered_per_s: f64,
+    achieved_per_s: f64,
+    latency_us: Short,
+    errors: u64,
+}
+
 /// A send later than this after its due time means the schedule slipped.
 const LAG_TOLERATED_US: u64 = 1000;
 /// The outcome of a run.
@@ -79,6 +129,9 @@ pub struct Summary {
     pub per_thread: Vec<f64>,
     /// UDP only: what happened to the datagrams.
     pub datagrams: Option<DatagramFigures>,
+    /// A varying open-loop run (`--rate-steps`, a ramp): each stretch's
+    /// offered and achieved rate, latency and errors.
+    pub segments: Vec<Segment>,
 }
 
 /// What a running generator reports as it goes: the live line's figures
@@ -121,6 +174,8 @@ pub struct Interval {
     pub cpu: Duration,
     /// How many generator threads it sums.
     pub threads: usize,
+    /// A varying open-loop run (a ramp, steps): the messages due in it.
+    pub due: Option<u64>,
 }
 
 impl Interval {
@@ -136,6 +191,15 @@ impl Interval {
         let _ = self.service.add(&other.service);
         self.cpu += other.cpu;
         self.threads += other.threads;
+        self.due = match (self.due, other.due) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// The offered rate, msgs/s, of a varying open-loop run.
+    pub fn offered(&self) -> Option<f64> {
+        self.due.map(|n| n as f64 / self.secs())
     }
 
     fn secs(&self) -> f64 {
@@ -148,11 +212,17 @@ impl Interval {
     }
 
     /// One line: `[  1.0s] msgs/s 123456  MiB/s 7.53 / 7.53  p50 120µs  p99 350µs  max 900µs  errors 0  cpu 61%`.
+    /// A varying open-loop run puts the offered rate first:
+    /// `[  1.0s] offered 2000/s  msgs/s 1998  …`.
     pub fn line(&self) -> String {
         let secs = self.secs();
         let end = (self.start + self.length).as_secs_f64();
+        let offered = self
+            .offered()
+            .map(|r| format!("offered {r:.0}/s  "))
+            .unwrap_or_default();
         format!(
-            "[{end:>6.1}s] msgs/s {:.0}  MiB/s {:.2} / {:.2}  p50 {}µs  p99 {}µs  max {}µs  errors {}  cpu {:.0}%",
+            "[{end:>6.1}s] {offered}msgs/s {:.0}  MiB/s {:.2} / {:.2}  p50 {}µs  p99 {}µs  max {}µs  errors {}  cpu {:.0}%",
             self.messages as f64 / secs,
             self.bytes_sent as f64 / secs / MIB,
             self.bytes_received as f64 / secs / MIB,
@@ -179,6 +249,7 @@ impl Interval {
             latency_us: Short::of(&self.latency),
             errors: self.errors,
             cpu_busy: round(self.busy(), 3),
+            offered_per_s: self.offered().map(|r| round(r, 1)),
         })
     }
 }
@@ -251,6 +322,8 @@ struct IntervalJson {
     latency_us: Short,
     errors: u64,
     cpu_busy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offered_per_s: Option<f64>,
 }
 
 /// The summary's `errors`.
@@ -317,6 +390,8 @@ struct SummaryJson {
     threads: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     schedule: Option<ScheduleJson>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    steps: Vec<SegmentJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     udp: Option<UdpJson>,
 }
@@ -742,6 +817,9 @@ impl Summary {
             };
             all.cpu += r.cpu;
             all.per_thread.extend(r.per_thread);
+            for (mine, theirs) in all.segments.iter_mut().zip(&r.segments) {
+                mine.add(theirs);
+            }
             all.datagrams = match (all.datagrams, r.datagrams) {
                 (Some(mut a), Some(b)) => {
                     a.add(&b);
@@ -829,6 +907,18 @@ impl Summary {
             cpu_busy: round(self.busy(), 3),
             threads: self.per_thread.iter().map(|m| round(*m, 1)).collect(),
             schedule: self.schedule.as_ref().map(Schedule::to_json),
+            steps: self
+                .segments
+                .iter()
+                .map(|g| SegmentJson {
+                    start_s: round(g.start.as_secs_f64(), 3),
+                    length_s: round(g.length.as_secs_f64(), 3),
+                    offered_per_s: round(g.offered(), 1),
+                    achieved_per_s: round(g.achieved(), 1),
+                    latency_us: Short::of(&g.latency),
+                    errors: g.errors,
+                })
+                .collect(),
             udp: self.datagrams.map(|d| UdpJson {
                 sent: d.sent,
                 answered: d.answered,
@@ -855,15 +945,16 @@ impl Summary {
             self.busy() * 100.0,
             self.per_thread.len()
         );
-        let cause = match config.rate {
+        let cause = match &config.rate {
             Some(_) if config.spin.is_some_and(|s| !s.is_zero()) => format!(
                 "it spins {:?} before each due message (--spin) instead of sleeping; \
                  a shorter --spin, or none, frees the CPU",
                 config.spin.unwrap_or_default()
             ),
-            Some(rate) if config.coalesce.is_zero() && rate >= 1000.0 => format!(
-                "with --coalesce 0 it wakes for every one of {rate} msgs/s, and a wake-up \
-                 costs far more than a send; --coalesce 1ms sends what falls due in one pass"
+            Some(plan) if config.coalesce.is_zero() && plan.peak() >= 1000.0 => format!(
+                "with --coalesce 0 it wakes for every one of {} msgs/s, and a wake-up \
+                 costs far more than a send; --coalesce 1ms sends what falls due in one pass",
+                plan.peak()
             ),
             Some(_) => "it may be the limit, not the server (try --threads, fewer \
                         connections per thread, or a longer --coalesce)"
@@ -877,12 +968,13 @@ impl Summary {
 
     /// The human summary, several lines.
     pub fn to_human(&self, config: &Config) -> String {
-        let mode = match config.rate {
-            Some(rate) if rate * config.coalesce.as_secs_f64() > 1.0 => format!(
-                "open loop at {rate} msgs/s in passes every {:?}",
+        let mode = match &config.rate {
+            Some(plan) if plan.peak() * config.coalesce.as_secs_f64() > 1.0 => format!(
+                "open loop at {} in passes every {:?}",
+                plan.describe(),
                 config.coalesce
             ),
-            Some(rate) => format!("open loop at {rate} msgs/s"),
+            Some(plan) => format!("open loop at {}", plan.describe()),
             None => format!("closed loop, pipeline {}", config.pipeline),
         };
         let secs = self.secs();
@@ -947,6 +1039,26 @@ impl Summary {
         }
         if let Some(schedule) = &self.schedule {
             let _ = writeln!(out, "  schedule    {}", schedule.line());
+        }
+        if !self.segments.is_empty() {
+            let _ = writeln!(
+                out,
+                "  steps       {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
+                "from s", "offered/s", "achieved/s", "p50 µs", "p99 µs", "max µs", "errors"
+            );
+        }
+        for g in &self.segments {
+            let _ = writeln!(
+                out,
+                "              {:>8.2} {:>10.1} {:>10.1} {:>8} {:>8} {:>8} {:>6}",
+                g.start.as_secs_f64(),
+                g.offered(),
+                g.achieved(),
+                quantile(&g.latency, 0.5),
+                quantile(&g.latency, 0.99),
+                g.latency.max(),
+                g.errors
+            );
         }
         if let Some(d) = &self.datagrams {
             let _ = writeln!(
@@ -1061,6 +1173,7 @@ mod tests {
             cpu: Duration::ZERO,
             per_thread: vec![0.0],
             datagrams: None,
+            segments: Vec::new(),
             first_connect_error: Some("connection refused".into()),
             fate: Fate::default(),
             service: None,
@@ -1155,7 +1268,7 @@ mod tests {
             "{said}"
         );
         let open = Config {
-            rate: Some(50_000.0),
+            rate: Some(crate::load::Plan::Flat(50_000.0)),
             ..Config::default()
         };
         assert!(

@@ -22,6 +22,7 @@ use mio::Token;
 
 use super::counters::micros_histogram;
 use super::outcome::Schedule;
+use super::plan::Plan;
 use crate::shared::duration::{deadline_after, nth_period};
 
 /// The most due messages handed out in one turn; the rest wait for the next
@@ -59,7 +60,12 @@ pub const TIMER: Token = Token(usize::MAX);
 /// A running open-loop schedule.
 #[derive(Debug)]
 pub struct OpenLoop {
-    rate: f64,
+    /// How the rate runs over the window (flat, a ramp, steps).
+    plan: Plan,
+    /// The warm-up before the plan's start, at its first rate.
+    warmup: Duration,
+    /// Messages due in the warm-up ([`Plan::lead`]).
+    lead: u64,
     /// `--spin`, if given; otherwise the spin follows the timer's measured
     /// lateness (see [`spin`](Self::spin)).
     spin: Option<Duration>,
@@ -91,11 +97,31 @@ impl OpenLoop {
     /// `rate` messages a second, from an origin set by [`start`](Self::start),
     /// spinning `spin` before each (`None`: see [`spin`](Self::spin)), and
     /// letting a send wait up to `coalesce` to share a wake-up.
+    #[cfg(test)]
     pub fn new(rate: f64, spin: Option<Duration>, coalesce: Duration) -> io::Result<OpenLoop> {
+        OpenLoop::planned(Plan::Flat(rate), Duration::ZERO, spin, coalesce)
+    }
+
+    /// A schedule that follows `plan` from the end of `warmup` (which runs
+    /// at the plan's first rate), spinning `spin` before each message
+    /// (`None`: see [`spin`](Self::spin)) and letting a send wait up to
+    /// `coalesce` to share a wake-up.
+    pub fn planned(
+        plan: Plan,
+        warmup: Duration,
+        spin: Option<Duration>,
+        coalesce: Duration,
+    ) -> io::Result<OpenLoop> {
         let now = Instant::now();
         Ok(OpenLoop {
             pass: now,
-            rate,
+            lead: plan.lead(warmup),
+            warmup: if plan.varies() {
+                warmup
+            } else {
+                Duration::ZERO
+            },
+            plan,
             spin,
             coalesce,
             origin: None,
@@ -116,7 +142,16 @@ impl OpenLoop {
 
     /// When message `n` is due, once the schedule has started.
     pub fn due_time(&self, n: u64) -> Option<Instant> {
-        Some(deadline_after(self.origin?, nth_period(n, self.rate)))
+        let offset = match n.checked_sub(self.lead) {
+            None => nth_period(n, self.plan.first()),
+            Some(k) => self.warmup.saturating_add(self.plan.due(k)),
+        };
+        Some(deadline_after(self.origin?, offset))
+    }
+
+    /// The plan it follows.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// How many messages are due strictly before `at`.
@@ -124,8 +159,12 @@ impl OpenLoop {
         let Some(origin) = self.origin.filter(|&o| at > o) else {
             return 0;
         };
-        // An estimate from the rate, then set exactly by the due times.
-        let estimate = (at - origin).as_secs_f64() * self.rate;
+        // An estimate from the plan, then set exactly by the due times.
+        let since = at - origin;
+        let estimate = match since.checked_sub(self.warmup) {
+            Some(in_plan) => self.lead as f64 + self.plan.count(in_plan),
+            None => since.as_secs_f64() * self.plan.first(),
+        };
         let mut n = estimate.ceil().min(u64::MAX as f64 / 2.0) as u64;
         while n > 0 && self.due_time(n - 1).is_some_and(|t| t >= at) {
             n -= 1;
@@ -206,7 +245,8 @@ impl OpenLoop {
         if let Some(spin) = self.spin {
             return spin;
         }
-        let share = Duration::try_from_secs_f64(SPIN_SHARE / self.rate).unwrap_or(SPIN);
+        // At the plan's peak: a ramp's slow start spins less than it could.
+        let share = Duration::try_from_secs_f64(SPIN_SHARE / self.plan.peak()).unwrap_or(SPIN);
         self.timer_late.saturating_mul(2).min(share).min(SPIN)
     }
 
@@ -283,6 +323,32 @@ impl OpenLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plan with a warm-up: the warm-up runs at the first rate, the plan
+    /// starts when it ends, and counting due times still agrees exactly.
+    #[test]
+    fn a_planned_schedule_starts_after_its_warm_up() {
+        let plan = Plan::Steps {
+            rates: vec![100.0, 1000.0],
+            each: Duration::from_secs(1),
+        };
+        let warmup = Duration::from_millis(500);
+        let mut s = OpenLoop::planned(plan, warmup, None, COALESCE).unwrap();
+        let t0 = Instant::now();
+        s.start(t0);
+        // 50 in the warm-up at 100/s, then the first step's first at 0.5 s.
+        assert_eq!(s.due_time(49), Some(t0 + Duration::from_millis(490)));
+        assert_eq!(s.due_time(50), Some(t0 + warmup));
+        assert_eq!(s.due_time(150), Some(t0 + Duration::from_millis(1500)));
+        assert_eq!(s.due_time(151), Some(t0 + Duration::from_millis(1501)));
+        for n in [0u64, 49, 50, 51, 149, 150, 151, 1000] {
+            let at = s.due_time(n).unwrap();
+            assert_eq!(s.due_before(at), n, "strictly before message {n}");
+            assert_eq!(s.due_before(at + Duration::from_nanos(1)), n + 1);
+        }
+        let window = s.due_before(t0 + Duration::from_millis(2500)) - s.due_before(t0 + warmup);
+        assert_eq!(window, 100 + 1000, "the two steps, exactly");
+    }
 
     /// Counting due times and reading them agree exactly, at the boundaries
     /// too (333.3/s does not divide a second).

@@ -124,7 +124,7 @@ fn split(config: &Config) -> Vec<Config> {
             first += connections;
             Config {
                 connections,
-                rate: config.rate.map(|r| r * fraction),
+                rate: config.rate.as_ref().map(|plan| plan.scaled(fraction)),
                 connect_rate: config.connect_rate.map(|r| r * fraction),
                 messages: config
                     .messages
@@ -157,6 +157,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::load::Plan;
 
     fn config(connections: usize, threads: usize) -> Config {
         Config {
@@ -164,7 +165,7 @@ mod tests {
             connections,
             duration: Duration::from_secs(1),
             messages: Some(1000),
-            rate: Some(900.0),
+            rate: Some(Plan::Flat(900.0)),
             timeout: Duration::from_secs(1),
             sources: vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()],
             threads,
@@ -179,7 +180,7 @@ mod tests {
         let parts = split(&config(10, 4));
         let conns: Vec<usize> = parts.iter().map(|p| p.connections).collect();
         assert_eq!(conns, [3, 3, 2, 2]);
-        let rate: f64 = parts.iter().map(|p| p.rate.unwrap()).sum();
+        let rate: f64 = parts.iter().map(|p| p.rate.as_ref().unwrap().peak()).sum();
         assert!((rate - 900.0).abs() < 1e-9, "{rate}");
         let messages: u64 = parts.iter().map(|p| p.messages.unwrap()).sum();
         assert!((1000..1000 + 4).contains(&messages), "{messages}");

@@ -77,6 +77,12 @@ pub fn page(merged: &Merged) -> String {
             ("Errors per interval", errors_chart(merged)),
         ],
     );
+    if merged.offered {
+        sections(
+            &mut out,
+            vec![("Latency against offered rate (µs)", knee(merged))],
+        );
+    }
     out.push_str("<h2>Runs</h2>\n<table>\n<tr><th>log</th></tr>\n");
     for file in &merged.files {
         let _ = writeln!(
@@ -177,6 +183,40 @@ fn at_quantile(merged: &Merged, q: Option<f64>) -> Stretches {
     })
 }
 
+/// The knee: each step's p50, p99 and max against the rate offered in
+/// it (a ramp's or steps' logs), lowest rate first. Where the latency
+/// turns up is the rate the target (or the path) stops keeping up with.
+fn knee(merged: &Merged) -> Drawn {
+    let mut points: Vec<(f64, &Step)> = merged
+        .steps
+        .iter()
+        .flatten()
+        .map(|s| (s.offered(merged.step), s))
+        .filter(|(rate, _)| *rate > 0.0)
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let pick = |q: Option<f64>| -> Stretches {
+        let line = points
+            .iter()
+            .map(|(rate, s)| {
+                let h = &s.latency;
+                (*rate, q.map_or(h.max(), |q| quantile(h, q)).max(1) as f64)
+            })
+            .collect();
+        vec![line]
+    };
+    lines_over(
+        vec![
+            ("p50".into(), pick(Some(0.5))),
+            ("p99".into(), pick(Some(0.99))),
+            ("max".into(), pick(None)),
+        ],
+        "msgs/s offered",
+        "µs",
+        true,
+    )
+}
+
 /// Errors per step, from the logs' `echoloop-interval` comments.
 fn errors_chart(merged: &Merged) -> Drawn {
     let points = stretches(merged, |s| s.errors as f64);
@@ -185,6 +225,11 @@ fn errors_chart(merged: &Merged) -> Drawn {
 
 /// Lines over time (seconds), `log` for a logarithmic y axis.
 fn lines(series: Vec<Series>, y_label: &str, log: bool) -> Drawn {
+    lines_over(series, "seconds", y_label, log)
+}
+
+/// Lines over any x axis (`x_label`), `log` for a logarithmic y axis.
+fn lines_over(series: Vec<Series>, x_label: &str, y_label: &str, log: bool) -> Drawn {
     let points = || series.iter().flat_map(|(_, s)| s.iter().flatten());
     let x_max = points().map(|(x, _)| *x).fold(1.0, f64::max);
     let y_max = points().map(|(_, y)| *y).fold(1.0, f64::max) * 1.1;
@@ -201,12 +246,12 @@ fn lines(series: Vec<Series>, y_label: &str, log: bool) -> Drawn {
             let chart = builder
                 .build_cartesian_2d(0f64..x_max, (1f64..y_max).log_scale())
                 .map_err(|e| e.to_string())?;
-            draw(chart, series, y_label)?;
+            draw(chart, series, x_label, y_label)?;
         } else {
             let chart = builder
                 .build_cartesian_2d(0f64..x_max, 0f64..y_max)
                 .map_err(|e| e.to_string())?;
-            draw(chart, series, y_label)?;
+            draw(chart, series, x_label, y_label)?;
         }
         root.present().map_err(|e| e.to_string())?;
     }
@@ -217,6 +262,7 @@ fn lines(series: Vec<Series>, y_label: &str, log: bool) -> Drawn {
 fn draw<'a, X, Y>(
     mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     series: Vec<Series>,
+    x_label: &str,
     y_label: &str,
 ) -> Result<(), String>
 where
@@ -226,7 +272,7 @@ where
     let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
     chart
         .configure_mesh()
-        .x_desc("seconds")
+        .x_desc(x_label)
         .y_desc(y_label)
         .draw()
         .map_err(|e| e.to_string())?;

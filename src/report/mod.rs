@@ -319,6 +319,17 @@ pub struct Step {
     pub per_tag: Vec<u64>,
     /// Errors the logs' interval comments give for this step.
     pub errors: u64,
+    /// Messages offered in this step, by the interval comments of runs
+    /// whose rate varies (a ramp, steps): `offered=` × length, summed.
+    pub due: f64,
+}
+
+impl Step {
+    /// The rate offered in it, msgs/s, over a step of `length` seconds
+    /// (0 when no log said).
+    pub fn offered(&self, length: f64) -> f64 {
+        self.due / length.max(1e-9)
+    }
 }
 
 /// The merged run.
@@ -343,6 +354,9 @@ pub struct Merged {
     pub connect: Option<Histogram<u64>>,
     /// Service time of all the runs (tags ending in `-service`).
     pub service: Option<Histogram<u64>>,
+    /// Whether the logs say what rate was offered (a varying run): the
+    /// page then draws latency against it.
+    pub offered: bool,
 }
 
 /// An empty histogram that grows with what is added (3 digits).
@@ -397,14 +411,20 @@ pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
         steps: (0..n_steps).map(|_| None).collect(),
         connect: None,
         service: None,
+        offered: false,
     };
     for path in paths {
         read_lines(path, |number, line| {
             let (tag, start, length, encoded) = match line {
                 Line::Comment(text) => {
-                    if let Some((start, length, errors)) = interval_errors(&text) {
-                        if let Some(Some(s)) = merged.steps.get_mut(index_of(start, length)) {
-                            s.errors += errors;
+                    if let Some(c) = interval_comment(&text) {
+                        let step = index_of(c.start, c.length);
+                        if let Some(Some(s)) = merged.steps.get_mut(step) {
+                            s.errors += c.errors;
+                            if let Some(rate) = c.offered {
+                                s.due += rate * c.length;
+                                merged.offered = true;
+                            }
                         }
                     } else if merged.comments.len() < MAX_COMMENTS {
                         merged.comments.push(text);
@@ -445,6 +465,7 @@ pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
                 latency: growing(),
                 per_tag: vec![0; tag_index.len()],
                 errors: 0,
+                due: 0.0,
             });
             add(&mut step.latency, &h, path, number)?;
             if let Some(i) = tag_index.get(tag.as_str()) {
@@ -612,9 +633,13 @@ impl Merged {
         }
         for (end, step) in self.steps() {
             let h = &step.latency;
+            let offered = match self.offered {
+                true => format!("offered {:.0}/s  ", step.offered(self.step)),
+                false => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  [{end:>6.1}s] msgs/s {:.0}  p50 {}µs  p99 {}µs  max {}µs",
+                "  [{end:>6.1}s] {offered}msgs/s {:.0}  p50 {}µs  p99 {}µs  max {}µs",
                 h.len() as f64 / self.step,
                 quantile(h, 0.5),
                 quantile(h, 0.99),
@@ -665,19 +690,30 @@ pub fn summarize(paths: &[PathBuf]) -> Result<Merged, ReportError> {
 /// `echoloop-interval tag=T start=EPOCH_S length=S errors=N`.
 pub const INTERVAL_COMMENT: &str = "echoloop-interval";
 
-/// An interval comment's start, length and errors.
-fn interval_errors(comment: &str) -> Option<(f64, f64, u64)> {
+/// What an interval comment says.
+#[derive(Debug, PartialEq)]
+struct IntervalComment {
+    start: f64,
+    length: f64,
+    errors: u64,
+    /// `offered=` (msgs/s), in the logs of a varying run.
+    offered: Option<f64>,
+}
+
+/// An interval comment's start, length, errors and offered rate.
+fn interval_comment(comment: &str) -> Option<IntervalComment> {
     let fields = comment.strip_prefix(INTERVAL_COMMENT)?;
     let value = |key: &str| {
         fields
             .split_whitespace()
             .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
             .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| v.is_finite())
+            .filter(|v| v.is_finite() && *v >= 0.0)
     };
-    Some((
-        value("start")?,
-        value("length")?,
-        value("errors")?.max(0.0) as u64,
-    ))
+    Some(IntervalComment {
+        start: value("start")?,
+        length: value("length")?.min(1e9),
+        errors: value("errors")?.min(u64::MAX as f64) as u64,
+        offered: value("offered").map(|o| o.min(1e12)),
+    })
 }

@@ -40,6 +40,9 @@ pub struct Record {
     pub length: Duration,
     /// Errors in it.
     pub errors: u64,
+    /// The rate offered in it, msgs/s, when the run's rate varies (a
+    /// ramp, steps): `report` draws latency against it (the knee).
+    pub offered: Option<f64>,
 }
 
 /// Why the log is incomplete.
@@ -186,8 +189,12 @@ fn write_all(
         for r in records {
             log.write_histogram(&r.latency, r.at, r.length, Tag::new(tag))
                 .map_err(to_io)?;
+            let offered = r
+                .offered
+                .map(|o| format!(" offered={o:.1}"))
+                .unwrap_or_default();
             let line = format!(
-                "{INTERVAL_COMMENT} tag={tag} start={:.3} length={:.3} errors={}",
+                "{INTERVAL_COMMENT} tag={tag} start={:.3} length={:.3} errors={}{offered}",
                 wall(r.at).as_secs_f64(),
                 r.length.as_secs_f64(),
                 r.errors
