@@ -183,25 +183,34 @@ fn at_quantile(merged: &Merged, q: Option<f64>) -> Stretches {
     })
 }
 
-/// The knee: each step's p50, p99 and max against the rate offered in
-/// it (a ramp's or steps' logs), lowest rate first. Where the latency
-/// turns up is the rate the target (or the path) stops keeping up with.
+/// The knee: p50, p99 and max against the rate offered, lowest rate
+/// first. The steps offered the same rate (the intervals of one of
+/// `--rate-steps`, within 0.5%) are one point, their histograms added;
+/// each piece of a ramp is a point of its own. Where the latency turns up
+/// is the rate the target (or the path) stops keeping up with.
 fn knee(merged: &Merged) -> Drawn {
-    let mut points: Vec<(f64, &Step)> = merged
+    let mut steps: Vec<(f64, &Step)> = merged
         .steps
         .iter()
         .flatten()
         .map(|s| (s.offered(merged.step), s))
         .filter(|(rate, _)| *rate > 0.0)
         .collect();
-    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    steps.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut points: Vec<(f64, hdrhistogram::Histogram<u64>)> = Vec::new();
+    for (rate, step) in steps {
+        match points.last_mut() {
+            Some((at, h)) if rate - *at <= *at * 0.005 => {
+                // Both grow as needed: adding cannot fail.
+                let _ = h.add(&step.latency);
+            }
+            _ => points.push((rate, step.latency.clone())),
+        }
+    }
     let pick = |q: Option<f64>| -> Stretches {
         let line = points
             .iter()
-            .map(|(rate, s)| {
-                let h = &s.latency;
-                (*rate, q.map_or(h.max(), |q| quantile(h, q)).max(1) as f64)
-            })
+            .map(|(rate, h)| (*rate, q.map_or(h.max(), |q| quantile(h, q)).max(1) as f64))
             .collect();
         vec![line]
     };
