@@ -613,6 +613,14 @@ pub struct LoadArgs {
     #[arg(long, value_name = "MSGS_PER_S|FROM..TO", value_parser = parse_rate_arg)]
     pub rate: Option<RateArg>,
 
+    /// Connect first, then start the measured window (and the messages) at
+    /// TIME: RFC 3339 (2026-12-02T18:50:00Z) or unix seconds, at most a
+    /// day ahead. Generators on many machines given the same TIME start
+    /// together (keep their clocks in sync: NTP).
+    #[arg(long, value_name = "TIME", value_parser = crate::shared::wall::parse_wall_time,
+          conflicts_with = "connect_rate")]
+    pub start_at: Option<std::time::SystemTime>,
+
     /// With --rate FROM..TO: how long the ramp takes (default: the whole
     /// of -d); the rate holds at TO after it. Each tenth of the ramp (or
     /// each --interval) is reported with its offered rate.
@@ -899,6 +907,12 @@ impl LoadArgs {
                        a datagram carries its own numbered header";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
         }
+        if let Some(at) = self.start_at {
+            let now = (std::time::SystemTime::now(), std::time::Instant::now());
+            crate::shared::wall::instant_of(at, now.0, now.1).map_err(|why| {
+                Usage::new(ErrorKind::ValueValidation, format!("--start-at: {why}"))
+            })?;
+        }
         if self.ramp.is_some() && self.rate.is_some_and(|r| r.to.is_none()) {
             let msg = "--ramp needs a range: --rate FROM..TO";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
@@ -963,6 +977,10 @@ impl LoadArgs {
             interval: self
                 .interval
                 .or(self.hdr_log.as_ref().map(|_| Duration::from_secs(1))),
+            start_at: self.start_at.and_then(|at| {
+                let now = (std::time::SystemTime::now(), std::time::Instant::now());
+                crate::shared::wall::instant_of(at, now.0, now.1).ok()
+            }),
             payload: crate::load::Payload {
                 message: self.message_bytes(),
                 first: self.first_message.as_ref().map(|b| b.0.clone()),

@@ -53,6 +53,9 @@ pub struct Config {
     pub interval: Option<Duration>,
     /// What the stream connections send (`--message`, `--first-message`).
     pub payload: super::Payload,
+    /// `--start-at`: connect first, then start the clock (and send) at
+    /// this instant, so that generators on many machines start together.
+    pub start_at: Option<std::time::Instant>,
 }
 
 impl Default for Config {
@@ -80,6 +83,7 @@ impl Default for Config {
             udp: false,
             interval: None,
             payload: super::Payload::default(),
+            start_at: None,
         }
     }
 }

@@ -146,7 +146,9 @@ impl DatagramGenerator {
             None => None,
         };
         let started = Instant::now();
-        let measure_from = deadline_after(started, config.warmup);
+        // --start-at: the clock starts then (no connections to wait for).
+        let origin = config.start_at.unwrap_or(started);
+        let measure_from = deadline_after(origin, config.warmup);
         let end = deadline_after(measure_from, config.duration);
         let mut counters = Counters::new(config.timeout, measure_from, end)?;
         counters.segments = super::segments_for(&config);
@@ -166,7 +168,7 @@ impl DatagramGenerator {
                     let (plan, warmup) = (plan.clone(), config.warmup);
                     let mut schedule =
                         OpenLoop::planned(plan, warmup, config.spin, config.coalesce)?;
-                    schedule.start(started);
+                    schedule.start(origin);
                     Some(schedule)
                 }
                 None => None,
@@ -243,6 +245,8 @@ impl DatagramGenerator {
             self.deal(self.now);
         } else if self.now >= self.counters.end {
             // Settling: no more sends, only the last replies.
+        } else if self.config.start_at.is_some_and(|at| self.now < at) {
+            // --start-at: not yet.
         } else {
             for i in 0..self.flows.len() {
                 while self.flows[i].in_flight.len() < self.config.pipeline {
@@ -318,7 +322,8 @@ impl DatagramGenerator {
             self.counters.end
         };
         let interval = self.intervals.as_ref().map(Intervals::due);
-        [Some(end), Some(self.next_tick), interval, due]
+        let start = self.config.start_at.filter(|&at| at > self.now);
+        [Some(end), Some(self.next_tick), interval, due, start]
             .into_iter()
             .flatten()
             .min()

@@ -179,14 +179,15 @@ impl Generator {
             .map(|i| Connection::new(tape.start(i), config.messages_per_connection))
             .collect();
         let poll = Poll::new()?;
-        let timer = match &config.rate {
-            Some(_) => match Timer::new(poll.registry(), TIMER) {
-                Ok(timer) => Some(timer),
-                Err(e) => {
-                    log::warn!("no timerfd ({e}): the schedule is kept to the millisecond");
-                    None
-                }
-            },
+        // The timer keeps the open-loop schedule, and wakes the loop for
+        // --start-at to the microsecond rather than the poll's millisecond.
+        let timed = config.rate.is_some() || config.start_at.is_some();
+        let timer = match timed.then(|| Timer::new(poll.registry(), TIMER)) {
+            Some(Ok(timer)) => Some(timer),
+            Some(Err(e)) => {
+                log::warn!("no timerfd ({e}): the schedule is kept to the millisecond");
+                None
+            }
             None => None,
         };
         Ok(Generator {
@@ -298,8 +299,10 @@ impl Generator {
     fn dispatch(&mut self, event: Readiness) {
         log::trace!("event {event}");
         if event.token == TIMER {
-            if let (Some(timer), Some(schedule)) = (&mut self.timer, &mut self.schedule)
+            if let Some(timer) = &mut self.timer
                 && let Some(armed) = timer.fired()
+                && let Some(schedule) = &mut self.schedule
+                && self.t0.is_some()
             {
                 schedule.timer_woke(armed, self.now);
             }
@@ -312,7 +315,8 @@ impl Generator {
     /// Starts the clock once the connections are up; at each tick, fails
     /// what is overdue and returns the live line's figures.
     fn on_timers(&mut self, now: Instant) -> Option<Progress> {
-        if self.t0.is_none() && self.connected() {
+        if self.t0.is_none() && self.connected() && self.config.start_at.is_none_or(|at| now >= at)
+        {
             self.start_clock(now);
         }
         // Again after start_clock: the window may have opened just now.
@@ -341,7 +345,13 @@ impl Generator {
             Some(s) => s.wake(self.now, self.counters.end, self.timer.is_some()),
             None => None,
         };
+        // --start-at, when no timer wakes the loop for it.
+        let start = self
+            .config
+            .start_at
+            .filter(|_| self.t0.is_none() && self.timer.is_none());
         [
+            start,
             Some(self.counters.end),
             Some(self.next_tick),
             self.next_open(),
@@ -359,6 +369,8 @@ impl Generator {
     /// it when the loop is already in that last stretch or nothing is due.
     fn arm_timer(&mut self) -> io::Result<()> {
         let spin_from = match &self.schedule {
+            // Before the clock: --start-at, if it is still ahead.
+            _ if self.t0.is_none() => self.config.start_at.filter(|&at| at > self.now),
             _ if self.deal_blocked => None,
             Some(s) => s.spin_from(self.now, self.counters.end),
             None => None,
@@ -413,6 +425,31 @@ impl Generator {
             .config
             .interval
             .map(|every| Intervals::new(every, self.counters.measure_from, self.started));
+        if let Some(at) = self.config.start_at {
+            let late = t0.saturating_duration_since(at);
+            if late > Duration::from_millis(5) {
+                log::warn!(
+                    "the clock starts {:.1} ms after --start-at (connections came up late)",
+                    late.as_secs_f64() * 1e3
+                );
+            }
+            log::debug!("--start-at: the clock starts {late:?} after the asked instant");
+            let (open_loop, pipeline, size) = (
+                self.config.rate.is_some(),
+                self.config.pipeline,
+                self.config.size,
+            );
+            for i in 0..self.conns.len() {
+                let conn = &mut self.conns[i];
+                if !matches!(conn.phase, Phase::Running { .. }) || !conn.is_greeted() {
+                    continue;
+                }
+                fill_pipeline(conn, open_loop, pipeline, size, t0);
+                if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, t0) {
+                    self.close(i, why);
+                }
+            }
+        }
     }
 
     /// A connection's socket is ready: finish its connect, or read the
@@ -486,7 +523,10 @@ impl Generator {
         self.counters.connected(since, now);
         let conn = &mut self.conns[i];
         conn.open(&self.tape);
-        if conn.is_greeted() {
+        // With --start-at, nothing is measured or sent before the start but
+        // the first message: the clock's start fills the pipelines.
+        let waiting = self.config.start_at.is_some() && self.t0.is_none();
+        if conn.is_greeted() && !waiting {
             let size = self.config.size;
             fill_pipeline(
                 conn,

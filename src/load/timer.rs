@@ -59,6 +59,10 @@ impl Timer {
         if self.armed == at {
             return Ok(());
         }
+        // The timer counts from the moment it is set, and the caller's
+        // reading may be a whole turn old (a turn that opened connections
+        // takes milliseconds): read the clock again, or it fires that late.
+        let now = now.max(Instant::now());
         let left = at.map_or(Duration::ZERO, |at| {
             at.saturating_duration_since(now)
                 .max(Duration::from_nanos(1))

@@ -529,6 +529,8 @@ struct Json<'a> {
     connect_latency_us: Option<Percentiles>,
     #[serde(skip_serializing_if = "Option::is_none")]
     service_us: Option<Percentiles>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_skew_ms: Option<f64>,
 }
 
 impl Merged {
@@ -540,6 +542,19 @@ impl Merged {
     /// Seconds from the first interval's start to the last one's end.
     pub fn span(&self) -> f64 {
         self.tags.values().map(|t| t.last).fold(0.0, f64::max)
+    }
+
+    /// How far apart the tags' first intervals start, seconds (several
+    /// generators: how well they started together). `None` for one tag.
+    pub fn start_skew(&self) -> Option<f64> {
+        if self.tags.len() < 2 {
+            return None;
+        }
+        let firsts = self.tags.values().map(|t| t.first);
+        let (lo, hi) = firsts.fold((f64::INFINITY, 0.0f64), |(lo, hi), f| {
+            (lo.min(f), hi.max(f))
+        });
+        Some(hi - lo)
     }
 
     /// Whether the tags' logs do not all overlap in time: some tag ended
@@ -624,6 +639,13 @@ impl Merged {
                 );
             }
         }
+        if let Some(skew) = self.start_skew().filter(|_| !self.apart()) {
+            let _ = writeln!(
+                out,
+                "  start skew  {:.1} ms between the first and the last tag's start",
+                skew * 1e3
+            );
+        }
         if self.apart() {
             let _ = writeln!(
                 out,
@@ -674,6 +696,7 @@ impl Merged {
             apart: self.apart(),
             connect_latency_us: self.connect.as_ref().map(Percentiles::of),
             service_us: self.service.as_ref().map(Percentiles::of),
+            start_skew_ms: self.start_skew().map(|s| round(s * 1e3, 1)),
         };
         // Plain numbers, strings and maps: serializing cannot fail.
         serde_json::to_string(&json).unwrap_or_default()

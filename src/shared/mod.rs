@@ -14,6 +14,7 @@
 //! - [`stream`] — a connected TCP or Unix-domain stream, as one type.
 //! - [`cpu`] — a thread's own CPU time, over a measured window.
 //! - [`dice`] — splitmix64: repeatable randomness from a seed.
+//! - [`wall`] — wall-clock times (`--start-at`): RFC 3339 or unix seconds.
 //! - [`offload`] — blocking writes moved off a loop, through a bounded
 //!   queue the loop never waits on.
 
@@ -27,3 +28,4 @@ pub mod net;
 pub mod offload;
 pub mod readiness;
 pub mod stream;
+pub mod wall;
