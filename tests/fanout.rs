@@ -270,9 +270,7 @@ fn the_ssh_recipe_runs_as_written() {
         .collect();
     let skew = json_number(&report(&logs), "start_skew_ms");
     println!("ssh recipe without --start-at: start skew {skew} ms");
-    for _ in 0..150 {
-        server.wait_stderr(|l| l.contains("accept conn=#"));
-    }
+    common::accepted_peers(&mut server, 150);
     run(&recipe(), &work);
     let logs: Vec<PathBuf> = (1..=3)
         .map(|i| work.join(format!("echoloop-gen{i}.hlog")))

@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Output;
 
 use common::{DEADLINE, ServerProcess, bin, json_number};
@@ -166,24 +166,7 @@ fn drop_loses_its_share_of_datagrams() {
 /// The injected faults are Prometheus series too, shown only when on.
 #[test]
 fn metrics_count_what_was_injected() {
-    let mut cmd = bin();
-    cmd.args([
-        "server",
-        "--bind",
-        "127.0.0.1:0",
-        "--metrics",
-        "127.0.0.1:0",
-        "--close-after",
-        "4",
-    ]);
-    let mut server = ServerProcess::spawn(cmd);
-    let line = server.wait_stderr(|l| l.contains("metrics on http://"));
-    let metrics: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .and_then(|a| a.parse().ok())
-        .expect("the metrics address");
+    let (server, metrics) = common::server_with_metrics(&["--close-after", "4"]);
     let mut c = server.connect();
     c.write_all(b"abcdefgh").unwrap();
     assert_eq!(common::read_to_eof(&mut c), b"abcd");
@@ -216,13 +199,7 @@ fn bad_fault_options_are_usage_errors() {
         ),
         (&["--stall-after", "1.5"][..], "not a whole number"),
     ] {
-        let out = bin()
-            .args(["server", "--bind", "127.0.0.1:0"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(says), "{args:?}: {err}");
+        let all = [&["server", "--bind", "127.0.0.1:0"][..], args].concat();
+        common::assert_usage_error(&all, says);
     }
 }

@@ -536,18 +536,7 @@ fn source_addresses_are_used_in_turn() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut peers = Vec::new();
-    for _ in 0..4 {
-        let line = server.wait_stderr(|l| l.contains("accept conn=#"));
-        let peer = line
-            .split("peer=")
-            .nth(1)
-            .unwrap()
-            .split(':')
-            .next()
-            .unwrap();
-        peers.push(peer.to_string());
-    }
+    let mut peers = common::accepted_peers(&mut server, 4);
     peers.sort();
     assert_eq!(peers, ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"]);
     let out = load(server.addr, &["-c", "1", "-d", "100ms", "--source", "::1"]);

@@ -8,29 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 
-use common::{DEADLINE, ServerProcess, bin, round_trip};
-
-/// A server with `--metrics 127.0.0.1:0 ARGS`, and where its metrics are.
-fn server_with_metrics(args: &[&str]) -> (ServerProcess, SocketAddr) {
-    let mut cmd = bin();
-    cmd.args([
-        "server",
-        "--bind",
-        "127.0.0.1:0",
-        "--metrics",
-        "127.0.0.1:0",
-    ])
-    .args(args);
-    let mut server = ServerProcess::spawn(cmd);
-    let line = server.wait_stderr(|l| l.contains("metrics on http://"));
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .and_then(|a| a.parse().ok())
-        .expect("the metrics address");
-    (server, addr)
-}
+use common::{DEADLINE, round_trip, server_with_metrics};
 
 /// Sends `request` as is and returns the whole response.
 fn http(addr: SocketAddr, request: &[u8]) -> String {

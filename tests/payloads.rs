@@ -231,14 +231,7 @@ fn bad_payload_options_are_usage_errors() {
         (&["--first-message-echo", "off"], "--first-message"),
     ];
     for (args, says) in cases {
-        let out = bin()
-            .args(["load", "127.0.0.1:9"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(says), "{args:?}: {err}");
+        common::assert_usage_error(&[&["load", "127.0.0.1:9"][..], args].concat(), says);
     }
     let out = bin()
         .args(["load", "udp://127.0.0.1:9", "-m", "x"])

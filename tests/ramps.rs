@@ -153,14 +153,7 @@ fn bad_plans_are_usage_errors() {
         ),
     ];
     for (args, says) in cases {
-        let out = bin()
-            .args(["load", "127.0.0.1:9"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(says), "{args:?}: {err}");
+        common::assert_usage_error(&[&["load", "127.0.0.1:9"][..], args].concat(), says);
     }
     let many = vec!["10"; 101].join(",");
     let out = bin()

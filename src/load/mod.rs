@@ -434,17 +434,12 @@ impl Generator {
                 );
             }
             log::debug!("--start-at: the clock starts {late:?} after the asked instant");
-            let (open_loop, pipeline, size) = (
-                self.config.rate.is_some(),
-                self.config.pipeline,
-                self.config.size,
-            );
             for i in 0..self.conns.len() {
                 let conn = &mut self.conns[i];
                 if !matches!(conn.phase, Phase::Running { .. }) || !conn.is_greeted() {
                     continue;
                 }
-                fill_pipeline(conn, open_loop, pipeline, size, t0);
+                fill_pipeline(conn, &self.config, t0);
                 if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, t0) {
                     self.close(i, why);
                 }
@@ -486,14 +481,7 @@ impl Generator {
                 .and_then(|()| {
                     if conn.take_greeted() {
                         // The first message's echo is in: the messages begin.
-                        let size = self.config.size;
-                        fill_pipeline(
-                            conn,
-                            self.config.rate.is_some(),
-                            self.config.pipeline,
-                            size,
-                            now,
-                        );
+                        fill_pipeline(conn, &self.config, now);
                     }
                     conn.on_writable(&self.tape, &mut self.counters, now)
                 })
@@ -527,14 +515,7 @@ impl Generator {
         // the first message: the clock's start fills the pipelines.
         let waiting = self.config.start_at.is_some() && self.t0.is_none();
         if conn.is_greeted() && !waiting {
-            let size = self.config.size;
-            fill_pipeline(
-                conn,
-                self.config.rate.is_some(),
-                self.config.pipeline,
-                size,
-                now,
-            );
+            fill_pipeline(conn, &self.config, now);
         }
         if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, now) {
             self.close(i, why);
@@ -903,22 +884,16 @@ fn segments_for(config: &Config) -> Option<counters::Segments> {
     counters::Segments::new(length, config.duration).ok()
 }
 
-/// Closed loop (not `open_loop`): queues `pipeline` messages of `size`
-/// bytes on a connection that has just started (or just had its first
-/// message's echo back), as far as its quota allows.
-fn fill_pipeline(
-    conn: &mut Connection<Stream>,
-    open_loop: bool,
-    pipeline: usize,
-    size: usize,
-    now: Instant,
-) {
-    if open_loop {
+/// Closed loop (no `--rate`): queues `--pipeline` messages on a
+/// connection that has just started (or just had its first message's echo
+/// back, or whose clock just started), as far as its quota allows.
+fn fill_pipeline(conn: &mut Connection<Stream>, config: &Config, now: Instant) {
+    if config.rate.is_some() {
         return;
     }
-    for _ in 0..pipeline {
+    for _ in 0..config.pipeline {
         if conn.wants_more() {
-            conn.queue(size, now);
+            conn.queue(config.size, now);
         }
     }
 }

@@ -39,10 +39,17 @@ fn server() -> Server {
 /// A server on 127.0.0.1:0 whose connections read at most `budget` bytes
 /// per turn.
 fn server_with_budget(budget: usize) -> Server {
-    Server::bind(Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
+    server_on(Config {
         budget,
         ..Config::default()
+    })
+}
+
+/// A server with `config`, on 127.0.0.1 and a port of the kernel's choice.
+fn server_on(config: Config) -> Server {
+    Server::bind(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..config
     })
     .unwrap()
 }
@@ -275,12 +282,10 @@ fn a_queued_connection_gets_one_budget_per_turn_even_with_an_event() {
 
 /// A server with `--idle-timeout` of `timeout` (no other timers).
 fn server_with_idle_timeout(timeout: Duration) -> Server {
-    Server::bind(Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
+    server_on(Config {
         idle_timeout: Some(timeout),
         ..Config::default()
     })
-    .unwrap()
 }
 
 /// With made-up instants: a silent connection is closed exactly at its
@@ -344,12 +349,10 @@ fn idle_timeout_counts_from_the_last_data() {
 #[test]
 fn a_stats_line_is_handed_out_at_its_deadline() {
     let every = Duration::from_secs(1);
-    let mut server = Server::bind(Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
+    let mut server = server_on(Config {
         stats_every: Some(every),
         ..Config::default()
-    })
-    .unwrap();
+    });
     let t0 = server.now;
     assert_eq!(server.next_deadline(), Some(t0 + every));
     assert!(
@@ -366,12 +369,10 @@ fn a_stats_line_is_handed_out_at_its_deadline() {
 
 /// A server that injects `faults`.
 fn server_with_faults(faults: Faults) -> Server {
-    Server::bind(Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
+    server_on(Config {
         faults,
         ..Config::default()
     })
-    .unwrap()
 }
 
 /// `--delay` with made-up instants: the echo is held in the loop's own

@@ -516,3 +516,48 @@ pub fn scratch(area: &str, name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Runs `echoloop ARGS` and asserts a usage error: exit 2, and `says` in
+/// its message.
+#[track_caller]
+pub fn assert_usage_error(args: &[&str], says: &str) {
+    let out = bin().args(args).output().expect("run echoloop");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(says), "{args:?}: {err}");
+}
+
+/// `echoloop server --bind 127.0.0.1:0 --metrics 127.0.0.1:0 ARGS`, and
+/// where its metrics are (from its log line).
+pub fn server_with_metrics(args: &[&str]) -> (ServerProcess, SocketAddr) {
+    let mut cmd = bin();
+    cmd.args([
+        "server",
+        "--bind",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+    ])
+    .args(args);
+    let mut server = ServerProcess::spawn(cmd);
+    let line = server.wait_stderr(|l| l.contains("metrics on http://"));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .expect("the metrics address");
+    (server, addr)
+}
+
+/// The peer addresses (without ports) of the next `n` connections a
+/// server started with `RUST_LOG=debug` logs as accepted.
+pub fn accepted_peers(server: &mut ServerProcess, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let line = server.wait_stderr(|l| l.contains("accept conn=#"));
+            let peer = line.split("peer=").nth(1).unwrap_or_default();
+            peer.split(':').next().unwrap_or_default().to_string()
+        })
+        .collect()
+}
