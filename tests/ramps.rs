@@ -163,3 +163,42 @@ fn bad_plans_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at most 100"));
 }
+
+/// Bad values of the new options, each refused at parse time with its own
+/// message (exit 2): non-numeric, negative, zero, huge, and a message
+/// file past its 16 MiB bound.
+#[test]
+fn bad_values_of_the_new_options_are_refused() {
+    let big = common::scratch("ramps", "big").join("big.bin");
+    std::fs::write(&big, vec![b'x'; 16 * 1024 * 1024 + 1]).unwrap();
+    let big = big.to_str().unwrap().to_string();
+    let load: [(&[&str], &str); 10] = [
+        (&["--start-at", "100"], "in the past"),
+        (&["--start-at", "2099-01-01T00:00:00Z"], "at most a day"),
+        (&["--start-at", "tomorrow"], "neither RFC 3339"),
+        (&["--start-at", "-5"], "unexpected argument"),
+        (&["--rate", "1..1e99"], "out of range"),
+        (&["--rate=-1..5"], "more than zero"),
+        (&["--rate-steps", "", "--step", "1s"], "not a number"),
+        (&["--rate-steps", "5", "--step", "0"], "more than zero"),
+        (&["-f", &big], "longer than 16 MiB"),
+        (&["-1", &format!("@{big}")], "longer than 16 MiB"),
+    ];
+    for (args, says) in load {
+        common::assert_usage_error(&[&["load", "127.0.0.1:9"][..], args].concat(), says);
+    }
+    let server: [(&[&str], &str); 4] = [
+        (&["--seed=-1"], "--seed"),
+        (&["--seed", "x"], "--seed"),
+        (&["--udp", "--drop", "abc"], "not a percentage"),
+        (&["--delay=-1s"], "more than zero"),
+    ];
+    for (args, says) in server {
+        let all = [&["server", "--bind", "127.0.0.1:0"][..], args].concat();
+        common::assert_usage_error(&all, says);
+    }
+    let runs: Vec<String> = (0..13).map(|i| format!("r{i}=x.hlog")).collect();
+    let mut args = vec!["report", "--compare"];
+    args.extend(runs.iter().map(String::as_str));
+    common::assert_usage_error(&args, "takes 2 to 12 runs");
+}
