@@ -307,6 +307,51 @@ pub struct ServerArgs {
         help_heading = "Misbehaving on purpose (per connection)"
     )]
     pub seed: Option<u64>,
+
+    /// Serve TLS (1.3 and 1.2) on the TCP listener; the ready line then
+    /// says tls://ADDR. Without --tls-cert/--tls-key, a self-signed
+    /// certificate for localhost, 127.0.0.1 and ::1 is made at start and
+    /// written where the next line of stdout says, with its SHA-256
+    /// fingerprint (hand that file to clients: --cacert). UDP is never
+    /// TLS (DTLS is not served).
+    #[arg(long, help_heading = "TLS")]
+    pub tls: bool,
+
+    /// The certificate chain to serve (PEM, leaf first); with --tls-key.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"], help_heading = "TLS")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"], help_heading = "TLS")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Require a client certificate signed by a CA in FILE (mTLS): a
+    /// client without one fails its handshake.
+    #[arg(long, value_name = "FILE", requires = "tls", help_heading = "TLS")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
+    /// How returning clients resume: stateless tickets sealed with one
+    /// key all reactors share, a session-ID cache all reactors share, or
+    /// not at all.
+    #[arg(
+        long,
+        value_name = "HOW",
+        default_value = "tickets",
+        requires = "tls",
+        help_heading = "TLS"
+    )]
+    pub tls_resumption: crate::server::tls::Resumption,
+
+    /// Protocols to agree on in ALPN, most preferred first (h2,http/1.1).
+    /// A client that offers none of them fails its handshake.
+    #[arg(
+        long,
+        value_name = "PROTO,...",
+        value_delimiter = ',',
+        requires = "tls",
+        help_heading = "TLS"
+    )]
+    pub alpn: Vec<String>,
 }
 
 /// `--rate R` or `--rate FROM..TO`.
@@ -878,7 +923,30 @@ impl ServerArgs {
             let msg = "--drop applies to datagrams: add --udp or --udp-only";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
         }
+        if self.tls && self.udp_only {
+            let msg = "--tls serves TCP: with --udp-only there is none (DTLS is not served)";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
+        if self.tls && unix {
+            let msg = "--tls needs an IP address, not a Unix-domain socket";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
+        if let Some(empty) = self.alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
+            let msg = format!("--alpn: a protocol name is 1 to 255 bytes, not {:?}", empty);
+            return Err(Usage::new(ErrorKind::ValueValidation, msg));
+        }
         Ok(())
+    }
+
+    /// What `--tls` and its options ask for (`None` without `--tls`).
+    pub fn tls_options(&self) -> Option<crate::server::tls::Options> {
+        self.tls.then(|| crate::server::tls::Options {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+            resumption: self.tls_resumption,
+            alpn: self.alpn.clone(),
+        })
     }
 }
 

@@ -449,7 +449,7 @@ fn run_server(args: ServerArgs) -> Result<(), Exit> {
     raise_fd_limit(None);
     args.check().map_err(|u| Exit::Usage("server", u))?;
     let threads = args.threads as usize;
-    let config = server::Config {
+    let mut config = server::Config {
         bind: args.bind.clone(),
         unix_mode: args.unix_mode,
         backlog: args.backlog,
@@ -469,6 +469,15 @@ fn run_server(args: ServerArgs) -> Result<(), Exit> {
         faults: args.faults(),
         ..server::Config::default()
     };
+    let tls = match args.tls_options() {
+        Some(opts) => {
+            let served = server::tls::setup(&opts, &server::tls::default_cert_path())
+                .map_err(|e| Exit::failed(&e, e.exit_code()))?;
+            config.tls = Some(served.config.clone());
+            Some(served)
+        }
+        None => None,
+    };
     if config.faults.any() {
         log::info!("misbehaving on purpose: {}", config.faults.describe());
     }
@@ -476,20 +485,32 @@ fn run_server(args: ServerArgs) -> Result<(), Exit> {
     let summary = if threads == 1 {
         let mut server = Server::bind(config).map_err(start_failed)?;
         let ready = server.listening_on().map_err(Exit::event_loop)?;
-        announce(&ready, &args);
+        announce(&ready, &args, tls.as_ref());
         if let Some(at) = server.metrics_addr() {
             log::info!("metrics on http://{at}/metrics");
         }
         server.run().map(|totals| totals.summary_line())
     } else {
         let mut group = server::Group::bind(config, threads).map_err(start_failed)?;
-        let scheme = if args.udp_only { "udp://" } else { "" };
-        announce(&format!("{scheme}{}", group.local_addr()), &args);
+        let scheme = match (args.udp_only, args.tls) {
+            (true, _) => "udp://",
+            (false, true) => "tls://",
+            (false, false) => "",
+        };
+        announce(
+            &format!("{scheme}{}", group.local_addr()),
+            &args,
+            tls.as_ref(),
+        );
         if let Some(at) = group.metrics_addr() {
             log::info!("metrics on http://{at}/metrics");
         }
         group.run().map(|totals| totals.summary_line())
     };
+    // The self-signed certificate was for this run only.
+    if let Some(path) = tls.as_ref().and_then(|t| t.cert_file.as_ref()) {
+        let _ = std::fs::remove_file(path);
+    }
     let line = summary.map_err(Exit::event_loop)?;
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
@@ -497,10 +518,28 @@ fn run_server(args: ServerArgs) -> Result<(), Exit> {
 }
 
 /// Prints `listening on ADDR` (scripts and tests read the port from it:
-/// exactly once, flushed, since stdout is a pipe for them), and logs how
-/// the server is set up.
-fn announce(ready: &str, args: &ServerArgs) {
+/// exactly once, flushed, since stdout is a pipe for them), and with TLS,
+/// the certificate's line before it: `tls certificate FILE sha256 AB:…`
+/// (FILE is `-` for one given with --tls-cert); then logs how the server
+/// is set up.
+fn announce(ready: &str, args: &ServerArgs, tls: Option<&server::tls::Served>) {
     let mut stdout = std::io::stdout();
+    if let Some(tls) = tls {
+        let file = tls
+            .cert_file
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |p| p.display().to_string());
+        let _ = writeln!(stdout, "tls certificate {file} sha256 {}", tls.fingerprint);
+        log::info!(
+            "tls: resumption {}, client certificates {}",
+            args.tls_resumption,
+            if args.tls_client_ca.is_some() {
+                "required"
+            } else {
+                "not asked for"
+            }
+        );
+    }
     // If nobody reads stdout the line is lost, but the server still serves.
     let _ = writeln!(stdout, "listening on {ready}").and_then(|()| stdout.flush());
     let reactors = match args.threads {

@@ -57,6 +57,9 @@ pub struct Config {
     /// Faults injected on purpose (`--delay`, `--close-after`, ...; none
     /// by default).
     pub faults: Faults,
+    /// Serve TLS on the TCP listener (`--tls`): every accepted TCP
+    /// connection gets a session made from this (see [`super::tls`]).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Which transports the server echoes on.
@@ -88,6 +91,7 @@ impl Default for Config {
             unix_mode: None,
             metrics: None,
             faults: Faults::default(),
+            tls: None,
         }
     }
 }

@@ -33,11 +33,12 @@
 //! poller, remembers that this socket may still hold data.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 
 use mio::Interest;
 
 use crate::shared::readiness::Drain;
+use crate::shared::tls::Wire;
 
 use super::counters::Counters;
 use crate::shared::net::{interrupted, would_block};
@@ -147,7 +148,7 @@ pub struct Connection<S> {
     registered: Option<Interest>,
 }
 
-impl<S: Read + Write> Connection<S> {
+impl<S: Wire> Connection<S> {
     /// Wraps a freshly accepted stream, accepted at `now` (nanoseconds
     /// since the server started).
     pub fn new(stream: S, id: u64, now: u64) -> Self {
@@ -179,7 +180,8 @@ impl<S: Read + Write> Connection<S> {
             State::Closing => true,
             State::Draining | State::Stalled => false,
         };
-        let write = self.writable(limits) > 0;
+        // Over TLS, records rustls sealed but the socket has not taken.
+        let write = self.writable(limits) > 0 || self.stream.unsent();
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -198,9 +200,10 @@ impl<S: Read + Write> Connection<S> {
             .min(usize::try_from(allowed).unwrap_or(usize::MAX))
     }
 
-    /// Whether it is done: the peer finished and has everything back.
+    /// Whether it is done: the peer finished and has everything back
+    /// (over TLS, on the socket, not only sealed).
     pub fn finished(&self) -> bool {
-        self.state == State::Draining && self.owed.is_empty()
+        self.state == State::Draining && self.owed.is_empty() && !self.stream.unsent()
     }
 
     // ANCHOR: on_readable
@@ -220,6 +223,10 @@ impl<S: Read + Write> Connection<S> {
         if self.state == State::Closing {
             return self.discard(buf, limits, stats);
         }
+        // Rule 1's short-read half holds for a bare socket only: rustls
+        // reads ciphertext 4 KiB at a time and hands out plaintext a
+        // record at a time, so over TLS a short read proves nothing.
+        let drain = self.stream.drain(drain);
         while self.state == State::Open
             && self.owed.len() < limits.cap
             && self.bytes_in < limits.read_until
@@ -270,6 +277,12 @@ impl<S: Read + Write> Connection<S> {
     pub fn on_writable(&mut self, buf: &mut [u8], limits: Limits, stats: &mut Counters) -> Next {
         let cap = limits.cap;
         let was_paused = self.state == State::Open && self.owed.len() >= cap;
+        // TLS records sealed earlier go first (a no-op on a bare socket).
+        match self.stream.flush() {
+            Ok(()) => {}
+            Err(e) if would_block(&e) || interrupted(&e) => {}
+            Err(e) => return Next::Failed(e),
+        }
         loop {
             let now = self.writable(limits);
             if now == 0 {

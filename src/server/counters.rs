@@ -10,6 +10,72 @@ use std::fmt::Write as _;
 pub const POLL_BUCKETS: usize = 8;
 use std::time::Duration;
 
+/// Upper bounds of the handshake-latency buckets, in microseconds (the
+/// last bucket counts everything slower).
+pub const HANDSHAKE_BUCKETS_US: [u64; 10] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+];
+
+/// TLS handshakes (`--tls`): how many, of which kind, and how long each
+/// took from accept to the peer's Finished.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Handshakes {
+    /// Whether TLS is served: the lines then show these figures.
+    pub on: bool,
+    /// Full handshakes completed.
+    pub full: u64,
+    /// Resumed handshakes completed (a ticket or a session ID).
+    pub resumed: u64,
+    /// Handshakes that failed (a bad hello, a certificate refused,
+    /// plaintext sent to the TLS port): the connection was closed.
+    pub failed: u64,
+    /// Connections whose peer closed TCP without a `close_notify`.
+    pub truncated: u64,
+    /// The handshakes' latencies added up, in microseconds.
+    pub sum_us: u64,
+    /// The slowest handshake, in microseconds.
+    pub max_us: u64,
+    /// Handshakes by latency: bucket `i` counts those of at most
+    /// [`HANDSHAKE_BUCKETS_US`]`[i]`; the last, the slower ones.
+    pub buckets: [u64; HANDSHAKE_BUCKETS_US.len() + 1],
+}
+
+impl Handshakes {
+    /// Counts one completed handshake that took `us` microseconds.
+    pub fn note(&mut self, resumed: bool, us: u64) {
+        if resumed {
+            self.resumed += 1;
+        } else {
+            self.full += 1;
+        }
+        self.sum_us = self.sum_us.saturating_add(us);
+        self.max_us = self.max_us.max(us);
+        let bucket = HANDSHAKE_BUCKETS_US.partition_point(|&bound| bound < us);
+        self.buckets[bucket] += 1;
+    }
+
+    /// The mean latency of the completed handshakes, in microseconds.
+    pub fn mean_us(&self) -> u64 {
+        self.sum_us
+            .checked_div(self.full + self.resumed)
+            .unwrap_or(0)
+    }
+
+    /// Adds another reactor's handshakes.
+    fn add(&mut self, other: &Handshakes) {
+        self.on |= other.on;
+        self.full += other.full;
+        self.resumed += other.resumed;
+        self.failed += other.failed;
+        self.truncated += other.truncated;
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+        self.max_us = self.max_us.max(other.max_us);
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+    }
+}
+
 /// Monotonic counters of one server's event loop.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
@@ -78,6 +144,8 @@ pub struct Counters {
     pub injected_stalls: u64,
     /// Datagrams not answered on purpose (`--drop`).
     pub injected_drops: u64,
+    /// TLS handshakes (all zero without `--tls`).
+    pub tls: Handshakes,
     /// Polls by how many events they returned: bucket `i` counts polls of
     /// at most 2^i events (the last, more than 64).
     pub events_per_poll: [u64; POLL_BUCKETS],
@@ -151,6 +219,18 @@ impl Counters {
                 d(self.injected_drops, earlier.injected_drops),
             );
         }
+        if self.tls.on {
+            let (now, then) = (&self.tls, &earlier.tls);
+            let _ = write!(
+                line,
+                " | tls full={} resumed={} failed={} truncated={} handshake_max={}us",
+                d(now.full, then.full),
+                d(now.resumed, then.resumed),
+                d(now.failed, then.failed),
+                d(now.truncated, then.truncated),
+                now.max_us,
+            );
+        }
         line
     }
 
@@ -189,6 +269,7 @@ impl Counters {
             injected_resets,
             injected_stalls,
             injected_drops,
+            tls,
             events_per_poll,
         } = *other;
         self.polls += polls;
@@ -220,6 +301,7 @@ impl Counters {
         self.injected_resets += injected_resets;
         self.injected_stalls += injected_stalls;
         self.injected_drops += injected_drops;
+        self.tls.add(&tls);
         for (mine, theirs) in self.events_per_poll.iter_mut().zip(events_per_poll) {
             *mine += theirs;
         }
@@ -255,6 +337,19 @@ impl Counters {
                 self.injected_resets,
                 self.injected_stalls,
                 self.injected_drops
+            );
+        }
+        if self.tls.on {
+            let t = &self.tls;
+            let _ = write!(
+                line,
+                "; tls handshakes full {} resumed {} failed {}, truncated {}, mean {} us, max {} us",
+                t.full,
+                t.resumed,
+                t.failed,
+                t.truncated,
+                t.mean_us(),
+                t.max_us
             );
         }
         line
@@ -348,6 +443,39 @@ mod tests {
         assert!(
             now.summary_line()
                 .ends_with("; injected delays 12 closes 2 resets 0 stalls 0 drops 9"),
+            "{}",
+            now.summary_line()
+        );
+    }
+
+    /// With TLS on, both lines count handshakes, and the latencies fall
+    /// into their buckets (a bound is inclusive).
+    #[test]
+    fn the_lines_count_handshakes() {
+        let then = Counters {
+            tls: Handshakes {
+                on: true,
+                ..Handshakes::default()
+            },
+            ..Counters::default()
+        };
+        let mut now = then;
+        now.tls.note(false, 100);
+        now.tls.note(false, 101);
+        now.tls.note(true, 200_000);
+        now.tls.failed = 1;
+        assert_eq!(now.tls.buckets[0], 1);
+        assert_eq!(now.tls.buckets[1], 1);
+        assert_eq!(now.tls.buckets[10], 1);
+        let line = now.interval_line(&then, Duration::from_secs(1));
+        assert!(
+            line.ends_with(" | tls full=2 resumed=1 failed=1 truncated=0 handshake_max=200000us"),
+            "{line}"
+        );
+        assert!(
+            now.summary_line().ends_with(
+                "; tls handshakes full 2 resumed 1 failed 1, truncated 0, mean 66733 us, max 200000 us"
+            ),
             "{}",
             now.summary_line()
         );

@@ -18,6 +18,7 @@ use super::{FIRST_CONNECTION, IdleCheck, LISTENER, Server, stamp};
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, describe, interrupted, out_of_resources, would_block};
 use crate::shared::stream::Stream;
+use crate::shared::tls::TlsStream;
 
 /// How long accepting pauses after running out of file descriptors.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -185,13 +186,30 @@ impl Server {
     }
 
     /// Registers a freshly accepted connection.
-    fn add(&mut self, mut stream: Stream, peer: Peer) {
+    fn add(&mut self, stream: Stream, peer: Peer) {
         // An echo is a small reply that must leave now: Nagle's algorithm
         // would hold it back waiting for the peer's ACK.
         if let Err(e) = stream.set_nodelay() {
             log::debug!("accept peer={peer}: TCP_NODELAY failed: {e}");
         }
         let accepted = stamp(self.started, self.now);
+        // With --tls, a TCP peer is served through a session of its own
+        // (a Unix-socket peer is not: TLS is for the network).
+        let mut stream = match (stream, &self.config.tls) {
+            (Stream::Tcp(tcp), Some(tls)) => match rustls::ServerConnection::new(tls.clone()) {
+                Ok(session) => Stream::Tls(Box::new(TlsStream::new(
+                    session,
+                    tcp,
+                    self.config.owed_cap,
+                    accepted,
+                ))),
+                Err(e) => {
+                    log::warn!("accept peer={peer}: cannot start a TLS session: {e}");
+                    return;
+                }
+            },
+            (stream, _) => stream,
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = Token(key + FIRST_CONNECTION);

@@ -33,7 +33,7 @@
 //! [`Handle`] in [`control`], the configuration in [`config`]; datagrams
 //! in [`udp`], guarded by [`loops`] (no reflection loops) and
 //! [`rate_limit`] (`--udp-rate-limit`); Prometheus' scrapes in
-//! [`metrics`]. [`Group`] runs N of these servers side by side
+//! [`metrics`]; TLS (`--tls`) set up in [`tls`]. [`Group`] runs N of these servers side by side
 //! (`--threads`).
 //!
 //! Three choices shape this file:
@@ -108,6 +108,7 @@ mod metrics;
 mod rate_limit;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 mod udp;
 
 // The token plan, all in one place: 0–4 are fixed, echo connections
@@ -389,6 +390,10 @@ impl Server {
             stats: Counters {
                 udp: config.udp != UdpMode::Off,
                 faults: config.faults.any(),
+                tls: counters::Handshakes {
+                    on: config.tls.is_some(),
+                    ..counters::Handshakes::default()
+                },
                 ..Counters::default()
             },
             config,
@@ -410,10 +415,14 @@ impl Server {
     }
 
     /// What the ready line says: `127.0.0.1:7878` (TCP, and UDP with
-    /// `--udp`), `udp://127.0.0.1:7878` (`--udp-only`), `unix:/path`.
+    /// `--udp`), `tls://127.0.0.1:7878` (`--tls`), `udp://127.0.0.1:7878`
+    /// (`--udp-only`), `unix:/path`.
     pub fn listening_on(&self) -> io::Result<String> {
         match &self.listener {
             Some(Listener::Unix { .. }) => Ok(self.config.bind.to_string()),
+            Some(Listener::Tcp(_)) if self.config.tls.is_some() => {
+                Ok(format!("tls://{}", self.local_addr()?))
+            }
             Some(Listener::Tcp(_)) => Ok(self.local_addr()?.to_string()),
             None => Ok(format!("udp://{}", self.local_addr()?)),
         }
@@ -630,6 +639,21 @@ impl Server {
         if let (Next::Keep, Some(drain)) = (&next, read) {
             next = conn.on_readable(&mut self.buf, limits, drain, &mut self.stats);
         }
+        let id = conn.id();
+        if let Stream::Tls(tls) = conn.stream_mut()
+            && let Some(resumed) = tls.handshake_news()
+        {
+            let took = stamp(started, now).saturating_sub(tls.started()) / 1_000;
+            self.stats.tls.note(resumed, took);
+            log::debug!(
+                "tls conn=#{id} handshake done: {} {:?} {}, {took} us",
+                if resumed { "resumed" } else { "full" },
+                tls.session().protocol_version(),
+                tls.session()
+                    .negotiated_cipher_suite()
+                    .map_or("?".into(), |s| format!("{:?}", s.suite())),
+            );
+        }
         if conn.bytes_in() != heard_before {
             // The idle timeout counts from here (only computed when heard).
             conn.touch(stamp(started, now));
@@ -786,6 +810,28 @@ impl Server {
             Close::Done | Close::Injected(_) => {}
             Close::Failed(_) => self.stats.failed += 1,
             Close::Timeout => self.stats.idle_closed += 1,
+        }
+        let id = conn.id();
+        if let Stream::Tls(tls) = conn.stream_mut() {
+            match &why {
+                Close::Done => {
+                    // The peer's close_notify (or its FIN after ours, with
+                    // --close-after) ended it cleanly: answer with our
+                    // close_notify, then TCP's FIN.
+                    if let Err(e) = tls.close_notify() {
+                        log::debug!("tls conn=#{id}: close_notify not sent: {e}");
+                    }
+                    let _ = tls.socket().shutdown(Shutdown::Write);
+                }
+                Close::Failed(e) if tls.is_handshaking() => {
+                    self.stats.tls.failed += 1;
+                    log::debug!("tls conn=#{id} handshake failed: {e}");
+                }
+                Close::Failed(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.stats.tls.truncated += 1;
+                }
+                _ => {}
+            }
         }
         if log::log_enabled!(log::Level::Debug) {
             let peer = conn.stream_mut().peer_name();

@@ -72,3 +72,5 @@ impl Write for Fake {
         Ok(())
     }
 }
+
+impl crate::shared::tls::Wire for Fake {}

@@ -12,6 +12,8 @@
 //! - [`addr`] — `host:port` and `[v6]:port`, as people type them; and
 //!   [`addr::Endpoint`], a TCP address or a Unix-domain socket.
 //! - [`stream`] — a connected TCP or Unix-domain stream, as one type.
+//! - [`tls`] — TLS on a non-blocking socket: a rustls session read and
+//!   written as plaintext; certificates, keys and the client's setup.
 //! - [`cpu`] — a thread's own CPU time, over a measured window.
 //! - [`dice`] — splitmix64: repeatable randomness from a seed.
 //! - [`wall`] — wall-clock times (`--start-at`): RFC 3339 or unix seconds.
@@ -28,4 +30,5 @@ pub mod net;
 pub mod offload;
 pub mod readiness;
 pub mod stream;
+pub mod tls;
 pub mod wall;

@@ -1,7 +1,8 @@
 //! A connected stream socket of either family the programs speak: TCP, or
-//! a Unix-domain stream socket (`unix:/path`, `unix:@name`). One enum, so
-//! a server connection, a client and a load connection work the same over
-//! both; each call is one `match` on top of the system call.
+//! a Unix-domain stream socket (`unix:/path`, `unix:@name`), or TLS over
+//! TCP. One enum, so a server connection, a client and a load connection
+//! work the same over all three; each call is one `match` on top of the
+//! system call (or, for TLS, of [`TlsStream`]).
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -10,6 +11,9 @@ use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
+use super::readiness::Drain;
+use super::tls::{TlsStream, Wire};
+
 /// A TCP or Unix-domain stream socket, non-blocking.
 #[derive(Debug)]
 pub enum Stream {
@@ -17,6 +21,9 @@ pub enum Stream {
     Tcp(TcpStream),
     /// Over a Unix-domain socket.
     Unix(UnixStream),
+    /// TLS over TCP. Boxed: a session is kilobytes, and a plain
+    /// connection should not pay for its room.
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Stream {
@@ -25,6 +32,7 @@ impl Stream {
     pub fn set_nodelay(&self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_nodelay(true),
+            Stream::Tls(t) => t.socket().set_nodelay(true),
             Stream::Unix(_) => Ok(()),
         }
     }
@@ -34,6 +42,10 @@ impl Stream {
     pub fn peer_name(&self) -> String {
         match self {
             Stream::Tcp(s) => s.peer_addr().map_or_else(|_| "?".into(), |p| p.to_string()),
+            Stream::Tls(t) => t
+                .socket()
+                .peer_addr()
+                .map_or_else(|_| "?".into(), |p| p.to_string()),
             Stream::Unix(_) => "unix".into(),
         }
     }
@@ -42,6 +54,7 @@ impl Stream {
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(how),
+            Stream::Tls(t) => t.socket().shutdown(how),
             Stream::Unix(s) => s.shutdown(how),
         }
     }
@@ -51,6 +64,9 @@ impl Stream {
     pub fn linger_zero(&self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO)),
+            Stream::Tls(t) => {
+                socket2::SockRef::from(t.socket()).set_linger(Some(std::time::Duration::ZERO))
+            }
             Stream::Unix(_) => Ok(()),
         }
     }
@@ -61,6 +77,7 @@ impl Stream {
     pub fn connect_finished(&self) -> io::Result<bool> {
         let (error, peer) = match self {
             Stream::Tcp(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
+            Stream::Tls(t) => (t.socket().take_error()?, t.socket().peer_addr().map(|_| ())),
             Stream::Unix(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
         };
         if let Some(e) = error {
@@ -79,6 +96,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
             Stream::Unix(s) => s.read(buf),
         }
     }
@@ -88,12 +106,34 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(t) => t.write(buf),
             Stream::Unix(s) => s.write(buf),
         }
     }
 
+    /// A socket's writes are on their way when `write` returns: nothing to
+    /// do. TLS sends the records rustls still holds.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            Stream::Tls(t) => t.flush(),
+            Stream::Tcp(_) | Stream::Unix(_) => Ok(()),
+        }
+    }
+}
+
+impl Wire for Stream {
+    fn drain(&self, bare: Drain) -> Drain {
+        match self {
+            Stream::Tls(t) => t.drain(bare),
+            Stream::Tcp(_) | Stream::Unix(_) => bare,
+        }
+    }
+
+    fn unsent(&self) -> bool {
+        match self {
+            Stream::Tls(t) => t.unsent(),
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
     }
 }
 
@@ -106,6 +146,7 @@ impl Source for Stream {
     ) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.register(registry, token, interests),
+            Stream::Tls(t) => t.socket_mut().register(registry, token, interests),
             Stream::Unix(s) => s.register(registry, token, interests),
         }
     }
@@ -118,6 +159,7 @@ impl Source for Stream {
     ) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.reregister(registry, token, interests),
+            Stream::Tls(t) => t.socket_mut().reregister(registry, token, interests),
             Stream::Unix(s) => s.reregister(registry, token, interests),
         }
     }
@@ -125,6 +167,7 @@ impl Source for Stream {
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.deregister(registry),
+            Stream::Tls(t) => t.socket_mut().deregister(registry),
             Stream::Unix(s) => s.deregister(registry),
         }
     }

@@ -25,6 +25,9 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// What its `listening on` line says, whole (`udp://…`, `unix:…`).
     pub ready: String,
+    /// With `--tls`: the certificate file and its fingerprint, from the
+    /// `tls certificate FILE sha256 FP` line before the ready line.
+    pub tls_cert: Option<(String, String)>,
     stdout: Receiver<String>,
     stderr: Receiver<String>,
     stderr_seen: Vec<String>,
@@ -86,9 +89,19 @@ impl ServerProcess {
             .expect("spawn echoloop");
         let stdout = lines_of(child.stdout.take().unwrap());
         let stderr = lines_of(child.stderr.take().unwrap());
-        let line = stdout
+        let mut line = stdout
             .recv_timeout(DEADLINE)
             .expect("no `listening on` line from the server");
+        let mut tls_cert = None;
+        if let Some(rest) = line.strip_prefix("tls certificate ") {
+            let (file, fp) = rest
+                .split_once(" sha256 ")
+                .expect("tls certificate FILE sha256 FP");
+            tls_cert = Some((file.to_string(), fp.to_string()));
+            line = stdout
+                .recv_timeout(DEADLINE)
+                .expect("no `listening on` line from the server");
+        }
         let ready = line
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
@@ -96,6 +109,7 @@ impl ServerProcess {
         // `ADDR`, `udp://ADDR`, or `unix:PATH` (no IP address: 0.0.0.0:0).
         let addr = ready
             .strip_prefix("udp://")
+            .or_else(|| ready.strip_prefix("tls://"))
             .unwrap_or(&ready)
             .parse()
             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -103,6 +117,7 @@ impl ServerProcess {
             child,
             addr,
             ready,
+            tls_cert,
             stdout,
             stderr,
             stderr_seen: Vec::new(),
