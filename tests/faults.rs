@@ -171,12 +171,7 @@ fn metrics_count_what_was_injected() {
     c.write_all(b"abcdefgh").unwrap();
     assert_eq!(common::read_to_eof(&mut c), b"abcd");
     let got = common::eventually_value(|| {
-        let mut s = TcpStream::connect(metrics).unwrap();
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
+        let out = common::scrape(metrics);
         out.contains("echoloop_injected_closes_total 1\n")
             .then_some(out)
     });

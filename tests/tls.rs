@@ -412,6 +412,37 @@ fn mtls_serves_a_signed_client_and_refuses_one_without_a_certificate() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `--metrics` with `--tls`: handshakes by kind, and their latency as a
+/// histogram in seconds.
+#[test]
+fn metrics_count_handshakes_and_their_latency() {
+    let (server, metrics) = common::server_with_metrics(&["--tls"]);
+    let (cert, _) = server.tls_cert.clone().expect("a certificate line");
+    let config = client_config(Path::new(&cert), None);
+    // Each is dropped without a close_notify: a truncation.
+    for _ in 0..2 {
+        let mut tls = connect(&server, &config);
+        tls.write_all(b"m").unwrap();
+        let mut back = [0u8; 1];
+        tls.read_exact(&mut back).unwrap();
+    }
+    let text = common::eventually_value(|| {
+        let out = common::scrape(metrics);
+        out.contains("echoloop_tls_truncated_total 2\n")
+            .then_some(out)
+    });
+    for line in [
+        "echoloop_tls_handshakes_full_total 1\n",
+        "echoloop_tls_handshakes_resumed_total 1\n",
+        "echoloop_tls_handshakes_failed_total 0\n",
+        "# TYPE echoloop_tls_handshake_seconds histogram\n",
+        "echoloop_tls_handshake_seconds_count 2\n",
+        "echoloop_tls_handshake_seconds_bucket{le=\"+Inf\"} 2\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+}
+
 /// Runs `echoloop server ARGS` expecting a start failure: its exit code
 /// and a one-line message that says `says`.
 #[track_caller]

@@ -27,7 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry as Metrics, Unit};
 use slab::Slab;
 
-use super::counters::{Counters, POLL_BUCKETS};
+use super::counters::{Counters, HANDSHAKE_BUCKETS_US, POLL_BUCKETS};
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{interrupted, would_block};
 
@@ -362,30 +362,23 @@ struct Reactor {
     reactor: String,
 }
 
-/// Events per poll, as an OpenMetrics histogram with fixed buckets.
+/// A histogram with fixed buckets (events per poll, handshake latency),
+/// as OpenMetrics writes one.
 #[derive(Debug)]
-struct EventsPerPoll {
-    buckets: [u64; POLL_BUCKETS],
-    events: u64,
-    polls: u64,
+struct Fixed {
+    /// Each bucket's upper bound (the last is +Inf) and its own count.
+    buckets: Vec<(f64, u64)>,
+    /// The observations added up.
+    sum: f64,
+    /// How many observations.
+    count: u64,
 }
 
-impl EventsPerPoll {
-    /// One reactor's histogram.
-    fn of(c: &Counters) -> EventsPerPoll {
-        EventsPerPoll {
-            buckets: c.events_per_poll,
-            events: c.events,
-            // Counted when a turn ends, as the buckets are (`polls` also
-            // counts the poll whose batch is being handled now).
-            polls: c.events_per_poll.iter().sum(),
-        }
-    }
-
-    fn encode(&self, encoder: &mut MetricEncoder) -> Result<(), std::fmt::Error> {
-        // Per-bucket counts; the encoder makes them cumulative.
-        let buckets: Vec<(f64, u64)> = self
-            .buckets
+impl Fixed {
+    /// One reactor's events per poll.
+    fn events_per_poll(c: &Counters) -> Fixed {
+        let buckets = c
+            .events_per_poll
             .iter()
             .enumerate()
             .map(|(i, n)| {
@@ -397,25 +390,68 @@ impl EventsPerPoll {
                 (bound, *n)
             })
             .collect();
+        Fixed {
+            buckets,
+            sum: c.events as f64,
+            // Counted when a turn ends, as the buckets are (`polls` also
+            // counts the poll whose batch is being handled now).
+            count: c.events_per_poll.iter().sum(),
+        }
+    }
+
+    /// One reactor's TLS handshake latencies, in seconds.
+    fn handshake_seconds(c: &Counters) -> Fixed {
+        let bounds = HANDSHAKE_BUCKETS_US
+            .iter()
+            .map(|us| *us as f64 / 1e6)
+            .chain([f64::INFINITY]);
+        Fixed {
+            buckets: bounds.zip(c.tls.buckets).collect(),
+            sum: c.tls.sum_us as f64 / 1e6,
+            count: c.tls.buckets.iter().sum(),
+        }
+    }
+
+    fn encode(&self, encoder: &mut MetricEncoder) -> Result<(), std::fmt::Error> {
+        // Per-bucket counts; the encoder makes them cumulative.
         encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            self.events as f64,
-            self.polls,
-            &buckets,
+            self.sum,
+            self.count,
+            &self.buckets,
             None,
         )
     }
 }
 
-/// The events-per-poll histograms: one without labels for one reactor,
-/// one per `reactor` label with `--threads`, like every other series.
+/// Histograms of one kind: one without labels for one reactor, one per
+/// `reactor` label with `--threads`, like every other series.
 #[derive(Debug)]
-struct EventsPerPollFamily(Vec<(Option<Reactor>, EventsPerPoll)>);
+struct FixedFamily(Vec<(Option<Reactor>, Fixed)>);
 
-impl prometheus_client::metrics::TypedMetric for EventsPerPollFamily {
+impl FixedFamily {
+    /// Each reactor's histogram, made by `of`.
+    fn of(per_reactor: &[Counters], of: fn(&Counters) -> Fixed) -> FixedFamily {
+        let labelled = per_reactor.len() > 1;
+        FixedFamily(
+            per_reactor
+                .iter()
+                .enumerate()
+                .map(|(k, c)| {
+                    let label = labelled.then(|| Reactor {
+                        reactor: k.to_string(),
+                    });
+                    (label, of(c))
+                })
+                .collect(),
+        )
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for FixedFamily {
     const TYPE: MetricType = MetricType::Histogram;
 }
 
-impl EncodeMetric for EventsPerPollFamily {
+impl EncodeMetric for FixedFamily {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         for (label, histogram) in &self.0 {
             match label {
@@ -437,37 +473,34 @@ pub fn render(per_reactor: &[Counters]) -> String {
     let labelled = per_reactor.len() > 1;
     let udp = per_reactor.iter().any(|c| c.udp);
     let faults = per_reactor.iter().any(|c| c.faults);
+    let tls = per_reactor.iter().any(|c| c.tls.on);
     for series in SERIES
         .iter()
-        .filter(|s| (udp || !s.udp) && (faults || !s.faults))
+        .filter(|s| (udp || !s.udp) && (faults || !s.faults) && (tls || !s.tls))
     {
         register(&mut registry, series, per_reactor, labelled);
     }
-    let histograms = EventsPerPollFamily(
-        per_reactor
-            .iter()
-            .enumerate()
-            .map(|(k, c)| {
-                let label = labelled.then(|| Reactor {
-                    reactor: k.to_string(),
-                });
-                (label, EventsPerPoll::of(c))
-            })
-            .collect(),
-    );
     registry.register(
         "events_per_poll",
         "Readiness events per poll that returned",
-        histograms,
+        FixedFamily::of(per_reactor, Fixed::events_per_poll),
     );
+    if tls {
+        registry.register_with_unit(
+            "tls_handshake",
+            "TLS handshakes completed, by time from accept to the peer's Finished",
+            Unit::Seconds,
+            FixedFamily::of(per_reactor, Fixed::handshake_seconds),
+        );
+    }
     let mut text = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
     text
 }
 
 /// One series: its name (after `echoloop_`), help, unit, whether it is a
-/// gauge (else a counter), whether only with `--udp`, whether only with
-/// faults injected, and its figure.
+/// gauge (else a counter), whether only with `--udp`, only with faults
+/// injected, only with `--tls`, and its figure.
 struct Series {
     name: &'static str,
     help: &'static str,
@@ -475,6 +508,7 @@ struct Series {
     gauge: bool,
     udp: bool,
     faults: bool,
+    tls: bool,
     figure: fn(&Counters) -> u64,
 }
 
@@ -487,7 +521,16 @@ const fn counter(name: &'static str, help: &'static str, figure: fn(&Counters) -
         gauge: false,
         udp: false,
         faults: false,
+        tls: false,
         figure,
+    }
+}
+
+/// A TLS counter, shown only with `--tls`.
+const fn tls(name: &'static str, help: &'static str, figure: fn(&Counters) -> u64) -> Series {
+    Series {
+        tls: true,
+        ..counter(name, help, figure)
     }
 }
 
@@ -500,7 +543,7 @@ const fn injected(name: &'static str, help: &'static str, figure: fn(&Counters) 
 }
 
 /// Every series, in the order they are written.
-const SERIES: [Series; 27] = [
+const SERIES: [Series; 31] = [
     counter("connections_accepted", "Connections accepted", |c| {
         c.accepted
     }),
@@ -628,6 +671,26 @@ const SERIES: [Series; 27] = [
         "injected_drops",
         "UDP datagrams not answered on purpose (--drop)",
         |c| c.injected_drops,
+    ),
+    tls(
+        "tls_handshakes_full",
+        "TLS handshakes completed in full",
+        |c| c.tls.full,
+    ),
+    tls(
+        "tls_handshakes_resumed",
+        "TLS handshakes that resumed a session (a ticket or a session ID)",
+        |c| c.tls.resumed,
+    ),
+    tls(
+        "tls_handshakes_failed",
+        "TLS handshakes that failed (the connection was closed)",
+        |c| c.tls.failed,
+    ),
+    tls(
+        "tls_truncated",
+        "TLS connections whose peer closed TCP without a close_notify",
+        |c| c.tls.truncated,
     ),
 ];
 

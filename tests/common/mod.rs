@@ -576,3 +576,14 @@ pub fn accepted_peers(server: &mut ServerProcess, n: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// GET /metrics from a `--metrics` address: the whole response.
+pub fn scrape(metrics: SocketAddr) -> String {
+    let mut s = TcpStream::connect(metrics).expect("connect to the metrics");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
