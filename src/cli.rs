@@ -541,6 +541,42 @@ impl ServerArgs {
     }
 }
 
+/// How a client speaks TLS: `echoloop client https://…` and `echoloop
+/// load tls://…` take the same options, named as curl names them.
+#[derive(Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// Trust the certificates in FILE (PEM) instead of the system's: the
+    /// file a server made with --tls prints.
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub cacert: Option<std::path::PathBuf>,
+
+    /// Accept any certificate (the handshake still proves the server holds
+    /// its key), as curl -k.
+    #[arg(short = 'k', long, conflicts_with = "cacert", help_heading = "TLS")]
+    pub insecure: bool,
+
+    /// Present this certificate (PEM) to a server that asks (mTLS); with --key.
+    #[arg(long, value_name = "FILE", requires = "key", help_heading = "TLS")]
+    pub cert: Option<std::path::PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert", help_heading = "TLS")]
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    /// The options, for [`crate::shared::tls::client_config`].
+    pub fn options(&self) -> crate::shared::tls::ClientOptions {
+        crate::shared::tls::ClientOptions {
+            cacert: self.cacert.clone(),
+            insecure: self.insecure,
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ..crate::shared::tls::ClientOptions::default()
+        }
+    }
+}
+
 /// Options of `echoloop client`.
 #[derive(Args, Debug)]
 pub struct ClientArgs {
@@ -589,6 +625,10 @@ pub struct ClientArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     pub max_reply: u64,
+
+    /// How to speak TLS (https://, tls://).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// Log each state transition and each read and write size to stderr.
     #[arg(short, long)]

@@ -12,15 +12,19 @@
 //! |---|---|---|---|---|
 //! | 0 | stopped by SIGINT/SIGTERM | reply read to EOF and printed | clean run | merged and printed |
 //! | 1 | cannot listen (in use, a Unix path that is not a socket), or the event loop failed | the event loop failed | errors (UDP: corrupted replies), or nothing echoed, or the event loop failed, or `--hdr-log` cannot be written or fell behind, or stdout fell behind `--interval` (told after the summary) | a file cannot be read, or the page cannot be written |
-//! | 2 | usage (clap), `--max-connections` below `--threads`, `--threads`/`--udp` with a Unix socket, `--unix-mode` without one | usage (clap), bad SERVER | usage (clap), ADDR without a port, a `--source` of the other family or not of this machine, a `--tag` ending in `-connect`, `-s` outside 16–65,507 over UDP, churn or reconnect over UDP | usage, `--html` over an input; a file empty, truncated or not an interval log, or a histogram whose declared lengths or shape are refused |
+//! | 2 | usage (clap), `--max-connections` below `--threads`, `--threads`/`--udp` with a Unix socket, `--unix-mode` without one, `--tls` with `--udp-only` or a Unix socket | usage (clap), bad SERVER, `tls://` without a port, `--cert` without `--key` | usage (clap), ADDR without a port, a `--source` of the other family or not of this machine, a `--tag` ending in `-connect`, `-s` outside 16–65,507 over UDP, churn or reconnect over UDP | usage, `--html` over an input; a file empty, truncated or not an interval log, or a histogram whose declared lengths or shape are refused |
 //! | 6 | | could not resolve | could not resolve ADDR's host | |
 //! | 7 | | could not connect (UDP: ICMP port unreachable) | not one connection established | |
 //! | 23 | | could not write the output | | |
 //! | 26 | | could not read `--data-file` | | |
-//! | 28 | | timed out (connecting, sending, receiving, writing stdout; UDP: no reply) | | |
+//! | 28 | | timed out (connecting, the TLS handshake, sending, receiving, writing stdout; UDP: no reply) | | |
+//! | 35 | | the TLS handshake failed (not TLS, no common version or cipher, refused) | | |
 //! | 55 | | sending failed, or reset before the request was all out | | |
 //! | 56 | | receiving failed | | |
+//! | 58 | `--tls-cert`/`--tls-key` unreadable, not PEM, not a pair, expired | `--cert`/`--key` unusable | `--cert`/`--key` unusable | |
+//! | 60 | | the server's certificate cannot be trusted | | |
 //! | 63 | | the reply outgrew `--max-reply` | | |
+//! | 77 | `--tls-client-ca` unusable | `--cacert` unusable, or no system roots | `--cacert` unusable, or no system roots | |
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -48,8 +52,13 @@ use std::sync::mpsc::Receiver;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = matches!(&cli.command, Command::Client(args) if args.verbose);
-    let mut logger =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // rustls warns about every malformed handshake a peer sends: under
+    // hostile load that is one line per attacker's connection. Its own
+    // lines are errors only, unless RUST_LOG asks (the server counts the
+    // failures, and says each at debug level itself).
+    let mut logger = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,rustls=error"),
+    );
     if verbose {
         logger.parse_filters("echoloop=debug");
     }
@@ -397,7 +406,15 @@ fn run_client(args: ClientArgs) -> Result<(), Exit> {
             .map_err(|source| fail(client::ClientError::DataFile { path, source }))?,
         (None, None) => target.request(),
     };
+    let tls = match target.transport {
+        client::Transport::Tls => Some(
+            echoloop::shared::tls::client_config(&args.tls.options())
+                .map_err(|e| fail(client::ClientError::TlsSetup(e)))?,
+        ),
+        _ => None,
+    };
     let opts = client::Options {
+        tls,
         target,
         payload,
         half_close: args.half_close,

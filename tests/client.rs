@@ -231,7 +231,8 @@ fn no_server_without_a_terminal_is_a_usage_error() {
 #[test]
 fn bad_client_arguments_exit_2() {
     for args in [
-        &["https://example.com"][..],
+        &["ftp://localhost"][..],
+        &["tls://localhost"][..],
         &["host:0"][..],
         &["[::1"][..],
         &["h", "--port", "0"][..],

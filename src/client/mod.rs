@@ -6,11 +6,18 @@
 //! variant (the socket only exists once we are connecting):
 //!
 //! ```text
-//! Resolving ──▶ Connecting ──▶ Writing ──▶ Reading ──▶ Done
-//!                 │    ▲          │                     ▲
-//!                 └────┘          └── EOF from the peer ─┘
+//! Resolving ──▶ Connecting ──▶ (Handshaking) ──▶ Writing ──▶ Reading ──▶ Done
+//!                 │    ▲                           │                     ▲
+//!                 └────┘                           └── EOF from the peer ─┘
 //!           (refused or timed out: the next address)
 //! ```
+//!
+//! `Handshaking` is there over TLS only (`https://`, `tls://`): rustls
+//! and the server say hello, agree on keys and check the certificate,
+//! fed by the same readiness events. Once it is over, `Writing` and
+//! `Reading` work as over TCP, through [`TlsStream`](crate::shared::tls::TlsStream),
+//! with one addition: `Writing` ends only when rustls has handed every
+//! record to the socket, since `Reading` does not ask for WRITABLE.
 //!
 //! Every transition is logged as `state old => new` at debug level
 //! (`echoloop client -v`). Read `Client::step` for the transitions driven
@@ -57,6 +64,7 @@ use crate::shared::addr::{Endpoint, Unresolved, resolve};
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, describe, interrupted, would_block};
 use crate::shared::stream::Stream;
+use crate::shared::tls::{TlsStream, Wire};
 pub use repr::bytes_repr;
 pub use stdout::DeadlineStdout;
 pub use target::{Target, Transport};
@@ -114,6 +122,9 @@ pub struct Options {
     pub timeout: Duration,
     /// The most reply bytes held for `repr()` (not used with `raw`).
     pub max_reply: u64,
+    /// TLS (`https://`, `tls://`): how to verify the server and what to
+    /// present to it.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Why the exchange failed. Each kind has its own exit code, following curl.
@@ -173,6 +184,24 @@ pub enum ClientError {
     },
     /// The poller could not be created or used (exit 1).
     Poll(io::Error),
+    /// The TLS handshake failed (exit 35, curl's "SSL connect error").
+    Handshake {
+        /// `host:port`.
+        target: String,
+        /// Why, in rustls's words.
+        source: io::Error,
+    },
+    /// The server's certificate could not be verified (exit 60, curl's
+    /// "peer certificate cannot be authenticated").
+    Certificate {
+        /// `host:port`.
+        target: String,
+        /// Why, in rustls's words.
+        source: io::Error,
+    },
+    /// TLS could not be set up: `--cacert`, `--cert`, `--key` (exit 58 or
+    /// 77, as curl's).
+    TlsSetup(crate::shared::tls::TlsSetupError),
 }
 
 impl ClientError {
@@ -188,6 +217,9 @@ impl ClientError {
             ClientError::Output(_) => 23,
             ClientError::DataFile { .. } => 26,
             ClientError::Poll(_) => 1,
+            ClientError::Handshake { .. } => 35,
+            ClientError::Certificate { .. } => 60,
+            ClientError::TlsSetup(e) => e.exit_code(),
         }
     }
 }
@@ -230,6 +262,13 @@ impl fmt::Display for ClientError {
             }
             ClientError::Output(e) => write!(f, "cannot write the reply: {}", describe(e)),
             ClientError::Poll(e) => write!(f, "event loop failed: {}", describe(e)),
+            ClientError::Handshake { target, source } => {
+                write!(f, "TLS handshake with {target} failed: {source}")
+            }
+            ClientError::Certificate { target, source } => {
+                write!(f, "the certificate of {target} cannot be trusted: {source}")
+            }
+            ClientError::TlsSetup(e) => write!(f, "{e}"),
         }
     }
 }
@@ -250,6 +289,11 @@ pub enum State {
         addr: Endpoint,
         /// When this attempt started (for `--connect-timeout`).
         since: Instant,
+    },
+    /// Connected over TCP; the TLS handshake is under way.
+    Handshaking {
+        /// The TLS stream.
+        stream: Stream,
     },
     /// Connected; the first `written` bytes of the payload are out. We read
     /// here too: a server may answer (an echo server does) before the
@@ -278,6 +322,7 @@ impl State {
         match self {
             State::Resolving => "resolving",
             State::Connecting { .. } => "connecting",
+            State::Handshaking { .. } => "handshaking",
             State::Writing { .. } => "writing",
             State::Reading { .. } => "reading",
             State::Done => "done",
@@ -441,12 +486,17 @@ impl<'o> Client<'o> {
                         .registry()
                         .reregister(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)
                         .map_err(ClientError::Poll)?;
-                    let writing = State::Writing {
-                        stream,
-                        written: 0,
-                        peer_done: false,
+                    let next = match self.opts.tls.clone() {
+                        Some(config) => State::Handshaking {
+                            stream: self.start_tls(stream, config)?,
+                        },
+                        None => State::Writing {
+                            stream,
+                            written: 0,
+                            peer_done: false,
+                        },
                     };
-                    Ok((writing, Then::Continue))
+                    Ok((next, Then::Continue))
                 }
                 // Still in progress: that was a spurious wake-up.
                 Ok(false) => Ok((
@@ -464,6 +514,37 @@ impl<'o> Client<'o> {
                     Ok((self.connect_next(now)?, Then::Wait))
                 }
             },
+            State::Handshaking { mut stream } => {
+                let Stream::Tls(tls) = &mut stream else {
+                    return Ok((
+                        State::Writing {
+                            stream,
+                            written: 0,
+                            peer_done: false,
+                        },
+                        Then::Continue,
+                    ));
+                };
+                match tls.handshake() {
+                    Ok(true) => {
+                        log::debug!(
+                            "tls handshake done: {:?} {}",
+                            tls.session().protocol_version(),
+                            tls.session()
+                                .negotiated_cipher_suite()
+                                .map_or("?".into(), |s| format!("{:?}", s.suite()))
+                        );
+                        let writing = State::Writing {
+                            stream,
+                            written: 0,
+                            peer_done: false,
+                        };
+                        Ok((writing, Then::Continue))
+                    }
+                    Ok(false) => Ok((State::Handshaking { stream }, Then::Wait)),
+                    Err(source) => Err(self.handshake_error(source)),
+                }
+            }
             State::Writing {
                 stream,
                 written,
@@ -598,6 +679,24 @@ impl<'o> Client<'o> {
             }
         }
         if self.opts.half_close {
+            // Over TLS a close_notify first: the FIN alone would read as
+            // a truncation.
+            stream
+                .close_notify()
+                .map_err(|e| self.send_error(e, written))?;
+        }
+        // Over TLS, rustls may still hold records the socket had no room
+        // for: they must be out before we stop asking for WRITABLE.
+        stream.flush().map_err(|e| self.send_error(e, written))?;
+        if stream.unsent() {
+            let writing = State::Writing {
+                stream,
+                written,
+                peer_done,
+            };
+            return Ok((writing, then));
+        }
+        if self.opts.half_close {
             log::debug!("shutdown write side");
             stream
                 .shutdown(Shutdown::Write)
@@ -653,6 +752,13 @@ impl<'o> Client<'o> {
                 }
                 Err(e) if would_block(&e) => return Ok(ReadEnd::Dry),
                 Err(e) if interrupted(&e) => {}
+                // A TLS server that closed without a close_notify. Many
+                // HTTPS servers do; Python's ssl reads it as EOF too
+                // (suppress_ragged_eofs), so the reply is still printed.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    log::debug!("read EOF without a TLS close_notify (truncated?)");
+                    return Ok(ReadEnd::Eof);
+                }
                 Err(source) => {
                     return Err(ClientError::Recv {
                         target: self.opts.target.to_string(),
@@ -660,6 +766,43 @@ impl<'o> Client<'o> {
                     });
                 }
             }
+        }
+    }
+
+    /// Connecting → Handshaking: a TLS session over the connected socket,
+    /// naming the server (SNI, and the name its certificate must hold).
+    fn start_tls(
+        &mut self,
+        stream: Stream,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Stream, ClientError> {
+        let target = self.opts.target.to_string();
+        let Stream::Tcp(tcp) = stream else {
+            return Ok(stream);
+        };
+        let name = crate::shared::tls::server_name(&self.opts.target.host).map_err(|why| {
+            ClientError::Handshake {
+                target: target.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, why),
+            }
+        })?;
+        let session =
+            rustls::ClientConnection::new(config, name).map_err(|e| ClientError::Handshake {
+                target,
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            })?;
+        let tls = TlsStream::new(session, tcp, 1 << 20, 0);
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+
+    /// A failed handshake: an untrusted certificate (exit 60), or any
+    /// other failure (exit 35).
+    fn handshake_error(&self, source: io::Error) -> ClientError {
+        let target = self.opts.target.to_string();
+        if crate::shared::tls::is_certificate_error(&source) {
+            ClientError::Certificate { target, source }
+        } else {
+            ClientError::Handshake { target, source }
         }
     }
 
@@ -700,6 +843,7 @@ impl<'o> Client<'o> {
     fn timed_out(&mut self) -> ClientError {
         let during = match self.state {
             State::Resolving | State::Connecting { .. } => "connecting to",
+            State::Handshaking { .. } => "in the TLS handshake with",
             State::Writing { .. } => "sending to",
             State::Reading { .. } | State::Done => "reading from",
         };
@@ -760,6 +904,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
             max_reply: 1 << 20,
+            tls: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! What `echoloop client` connects to: parsing `host`, `host:port`,
-//! `[v6addr]:port`, `http://host[:port][/path]`, `udp://host:port` and
+//! `[v6addr]:port`, `http://host[:port][/path]`,
+//! `https://host[:port][/path]`, `tls://host:port`, `udp://host:port` and
 //! `unix:/path` (or `unix:@name`), and the exact HTTP request that goes
 //! with it.
 
@@ -16,6 +17,9 @@ pub enum Transport {
     Udp,
     /// A Unix-domain stream socket (`unix:/path`, `unix:@name`).
     Unix(Endpoint),
+    /// TLS over TCP: `https://…` (port 443 unless given) or
+    /// `tls://host:port` (raw TLS, for `--data` and `--half-close`).
+    Tls,
 }
 
 /// A parsed SERVER argument.
@@ -24,8 +28,11 @@ pub struct Target {
     /// Host name or address literal, without IPv6 brackets (`localhost`
     /// for a Unix-domain socket: what the Host header says).
     pub host: String,
-    /// TCP or UDP port (80 unless given; unused over a Unix socket).
+    /// TCP or UDP port (80, or 443 for https, unless given; unused over a
+    /// Unix socket).
     pub port: u16,
+    /// The scheme's own port, which the `Host` header leaves out.
+    pub default_port: u16,
     /// Request path, starting with `/`.
     pub path: String,
     /// TCP, UDP, or a Unix-domain socket.
@@ -42,18 +49,25 @@ impl Target {
             return Ok(Target {
                 host: "localhost".to_string(),
                 port: 80,
+                default_port: 80,
                 path: path.map_or("/".to_string(), |p| {
                     format!("/{}", p.trim_start_matches('/'))
                 }),
                 transport: Transport::Unix(endpoint),
             });
         }
+        let mut default_port = 80;
         let (rest, transport) = match spec.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, Transport::Tcp),
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("udp") => (rest, Transport::Udp),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("tls") => (rest, Transport::Tls),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => {
+                default_port = 443;
+                (rest, Transport::Tls)
+            }
             Some((scheme, _)) => {
                 return Err(format!(
-                    "unsupported scheme `{scheme}://` (http://, udp:// or unix:)"
+                    "unsupported scheme `{scheme}://` (http://, https://, tls://, udp:// or unix:)"
                 ));
             }
             None => (spec, Transport::Tcp),
@@ -80,26 +94,35 @@ impl Target {
             ));
         }
         let port = port.or(url_port);
-        if transport == Transport::Udp && port.is_none() {
-            return Err(format!("`{spec}` has no port (udp://HOST:PORT)"));
+        if port.is_none()
+            && default_port == 80
+            && matches!(transport, Transport::Udp | Transport::Tls)
+        {
+            let scheme = if transport == Transport::Udp {
+                "udp"
+            } else {
+                "tls"
+            };
+            return Err(format!("`{spec}` has no port ({scheme}://HOST:PORT)"));
         }
         Ok(Target {
             host: host.to_string(),
-            port: port.unwrap_or(80),
+            port: port.unwrap_or(default_port),
+            default_port,
             path,
             transport,
         })
     }
 
     /// The `Host` header's value: the host (bracketed if IPv6), with
-    /// `:port` unless the port is 80.
+    /// `:port` unless the port is the scheme's own (80; 443 for https).
     pub fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == self.default_port {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -189,6 +212,23 @@ mod tests {
         assert!(Target::parse("unix:", None, None).is_err());
     }
 
+    /// `https://` is TLS on 443 unless told, and its Host header leaves
+    /// 443 out; `tls://` needs a port.
+    #[test]
+    fn https_and_tls_targets() {
+        let h = t("https://example.com/x");
+        assert_eq!((&h.transport, h.port), (&Transport::Tls, 443));
+        assert_eq!(
+            h.request(),
+            b"GET /x HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+        );
+        let h = t("https://localhost:8443");
+        assert_eq!(h.host_header(), "localhost:8443");
+        let r = t("tls://127.0.0.1:7878");
+        assert_eq!((&r.transport, r.port), (&Transport::Tls, 7878));
+        assert!(Target::parse("tls://127.0.0.1", None, None).is_err());
+    }
+
     #[test]
     fn flags_override_the_url() {
         let got = Target::parse("http://h:81/a", Some(9000), Some("b")).unwrap();
@@ -205,7 +245,8 @@ mod tests {
             "h:x",
             "[::1",
             "[::1]x",
-            "https://h",
+            "tls://h",
+            "ftp://h",
             "http:///p",
         ] {
             assert!(Target::parse(bad, None, None).is_err(), "{bad:?}");

@@ -59,6 +59,16 @@ impl Stream {
         }
     }
 
+    /// Over TLS, queues our `close_notify` (once) and sends what the
+    /// socket takes; [`Wire::unsent`] says whether some is left. A bare
+    /// socket has nothing to say before its FIN.
+    pub fn close_notify(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tls(t) => t.close_notify(),
+            Stream::Tcp(_) | Stream::Unix(_) => Ok(()),
+        }
+    }
+
     /// Makes closing send an RST instead of a FIN (`SO_LINGER` 0; TCP
     /// only: a Unix-domain socket has no reset, and just closes).
     pub fn linger_zero(&self) -> io::Result<()> {

@@ -75,6 +75,8 @@ pub struct TlsStream<S> {
     /// When the connection was accepted or connected (the owner's clock,
     /// in nanoseconds), for the handshake's latency.
     started: u64,
+    /// Whether our `close_notify` is queued (it is sent once).
+    closing: bool,
 }
 
 impl<S> fmt::Debug for TlsStream<S> {
@@ -99,6 +101,7 @@ impl<S: Read + Write> TlsStream<S> {
             sock,
             reported: false,
             started,
+            closing: false,
         }
     }
 
@@ -142,8 +145,41 @@ impl<S: Read + Write> TlsStream<S> {
     /// loses it, and the peer sees a truncation: rare, since the close
     /// comes when nothing is owed.
     pub fn close_notify(&mut self) -> io::Result<()> {
-        self.tls.send_close_notify();
+        if !self.closing {
+            self.closing = true;
+            self.tls.send_close_notify();
+        }
         self.send_records()
+    }
+
+    /// Drives the handshake as far as the socket allows: sends what
+    /// rustls has to say, reads and processes what the peer said, until
+    /// the socket would block (`Ok(false)`) or the handshake is over
+    /// (`Ok(true)`). Plaintext that came with the peer's last flight waits
+    /// in rustls for the next `read`. An EOF during the handshake is an
+    /// `UnexpectedEof` error, a refused handshake an `InvalidData` one.
+    pub fn handshake(&mut self) -> io::Result<bool> {
+        self.send_records()?;
+        while self.tls.is_handshaking() {
+            match self.tls.read_tls(&mut self.sock) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the connection during the handshake",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if let Err(err) = self.tls.process_new_packets() {
+                let _ = self.send_records();
+                return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+            }
+            self.send_records()?;
+        }
+        Ok(true)
     }
 
     /// Sends the records rustls holds, until it has none or the socket

@@ -1,0 +1,281 @@
+//! `echoloop client https://…` and `tls://…` against real TLS servers on
+//! loopback: `openssl s_server -www`, a Python `ssl` server that reports
+//! the SNI it saw, and echoloop's own `--tls`; certificate checks with
+//! their exit codes (60 untrusted, 35 a failed handshake, 77 a bad CA
+//! file), `--insecure`, mTLS, and a half-close over TLS.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{ServerProcess, bin, missing, run_bounded, scratch};
+
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A certificate for `localhost` and `127.0.0.1` and its key, in `dir`.
+fn localhost_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// A child server that printed its port on a line of stdout, killed on
+/// drop.
+struct Peer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` and reads its stdout until `port_of` finds the port in a
+/// line.
+fn start_peer(mut cmd: Command, port_of: impl Fn(&str) -> Option<u16>) -> Peer {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the peer");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| port_of(&l))
+        .expect("the peer's port");
+    // Keep draining its stdout so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Peer { child, port }
+}
+
+/// `openssl s_server -www` with `cert` and `key`, on a free port.
+fn s_server(cert: &Path, key: &Path) -> Option<Peer> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        missing("openssl is not installed");
+        return None;
+    }
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_server", "-www", "-accept", "127.0.0.1:0", "-cert"])
+        .arg(cert)
+        .arg("-key")
+        .arg(key);
+    Some(start_peer(cmd, |l| {
+        l.strip_prefix("ACCEPT 127.0.0.1:")?.trim().parse().ok()
+    }))
+}
+
+/// `echoloop client ARGS`, bounded.
+fn client(args: &[&str]) -> Output {
+    let mut cmd = bin();
+    cmd.arg("client").args(args);
+    run_bounded(cmd, LIMIT)
+}
+
+/// Its exit code and stderr, with no panic.
+#[track_caller]
+fn failed(out: &Output, code: i32, says: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(says), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// Verified against `--cacert`: s_server's page arrives and is printed as
+/// repr(); without the CA the certificate is refused (60); `--insecure`
+/// takes it anyway.
+#[test]
+fn s_server_www_verified_refused_and_insecure() {
+    let dir = scratch("tls-client", "s_server");
+    let (cert, key) = localhost_cert(&dir);
+    let Some(peer) = s_server(&cert, &key) else {
+        return;
+    };
+    let url = format!("https://localhost:{}/", peer.port);
+    let out = client(&[&url, "--cacert", cert.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("b'HTTP/1.0 200 ok\\r\\nContent-type: text/html\\r\\n\\r\\n<HTML>"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("TLS_AES_128_GCM_SHA256"), "{stdout}");
+    failed(&client(&[&url]), 60, "cannot be trusted");
+    let out = client(&[&url, "--insecure"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("b'HTTP/1.0 200 ok"));
+    drop(peer);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A Python `ssl` server answers with the server name the client sent
+/// (SNI), then closes without a close_notify, as Python does: the reply
+/// is printed whole (Python's own client reads that as EOF too).
+#[test]
+fn python_ssl_server_sees_the_sni() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        missing("python3 is not installed");
+        return;
+    }
+    let dir = scratch("tls-client", "sni");
+    let (cert, key) = localhost_cert(&dir);
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+seen = []
+ctx.sni_callback = lambda sock, name, c: seen.append(name)
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+while True:
+    conn, _ = listener.accept()
+    try:
+        tls = ctx.wrap_socket(conn, server_side=True)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        body = ("sni=%s" % seen[-1]).encode()
+        tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        tls.close()
+    except (ssl.SSLError, OSError):
+        conn.close()
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script]).arg(&cert).arg(&key);
+    let peer = start_peer(cmd, |l| l.trim().parse().ok());
+    let url = format!("https://localhost:{}/who", peer.port);
+    let out = client(&[&url, "--cacert", cert.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "b'HTTP/1.0 200 OK\\r\\nContent-Length: 13\\r\\n\\r\\nsni=localhost'\n"
+    );
+    drop(peer);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `tls://` to a server that does not speak TLS: the handshake fails
+/// (35). A CA file that is not PEM is 77; `--cert` without `--key` is a
+/// usage error.
+#[test]
+fn handshake_failure_and_bad_files_have_their_codes() {
+    let plain = ServerProcess::start(&[]);
+    let target = format!("tls://127.0.0.1:{}", plain.addr.port());
+    failed(&client(&[&target, "-k"]), 35, "TLS handshake with");
+    let dir = scratch("tls-client", "bad");
+    let garbage = dir.join("ca.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    failed(
+        &client(&[&target, "--cacert", garbage.to_str().unwrap()]),
+        77,
+        "holds no PEM certificate",
+    );
+    common::assert_usage_error(&["client", &target, "--cert", "x.pem"], "--key");
+    common::assert_usage_error(&["client", "tls://127.0.0.1"], "has no port");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `tls://` with `--data` and `--half-close` against `echoloop server
+/// --tls`: the data comes back, and the close_notify ends the exchange
+/// cleanly on both sides (the server counts no truncation).
+#[test]
+fn raw_tls_half_close_against_echoloop() {
+    let server = ServerProcess::start(&["--tls"]);
+    let (cert, _) = server.tls_cert.clone().unwrap();
+    let out = client(&[
+        &server.ready,
+        "--cacert",
+        &cert,
+        "--data",
+        "over tls\n",
+        "--half-close",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "b'over tls\\n'\n");
+    server.signal(libc::SIGTERM);
+    let (_, lines, _) = server.wait_exit();
+    let summary = lines.last().cloned().unwrap_or_default();
+    assert!(
+        summary.contains(" full 1 resumed 0 failed 0, truncated 0,"),
+        "{summary}"
+    );
+}
+
+/// mTLS: with `--cert`/`--key` the client is served; without, the server
+/// refuses it. TLS 1.3 sends that refusal after the client's side of the
+/// handshake is over, so the client learns it while sending (55) or
+/// receiving (56), as curl does.
+#[test]
+fn client_certificates_for_mtls() {
+    let dir = scratch("tls-client", "mtls");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(params, ca_key).unwrap();
+    let me_key = rcgen::KeyPair::generate().unwrap();
+    let me = rcgen::CertificateParams::new(vec!["me".into()])
+        .unwrap()
+        .signed_by(&me_key, &ca)
+        .unwrap();
+    let (ca_file, me_file, key_file) = (dir.join("ca.pem"), dir.join("me.pem"), dir.join("me.key"));
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&me_file, me.pem()).unwrap();
+    std::fs::write(&key_file, me_key.serialize_pem()).unwrap();
+    let server = ServerProcess::start(&["--tls", "--tls-client-ca", ca_file.to_str().unwrap()]);
+    let (cert, _) = server.tls_cert.clone().unwrap();
+    let base = [
+        server.ready.as_str(),
+        "--cacert",
+        &cert,
+        "--data",
+        "id",
+        "--half-close",
+    ];
+    let mut with = base.to_vec();
+    with.extend([
+        "--cert",
+        me_file.to_str().unwrap(),
+        "--key",
+        key_file.to_str().unwrap(),
+    ]);
+    let out = client(&with);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "b'id'\n");
+    let out = client(&base);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(55 | 56)), "{err}");
+    assert!(err.contains("CertificateRequired"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
