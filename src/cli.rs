@@ -706,6 +706,21 @@ pub struct LoadArgs {
           conflicts_with = "connect_rate")]
     pub start_at: Option<std::time::SystemTime>,
 
+    /// How to verify a tls:// server, and what to show it.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// The server name to send (SNI) and to find in its certificate,
+    /// instead of ADDR's host (tls:// only).
+    #[arg(long, value_name = "NAME", help_heading = "TLS")]
+    pub sni: Option<String>,
+
+    /// Whether a new connection resumes an earlier session (tls:// only):
+    /// never (every handshake full), tickets, or ids (TLS 1.2 session
+    /// IDs; TLS 1.3 has tickets only). Default: tickets.
+    #[arg(long, value_name = "HOW", help_heading = "TLS")]
+    pub tls_resume: Option<crate::shared::tls::Resume>,
+
     /// With --rate FROM..TO: how long the ramp takes (default: the whole
     /// of -d); the rate holds at TO after it. Each tenth of the ramp (or
     /// each --interval) is reported with its offered rate.
@@ -851,6 +866,7 @@ pub fn parse_tag(text: &str) -> Result<String, String> {
     for (suffix, what) in [
         (crate::report::CONNECT_SUFFIX, "connect-latency"),
         (crate::report::SERVICE_SUFFIX, "service-time"),
+        (crate::report::HANDSHAKE_SUFFIX, "handshake-latency"),
     ] {
         if text.ends_with(suffix) {
             return Err(format!(
@@ -887,6 +903,8 @@ pub enum LoadTarget {
     Tcp(String, u16),
     /// `udp://HOST:PORT`: datagrams.
     Udp(String, u16),
+    /// `tls://HOST:PORT`: TLS over TCP.
+    Tls(String, u16),
     /// `unix:/path` or `unix:@name`: a Unix-domain stream socket.
     Unix(Endpoint),
 }
@@ -899,12 +917,15 @@ pub fn parse_load_target(text: &str) -> Result<LoadTarget, String> {
     if let Some(rest) = text.strip_prefix("udp://") {
         return parse_host_port(rest).map(|(host, port)| LoadTarget::Udp(host, port));
     }
-    // Another scheme (http://, tcp://, tls://): say which ones there are,
+    if let Some(rest) = text.strip_prefix("tls://") {
+        return parse_host_port(rest).map(|(host, port)| LoadTarget::Tls(host, port));
+    }
+    // Another scheme (http://, tcp://): say which ones there are,
     // instead of "no port" on "http".
     if let Some((scheme, _)) = text.split_once("://") {
         return Err(format!(
             "`{scheme}://` is not a scheme echoloop load speaks: use HOST:PORT \
-             (TCP), udp://HOST:PORT or unix:PATH"
+             (TCP), tls://HOST:PORT, udp://HOST:PORT or unix:PATH"
         ));
     }
     parse_host_port(text).map(|(host, port)| LoadTarget::Tcp(host, port))
@@ -1034,6 +1055,17 @@ impl LoadArgs {
             );
             return Err(Usage::new(ErrorKind::ValueValidation, msg));
         }
+        let tls = matches!(self.addr, LoadTarget::Tls(..));
+        let tls_options = self.sni.is_some()
+            || self.tls_resume.is_some()
+            || self.tls.cacert.is_some()
+            || self.tls.insecure
+            || self.tls.cert.is_some();
+        if tls_options && !tls {
+            let msg =
+                "--cacert, --insecure, --cert, --sni and --tls-resume are for tls://HOST:PORT";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
         if udp && (self.messages_per_connection.is_some() || self.reconnect) {
             let msg = "--messages-per-connection and --reconnect are for streams, not udp://";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
@@ -1094,6 +1126,8 @@ impl LoadArgs {
                 first: self.first_message.as_ref().map(|b| b.0.clone()),
                 first_echoed: self.first_message_echo,
             },
+            // Made by the caller: setting TLS up reads files, and can fail.
+            tls: None,
         }
     }
 

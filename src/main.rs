@@ -140,11 +140,15 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
     raise_fd_limit(Some(args.connections));
     let addr = load_target(&args)?;
     args.check(&addr).map_err(|u| Exit::Usage("load", u))?;
-    let config = args.config(addr);
+    let mut config = args.config(addr);
+    if let LoadTarget::Tls(host, _) = &args.addr {
+        config.tls = Some(load_dialer(&args, host)?);
+    }
     let mut hdr_log = open_hdr_log(&args, &config)?;
     let log_connects = args.messages_per_connection.is_some() || args.reconnect;
     // Open loop over a stream: the service time is logged beside latency.
     let open_loop = config.rate.is_some() && !config.udp;
+    let tls = config.tls.is_some();
     let live = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -178,6 +182,7 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
                     latency: interval.latency.clone(),
                     connect: log_connects.then(|| interval.connect_latency.clone()),
                     service: open_loop.then(|| interval.service.clone()),
+                    handshake: tls.then(|| interval.handshake_latency.clone()),
                     at: interval.since_run_start,
                     length: interval.length,
                     errors: interval.errors,
@@ -271,14 +276,27 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
 fn load_target(args: &LoadArgs) -> Result<Endpoint, Exit> {
     match &args.addr {
         LoadTarget::Unix(endpoint) => Ok(endpoint.clone()),
-        LoadTarget::Tcp(host, port) | LoadTarget::Udp(host, port) => {
+        LoadTarget::Tcp(host, port) | LoadTarget::Udp(host, port) | LoadTarget::Tls(host, port) => {
             // UDP has no connect to probe with: its first address is it.
-            let probe = matches!(args.addr, LoadTarget::Tcp(..));
+            let probe = !matches!(args.addr, LoadTarget::Udp(..));
             echoloop::load::resolve(host, *port, args.timeout, probe)
                 .map(Endpoint::Ip)
                 .map_err(|failure| Exit::failed(&failure, failure.exit_code()))
         }
     }
+}
+
+/// `tls://`: the client configuration (shared by every connection and
+/// thread, so sessions resume across them) and the server's name.
+fn load_dialer(args: &LoadArgs, host: &str) -> Result<echoloop::shared::tls::Dialer, Exit> {
+    let mut opts = args.tls.options();
+    opts.resume = args.tls_resume.unwrap_or_default();
+    let config =
+        echoloop::shared::tls::client_config(&opts).map_err(|e| Exit::failed(&e, e.exit_code()))?;
+    let name = args.sni.as_deref().unwrap_or(host);
+    let name = echoloop::shared::tls::server_name(name)
+        .map_err(|why| usage("load", ErrorKind::ValueValidation, why))?;
+    Ok(echoloop::shared::tls::Dialer { config, name })
 }
 
 /// `--hdr-log`: the log opened (without blocking) and its writer started.

@@ -140,6 +140,7 @@ fn clean_run_against_the_echo_server_reports_json() {
             "reset",
             "timeout",
             "mismatch",
+            "handshake",
             "cpu_us_per_msg",
             "cpu_busy",
             "threads"
@@ -253,7 +254,7 @@ fn a_foreign_scheme_is_named() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("`http://` is not a scheme echoloop load speaks: use HOST:PORT (TCP), udp://HOST:PORT or unix:PATH"),
+        stderr.contains("`http://` is not a scheme echoloop load speaks: use HOST:PORT (TCP), tls://HOST:PORT, udp://HOST:PORT or unix:PATH"),
         "{stderr}"
     );
 }

@@ -56,6 +56,8 @@ pub struct Config {
     /// `--start-at`: connect first, then start the clock (and send) at
     /// this instant, so that generators on many machines start together.
     pub start_at: Option<std::time::Instant>,
+    /// `tls://`: each connection speaks TLS, made by this.
+    pub tls: Option<crate::shared::tls::Dialer>,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             interval: None,
             payload: super::Payload::default(),
             start_at: None,
+            tls: None,
         }
     }
 }

@@ -15,11 +15,12 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::time::Instant;
 
 use crate::shared::net::{interrupted, would_block};
 use crate::shared::readiness::Drain;
+use crate::shared::tls::Wire;
 
 use super::counters::Counters;
 use super::tape::{CHUNK, Tape};
@@ -34,6 +35,16 @@ pub(super) enum Phase<S> {
         stream: S,
         /// When the attempt started.
         since: Instant,
+    },
+    /// TCP is up (at `up`); the TLS handshake is under way (`tls://`).
+    Handshaking {
+        /// The TLS stream.
+        stream: S,
+        /// When the TCP connect started.
+        since: Instant,
+        /// When TCP was established: the handshake's latency counts from
+        /// here.
+        up: Instant,
     },
     /// Sending messages and checking echoes.
     Running {
@@ -52,6 +63,7 @@ impl<S> Phase<S> {
         match self {
             Phase::Waiting => "waiting",
             Phase::Connecting { .. } => "connecting",
+            Phase::Handshaking { .. } => "handshaking",
             Phase::Running { .. } => "running",
             Phase::Backoff => "backoff",
             Phase::Closed => "closed",
@@ -129,7 +141,7 @@ struct InFlight {
     sent: Option<Instant>,
 }
 
-impl<S: Read + Write> Connection<S> {
+impl<S: Wire> Connection<S> {
     /// A connection not opened yet, whose bytes start at `tape_start`.
     pub(super) fn new(tape_start: usize, quota: Option<u64>) -> Self {
         Connection {
@@ -224,6 +236,13 @@ impl<S: Read + Write> Connection<S> {
         let Phase::Running { stream } = &mut self.phase else {
             return Ok(());
         };
+        // Over TLS, records rustls sealed earlier go first (a no-op on a
+        // bare socket): the edge that brought us here may be the only one.
+        match stream.flush() {
+            Ok(()) => {}
+            Err(e) if would_block(&e) || interrupted(&e) => {}
+            Err(e) => return Err(Close::Failed(e)),
+        }
         while self.sent < self.queued {
             let len = (self.queued - self.sent).min(CHUNK as u64) as usize;
             let bytes = match self.sent.checked_sub(self.first_len) {
@@ -269,6 +288,8 @@ impl<S: Read + Write> Connection<S> {
             let Phase::Running { stream } = &mut self.phase else {
                 return Ok(());
             };
+            // Over TLS a short read proves nothing (see shared::tls).
+            let drain = stream.drain(drain);
             let n = match stream.read(buf) {
                 Ok(0) => return Err(Close::Closed),
                 Ok(n) => n,

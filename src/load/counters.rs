@@ -39,9 +39,16 @@ pub(super) struct Counters {
     pub(super) connects: u64,
     /// How long each of those took, connect() to established, µs.
     pub(super) connect_latency: Histogram<u64>,
-    /// The same two histograms for the current `--interval` only.
+    /// `tls://`: handshakes completed inside the window, in full and
+    /// resumed.
+    pub(super) handshakes_full: u64,
+    pub(super) handshakes_resumed: u64,
+    /// How long each of those took, TCP established to handshake done, µs.
+    pub(super) handshake_latency: Histogram<u64>,
+    /// The same histograms for the current `--interval` only.
     pub(super) interval_latency: Histogram<u64>,
     pub(super) interval_connect: Histogram<u64>,
+    pub(super) interval_handshake: Histogram<u64>,
     pub(super) interval_service: Histogram<u64>,
     pub(super) errors: Errors,
     /// A varying open-loop run (a ramp, steps): its figures per stretch
@@ -108,8 +115,12 @@ impl Counters {
             service: micros_histogram()?,
             connects: 0,
             connect_latency: micros_histogram()?,
+            handshakes_full: 0,
+            handshakes_resumed: 0,
+            handshake_latency: micros_histogram()?,
             interval_latency: micros_histogram()?,
             interval_connect: micros_histogram()?,
+            interval_handshake: micros_histogram()?,
             interval_service: micros_histogram()?,
             errors: Errors::default(),
             segments: None,
@@ -169,6 +180,21 @@ impl Counters {
             let took = (now.saturating_duration_since(since).as_micros() as u64).max(1);
             self.connect_latency.saturating_record(took);
             self.interval_connect.saturating_record(took);
+        }
+    }
+
+    /// Counts a TLS handshake that began when TCP was up at `up` and
+    /// ended at `now`, when that happened inside the window.
+    pub(super) fn handshaken(&mut self, up: Instant, now: Instant, resumed: bool) {
+        if up >= self.measure_from && now <= self.end {
+            if resumed {
+                self.handshakes_resumed += 1;
+            } else {
+                self.handshakes_full += 1;
+            }
+            let took = (now.saturating_duration_since(up).as_micros() as u64).max(1);
+            self.handshake_latency.saturating_record(took);
+            self.interval_handshake.saturating_record(took);
         }
     }
 

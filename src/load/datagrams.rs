@@ -481,6 +481,7 @@ impl DatagramGenerator {
         let mut errors = c.errors;
         errors.mismatch += self.figures.corrupted;
         Summary {
+            tls: None,
             connections: self.config.connections,
             established: self.flows.len(),
             size: self.config.size,

@@ -99,6 +99,7 @@ impl Intervals {
             errors: counters.errors.total() - base.errors,
             latency: counters.interval_latency.clone(),
             connect_latency: counters.interval_connect.clone(),
+            handshake_latency: counters.interval_handshake.clone(),
             service: counters.interval_service.clone(),
             cpu: cpu.saturating_sub(base.cpu),
             threads: 1,
@@ -106,6 +107,7 @@ impl Intervals {
         };
         counters.interval_latency.reset();
         counters.interval_connect.reset();
+        counters.interval_handshake.reset();
         counters.interval_service.reset();
         self.base = Marks {
             messages: counters.messages,

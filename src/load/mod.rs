@@ -456,6 +456,10 @@ impl Generator {
         };
         let result = match &mut conn.phase {
             Phase::Connecting { stream, .. } => match stream.connect_finished() {
+                Ok(true) if self.config.tls.is_some() => {
+                    self.begin_tls(i, now);
+                    return;
+                }
                 Ok(true) => {
                     self.established += 1;
                     self.connect_ended(i);
@@ -486,6 +490,10 @@ impl Generator {
                     conn.on_writable(&self.tape, &mut self.counters, now)
                 })
             }
+            Phase::Handshaking { .. } => {
+                self.handshake(i, now);
+                return;
+            }
             Phase::Waiting | Phase::Backoff | Phase::Closed => return,
         };
         match result {
@@ -495,20 +503,104 @@ impl Generator {
         }
     }
 
-    /// Connecting → Running: in closed loop, fill the pipeline and send.
+    /// Connecting → Handshaking (`tls://`): TCP is up; the connect's
+    /// latency ends here, and the handshake's begins.
+    fn begin_tls(&mut self, i: usize, now: Instant) {
+        let Some(dialer) = self.config.tls.clone() else {
+            return;
+        };
+        let mut failed = None;
+        self.set_phase(i, |phase| match phase {
+            Phase::Connecting {
+                stream: Stream::Tcp(tcp),
+                since,
+            } => {
+                let _ = tcp.set_nodelay(true);
+                match dialer.wrap(tcp, CHUNK) {
+                    Ok(tls) => Phase::Handshaking {
+                        stream: Stream::Tls(Box::new(tls)),
+                        since,
+                        up: now,
+                    },
+                    Err(e) => {
+                        failed = Some(e);
+                        Phase::Closed
+                    }
+                }
+            }
+            other => other,
+        });
+        if let Some(e) = failed {
+            return self.handshake_failed(i, &e);
+        }
+        if let Phase::Handshaking { since, .. } = self.conns[i].phase {
+            self.counters.connected(since, now);
+        }
+        self.handshake(i, now);
+    }
+
+    /// Handshaking: drives the handshake as far as the socket allows;
+    /// once it is over, the connection is established (→ Running).
+    fn handshake(&mut self, i: usize, now: Instant) {
+        let Phase::Handshaking {
+            stream: Stream::Tls(tls),
+            up,
+            ..
+        } = &mut self.conns[i].phase
+        else {
+            return;
+        };
+        match tls.handshake() {
+            Ok(false) => {}
+            Ok(true) => {
+                let resumed = tls.handshake_news().unwrap_or(false);
+                log::trace!(
+                    "connection {i}: tls handshake done ({})",
+                    if resumed { "resumed" } else { "full" }
+                );
+                let up = *up;
+                self.counters.handshaken(up, now, resumed);
+                self.established += 1;
+                self.connect_ended(i);
+                self.start(i, now);
+            }
+            Err(e) => self.handshake_failed(i, &e),
+        }
+    }
+
+    /// A TLS handshake failed (refused, a certificate not trusted, the
+    /// server closed): counted apart from connect errors, and said once.
+    fn handshake_failed(&mut self, i: usize, e: &io::Error) {
+        let why = crate::shared::tls::describe(e);
+        log::debug!("connection {i}: {why}");
+        self.counters.errors.handshake += 1;
+        self.connect_ended(i);
+        self.first_connect_error.get_or_insert(why);
+        self.down(i);
+    }
+
+    /// Connecting (or Handshaking) → Running: in closed loop, fill the
+    /// pipeline and send.
     fn start(&mut self, i: usize, now: Instant) {
         let mut began = None;
         self.set_phase(i, |phase| match phase {
             Phase::Connecting { stream, since } => {
-                began = Some(since);
+                began = Some(Some(since));
                 // Small messages must leave at once, not wait for Nagle.
                 let _ = stream.set_nodelay();
+                Phase::Running { stream }
+            }
+            // The connect was counted when TCP came up.
+            Phase::Handshaking { stream, .. } => {
+                began = Some(None);
                 Phase::Running { stream }
             }
             other => other,
         });
         let Some(since) = began else { return };
-        self.counters.connected(since, now);
+        if let Some(since) = since {
+            self.counters.connected(since, now);
+        }
         let conn = &mut self.conns[i];
         conn.open(&self.tape);
         // With --start-at, nothing is measured or sent before the start but
@@ -576,6 +668,7 @@ impl Generator {
     /// its socket (cleanly: everything was echoed) and open a new one now.
     fn recycle(&mut self, i: usize, now: Instant) {
         log::trace!("connection {i}: quota done, reconnecting");
+        self.goodbye(i);
         self.conns[i].reset();
         self.connect(i, now); // running => connecting drops the old socket
     }
@@ -653,6 +746,10 @@ impl Generator {
                     let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                     self.connect_failed(i, &e);
                 }
+                Phase::Handshaking { up, .. } if now.saturating_duration_since(*up) > timeout => {
+                    let e = io::Error::new(io::ErrorKind::TimedOut, "handshake timed out");
+                    self.handshake_failed(i, &e);
+                }
                 Phase::Running { .. } => {
                     if let Some(at) = self.conns[i].oldest_in_flight()
                         && now.saturating_duration_since(at) > timeout
@@ -694,7 +791,20 @@ impl Generator {
 
     /// Any phase → `Closed` (dropping the socket).
     fn end(&mut self, i: usize) {
+        self.goodbye(i);
         self.set_phase(i, |_| Phase::Closed);
+    }
+
+    /// Over TLS, a running connection about to close says so with a
+    /// `close_notify` (best effort: the socket is closed next either
+    /// way), so the server sees a clean end, not a truncation.
+    fn goodbye(&mut self, i: usize) {
+        if let Some(conn) = self.conns.get_mut(i)
+            && let Phase::Running { stream } = &mut conn.phase
+            && let Err(e) = stream.close_notify()
+        {
+            log::trace!("connection {i}: close_notify not sent: {e}");
+        }
     }
 
     /// Every change of a connection's phase goes through here: it keeps the
@@ -707,7 +817,7 @@ impl Generator {
         };
         let old = std::mem::replace(&mut conn.phase, Phase::Closed);
         let (was_connecting, was_closed) = (
-            matches!(old, Phase::Connecting { .. }),
+            matches!(old, Phase::Connecting { .. } | Phase::Handshaking { .. }),
             matches!(old, Phase::Closed),
         );
         let from = old.name();
@@ -715,7 +825,10 @@ impl Generator {
         if from != new.name() {
             log::trace!("connection {i}: {from} => {}", new.name());
         }
-        self.connecting += usize::from(matches!(new, Phase::Connecting { .. }));
+        self.connecting += usize::from(matches!(
+            new,
+            Phase::Connecting { .. } | Phase::Handshaking { .. }
+        ));
         self.connecting -= usize::from(was_connecting);
         self.closed += usize::from(matches!(new, Phase::Closed));
         self.closed -= usize::from(was_closed);
@@ -810,6 +923,11 @@ impl Generator {
             connects: self.counters.connects,
             connect_latency: self.counters.connect_latency.clone(),
             errors: self.counters.errors,
+            tls: self.config.tls.as_ref().map(|_| outcome::Handshakes {
+                full: self.counters.handshakes_full,
+                resumed: self.counters.handshakes_resumed,
+                latency: self.counters.handshake_latency.clone(),
+            }),
             first_connect_error: self.first_connect_error.clone(),
             fate: self.fate,
             schedule,

@@ -24,13 +24,28 @@ pub struct Errors {
     pub timeout: u64,
     /// Echoed bytes that differ from what was sent (or more than was sent).
     pub mismatch: u64,
+    /// TLS handshakes that failed (`tls://`): refused, a certificate not
+    /// trusted, timed out.
+    pub handshake: u64,
 }
 
 impl Errors {
     /// All errors.
     pub fn total(&self) -> u64 {
-        self.connect + self.closed + self.reset + self.timeout + self.mismatch
+        self.connect + self.closed + self.reset + self.timeout + self.mismatch + self.handshake
     }
+}
+
+/// TLS handshakes of a `tls://` run, inside the measured window (the
+/// first connections' handshakes happen before the clock starts).
+#[derive(Debug, Clone)]
+pub struct Handshakes {
+    /// Handshakes completed in full.
+    pub full: u64,
+    /// Handshakes that resumed a session.
+    pub resumed: u64,
+    /// Their latency, TCP established to handshake done, µs.
+    pub latency: Histogram<u64>,
 }
 
 /// One stretch of a varying open-loop run (a step of `--rate-steps`, a
@@ -116,6 +131,8 @@ pub struct Summary {
     pub connect_latency: Histogram<u64>,
     /// Failures by kind.
     pub errors: Errors,
+    /// `tls://`: the handshakes. `None` over plain TCP.
+    pub tls: Option<Handshakes>,
     /// The first connect failure, for the error message.
     pub first_connect_error: Option<String>,
     /// How the connections fared: up at the end, died on the way.
@@ -168,6 +185,8 @@ pub struct Interval {
     pub latency: Histogram<u64>,
     /// Connect latency of the connections established in it, µs.
     pub connect_latency: Histogram<u64>,
+    /// `tls://`: latency of the handshakes completed in it, µs.
+    pub handshake_latency: Histogram<u64>,
     /// Service time of its messages (open loop over a stream), µs.
     pub service: Histogram<u64>,
     /// The generator's CPU time in it, all threads.
@@ -188,6 +207,7 @@ impl Interval {
         self.errors += other.errors;
         let _ = self.latency.add(&other.latency);
         let _ = self.connect_latency.add(&other.connect_latency);
+        let _ = self.handshake_latency.add(&other.handshake_latency);
         let _ = self.service.add(&other.service);
         self.cpu += other.cpu;
         self.threads += other.threads;
@@ -221,8 +241,16 @@ impl Interval {
             .offered()
             .map(|r| format!("offered {r:.0}/s  "))
             .unwrap_or_default();
+        let handshakes = match self.handshake_latency.len() {
+            0 => String::new(),
+            n => format!(
+                "  handshakes/s {:.0} p99 {}µs",
+                n as f64 / secs,
+                quantile(&self.handshake_latency, 0.99)
+            ),
+        };
         format!(
-            "[{end:>6.1}s] {offered}msgs/s {:.0}  MiB/s {:.2} / {:.2}  p50 {}µs  p99 {}µs  max {}µs  errors {}  cpu {:.0}%",
+            "[{end:>6.1}s] {offered}msgs/s {:.0}  MiB/s {:.2} / {:.2}  p50 {}µs  p99 {}µs  max {}µs  errors {}  cpu {:.0}%{handshakes}",
             self.messages as f64 / secs,
             self.bytes_sent as f64 / secs / MIB,
             self.bytes_received as f64 / secs / MIB,
@@ -250,6 +278,10 @@ impl Interval {
             errors: self.errors,
             cpu_busy: round(self.busy(), 3),
             offered_per_s: self.offered().map(|r| round(r, 1)),
+            handshakes_per_s: (!self.handshake_latency.is_empty())
+                .then(|| round(self.handshake_latency.len() as f64 / secs, 1)),
+            handshake_latency_us: (!self.handshake_latency.is_empty())
+                .then(|| Short::of(&self.handshake_latency)),
         })
     }
 }
@@ -324,6 +356,10 @@ struct IntervalJson {
     cpu_busy: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     offered_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handshakes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handshake_latency_us: Option<Short>,
 }
 
 /// The summary's `errors`.
@@ -334,6 +370,18 @@ struct ErrorsJson {
     reset: u64,
     timeout: u64,
     mismatch: u64,
+    handshake: u64,
+}
+
+/// The summary's `tls` (`tls://` only).
+#[derive(Debug, Serialize)]
+struct TlsJson {
+    handshakes: u64,
+    handshakes_per_s: f64,
+    full: u64,
+    resumed: u64,
+    resumed_fraction: f64,
+    handshake_latency_us: Long,
 }
 
 /// The summary's `schedule` (open loop).
@@ -385,6 +433,8 @@ struct SummaryJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     last_death_s: Option<f64>,
     errors: ErrorsJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<TlsJson>,
     cpu_us_per_msg: f64,
     cpu_busy: f64,
     threads: Vec<f64>,
@@ -663,13 +713,18 @@ impl std::fmt::Display for Failure {
             }
             Failure::Errors(e) => write!(
                 f,
-                "{} errors (connect {}, closed {}, reset {}, timeout {}, mismatch {})",
+                "{} errors (connect {}, closed {}, reset {}, timeout {}, mismatch {}{})",
                 e.total(),
                 e.connect,
                 e.closed,
                 e.reset,
                 e.timeout,
-                e.mismatch
+                e.mismatch,
+                if e.handshake > 0 {
+                    format!(", handshake {}", e.handshake)
+                } else {
+                    String::new()
+                }
             ),
             Failure::NothingEchoed => f.write_str("no message was echoed"),
         }
@@ -803,6 +858,16 @@ impl Summary {
             all.errors.reset += r.errors.reset;
             all.errors.timeout += r.errors.timeout;
             all.errors.mismatch += r.errors.mismatch;
+            all.errors.handshake += r.errors.handshake;
+            all.tls = match (all.tls, r.tls) {
+                (Some(mut a), Some(b)) => {
+                    a.full += b.full;
+                    a.resumed += b.resumed;
+                    let _ = a.latency.add(&b.latency);
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
             all.first_connect_error = all.first_connect_error.or(r.first_connect_error);
             all.fate.add(&r.fate);
             all.schedule = match (all.schedule, r.schedule) {
@@ -902,7 +967,19 @@ impl Summary {
                 reset: e.reset,
                 timeout: e.timeout,
                 mismatch: e.mismatch,
+                handshake: e.handshake,
             },
+            tls: self.tls.as_ref().map(|t| {
+                let all = t.full + t.resumed;
+                TlsJson {
+                    handshakes: all,
+                    handshakes_per_s: round(all as f64 / self.secs(), 1),
+                    full: t.full,
+                    resumed: t.resumed,
+                    resumed_fraction: round(t.resumed as f64 / all.max(1) as f64, 4),
+                    handshake_latency_us: Long::of(&t.latency, false),
+                }
+            }),
             cpu_us_per_msg: round(self.cpu_us_per_msg(), 3),
             cpu_busy: round(self.busy(), 3),
             threads: self.per_thread.iter().map(|m| round(*m, 1)).collect(),
@@ -1034,6 +1111,20 @@ impl Summary {
                 c.max()
             );
         }
+        if let Some(t) = self.tls.as_ref().filter(|t| t.full + t.resumed > 0) {
+            let all = t.full + t.resumed;
+            let _ = writeln!(
+                out,
+                "  handshakes  {all} ({:.1}/s; full {}, resumed {}), handshake µs p50 {}  p90 {}  p99 {}  max {}",
+                all as f64 / self.secs(),
+                t.full,
+                t.resumed,
+                quantile(&t.latency, 0.5),
+                quantile(&t.latency, 0.9),
+                quantile(&t.latency, 0.99),
+                t.latency.max()
+            );
+        }
         if let Some(line) = self.fate.line(self.connections, self.established) {
             let _ = writeln!(out, "  connections {line}");
         }
@@ -1094,6 +1185,9 @@ impl Summary {
             "  errors      connect {}  closed {}  reset {}  timeout {}  mismatch {}",
             e.connect, e.closed, e.reset, e.timeout, e.mismatch
         );
+        if self.tls.is_some() {
+            let _ = write!(out, "  handshake {}", e.handshake);
+        }
         out
     }
 }
@@ -1159,6 +1253,7 @@ mod tests {
 
     fn report(established: usize, errors: Errors, messages: u64) -> Summary {
         Summary {
+            tls: None,
             connections: 2,
             established,
             size: 64,

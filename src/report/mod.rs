@@ -49,6 +49,18 @@ pub const CONNECT_SUFFIX: &str = "-connect";
 /// `--tag` of its own that ends so too.
 pub const SERVICE_SUFFIX: &str = "-service";
 
+/// A tag ending in this holds TLS handshake latency (`tls://`), not
+/// message latency; `echoloop load` refuses a `--tag` that ends so.
+pub const HANDSHAKE_SUFFIX: &str = "-handshake";
+
+/// Whether a tag names a side histogram (connect, service, handshake)
+/// rather than a run's message latency.
+pub fn is_side_tag(tag: &str) -> bool {
+    [CONNECT_SUFFIX, SERVICE_SUFFIX, HANDSHAKE_SUFFIX]
+        .iter()
+        .any(|suffix| tag.ends_with(suffix))
+}
+
 /// The most steps a report is drawn in (text lines, chart points).
 pub const MAX_STEPS: usize = 1000;
 
@@ -264,8 +276,7 @@ impl Scan {
                 t0 = t0.min(start);
                 end = end.max(start + length);
                 let _ = lengths.record((length * 1e3).round().max(1.0) as u64);
-                let side = tag.ends_with(CONNECT_SUFFIX) || tag.ends_with(SERVICE_SUFFIX);
-                if !side && !tags.contains(&tag) {
+                if !is_side_tag(&tag) && !tags.contains(&tag) {
                     if tags.len() == MAX_TAGS {
                         return Err(ReportError::Malformed {
                             path: path.clone(),
@@ -354,6 +365,9 @@ pub struct Merged {
     pub connect: Option<Histogram<u64>>,
     /// Service time of all the runs (tags ending in `-service`).
     pub service: Option<Histogram<u64>>,
+    /// TLS handshake latency of all the runs (tags ending in
+    /// `-handshake`).
+    pub handshake: Option<Histogram<u64>>,
     /// Whether the logs say what rate was offered (a varying run): the
     /// page then draws latency against it.
     pub offered: bool,
@@ -411,6 +425,7 @@ pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
         steps: (0..n_steps).map(|_| None).collect(),
         connect: None,
         service: None,
+        handshake: None,
         offered: false,
     };
     for path in paths {
@@ -450,6 +465,10 @@ pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
             if tag.ends_with(SERVICE_SUFFIX) {
                 let service = merged.service.get_or_insert_with(growing);
                 return add(service, &h, path, number);
+            }
+            if tag.ends_with(HANDSHAKE_SUFFIX) {
+                let handshake = merged.handshake.get_or_insert_with(growing);
+                return add(handshake, &h, path, number);
             }
             add(&mut merged.total, &h, path, number)?;
             let offset = start - scan.t0;
@@ -529,6 +548,8 @@ struct Json<'a> {
     connect_latency_us: Option<Percentiles>,
     #[serde(skip_serializing_if = "Option::is_none")]
     service_us: Option<Percentiles>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handshake_latency_us: Option<Percentiles>,
     #[serde(skip_serializing_if = "Option::is_none")]
     start_skew_ms: Option<f64>,
 }
@@ -617,9 +638,11 @@ impl Merged {
                 h.max()
             );
         }
-        // The side histograms: connect latency, and open-loop service time.
+        // The side histograms: connect latency, TLS handshakes, and
+        // open-loop service time.
         let sides = [
             ("connect", "connections", "", &self.connect),
+            ("handshake", "handshakes", "", &self.handshake),
             (
                 "service",
                 "messages",
@@ -696,6 +719,7 @@ impl Merged {
             apart: self.apart(),
             connect_latency_us: self.connect.as_ref().map(Percentiles::of),
             service_us: self.service.as_ref().map(Percentiles::of),
+            handshake_latency_us: self.handshake.as_ref().map(Percentiles::of),
             start_skew_ms: self.start_skew().map(|s| round(s * 1e3, 1)),
         };
         // Plain numbers, strings and maps: serializing cannot fail.

@@ -19,7 +19,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 
-use super::{CONNECT_SUFFIX, INTERVAL_COMMENT, SERVICE_SUFFIX};
+use super::{CONNECT_SUFFIX, HANDSHAKE_SUFFIX, INTERVAL_COMMENT, SERVICE_SUFFIX};
 use crate::shared::offload::{Offload, Unfinished};
 
 /// How long the end of a run waits for the writer to finish.
@@ -34,6 +34,8 @@ pub struct Record {
     pub connect: Option<Histogram<u64>>,
     /// Service time, µs, in open loop (logged under `TAG-service`).
     pub service: Option<Histogram<u64>>,
+    /// TLS handshake latency, µs, over `tls://` (`TAG-handshake`).
+    pub handshake: Option<Histogram<u64>>,
     /// When the interval started, from the run's start.
     pub at: Duration,
     /// How long it lasted.
@@ -172,6 +174,7 @@ fn write_all(
     let mut serializer = V2DeflateSerializer::new();
     let connect_tag = format!("{tag}{CONNECT_SUFFIX}");
     let service_tag = format!("{tag}{SERVICE_SUFFIX}");
+    let handshake_tag = format!("{tag}{HANDSHAKE_SUFFIX}");
     let wall = |at: Duration| {
         start
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -202,6 +205,10 @@ fn write_all(
             log.write_comment(&line)?;
             if let Some(connect) = &r.connect {
                 log.write_histogram(connect, r.at, r.length, Tag::new(&connect_tag))
+                    .map_err(to_io)?;
+            }
+            if let Some(handshake) = &r.handshake {
+                log.write_histogram(handshake, r.at, r.length, Tag::new(&handshake_tag))
                     .map_err(to_io)?;
             }
             if let Some(service) = &r.service {

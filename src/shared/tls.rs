@@ -523,6 +523,27 @@ fn system_roots() -> Result<RootCertStore, TlsSetupError> {
     Ok(roots)
 }
 
+/// What a client needs to open TLS sessions to one server: the
+/// configuration (verification, client certificate, resumption cache,
+/// shared by every connection and thread) and the server's name.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    /// The client configuration.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name sent as SNI and checked in the certificate.
+    pub name: ServerName<'static>,
+}
+
+impl Dialer {
+    /// A new session to the server over the connected `sock`, holding at
+    /// most `limit` bytes of records unsent.
+    pub fn wrap<S: Read + Write>(&self, sock: S, limit: usize) -> io::Result<TlsStream<S>> {
+        let session = rustls::ClientConnection::new(self.config.clone(), self.name.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(TlsStream::new(session, sock, limit, 0))
+    }
+}
+
 /// The server name a client sends (SNI) and checks the certificate
 /// against: a DNS name, or an IP address (sent as no SNI, checked against
 /// the certificate's IP names).
