@@ -1,0 +1,305 @@
+//! `echoloop load tls://…` against `echoloop server --tls` and against
+//! nginx's stream module terminating TLS in front of the plain server:
+//! every byte verified, closed and open loop, threads, handshakes counted
+//! with resumption on and off, the handshake log read back by `report`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{DEADLINE, ServerProcess, bin, json_at, json_number, missing, run_bounded, scratch};
+
+/// `echoloop load TARGET ARGS --json`, bounded; asserts exit 0 and no
+/// error of any kind, and returns the JSON.
+#[track_caller]
+fn clean_run(target: &str, args: &[&str]) -> String {
+    let out = load(target, args);
+    let json = common::clean_stdout(out);
+    for kind in [
+        "connect",
+        "closed",
+        "reset",
+        "timeout",
+        "mismatch",
+        "handshake",
+    ] {
+        assert_eq!(
+            json_number(&json, &format!("errors.{kind}")),
+            0.0,
+            "{kind}: {json}"
+        );
+    }
+    assert!(json_number(&json, "messages") > 0.0, "{json}");
+    json
+}
+
+fn load(target: &str, args: &[&str]) -> Output {
+    let mut cmd = bin();
+    cmd.arg("load").arg(target).args(args).arg("--json");
+    run_bounded(cmd, DEADLINE)
+}
+
+/// A TLS server, its `tls://` target and its certificate file.
+fn tls_server(args: &[&str]) -> (ServerProcess, String, String) {
+    let mut all = vec!["--tls"];
+    all.extend_from_slice(args);
+    let server = ServerProcess::start(&all);
+    let (cert, _) = server.tls_cert.clone().expect("a certificate line");
+    let target = format!("tls://localhost:{}", server.addr.port());
+    (server, target, cert)
+}
+
+/// The server's summary line, after SIGTERM.
+fn summary(server: ServerProcess) -> String {
+    server.signal(libc::SIGTERM);
+    let (_, out, _) = server.wait_exit();
+    out.last().cloned().unwrap_or_default()
+}
+
+/// Closed loop, pipelined, open loop, threads and 16 KiB messages: every
+/// echo checked byte for byte, no error; the connections end with a
+/// close_notify, so the server counts no truncation.
+#[test]
+fn every_mode_runs_over_tls_with_every_byte_checked() {
+    let (server, target, cert) = tls_server(&[]);
+    let base = ["--cacert", cert.as_str(), "-c", "4", "-d", "300ms"];
+    for extra in [
+        &[][..],
+        &["--pipeline", "4"][..],
+        &["--rate", "2000"][..],
+        &["--threads", "2"][..],
+        &["-s", "16384"][..],
+    ] {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let json = clean_run(&target, &args);
+        assert_eq!(
+            json_number(&json, "tls.handshakes"),
+            0.0,
+            "all before the window: {json}"
+        );
+    }
+    let line = summary(server);
+    assert!(line.contains(" failed 0, truncated 0,"), "{line}");
+}
+
+/// Churn (one message per connection): every connection a handshake,
+/// counted full or resumed; resumed only when both sides resume.
+#[test]
+fn churn_counts_handshakes_and_resumes_only_when_on() {
+    for (server_args, client_args, resumes) in [
+        (&[][..], &[][..], true),
+        (&[][..], &["--tls-resume", "never"][..], false),
+        (&["--tls-resumption", "off"][..], &[][..], false),
+        (
+            &["--tls-resumption", "ids"][..],
+            &["--tls-resume", "ids"][..],
+            true,
+        ),
+    ] {
+        let (server, target, cert) = tls_server(server_args);
+        let mut args = vec!["--cacert", cert.as_str(), "-c", "2", "-d", "300ms"];
+        args.extend(["--messages-per-connection", "1"]);
+        args.extend_from_slice(client_args);
+        let json = clean_run(&target, &args);
+        let (full, resumed) = (
+            json_number(&json, "tls.full"),
+            json_number(&json, "tls.resumed"),
+        );
+        assert!(full + resumed > 10.0, "{json}");
+        assert_eq!(json_number(&json, "tls.handshakes"), full + resumed);
+        if resumes {
+            assert!(
+                json_number(&json, "tls.resumed_fraction") > 0.9,
+                "{client_args:?}: {json}"
+            );
+        } else {
+            assert_eq!(resumed, 0.0, "{server_args:?} {client_args:?}: {json}");
+        }
+        assert!(
+            json_number(&json, "tls.handshake_latency_us.p50") > 0.0,
+            "{json}"
+        );
+        // A connection still in its handshake when the run ends leaves
+        // without finishing it: the server counts that as failed (at most
+        // one per connection); a finished one says close_notify.
+        let line = summary(server);
+        let failed: u32 = line
+            .split(" failed ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(failed <= 2, "{line}");
+        assert!(line.contains(", truncated 0,"), "{line}");
+    }
+}
+
+/// `--hdr-log` logs the handshakes under TAG-handshake; `report` reads
+/// them as a side histogram; intervals show handshakes per second.
+#[test]
+fn the_handshake_log_is_reported() {
+    let (_server, target, cert) = tls_server(&[]);
+    let dir = scratch("tls-load", "hlog");
+    let log = dir.join("run.hlog");
+    let out = load(
+        &target,
+        &[
+            "--cacert",
+            &cert,
+            "-c",
+            "2",
+            "-d",
+            "400ms",
+            "--messages-per-connection",
+            "1",
+            "--interval",
+            "200ms",
+            "--tag",
+            "edge",
+            "--hdr-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let stdout = common::clean_stdout(out);
+    let first = stdout.lines().next().unwrap();
+    assert!(json_number(first, "handshakes_per_s") > 0.0, "{first}");
+    assert!(
+        json_at(first, "handshake_latency_us.p99").is_u64(),
+        "{first}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Tag=edge-handshake,"), "{text}");
+    let report = bin()
+        .arg("report")
+        .arg(&log)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let json = common::clean_stdout(report);
+    assert!(
+        json_number(&json, "handshake_latency_us.p50") > 0.0,
+        "{json}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An untrusted certificate: no connection is established (exit 7), and
+/// the message says why; TLS options without tls:// and a tag that ends
+/// in -handshake are usage errors.
+#[test]
+fn refusals_and_usage_errors() {
+    let (_server, target, _cert) = tls_server(&[]);
+    let out = load(&target, &["-c", "2", "-d", "200ms"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(
+        err.contains("invalid peer certificate: UnknownIssuer"),
+        "{err}"
+    );
+    common::assert_usage_error(
+        &["load", "127.0.0.1:9", "--cacert", "x.pem"],
+        "are for tls://",
+    );
+    common::assert_usage_error(&["load", &target, "--tag", "a-handshake"], "-handshake");
+}
+
+/// nginx (its stream module) terminating TLS in front of the plain
+/// server, as users do today: every byte comes back through it.
+#[test]
+fn through_nginx_stream_terminating_tls() {
+    let module = Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
+    if Command::new("nginx").arg("-v").output().is_err() || !module.exists() {
+        missing("nginx with its stream module (libnginx-mod-stream) is not installed");
+        return;
+    }
+    let backend = ServerProcess::start(&[]);
+    let dir = scratch("tls-load", "nginx");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let mut nginx = Nginx::start(&dir, &cert, &key, backend.addr.port());
+    let target = format!("tls://localhost:{}", nginx.port);
+    let json = clean_run(
+        &target,
+        &[
+            "--cacert",
+            cert.to_str().unwrap(),
+            "-c",
+            "4",
+            "-d",
+            "300ms",
+            "-s",
+            "1024",
+        ],
+    );
+    assert!(json_number(&json, "messages") > 10.0, "{json}");
+    nginx.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// nginx in the foreground, on a port it was given (nginx cannot say
+/// which one port 0 gave it: a free one is found first), stopped on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: &Path, cert: &Path, key: &Path, backend: u16) -> Nginx {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("nginx.conf");
+        let d = dir.display();
+        std::fs::write(
+            &conf,
+            format!(
+                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
+                 worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 stream {{\n  server {{\n    listen 127.0.0.1:{port} ssl;\n\
+                 ssl_certificate {};\n    ssl_certificate_key {};\n\
+                 proxy_pass 127.0.0.1:{backend};\n  }}\n}}\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let mut nginx = Nginx { child, port };
+        common::eventually("nginx listens", || {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+                panic!("nginx exited ({status}): {log}");
+            }
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        nginx
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
