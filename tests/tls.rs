@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -534,4 +534,60 @@ fn bad_tls_setup_is_one_line_and_its_exit_code() {
     common::assert_usage_error(&["server", "--tls-resumption", "off"], "--tls");
     let _ = ca;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Backpressure and fairness over TLS: a TLS peer that pushes without
+/// reading stalls once the owed cap is reached (the server's memory stays
+/// bounded), while a TLS bystander's echoes keep flowing.
+#[test]
+fn a_tls_peer_that_never_reads_is_held_at_the_cap_and_others_flow() {
+    let (mut server, cert) = tls_server(&["--stats", "0.1"]);
+    let rss_before = server.rss();
+    let config = client_config(&cert, None);
+    let mut slow = connect(&server, &config);
+    slow.sock
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let pusher = std::thread::spawn(move || {
+        let chunk = vec![7u8; 16 * 1024];
+        let mut sent = 0usize;
+        while sent < 64 * 1024 * 1024 {
+            match slow.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
+                Err(e) => panic!("slow writer: {e}"),
+            }
+        }
+        (sent, slow)
+    });
+    let mut brisk = connect(&server, &config);
+    let mut back = vec![0u8; 1024];
+    for i in 0..200u32 {
+        let msg: Vec<u8> = (0..1024u32).map(|j| (i + j) as u8).collect();
+        brisk.write_all(&msg).unwrap();
+        brisk.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+    let (sent, _slow) = pusher.join().unwrap();
+    assert!(
+        sent > 512 * 1024 && sent < 64 * 1024 * 1024,
+        "the slow writer should stall, sent {sent}"
+    );
+    server.skip_stderr();
+    let stats = server.wait_stats(|s| s.get("open") == 2.0);
+    let cap = (64 * 1024 + 1024) as f64;
+    assert!(
+        stats.get("owed_peak") <= cap,
+        "owed {}",
+        stats.get("owed_peak")
+    );
+    let grown = server.rss().saturating_sub(rss_before);
+    assert!(grown < 16 * 1024 * 1024, "server RSS grew by {grown} bytes");
 }

@@ -241,8 +241,10 @@ fn through_nginx_stream_terminating_tls() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// nginx in the foreground, on a port it was given (nginx cannot say
-/// which one port 0 gave it: a free one is found first), stopped on drop.
+/// nginx in the foreground, one process (`master_process off`: killing a
+/// master would orphan its workers), on a port it was given (nginx cannot
+/// say which one port 0 gave it: a free one is found first), stopped on
+/// drop.
 struct Nginx {
     child: Child,
     port: u16,
@@ -261,7 +263,7 @@ impl Nginx {
             &conf,
             format!(
                 "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
-                 worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                 worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
                  events {{ worker_connections 1024; }}\n\
                  stream {{\n  server {{\n    listen 127.0.0.1:{port} ssl;\n\
                  ssl_certificate {};\n    ssl_certificate_key {};\n\
