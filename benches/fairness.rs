@@ -17,10 +17,17 @@
 //! side has, the bystander is woken promptly: what is measured is the
 //! server's scheduling, not the client's.
 //!
+//! `echoloop-tls` is the echoloop reactor serving TLS (`--tls`): its
+//! bystander ping-pongs over rustls, and each greedy stream is an
+//! `echoloop load tls://` process with one connection pushing 64 KiB
+//! messages four at a time (a TLS session cannot be split between a
+//! writer and a reader thread as a socket can), at nice 10 on the client
+//! core as the threads are.
+//!
 //! Run: `cargo bench --bench fairness`. Knobs (environment): ROUNDS
 //! (default 3), SECS per measurement (default 3), KINDS (comma list,
-//! default `c,echoloop,tokio,threads`, plus `before` when ECHOLOOP_BEFORE
-//! is set), STREAMS (comma list, default `0,1,2`), ALONE=1 to run the
+//! default `c,echoloop,echoloop-tls,tokio,threads`, plus `before` when
+//! ECHOLOOP_BEFORE is set), STREAMS (comma list, default `0,1,2`), ALONE=1 to run the
 //! streams without the bystander (what the budget costs a stream when
 //! there is nobody else to serve).
 
@@ -58,11 +65,21 @@ fn main() {
     let rounds: usize = env_or("ROUNDS", 3);
     let secs: f64 = env_or("SECS", 3.0);
     let default_kinds = if std::env::var_os("ECHOLOOP_BEFORE").is_some() {
-        "c,echoloop,before,tokio,threads"
+        "c,echoloop,echoloop-tls,before,tokio,threads"
     } else {
-        "c,echoloop,tokio,threads"
+        "c,echoloop,echoloop-tls,tokio,threads"
     };
-    let kinds = servers::kinds_from_env(default_kinds);
+    // The TLS kind is this bench's own: the shared list does not know it.
+    let tls_asked =
+        std::env::var("KINDS").map_or(true, |k| k.split(',').any(|k| k == "echoloop-tls"));
+    let mut kinds = servers::kinds_from_env(&default_kinds.replace(",echoloop-tls", ""));
+    if tls_asked {
+        let at = kinds
+            .iter()
+            .position(|k| k == "echoloop")
+            .map_or(kinds.len(), |i| i + 1);
+        kinds.insert(at, "echoloop-tls".into());
+    }
     let streams: Vec<usize> = std::env::var("STREAMS")
         .unwrap_or_else(|_| "0,1,2".into())
         .split(',')
@@ -115,6 +132,9 @@ fn main() {
 /// Starts `kind` on core 0, runs `streams` greedy streams and the
 /// bystander against it for `window`, and stops it.
 fn measure(kind: &str, streams: usize, window: Duration, pin: bool, alone: bool) -> Option<Sample> {
+    if kind == "echoloop-tls" {
+        return measure_tls(streams, window, pin, alone);
+    }
     let server = ServerProcess::spawn(clone_command(&servers::command(kind)?, pin.then_some(0)));
     common::eventually("the server to listen", || {
         TcpStream::connect(server.addr).is_ok()
@@ -165,6 +185,116 @@ fn measure(kind: &str, streams: usize, window: Duration, pin: bool, alone: bool)
         greedy_mb_s: per_stream.iter().sum::<u64>() as f64 / elapsed / 1e6,
         slowest_mb_s: per_stream.iter().min().copied().unwrap_or(0) as f64 / elapsed / 1e6,
     })
+}
+
+/// `echoloop-tls`: the server with `--tls` on core 0; greedy streams are
+/// `echoloop load tls://` processes, the bystander a rustls ping-pong.
+fn measure_tls(streams: usize, window: Duration, pin: bool, alone: bool) -> Option<Sample> {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    cmd.args(["server", "--bind", "127.0.0.1:0", "--tls"]);
+    let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
+    let (cert, _) = server.tls_cert.clone()?;
+    let run = format!("{}ms", (window.as_millis() + 600).min(600_000));
+    let greedy: Vec<std::process::Child> = (0..streams)
+        .filter_map(|_| {
+            std::process::Command::new("nice")
+                .args([
+                    "-n",
+                    "10",
+                    env!("CARGO_BIN_EXE_echoloop"),
+                    "load",
+                    &server.ready,
+                ])
+                .args([
+                    "--cacert",
+                    &cert,
+                    "-c",
+                    "1",
+                    "-s",
+                    "65536",
+                    "--pipeline",
+                    "4",
+                ])
+                .args(["-d", &run, "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()
+        })
+        .collect();
+    // Let the streams reach full speed before measuring.
+    let warm = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < warm && streams > 0 {
+        thread::yield_now();
+    }
+    let started = Instant::now();
+    let latency = if alone {
+        thread::sleep(window);
+        Histogram::new(3).ok()
+    } else {
+        tls_bystander(&server, &cert, window)
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    // Each stream's own figure, over its own window (close to ours).
+    let per_stream: Vec<f64> = greedy
+        .into_iter()
+        .filter_map(|child| child.wait_with_output().ok())
+        .map(|out| {
+            let json = String::from_utf8_lossy(&out.stdout);
+            common::json_number(&json, "mib_per_s") * 1048576.0 / 1e6
+        })
+        .collect();
+    drop(server);
+    let latency = latency?;
+    let at = |q: f64| match latency.is_empty() {
+        true => f64::NAN,
+        false => latency.value_at_quantile(q) as f64 / 1000.0,
+    };
+    Some(Sample {
+        p50_us: at(0.5),
+        p99_us: at(0.99),
+        max_us: latency.max() as f64 / 1000.0,
+        echoes_per_s: latency.len() as f64 / elapsed,
+        greedy_mb_s: per_stream.iter().sum(),
+        slowest_mb_s: per_stream.iter().copied().fold(f64::NAN, f64::min),
+    })
+}
+
+/// The bystander over TLS: 64 B ping-pong through rustls for `window`.
+fn tls_bystander(server: &ServerProcess, cert: &str, window: Duration) -> Option<Histogram<u64>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).ok()? {
+        roots.add(c.ok()?).ok()?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").ok()?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).ok()?;
+    let tcp = TcpStream::connect(server.addr).ok()?;
+    tcp.set_nodelay(true).ok()?;
+    tcp.set_read_timeout(Some(window + Duration::from_secs(10)))
+        .ok()?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let mut latency = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).ok()?;
+    let msg = [0x42u8; 64];
+    let mut back = [0u8; 64];
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        let sent = Instant::now();
+        s.write_all(&msg).ok()?;
+        s.read_exact(&mut back).ok()?;
+        latency.saturating_record(sent.elapsed().as_nanos() as u64);
+        if back != msg {
+            eprintln!("tls bystander: echo differs from what was sent");
+            return None;
+        }
+    }
+    Some(latency)
 }
 
 /// One greedy stream: a writer thread and a reader thread on one

@@ -32,7 +32,9 @@
 //!    memory (each histogram checked before it is decoded), merging them,
 //!    drawing charts; and writing `load --hdr-log` off the generator's loop.
 //! 6. The rest of [`shared`]: sockets ([`shared::net`]), durations and
-//!    deadlines ([`shared::duration`]), `host:port` ([`shared::addr`]).
+//!    deadlines ([`shared::duration`]), `host:port` ([`shared::addr`]),
+//!    and TLS on the same loops ([`shared::tls`]: rustls fed by the loop,
+//!    and the two rules of the loop that TLS changes).
 //!
 //! Before all of this, `examples/` walks from the blocking server of the
 //! Python socket tutorial to a 100-line reactor; see README.

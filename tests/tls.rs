@@ -591,3 +591,72 @@ fn a_tls_peer_that_never_reads_is_held_at_the_cap_and_others_flow() {
     let grown = server.rss().saturating_sub(rss_before);
     assert!(grown < 16 * 1024 * 1024, "server RSS grew by {grown} bytes");
 }
+
+/// `--alpn`: the protocol both sides name is agreed on; a client that
+/// offers none of the server's fails its handshake.
+#[test]
+fn alpn_agrees_on_a_protocol_or_refuses() {
+    let (server, cert) = tls_server(&["--alpn", "echo/1,h2"]);
+    let mut offering = (*client_config(&cert, None)).clone();
+    offering.alpn_protocols = vec![b"h2".to_vec(), b"echo/1".to_vec()];
+    let offering = Arc::new(offering);
+    let tls = connect(&server, &offering);
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"echo/1"[..]));
+    let mut other = (*client_config(&cert, None)).clone();
+    other.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(other), name).unwrap();
+    let mut refused = rustls::StreamOwned::new(conn, server.connect());
+    let mut buf = [0u8; 1];
+    let err = refused.read(&mut buf).expect_err("no common protocol");
+    assert!(err.to_string().contains("NoApplicationProtocol"), "{err}");
+}
+
+/// `RUST_LOG=trace` narrates the TLS session beside the TCP connection:
+/// ciphertext read and written, the handshake's end, the close_notify.
+#[test]
+fn the_trace_narrates_the_tls_state() {
+    let mut cmd = bin();
+    cmd.args(["server", "--bind", "127.0.0.1:0", "--tls"])
+        .env("RUST_LOG", "echoloop=trace");
+    let mut server = ServerProcess::spawn(cmd);
+    let (cert, _) = server.tls_cert.clone().unwrap();
+    let config = client_config(Path::new(&cert), None);
+    let mut tls = connect(&server, &config);
+    tls.write_all(b"hi").unwrap();
+    let mut back = [0u8; 2];
+    tls.read_exact(&mut back).unwrap();
+    tls.conn.send_close_notify();
+    tls.flush().unwrap();
+    let mut rest = Vec::new();
+    tls.read_to_end(&mut rest).unwrap();
+    for said in [
+        "tls read_tls bytes=",
+        "tls write_tls bytes=",
+        "tls state handshaking => traffic (full)",
+        "read conn=#1 bytes=2",
+        "read conn=#1 eof",
+        "tls close_notify queued",
+    ] {
+        server.wait_stderr(|line| line.contains(said));
+    }
+}
+
+/// `--tls --udp`: TCP speaks TLS, UDP on the same port stays plain
+/// (DTLS is not served), and both echo.
+#[test]
+fn udp_beside_tls_stays_plain() {
+    let (server, cert) = tls_server(&["--udp"]);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(DEADLINE)).unwrap();
+    udp.send_to(b"datagram", server.addr).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = udp.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"datagram"[..], server.addr));
+    let config = client_config(&cert, None);
+    let mut tls = connect(&server, &config);
+    tls.write_all(b"stream").unwrap();
+    let mut back = [0u8; 6];
+    tls.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"stream");
+}

@@ -15,7 +15,7 @@
 //! `Handshaking` is there over TLS only (`https://`, `tls://`): rustls
 //! and the server say hello, agree on keys and check the certificate,
 //! fed by the same readiness events. Once it is over, `Writing` and
-//! `Reading` work as over TCP, through [`TlsStream`](crate::shared::tls::TlsStream),
+//! `Reading` work as over TCP, through [`TlsStream`],
 //! with one addition: `Writing` ends only when rustls has handed every
 //! record to the socket, since `Reading` does not ask for WRITABLE.
 //!

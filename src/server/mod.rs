@@ -949,8 +949,12 @@ impl Server {
 
     /// Closes every connection and returns the final counters.
     fn shut_down(&mut self) -> Counters {
-        for conn in self.conns.drain() {
+        for mut conn in self.conns.drain() {
             self.stats.note_closed(conn.owed());
+            // A TLS peer is told we are going (our close_notify), so it
+            // sees a clean end, not a truncation. Best effort: the socket
+            // closes next either way; a bare socket has nothing to say.
+            let _ = conn.stream_mut().close_notify();
         }
         self.stats
     }

@@ -72,6 +72,9 @@ pub struct TlsStream<S> {
     /// Whether the handshake's end has been reported
     /// ([`handshake_news`](Self::handshake_news)).
     reported: bool,
+    /// Whether the trace has told the handshake's end (as it happened,
+    /// not when the owner asked).
+    narrated: bool,
     /// When the connection was accepted or connected (the owner's clock,
     /// in nanoseconds), for the handshake's latency.
     started: u64,
@@ -100,6 +103,7 @@ impl<S: Read + Write> TlsStream<S> {
             tls,
             sock,
             reported: false,
+            narrated: false,
             started,
             closing: false,
         }
@@ -147,6 +151,7 @@ impl<S: Read + Write> TlsStream<S> {
     pub fn close_notify(&mut self) -> io::Result<()> {
         if !self.closing {
             self.closing = true;
+            log::trace!("tls close_notify queued");
             self.tls.send_close_notify();
         }
         self.send_records()
@@ -163,23 +168,39 @@ impl<S: Read + Write> TlsStream<S> {
         while self.tls.is_handshaking() {
             match self.tls.read_tls(&mut self.sock) {
                 Ok(0) => {
+                    log::trace!("tls read_tls eof (handshaking)");
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the peer closed the connection during the handshake",
                     ));
                 }
-                Ok(_) => {}
+                Ok(n) => log::trace!("tls read_tls bytes={n} (handshaking)"),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            if let Err(err) = self.tls.process_new_packets() {
-                let _ = self.send_records();
-                return Err(io::Error::new(io::ErrorKind::InvalidData, err));
-            }
-            self.send_records()?;
+            self.process()?;
         }
         Ok(true)
+    }
+
+    /// Decrypts and acts on the records just read, narrating the
+    /// handshake's end when it happens, and sends any answer (a handshake
+    /// flight, a key update, or the alert that explains a refusal).
+    fn process(&mut self) -> io::Result<()> {
+        if let Err(err) = self.tls.process_new_packets() {
+            let _ = self.send_records();
+            return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+        }
+        if !self.narrated && !self.tls.is_handshaking() {
+            self.narrated = true;
+            let resumed = self.tls.handshake_kind() == Some(HandshakeKind::Resumed);
+            log::trace!(
+                "tls state handshaking => traffic ({})",
+                if resumed { "resumed" } else { "full" }
+            );
+        }
+        self.send_records()
     }
 
     /// Sends the records rustls holds, until it has none or the socket
@@ -187,7 +208,7 @@ impl<S: Read + Write> TlsStream<S> {
     fn send_records(&mut self) -> io::Result<()> {
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut self.sock) {
-                Ok(_) => {}
+                Ok(n) => log::trace!("tls write_tls bytes={n}"),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -197,6 +218,7 @@ impl<S: Read + Write> TlsStream<S> {
     }
 }
 
+// ANCHOR: read
 impl<S: Read + Write> Read for TlsStream<S> {
     /// Plaintext, if rustls has some; else it reads ciphertext from the
     /// socket, decrypts it (answering the handshake as it goes), and
@@ -215,22 +237,19 @@ impl<S: Read + Write> Read for TlsStream<S> {
             }
             // rustls has no plaintext: feed it. Ok(0) is the socket's EOF,
             // which the reader above then reports as clean or truncated.
-            if self.tls.read_tls(&mut self.sock)? == 0 {
+            let n = self.tls.read_tls(&mut self.sock)?;
+            log::trace!("tls read_tls bytes={n}");
+            if n == 0 {
                 if eof_seen {
                     return Err(io::ErrorKind::UnexpectedEof.into());
                 }
                 eof_seen = true;
             }
-            if let Err(err) = self.tls.process_new_packets() {
-                // rustls has queued an alert for the peer: try to send it.
-                let _ = self.send_records();
-                return Err(io::Error::new(io::ErrorKind::InvalidData, err));
-            }
-            // A handshake flight, or a key update, to answer.
-            self.send_records()?;
+            self.process()?;
         }
     }
 }
+// ANCHOR_END: read
 
 impl<S: Read + Write> Write for TlsStream<S> {
     /// Seals what rustls will take (before the handshake ends it holds
