@@ -70,16 +70,7 @@ fn main() {
         "c,echoloop,echoloop-tls,tokio,threads"
     };
     // The TLS kind is this bench's own: the shared list does not know it.
-    let tls_asked =
-        std::env::var("KINDS").map_or(true, |k| k.split(',').any(|k| k == "echoloop-tls"));
-    let mut kinds = servers::kinds_from_env(&default_kinds.replace(",echoloop-tls", ""));
-    if tls_asked {
-        let at = kinds
-            .iter()
-            .position(|k| k == "echoloop")
-            .map_or(kinds.len(), |i| i + 1);
-        kinds.insert(at, "echoloop-tls".into());
-    }
+    let kinds = servers::kinds_from_env_with(default_kinds, &["echoloop-tls"]);
     let streams: Vec<usize> = std::env::var("STREAMS")
         .unwrap_or_else(|_| "0,1,2".into())
         .split(',')
@@ -116,7 +107,7 @@ fn main() {
         for (kind, s) in kinds.iter().zip(&samples) {
             let m = |f: fn(&Sample) -> f64| median(s.iter().map(f));
             println!(
-                "  {kind:<9} p50 {:>7.0}  p99 {:>7.0}  max {:>8.0}  {:>7.0} echoes/s  \
+                "  {kind:<12} p50 {:>7.0}  p99 {:>7.0}  max {:>8.0}  {:>7.0} echoes/s  \
                  greedy {:>6.0} MB/s (slowest stream {:.0})",
                 m(|s| s.p50_us),
                 m(|s| s.p99_us),
@@ -255,8 +246,8 @@ fn measure_tls(streams: usize, window: Duration, pin: bool, alone: bool) -> Opti
         p99_us: at(0.99),
         max_us: latency.max() as f64 / 1000.0,
         echoes_per_s: latency.len() as f64 / elapsed,
-        greedy_mb_s: per_stream.iter().sum(),
-        slowest_mb_s: per_stream.iter().copied().fold(f64::NAN, f64::min),
+        greedy_mb_s: per_stream.iter().fold(0.0, |a, b| a + b),
+        slowest_mb_s: per_stream.iter().copied().reduce(f64::min).unwrap_or(0.0),
     })
 }
 

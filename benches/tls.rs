@@ -32,7 +32,9 @@
 //!   64 B and 16 KiB, TLS through echoloop and nginx, and plain TCP (the
 //!   TLS tax).
 //! - `idle`: bytes of server memory per idle TLS connection (after one
-//!   echo), against a plain one.
+//!   echo), against a plain one, and against `unbuffered`: an experiment
+//!   on rustls's unbuffered API with one shared read buffer
+//!   (`servers/unbuffered.rs`).
 //!
 //! Ratios are to `echoloop`, per round, then the median over rounds (the
 //! kinds run in a rotated order each round). This machine has few cores:
@@ -54,6 +56,8 @@ mod common;
 #[path = "servers/measure.rs"]
 mod measure;
 mod servers;
+#[path = "servers/unbuffered.rs"]
+mod unbuffered;
 
 use common::{ServerProcess, json_number, rss_of};
 use measure::Setup;
@@ -149,6 +153,17 @@ fn start(kind: &str, cert: &Cert, pin: bool) -> Option<Front> {
     match kind {
         "echoloop" => {
             let server = echoloop(&["--tls", "--tls-cert", &c, "--tls-key", &k], pin);
+            let target = format!("tls://localhost:{}", server.addr.port());
+            Some(Front {
+                echoloop: vec![server],
+                others: vec![],
+                target,
+            })
+        }
+        "unbuffered" => {
+            let mut cmd = Command::new(std::env::current_exe().ok()?);
+            cmd.args(["--serve-unbuffered", &c, &k]);
+            let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
             let target = format!("tls://localhost:{}", server.addr.port());
             Some(Front {
                 echoloop: vec![server],
@@ -341,6 +356,7 @@ fn compare(
 
 fn main() {
     servers::serve_if_asked();
+    unbuffered::serve_if_asked();
     let setup = Setup::from_env("tls", "handshakes,messages,idle");
     let kinds: Vec<String> = std::env::var("KINDS")
         .unwrap_or_else(|_| "echoloop,nginx,nginx-notickets,stunnel,s_server".into())
@@ -520,7 +536,7 @@ fn idle(cert: &Cert, pin: bool) {
         )
     };
     let mut plain_bytes = f64::NAN;
-    for kind in ["plain", "echoloop"] {
+    for kind in ["plain", "echoloop", "unbuffered"] {
         let front = start(kind, cert, pin).unwrap();
         let server = &front.echoloop[0];
         let before = rss_of(server.pid());
@@ -533,6 +549,7 @@ fn idle(cert: &Cert, pin: bool) {
                 tcp.write_all(b"x").unwrap();
                 let mut b = [0u8; 1];
                 tcp.read_exact(&mut b).unwrap();
+                assert_eq!(&b, b"x", "{kind}: the echo differs");
                 held.push(Box::new(tcp));
             } else {
                 let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -541,6 +558,7 @@ fn idle(cert: &Cert, pin: bool) {
                 tls.write_all(b"x").unwrap();
                 let mut b = [0u8; 1];
                 tls.read_exact(&mut b).unwrap();
+                assert_eq!(&b, b"x", "{kind}: the echo differs");
                 held.push(Box::new(tls));
             }
         }
@@ -549,18 +567,17 @@ fn idle(cert: &Cert, pin: bool) {
         if kind == "plain" {
             plain_bytes = per;
         }
+        let name = match kind {
+            "plain" => "plain TCP",
+            "echoloop" => "echoloop --tls",
+            _ => "unbuffered API",
+        };
+        let vs_plain = match kind {
+            "plain" => String::new(),
+            _ => format!(", {:.1}x plain", per / plain_bytes),
+        };
         println!(
-            "  {:<16} RSS {before} -> {after} bytes: {per:.0} bytes per connection{} (connected in {:.2} s)",
-            if kind == "plain" {
-                "plain TCP"
-            } else {
-                "echoloop --tls"
-            },
-            if kind == "plain" {
-                String::new()
-            } else {
-                format!(", {:.1}x plain", per / plain_bytes)
-            },
+            "  {name:<16} RSS {before} -> {after} bytes: {per:.0} bytes per connection{vs_plain} (connected in {:.2} s)",
             started.elapsed().as_secs_f64()
         );
         drop(held);

@@ -351,12 +351,18 @@ pub fn has_taskset() -> bool {
 /// The server kinds to compare: the comma list in `KINDS`, or `default`;
 /// kinds that cannot run here are announced and left out.
 pub fn kinds_from_env(default: &str) -> Vec<String> {
+    kinds_from_env_with(default, &[])
+}
+
+/// [`kinds_from_env`], also keeping the kinds in `own`: those a bench
+/// starts itself, which the shared list does not know.
+pub fn kinds_from_env_with(default: &str, own: &[&str]) -> Vec<String> {
     std::env::var("KINDS")
         .unwrap_or_else(|_| default.into())
         .split(',')
         .map(str::to_string)
         .filter(|k| {
-            let ok = command(k).is_some();
+            let ok = own.contains(&k.as_str()) || command(k).is_some();
             if !ok {
                 println!("{k}: not available, skipped");
             }
