@@ -60,6 +60,26 @@ struct Sample {
     slowest_mb_s: f64,
 }
 
+impl Sample {
+    /// The bystander's round trips over `elapsed` seconds, beside each
+    /// greedy stream's MB/s.
+    fn of(latency: &Histogram<u64>, elapsed: f64, streams_mb_s: &[f64]) -> Sample {
+        let at = |q: f64| match latency.is_empty() {
+            true => f64::NAN,
+            false => latency.value_at_quantile(q) as f64 / 1000.0,
+        };
+        Sample {
+            p50_us: at(0.5),
+            p99_us: at(0.99),
+            max_us: latency.max() as f64 / 1000.0,
+            echoes_per_s: latency.len() as f64 / elapsed,
+            // Folded from 0.0: an empty f64 sum is -0.0, printed "-0".
+            greedy_mb_s: streams_mb_s.iter().fold(0.0, |a, b| a + b),
+            slowest_mb_s: streams_mb_s.iter().copied().reduce(f64::min).unwrap_or(0.0),
+        }
+    }
+}
+
 fn main() {
     servers::serve_if_asked();
     let rounds: usize = env_or("ROUNDS", 3);
@@ -163,19 +183,11 @@ fn measure(kind: &str, streams: usize, window: Duration, pin: bool, alone: bool)
     for t in threads {
         let _ = t.join();
     }
-    let latency = latency?;
-    let at = |q: f64| match latency.is_empty() {
-        true => f64::NAN,
-        false => latency.value_at_quantile(q) as f64 / 1000.0,
-    };
-    Some(Sample {
-        p50_us: at(0.5),
-        p99_us: at(0.99),
-        max_us: latency.max() as f64 / 1000.0,
-        echoes_per_s: latency.len() as f64 / elapsed,
-        greedy_mb_s: per_stream.iter().sum::<u64>() as f64 / elapsed / 1e6,
-        slowest_mb_s: per_stream.iter().min().copied().unwrap_or(0) as f64 / elapsed / 1e6,
-    })
+    let mb_s: Vec<f64> = per_stream
+        .iter()
+        .map(|&b| b as f64 / elapsed / 1e6)
+        .collect();
+    Some(Sample::of(&latency?, elapsed, &mb_s))
 }
 
 /// `echoloop-tls`: the server with `--tls` on core 0; greedy streams are
@@ -236,19 +248,7 @@ fn measure_tls(streams: usize, window: Duration, pin: bool, alone: bool) -> Opti
         })
         .collect();
     drop(server);
-    let latency = latency?;
-    let at = |q: f64| match latency.is_empty() {
-        true => f64::NAN,
-        false => latency.value_at_quantile(q) as f64 / 1000.0,
-    };
-    Some(Sample {
-        p50_us: at(0.5),
-        p99_us: at(0.99),
-        max_us: latency.max() as f64 / 1000.0,
-        echoes_per_s: latency.len() as f64 / elapsed,
-        greedy_mb_s: per_stream.iter().fold(0.0, |a, b| a + b),
-        slowest_mb_s: per_stream.iter().copied().reduce(f64::min).unwrap_or(0.0),
-    })
+    Some(Sample::of(&latency?, elapsed, &per_stream))
 }
 
 /// The bystander over TLS: 64 B ping-pong through rustls for `window`.
@@ -270,22 +270,7 @@ fn tls_bystander(server: &ServerProcess, cert: &str, window: Duration) -> Option
     tcp.set_nodelay(true).ok()?;
     tcp.set_read_timeout(Some(window + Duration::from_secs(10)))
         .ok()?;
-    let mut s = rustls::StreamOwned::new(conn, tcp);
-    let mut latency = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).ok()?;
-    let msg = [0x42u8; 64];
-    let mut back = [0u8; 64];
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        let sent = Instant::now();
-        s.write_all(&msg).ok()?;
-        s.read_exact(&mut back).ok()?;
-        latency.saturating_record(sent.elapsed().as_nanos() as u64);
-        if back != msg {
-            eprintln!("tls bystander: echo differs from what was sent");
-            return None;
-        }
-    }
-    Some(latency)
+    ping_pong(&mut rustls::StreamOwned::new(conn, tcp), window)
 }
 
 /// One greedy stream: a writer thread and a reader thread on one
@@ -333,6 +318,12 @@ fn bystander(addr: SocketAddr, window: Duration) -> Option<Histogram<u64>> {
     s.set_nodelay(true).ok()?;
     s.set_read_timeout(Some(window + Duration::from_secs(10)))
         .ok()?;
+    ping_pong(&mut s, window)
+}
+
+/// The bystander's loop, plain or TLS: 64 B out, 64 B back, each round
+/// trip recorded, for `window`. `None` on an error or a wrong echo.
+fn ping_pong(s: &mut (impl Read + Write), window: Duration) -> Option<Histogram<u64>> {
     let mut latency = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).ok()?;
     let msg = [0x42u8; 64];
     let mut back = [0u8; 64];

@@ -59,7 +59,7 @@ mod servers;
 #[path = "servers/unbuffered.rs"]
 mod unbuffered;
 
-use common::{ServerProcess, json_number, rss_of};
+use common::{ServerProcess, free_port, json_number, rss_of};
 use measure::Setup;
 use servers::{clone_command, env_or, has, median};
 
@@ -75,6 +75,15 @@ struct Front {
 }
 
 impl Front {
+    /// A TLS proxy (`child`, listening on `port`) in front of `backend`.
+    fn proxy(backend: ServerProcess, child: Child, port: u16) -> Front {
+        Front {
+            echoloop: vec![backend],
+            others: vec![child],
+            target: format!("tls://localhost:{port}"),
+        }
+    }
+
     fn pids(&self) -> Vec<u32> {
         let mut pids: Vec<u32> = self.echoloop.iter().map(ServerProcess::pid).collect();
         pids.extend(self.others.iter().map(Child::id));
@@ -107,15 +116,6 @@ fn make_cert() -> Cert {
     std::fs::write(&cert, made.cert.pem()).unwrap();
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
     Cert { dir, cert, key }
-}
-
-/// A free port on 127.0.0.1 for a program that cannot be told port 0.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `echoloop server ARGS` on core 0.
@@ -212,13 +212,7 @@ fn start(kind: &str, cert: &Cert, pin: bool) -> Option<Front> {
             .unwrap();
             let mut cmd = Command::new("nginx");
             cmd.arg("-c").arg(&conf).arg("-p").arg(&d);
-            let child = program(cmd, port, pin)?;
-            let target = format!("tls://localhost:{port}");
-            Some(Front {
-                echoloop: vec![backend],
-                others: vec![child],
-                target,
-            })
+            Some(Front::proxy(backend, program(cmd, port, pin)?, port))
         }
         "stunnel" => {
             let binary = if has("stunnel4") {
@@ -244,13 +238,7 @@ fn start(kind: &str, cert: &Cert, pin: bool) -> Option<Front> {
             .unwrap();
             let mut cmd = Command::new(binary);
             cmd.arg(&conf);
-            let child = program(cmd, port, pin)?;
-            let target = format!("tls://localhost:{port}");
-            Some(Front {
-                echoloop: vec![backend],
-                others: vec![child],
-                target,
-            })
+            Some(Front::proxy(backend, program(cmd, port, pin)?, port))
         }
         "s_server" => {
             if !has("openssl") {

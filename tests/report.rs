@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use common::{DEADLINE, ServerProcess, bin, json_number, run_bounded};
+use common::{DEADLINE, ServerProcess, bin, free_port, json_number, run_bounded};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 
@@ -321,15 +321,6 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A loopback port free right now (bound, then released for the proxy).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `cmd` as a proxy listening on `addr`, and waits (bounded) until

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -252,11 +251,7 @@ struct Nginx {
 
 impl Nginx {
     fn start(dir: &Path, cert: &Path, key: &Path, backend: u16) -> Nginx {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let conf = dir.join("nginx.conf");
         let d = dir.display();
         std::fs::write(

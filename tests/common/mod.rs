@@ -587,3 +587,12 @@ pub fn scrape(metrics: SocketAddr) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+/// A loopback port free right now (bound, then released), for a program
+/// that cannot be told port 0 (a proxy, nginx, stunnel).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
