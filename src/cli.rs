@@ -1128,6 +1128,8 @@ impl LoadArgs {
             },
             // Made by the caller: setting TLS up reads files, and can fail.
             tls: None,
+            // Read beside the log's wall clock by the caller.
+            origin: None,
         }
     }
 

@@ -144,7 +144,11 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
     if let LoadTarget::Tls(host, _) = &args.addr {
         config.tls = Some(load_dialer(&args, host)?);
     }
-    let mut hdr_log = open_hdr_log(&args, &config)?;
+    // The run's origin and the log's StartTime, read together: the log's
+    // timestamps are offsets from the one, written as the other.
+    let (origin, wall) = (Instant::now(), std::time::SystemTime::now());
+    config.origin = Some(origin);
+    let mut hdr_log = open_hdr_log(&args, &config, wall)?;
     let log_connects = args.messages_per_connection.is_some() || args.reconnect;
     // Open loop over a stream: the service time is logged beside latency.
     let open_loop = config.rate.is_some() && !config.udp;
@@ -299,17 +303,18 @@ fn load_dialer(args: &LoadArgs, host: &str) -> Result<echoloop::shared::tls::Dia
     Ok(echoloop::shared::tls::Dialer { config, name })
 }
 
-/// `--hdr-log`: the log opened (without blocking) and its writer started.
+/// `--hdr-log`: the log opened (without blocking) and its writer started;
+/// `start` is the wall-clock time of the run's origin.
 fn open_hdr_log(
     args: &LoadArgs,
     config: &echoloop::load::Config,
+    start: std::time::SystemTime,
 ) -> Result<Option<LogWriter>, Exit> {
     let Some(path) = &args.hdr_log else {
         return Ok(None);
     };
     let tag = args.tag.clone().unwrap_or_else(default_tag);
     let comment = args.log_comment(config, &tag);
-    let start = std::time::SystemTime::now();
     LogWriter::create(path, comment, start, tag)
         .map(Some)
         .map_err(|e| {

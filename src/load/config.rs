@@ -58,6 +58,11 @@ pub struct Config {
     pub start_at: Option<std::time::Instant>,
     /// `tls://`: each connection speaks TLS, made by this.
     pub tls: Option<crate::shared::tls::Dialer>,
+    /// The instant the run counts from: intervals' `since_run_start`
+    /// and the HdrHistogram log's timestamps are offsets from it, so the
+    /// caller that writes the log's wall-clock StartTime reads both
+    /// clocks together and passes this. `None`: when the generator is made.
+    pub origin: Option<std::time::Instant>,
 }
 
 impl Default for Config {
@@ -87,6 +92,7 @@ impl Default for Config {
             payload: super::Payload::default(),
             start_at: None,
             tls: None,
+            origin: None,
         }
     }
 }

@@ -145,7 +145,7 @@ impl DatagramGenerator {
             Some(_) => Timer::new(poll.registry(), TIMER).ok(),
             None => None,
         };
-        let started = Instant::now();
+        let started = config.origin.unwrap_or_else(Instant::now);
         // --start-at: the clock starts then (no connections to wait for).
         let origin = config.start_at.unwrap_or(started);
         let measure_from = deadline_after(origin, config.warmup);

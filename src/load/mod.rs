@@ -170,7 +170,7 @@ impl std::fmt::Debug for Generator {
 impl Generator {
     /// Prepares a run; nothing is connected yet.
     pub fn new(config: Config) -> io::Result<Generator> {
-        let started = Instant::now();
+        let started = config.origin.unwrap_or_else(Instant::now);
         // Nothing is measured until the clock starts.
         let never = deadline_after(started, MAX_DURATION);
         let counters = Counters::new(config.timeout, never, never)?;
