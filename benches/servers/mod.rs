@@ -203,6 +203,12 @@ pub fn command(kind: &str) -> Option<std::process::Command> {
             cmd.arg("0");
             cmd
         }
+        // The batched C yardstick: recvmmsg and sendmmsg, 32 at a time.
+        "c-udp-mmsg" => {
+            let mut cmd = Command::new(c_binary("udp_echo_mmsg")?);
+            cmd.arg("0");
+            cmd
+        }
         "echoloop-udp" => {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
             cmd.args(["server", "--bind", "127.0.0.1:0", "--udp-only"])

@@ -17,11 +17,21 @@
 //!   [`rate_limit`](super::rate_limit) for `--udp-rate-limit N`, a cap per
 //!   source address for an exposed port (`limited`).
 //!
+//! Datagrams move in batches (see [`mmsg`](crate::shared::mmsg)): one
+//! `recvmmsg` takes up to 32 waiting datagrams, one `sendmmsg` answers
+//! them. A batch that comes back shorter than asked proves the socket
+//! empty, as a short read does for a TCP connection: the next datagram
+//! raises a new edge, so the pass ends without the read that would only
+//! say `EAGAIN`.
+//!
 //! Reading follows the per-turn budget like a connection's: at most
 //! `--budget` bytes per turn, then the socket waits its turn on the ready
-//! queue (edge-triggered readiness will not announce the rest again).
+//! queue (edge-triggered readiness will not announce the rest again). A
+//! batch asks for as many datagrams as the budget left holds at the size
+//! of the largest in the last batch, so a pass overshoots the budget by
+//! at most about one datagram, as it did one datagram at a time.
 
-use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,14 +41,21 @@ use super::counters::Counters;
 use super::loops::LoopGuard;
 use super::rate_limit::RateLimit;
 use crate::shared::dice::Dice;
-use crate::shared::net::{MAX_DATAGRAM, interrupted, would_block};
+use crate::shared::mmsg::{BATCH, Batch};
+use crate::shared::net::{interrupted, would_block};
 
 /// The UDP side of a server: the socket, its buffer, the rate limit.
 #[derive(Debug)]
 pub struct Datagrams {
     /// The socket, registered under the server's UDP token.
     pub socket: UdpSocket,
-    buf: Vec<u8>,
+    /// The datagrams of the last receive, and their senders.
+    batch: Batch,
+    /// The largest datagram of the last batch: how many the budget
+    /// left has room for, in the next one.
+    typical: usize,
+    /// The last batch's datagrams to answer, by slot.
+    answer: Vec<usize>,
     guard: LoopGuard,
     /// `--udp-rate-limit`, shared by every reactor of a group.
     limit: Option<Arc<RateLimit>>,
@@ -62,7 +79,9 @@ impl Datagrams {
         let own_port = socket.local_addr()?.port();
         Ok(Datagrams {
             socket,
-            buf: vec![0; MAX_DATAGRAM + 1024],
+            batch: Batch::new(),
+            typical: 1024,
+            answer: Vec::with_capacity(BATCH),
             guard: LoopGuard::new(own_port),
             limit,
             drop: None,
@@ -75,17 +94,19 @@ impl Datagrams {
         self.drop = (share > 0.0).then(|| (share, Dice::new(seed, 0)));
     }
 
-    /// Receives and answers datagrams until the socket is dry or `budget`
-    /// bytes were read. Errors that concern one datagram (a send that
-    /// fails, an ICMP error surfacing on receive) are counted or logged
-    /// and the pass goes on.
+    /// Receives and answers datagrams, a batch at a time, until the
+    /// socket is dry or `budget` bytes were read. Errors that concern one
+    /// datagram (a send the kernel refuses, an ICMP error surfacing on
+    /// receive) are counted or logged and the pass goes on.
     pub fn serve(&mut self, now: Instant, budget: usize, stats: &mut Counters) -> Pass {
         let mut read = 0;
         loop {
             if read >= budget {
                 return Pass::Requeue;
             }
-            let (n, from) = match self.socket.recv_from(&mut self.buf) {
+            let room = (budget - read) / self.typical.max(1);
+            let asked = room.clamp(1, BATCH);
+            let got = match self.batch.recv(self.socket.as_raw_fd(), asked) {
                 Ok(got) => got,
                 Err(e) if would_block(&e) => {
                     log::trace!("udp wouldblock");
@@ -100,50 +121,58 @@ impl Datagrams {
                     continue;
                 }
             };
-            read += n.max(1);
-            stats.udp_in += 1;
-            stats.bytes_in += n as u64;
-            if let Some(why) = self.guard.check(from, &self.buf[..n], now) {
-                log::debug!("udp from={from} bytes={n}: not answered ({why}: a loop)");
-                stats.udp_looped += 1;
-                continue;
-            }
-            if let Some(limit) = &self.limit
-                && !limit.allow(from.ip(), now)
-            {
-                log::trace!("udp from={from} bytes={n}: over --udp-rate-limit");
-                stats.udp_limited += 1;
-                continue;
-            }
-            if let Some((share, dice)) = &mut self.drop
-                && dice.chance(*share)
-            {
-                log::trace!("udp from={from} bytes={n}: dropped on purpose (--drop)");
-                stats.injected_drops += 1;
-                continue;
-            }
-            log::trace!("udp from={from} bytes={n}");
-            self.answer(n, from, stats);
-        }
-    }
-
-    /// Sends the first `n` bytes of the buffer back to `to`, or drops them.
-    fn answer(&mut self, n: usize, to: SocketAddr, stats: &mut Counters) {
-        loop {
-            match self.socket.send_to(&self.buf[..n], to) {
-                Ok(_) => {
-                    stats.udp_out += 1;
-                    stats.bytes_out += n as u64;
-                    return;
+            log::trace!("udp batch got={got} asked={asked}");
+            self.typical = 1;
+            self.answer.clear();
+            for i in 0..got {
+                let (data, from) = self.batch.get(i);
+                let n = data.len();
+                self.typical = self.typical.max(n);
+                read += n.max(1);
+                stats.udp_in += 1;
+                stats.bytes_in += n as u64;
+                let Some(from) = from else {
+                    log::debug!("udp bytes={n}: a sender of no IP family, not answered");
+                    continue;
+                };
+                if let Some(why) = self.guard.check(from, data, now) {
+                    log::debug!("udp from={from} bytes={n}: not answered ({why}: a loop)");
+                    stats.udp_looped += 1;
+                    continue;
                 }
-                Err(e) if interrupted(&e) => {}
-                Err(e) => {
-                    // No backpressure in UDP: never queue, count.
-                    log::trace!("udp to={to} dropped: {e}");
-                    stats.udp_dropped += 1;
-                    return;
+                if let Some(limit) = &self.limit
+                    && !limit.allow(from.ip(), now)
+                {
+                    log::trace!("udp from={from} bytes={n}: over --udp-rate-limit");
+                    stats.udp_limited += 1;
+                    continue;
                 }
+                if let Some((share, dice)) = &mut self.drop
+                    && dice.chance(*share)
+                {
+                    log::trace!("udp from={from} bytes={n}: dropped on purpose (--drop)");
+                    stats.injected_drops += 1;
+                    continue;
+                }
+                log::trace!("udp from={from} bytes={n}");
+                self.answer.push(i);
             }
+            if !self.answer.is_empty() {
+                // No backpressure in UDP: what the socket will not take now
+                // is dropped and counted, never queued.
+                let sent = self.batch.send_back(self.socket.as_raw_fd(), &self.answer);
+                stats.udp_out += sent.sent as u64;
+                stats.bytes_out += sent.bytes as u64;
+                stats.udp_dropped += sent.dropped as u64;
+            }
+            // ANCHOR: short_batch
+            if got < asked {
+                // Short: the socket is empty. A datagram that lands from
+                // now on raises a new edge, so no read for EAGAIN.
+                log::trace!("udp drained (short batch)");
+                return Pass::Drained;
+            }
+            // ANCHOR_END: short_batch
         }
     }
 }
@@ -176,6 +205,9 @@ mod tests {
         assert_eq!(stats.udp_in, 2, "two reads of 100 B spend a budget of 150");
         assert_eq!(udp.serve(now, 1_000_000, &mut stats), Pass::Drained);
         assert_eq!((stats.udp_in, stats.udp_out, stats.bytes_out), (3, 3, 300));
+        // The last batch came back short (1 of 32): that ended the pass,
+        // without a read that only says EAGAIN.
+        assert_eq!(stats.would_blocks, 0, "no read was spent on EAGAIN");
         let mut buf = [0u8; 200];
         for i in 0..3u8 {
             let (n, from) = peer.recv_from(&mut buf).unwrap();

@@ -14,6 +14,8 @@
 //! - [`stream`] — a connected TCP or Unix-domain stream, as one type.
 //! - [`tls`] — TLS on a non-blocking socket: a rustls session read and
 //!   written as plaintext; certificates, keys and the client's setup.
+//! - [`mmsg`] — many datagrams per system call (`recvmmsg`,
+//!   `sendmmsg`), and why a short batch means the socket is empty.
 //! - [`cpu`] — a thread's own CPU time, over a measured window.
 //! - [`dice`] — splitmix64: repeatable randomness from a seed.
 //! - [`wall`] — wall-clock times (`--start-at`): RFC 3339 or unix seconds.
@@ -26,6 +28,7 @@ pub mod dice;
 pub mod duration;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod mmsg;
 pub mod net;
 pub mod offload;
 pub mod readiness;

@@ -1,0 +1,219 @@
+//! System calls per echoed message, counted: the figure that shows where
+//! a readiness loop stops and batching or completion begins.
+//!
+//! Times on this machine swing by half from day to day; counts do not.
+//! For each server kind this bench runs a fixed load (`echoloop load
+//! -c 50 -s 64 --messages N`, TCP or UDP as the kind serves) with the
+//! server under `perf stat`, counting the kernel's syscall tracepoints
+//! (`raw_syscalls:sys_enter` for all, `syscalls:sys_enter_NAME` by call),
+//! for the server's process and every thread it starts. A run with no
+//! load is counted the same way and subtracted (start-up and shutdown).
+//! Tracepoints count every call and barely slow it, so batches stay the
+//! size they are without a tracer; `strace -f -c` would count the same
+//! calls, but slows each one so much that datagrams pile up and batches
+//! look far fuller than they are. CPU per message, the other half of the
+//! picture, is measured without perf in the same run (median of ROUNDS,
+//! server pinned to core 0 and load to core 1).
+//!
+//! Kinds (KINDS, a comma list): TCP `c` (the C epoll baseline),
+//! `echoloop`, `tokio`, `threads`; UDP `c-udp` (recvfrom/sendto),
+//! `c-udp-mmsg` (recvmmsg/sendmmsg, batches of 32), `echoloop-udp`,
+//! `tokio-udp`. A kind that cannot run here is skipped with a line.
+//!
+//! Run: `cargo bench --bench syscalls`. Knobs: MESSAGES (100000), KINDS,
+//! ROUNDS (3) and SECS (2) for the CPU column. Needs perf (Debian's
+//! `linux-perf`) with tracepoints readable; without them the bench says
+//! so and counts nothing.
+
+use std::process::Command;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "servers/measure.rs"]
+mod measure;
+mod servers;
+
+use common::{ServerProcess, json_number};
+use measure::{Setup, measure, run_load};
+use servers::{clone_command, env_or, has, median};
+
+/// One kind's count: calls per message, in all and by call.
+struct Count {
+    messages: f64,
+    total: f64,
+    by_call: Vec<(String, f64)>,
+}
+
+fn main() {
+    servers::serve_if_asked();
+    let setup = Setup::from_env("syscalls", "count");
+    let messages: u64 = env_or("MESSAGES", 100_000);
+    let kinds =
+        servers::kinds_from_env("c,echoloop,tokio,threads,c-udp,c-udp-mmsg,echoloop-udp,tokio-udp");
+    if !perf_counts_syscalls() {
+        println!(
+            "syscalls: perf cannot count syscall tracepoints here (Debian: apt-get install linux-perf; \
+             /proc/sys/kernel/perf_event_paranoid); nothing counted"
+        );
+        return;
+    }
+    let count_load: Vec<String> = [
+        "-c",
+        "50",
+        "-s",
+        "64",
+        "--messages",
+        &messages.to_string(),
+        "-d",
+        "600s",
+    ]
+    .map(String::from)
+    .to_vec();
+    let secs = format!("{}s", setup.secs);
+    let cpu_load: Vec<String> = ["-c", "50", "-s", "64", "-d", &secs]
+        .map(String::from)
+        .to_vec();
+    println!(
+        "syscalls per echoed message, server only (perf stat, syscall tracepoints, over {messages} messages, -c 50 -s 64); \
+         server CPU per message without perf (median of {} x {} s)",
+        setup.rounds, setup.secs
+    );
+    println!(
+        "  {:<13} {:>9} {:>10}  by call (per message)",
+        "kind", "calls/msg", "CPU µs/msg"
+    );
+    for kind in &kinds {
+        let Some(cmd) = servers::command(kind) else {
+            continue;
+        };
+        let Some(count) = count_calls(&cmd, &count_load, setup.pin) else {
+            println!("  {kind:<13} (the count failed)");
+            continue;
+        };
+        let cpu = median((0..setup.rounds).filter_map(|_| {
+            let m = measure(&cmd, &cpu_load, setup.pin)?;
+            Some(m.server_cpu_us / json_number(&m.json, "messages").max(1.0))
+        }));
+        let calls: Vec<String> = count
+            .by_call
+            .iter()
+            .filter(|(_, per)| *per >= 0.001)
+            .map(|(name, per)| format!("{name} {per:.3}"))
+            .collect();
+        println!(
+            "  {kind:<13} {:>9.3} {cpu:>10.2}  {} ({} messages)",
+            count.total,
+            calls.join(", "),
+            count.messages
+        );
+    }
+}
+
+/// Counts by call name (`total` for all calls).
+type Counts = Vec<(String, f64)>;
+
+/// The calls counted one by one (the total counts every call).
+const CALLS: [&str; 12] = [
+    "read",
+    "write",
+    "recvfrom",
+    "sendto",
+    "recvmmsg",
+    "sendmmsg",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_ctl",
+    "accept4",
+    "close",
+    "io_uring_enter",
+];
+
+/// Whether `perf stat` can count syscall tracepoints here.
+fn perf_counts_syscalls() -> bool {
+    has("perf")
+        && Command::new("perf")
+            .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"])
+            .output()
+            .is_ok_and(|o| {
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stderr).lines().any(|l| {
+                        l.split(',')
+                            .next()
+                            .is_some_and(|n| n.parse::<u64>().is_ok())
+                    })
+            })
+}
+
+/// The server's calls over the load, per message: one counted run with
+/// the load, one without, the difference divided by the messages.
+fn count_calls(cmd: &Command, load: &[String], pin: bool) -> Option<Count> {
+    let (loaded, json) = perf_run(cmd, Some(load), pin)?;
+    let (idle, _) = perf_run(cmd, None, pin)?;
+    let messages = json_number(&json?, "messages");
+    if messages <= 0.0 {
+        return None;
+    }
+    let per = |name: &str| {
+        let n = |t: &[(String, f64)]| t.iter().find(|(k, _)| k == name).map_or(0.0, |(_, v)| *v);
+        (n(&loaded) - n(&idle)).max(0.0) / messages
+    };
+    let mut by_call: Vec<(String, f64)> = CALLS.iter().map(|c| (c.to_string(), per(c))).collect();
+    by_call.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Some(Count {
+        messages,
+        total: per("total"),
+        by_call,
+    })
+}
+
+/// Runs the server under `perf stat` (it and every thread it starts),
+/// with `load` against it or none, stops it with SIGTERM, and reads the
+/// counts: `(name, count)`, the total as `total`.
+fn perf_run(cmd: &Command, load: Option<&[String]>, pin: bool) -> Option<(Counts, Option<String>)> {
+    let out = std::env::temp_dir().join(format!(
+        "echoloop-syscalls-{}-{}.csv",
+        std::process::id(),
+        load.is_some()
+    ));
+    let mut events = vec!["raw_syscalls:sys_enter".to_string()];
+    events.extend(CALLS.iter().map(|c| format!("syscalls:sys_enter_{c}")));
+    let mut perf = Command::new("perf");
+    perf.args(["stat", "-x,", "-o"])
+        .arg(&out)
+        .args(["-e", &events.join(","), "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => perf.env(k, v),
+            None => perf.env_remove(k),
+        };
+    }
+    let server = ServerProcess::spawn(clone_command(&perf, pin.then_some(0)));
+    let json = load.map(|l| run_load(&server, l, pin));
+    // The server is perf's child: end it (perf then writes its counts).
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", server.pid())).ok()?;
+    let child: i32 = children.split_whitespace().next()?.parse().ok()?;
+    // SAFETY: kill(2) on the server this bench started (perf's child).
+    unsafe {
+        libc::kill(child, libc::SIGTERM);
+    }
+    let _ = server.wait_exit();
+    let text = std::fs::read_to_string(&out).ok()?;
+    let _ = std::fs::remove_file(&out);
+    let counts = text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let n: f64 = fields.first()?.parse().ok()?;
+            let event = fields.get(2)?;
+            let name = match *event {
+                "raw_syscalls:sys_enter" => "total",
+                e => e.strip_prefix("syscalls:sys_enter_")?,
+            };
+            Some((name.to_string(), n))
+        })
+        .collect();
+    Some((counts, json.flatten()))
+}
