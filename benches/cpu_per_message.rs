@@ -15,7 +15,7 @@
 //!
 //! Run: `cargo bench --bench cpu_per_message`. Knobs (environment):
 //! ROUNDS (default 5), SECS per measurement (default 3), KINDS (comma list,
-//! default `c,echoloop,tokio,threads`), WORKLOADS (comma list of CxS,
+//! default `c,echoloop,tokio,threads,uring`), WORKLOADS (comma list of CxS,
 //! default `1x64,50x64,500x64,50x1024`), BULK=0 to skip the 1 GiB streams.
 
 use std::process::Command;
@@ -62,7 +62,7 @@ fn main() {
     echoloop::shared::net::raise_fd_limit().expect("raise the fd limit");
     let rounds: usize = env_or("ROUNDS", 5);
     let secs: f64 = env_or("SECS", 3.0);
-    let kinds = servers::kinds_from_env("c,echoloop,tokio,threads");
+    let kinds = servers::kinds_from_env("c,echoloop,tokio,threads,uring");
     let workloads: Vec<(usize, usize)> = std::env::var("WORKLOADS")
         .unwrap_or_else(|_| "1x64,50x64,500x64,50x1024".into())
         .split(',')

@@ -26,7 +26,7 @@
 //!
 //! Run: `cargo bench --bench fairness`. Knobs (environment): ROUNDS
 //! (default 3), SECS per measurement (default 3), KINDS (comma list,
-//! default `c,echoloop,echoloop-tls,tokio,threads`, plus `before` when
+//! default `c,echoloop,echoloop-tls,tokio,threads,uring`, plus `before` when
 //! ECHOLOOP_BEFORE is set), STREAMS (comma list, default `0,1,2`), ALONE=1 to run the
 //! streams without the bystander (what the budget costs a stream when
 //! there is nobody else to serve).
@@ -85,9 +85,9 @@ fn main() {
     let rounds: usize = env_or("ROUNDS", 3);
     let secs: f64 = env_or("SECS", 3.0);
     let default_kinds = if std::env::var_os("ECHOLOOP_BEFORE").is_some() {
-        "c,echoloop,echoloop-tls,before,tokio,threads"
+        "c,echoloop,echoloop-tls,before,tokio,threads,uring"
     } else {
-        "c,echoloop,echoloop-tls,tokio,threads"
+        "c,echoloop,echoloop-tls,tokio,threads,uring"
     };
     // The TLS kind is this bench's own: the shared list does not know it.
     let kinds = servers::kinds_from_env_with(default_kinds, &["echoloop-tls"]);

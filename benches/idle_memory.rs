@@ -3,7 +3,8 @@
 //! What it compares: the resident set size (VmRSS) of a server process
 //! before and after it holds N idle connections (default 10,000; set
 //! IDLE_CONNECTIONS to change it), for the echoloop reactor, a
-//! thread-per-connection server, a tokio `current_thread` server and, when
+//! thread-per-connection server, a tokio `current_thread` server, an
+//! io_uring server (`uring`: lent buffers shared by every connection) and, when
 //! a C compiler can build `benches/c/epoll_echo.c`, the C epoll baseline. The
 //! growth divided by N is what one idle connection costs in user space
 //! (kernel socket memory is not in RSS). Why it matters: a load-test target
@@ -35,7 +36,7 @@ fn main() {
         "fd limit {limit} is too low for {n} connections"
     );
     println!("idle_memory: {n} idle connections per server");
-    for kind in servers::KINDS.into_iter().chain(["c"]) {
+    for kind in servers::KINDS.into_iter().chain(["c", "uring"]) {
         let Some(cmd) = servers::command(kind) else {
             println!("{kind:>9}: not available, skipped");
             continue;

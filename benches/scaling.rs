@@ -122,7 +122,7 @@ fn churn(rounds: usize, duration: &str, pin: bool) {
         &["--messages-per-connection", "1", "--source", &sources],
     );
     let runs: Vec<(String, Command, Vec<String>)> =
-        servers::kinds_from_env("c,echoloop,tokio,threads")
+        servers::kinds_from_env("c,echoloop,tokio,threads,uring")
             .into_iter()
             .filter_map(|kind| Some((kind.clone(), servers::command(&kind)?, load.clone())))
             .collect();

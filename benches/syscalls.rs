@@ -16,7 +16,8 @@
 //! server pinned to core 0 and load to core 1).
 //!
 //! Kinds (KINDS, a comma list): TCP `c` (the C epoll baseline),
-//! `echoloop`, `tokio`, `threads`; UDP `c-udp` (recvfrom/sendto),
+//! `echoloop`, `tokio`, `threads`, `uring` (io_uring: multishot accept
+//! and receive into lent buffers, `servers/uring.rs`); UDP `c-udp` (recvfrom/sendto),
 //! `c-udp-mmsg` (recvmmsg/sendmmsg, batches of 32), `echoloop-udp`,
 //! `tokio-udp`. A kind that cannot run here is skipped with a line.
 //!
@@ -48,8 +49,9 @@ fn main() {
     servers::serve_if_asked();
     let setup = Setup::from_env("syscalls", "count");
     let messages: u64 = env_or("MESSAGES", 100_000);
-    let kinds =
-        servers::kinds_from_env("c,echoloop,tokio,threads,c-udp,c-udp-mmsg,echoloop-udp,tokio-udp");
+    let kinds = servers::kinds_from_env(
+        "c,echoloop,tokio,threads,uring,c-udp,c-udp-mmsg,echoloop-udp,tokio-udp",
+    );
     if !perf_counts_syscalls() {
         println!(
             "syscalls: perf cannot count syscall tracepoints here (Debian: apt-get install linux-perf; \

@@ -16,6 +16,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::thread;
 
+mod uring;
+
 /// The read size every server uses.
 pub const READ_SIZE: usize = 1024;
 
@@ -146,6 +148,12 @@ pub fn serve_if_asked() {
             std::io::stdout().flush().unwrap();
             tokio_udp(socket);
         }
+        "uring" => {
+            if let Err(e) = uring::serve(listener) {
+                eprintln!("uring: {e}");
+                std::process::exit(1);
+            }
+        }
         "threads" | "tokio" => {
             println!("listening on {addr}");
             std::io::stdout().flush().unwrap();
@@ -155,7 +163,7 @@ pub fn serve_if_asked() {
                 tokio_current_thread(listener);
             }
         }
-        other => panic!("--serve takes threads, tokio or tokio-udp, not {other:?}"),
+        other => panic!("--serve takes threads, tokio, tokio-udp or uring, not {other:?}"),
     }
     std::process::exit(0);
 }
@@ -174,6 +182,15 @@ pub fn command(kind: &str) -> Option<std::process::Command> {
             cmd
         }
         "threads" | "tokio" => {
+            let mut cmd = Command::new(std::env::current_exe().ok()?);
+            cmd.args(["--serve", kind]);
+            cmd
+        }
+        // io_uring (completions, not readiness), where the kernel has it.
+        "uring" => {
+            if !uring_available() {
+                return None;
+            }
             let mut cmd = Command::new(std::env::current_exe().ok()?);
             cmd.args(["--serve", kind]);
             cmd
@@ -375,4 +392,24 @@ pub fn kinds_from_env_with(default: &str, own: &[&str]) -> Vec<String> {
             ok
         })
         .collect()
+}
+
+/// Whether io_uring works here, with the multishot receive the `uring`
+/// kind needs; says why not when it does not.
+pub fn uring_available() -> bool {
+    let ring = match io_uring::IoUring::new(8) {
+        Ok(ring) => ring,
+        Err(e) => {
+            println!("uring: no io_uring here ({e}): skipped");
+            return false;
+        }
+    };
+    let mut probe = io_uring::Probe::new();
+    if ring.submitter().register_probe(&mut probe).is_err()
+        || !probe.is_supported(io_uring::opcode::RecvMulti::CODE)
+    {
+        println!("uring: this kernel lacks multishot receive (Linux 6.0+): skipped");
+        return false;
+    }
+    true
 }
