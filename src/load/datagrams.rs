@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use mio::net::UdpSocket;
@@ -43,6 +44,7 @@ use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
 use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
+use crate::shared::mmsg::{BATCH, Batch};
 use crate::shared::net::{MAX_DATAGRAM, describe, interrupted, would_block};
 use crate::shared::readiness::Readiness;
 
@@ -81,7 +83,8 @@ pub(super) struct DatagramGenerator {
     poll: Poll,
     flows: Vec<Flow>,
     tape: Vec<u8>,
-    buf: Vec<u8>,
+    /// Replies, a batch per `recvmmsg` (see [`mmsg`](crate::shared::mmsg)).
+    batch: Batch,
     out: Vec<u8>,
     started: Instant,
     now: Instant,
@@ -158,7 +161,7 @@ impl DatagramGenerator {
             poll,
             flows,
             tape: make_tape(),
-            buf: vec![0; MAX_DATAGRAM + 1024],
+            batch: Batch::new(),
             out: vec![0; config.size],
             started,
             now: started,
@@ -393,14 +396,15 @@ impl DatagramGenerator {
         true
     }
 
-    /// Receives every reply waiting on socket `i` and checks each.
+    /// Receives every reply waiting on socket `i`, a batch per call, and
+    /// checks each.
     fn on_readable(&mut self, i: usize) {
         let Some(flow) = self.flows.get_mut(i) else {
             return;
         };
         loop {
-            let n = match flow.socket.recv(&mut self.buf) {
-                Ok(n) => n,
+            let got = match self.batch.recv(flow.socket.as_raw_fd(), BATCH) {
+                Ok(got) => got,
                 Err(e) if would_block(&e) => return,
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => {
@@ -410,45 +414,55 @@ impl DatagramGenerator {
                     return;
                 }
             };
-            let now = self.now;
-            let reply = &self.buf[..n];
-            let Some(seq) = check(
-                reply,
-                self.config.size,
-                &self.tape,
-                flow.tape_start,
-                i as u32,
-            ) else {
-                log::debug!("udp socket {i}: a corrupted reply ({n} bytes)");
-                self.figures.corrupted += 1;
-                continue;
-            };
-            let Some(at) = flow.in_flight.remove(&seq) else {
-                if flow.lost_set.contains(&seq) || seq < flow.forgotten_below {
-                    log::trace!("udp socket {i}: seq {seq} came back after it was counted lost");
-                    self.figures.late += 1;
-                } else {
-                    self.figures.duplicated += 1;
+            for k in 0..got {
+                let now = self.now;
+                let (reply, _) = self.batch.get(k);
+                let n = reply.len();
+                let Some(seq) = check(
+                    reply,
+                    self.config.size,
+                    &self.tape,
+                    flow.tape_start,
+                    i as u32,
+                ) else {
+                    log::debug!("udp socket {i}: a corrupted reply ({n} bytes)");
+                    self.figures.corrupted += 1;
+                    continue;
+                };
+                let Some(at) = flow.in_flight.remove(&seq) else {
+                    if flow.lost_set.contains(&seq) || seq < flow.forgotten_below {
+                        log::trace!(
+                            "udp socket {i}: seq {seq} came back after it was counted lost"
+                        );
+                        self.figures.late += 1;
+                    } else {
+                        self.figures.duplicated += 1;
+                    }
+                    continue;
+                };
+                if flow.highest_answered.is_some_and(|h| seq < h) {
+                    self.figures.reordered += 1;
                 }
-                continue;
-            };
-            if flow.highest_answered.is_some_and(|h| seq < h) {
-                self.figures.reordered += 1;
-            }
-            flow.highest_answered = flow.highest_answered.max(Some(seq));
-            if self.counters.measuring(now) {
-                self.counters.bytes_received += n as u64;
-            }
-            let in_window = at >= self.counters.measure_from && at < self.counters.end;
-            // A reply later than the timeout is a loss, however it was
-            // noticed: here, or by the tick if it never comes.
-            match self.counters.complete(at, now) {
-                Err(_) if in_window => self.figures.lost += 1,
-                Ok(()) if in_window => {
-                    self.figures.answered += 1;
-                    flow.jitter.on_reply(at, now);
+                flow.highest_answered = flow.highest_answered.max(Some(seq));
+                if self.counters.measuring(now) {
+                    self.counters.bytes_received += n as u64;
                 }
-                _ => {}
+                let in_window = at >= self.counters.measure_from && at < self.counters.end;
+                // A reply later than the timeout is a loss, however it was
+                // noticed: here, or by the tick if it never comes.
+                match self.counters.complete(at, now) {
+                    Err(_) if in_window => self.figures.lost += 1,
+                    Ok(()) if in_window => {
+                        self.figures.answered += 1;
+                        flow.jitter.on_reply(at, now);
+                    }
+                    _ => {}
+                }
+            }
+            // A short batch: the socket is empty (the next reply raises a
+            // new edge), so no read is spent on EAGAIN.
+            if got < BATCH {
+                return;
             }
         }
     }
