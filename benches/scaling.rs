@@ -23,7 +23,7 @@
 //! Run: `cargo bench --bench scaling`. Knobs (environment): ROUNDS (default
 //! 3), SECS per measurement (default 2), SECTIONS (comma list, default
 //! `churn,reactors,generator`), KINDS for the churn table (default
-//! `c,echoloop,tokio,threads`). It prints the machine's core count and
+//! `c,echoloop,tokio,threads,uring`). It prints the machine's core count and
 //! says when there are too few cores to show scaling.
 
 use std::process::Command;
