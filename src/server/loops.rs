@@ -39,6 +39,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::shared::duration::deadline_after;
+
 /// Source ports of services that answer any datagram by themselves: echo
 /// (7), discard (9), daytime (13), quote of the day (17), chargen (19),
 /// time (37), and 0, which no real sender uses.
@@ -82,7 +84,8 @@ impl std::fmt::Display for Looped {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     key: u64,
-    last: Instant,
+    /// When the last answer's window closes: a bounce must come before.
+    until: Instant,
     bounces: u32,
 }
 
@@ -93,6 +96,10 @@ pub struct LoopGuard {
     /// Empty until the first datagram (a server without UDP traffic pays
     /// nothing); then [`SLOTS`] long.
     slots: Vec<Option<Slot>>,
+    /// The last `now` seen, and its window's end: a batch of datagrams
+    /// shares one `now`, so the sum is made once per batch, not per
+    /// datagram (Instant arithmetic is most of this check's cost).
+    window: Option<(Instant, Instant)>,
 }
 
 impl LoopGuard {
@@ -101,6 +108,7 @@ impl LoopGuard {
         LoopGuard {
             own_port,
             slots: Vec::new(),
+            window: None,
         }
     }
 
@@ -116,9 +124,17 @@ impl LoopGuard {
         if self.slots.is_empty() {
             self.slots = vec![None; SLOTS];
         }
+        let until = match self.window {
+            Some((at, until)) if at == now => until,
+            _ => {
+                let until = deadline_after(now, BOUNCE_WINDOW);
+                self.window = Some((now, until));
+                until
+            }
+        };
         let key = fingerprint(from, payload);
         let slot = &mut self.slots[(key as usize) & (SLOTS - 1)];
-        let recent = |s: &Slot| now.saturating_duration_since(s.last) < BOUNCE_WINDOW;
+        let recent = |s: &Slot| now < s.until;
         match slot {
             Some(s) if s.key == key && recent(s) => {
                 if s.bounces >= MAX_BOUNCES {
@@ -128,14 +144,14 @@ impl LoopGuard {
                     return Some(Looped::Bounced);
                 }
                 s.bounces += 1;
-                s.last = now;
+                s.until = until;
             }
             // Someone else's, and still active: answer, untracked.
             Some(s) if s.key != key && recent(s) => {}
             _ => {
                 *slot = Some(Slot {
                     key,
-                    last: now,
+                    until,
                     bounces: 0,
                 })
             }
@@ -158,15 +174,17 @@ fn fingerprint(from: SocketAddr, payload: &[u8]) -> u64 {
             step(step(h, bits as u64), (bits >> 64) as u64)
         }
     };
-    let mut words = payload.chunks_exact(8);
-    for w in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(w);
-        h = step(h, u64::from_le_bytes(bytes));
+    let (words, tail) = payload.as_chunks::<8>();
+    for w in words {
+        h = step(h, u64::from_le_bytes(*w));
     }
-    let mut tail = [0u8; 8];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    step(h, u64::from_le_bytes(tail))
+    // The last 0 to 7 bytes, a byte at a time (a copy of a length only
+    // known at run time would call memcpy, for at most 7 bytes).
+    let last = tail
+        .iter()
+        .enumerate()
+        .fold(0u64, |w, (i, &b)| w | u64::from(b) << (8 * i));
+    step(h, last)
 }
 
 #[cfg(test)]
