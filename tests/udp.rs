@@ -476,6 +476,48 @@ fn load_over_udp_is_clean_on_loopback() {
     }
 }
 
+/// Datagrams due together on one socket leave in one `sendmmsg`: a
+/// closed loop of 16 fills its pipeline with one call, and one socket at
+/// 20,000/s sends what fell due since the last wake-up together. Either
+/// way every datagram comes back whole, and `--messages` ends the window
+/// without calling the 16 still in flight lost: they settle.
+#[test]
+fn load_over_udp_sends_due_datagrams_in_one_call() {
+    let server = ServerProcess::start(&["--udp-only"]);
+    for (args, least) in [
+        (
+            &["-c", "1", "--pipeline", "16", "--messages", "3000"][..],
+            16,
+        ),
+        (&["-c", "1", "--rate", "20000", "-d", "200ms"][..], 2),
+    ] {
+        let mut cmd = common::bin();
+        cmd.args(["load", &format!("udp://{}", server.addr), "--json"])
+            .args(args)
+            .env("RUST_LOG", "echoloop::load::datagrams=trace");
+        let out = common::run_bounded(cmd, DEADLINE);
+        let json = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {json}");
+        let sent = udp_figure(&json, "sent");
+        assert!(sent >= 1000.0, "{args:?}: {json}");
+        assert_eq!(udp_figure(&json, "answered"), sent, "{args:?}: {json}");
+        for key in ["lost", "duplicated", "corrupted"] {
+            assert_eq!(udp_figure(&json, key), 0.0, "{args:?} {key}: {json}");
+        }
+        // "udp socket 0: sent N of N in one call"
+        let trace = String::from_utf8_lossy(&out.stderr);
+        let most = trace
+            .lines()
+            .filter_map(|l| l.split("udp socket 0: sent ").nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
+            .max();
+        assert!(
+            most.is_some_and(|n| n >= least),
+            "{args:?}: the largest send was {most:?} datagrams, not {least} or more"
+        );
+    }
+}
+
 /// Jitter (RFC 3550) is reported beside loss: small on loopback, and near
 /// the injected spread against a server that holds every other reply 30 ms
 /// (the transit times then differ by about 30 ms from one reply to the

@@ -44,7 +44,7 @@ use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
 use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
-use crate::shared::mmsg::{BATCH, Batch};
+use crate::shared::mmsg::{BATCH, Batch, Outbox};
 use crate::shared::net::{MAX_DATAGRAM, describe, interrupted, would_block};
 use crate::shared::readiness::Readiness;
 
@@ -85,7 +85,13 @@ pub(super) struct DatagramGenerator {
     tape: Vec<u8>,
     /// Replies, a batch per `recvmmsg` (see [`mmsg`](crate::shared::mmsg)).
     batch: Batch,
-    out: Vec<u8>,
+    /// Datagrams due together on one socket, sent by one `sendmmsg`.
+    outbox: Outbox,
+    /// When each datagram of this pass fell due (open loop: in the order
+    /// the schedule dealt them, round robin from `next_flow`).
+    due: Vec<Instant>,
+    /// The part of `due` that goes to one socket.
+    mine: Vec<Instant>,
     started: Instant,
     now: Instant,
     next_tick: Instant,
@@ -162,7 +168,9 @@ impl DatagramGenerator {
             flows,
             tape: make_tape(),
             batch: Batch::new(),
-            out: vec![0; config.size],
+            outbox: Outbox::new(config.size),
+            due: Vec::with_capacity(DEAL_PER_TURN as usize),
+            mine: Vec::with_capacity(DEAL_PER_TURN as usize),
             started,
             now: started,
             next_tick: started,
@@ -241,6 +249,15 @@ impl DatagramGenerator {
             }
             self.on_readable(event.token.0);
         }
+        if self
+            .config
+            .messages
+            .is_some_and(|m| self.counters.messages >= m)
+            && self.now < self.counters.end
+        {
+            log::debug!("--messages reached: the window ends, the last replies settle");
+            self.counters.end = self.now;
+        }
         let tick = self.on_timers(self.now);
         if self.config.rate.is_some() {
             // What fell due before the end goes out even when the loop
@@ -252,11 +269,16 @@ impl DatagramGenerator {
             // --start-at: not yet.
         } else {
             for i in 0..self.flows.len() {
-                while self.flows[i].in_flight.len() < self.config.pipeline {
-                    let at = self.now;
-                    if !self.send(i, at) {
-                        break;
-                    }
+                let want = self
+                    .config
+                    .pipeline
+                    .saturating_sub(self.flows[i].in_flight.len());
+                if want > 0 {
+                    let mut mine = std::mem::take(&mut self.mine);
+                    mine.clear();
+                    mine.resize(want, self.now);
+                    self.send(i, &mine);
+                    self.mine = mine;
                 }
             }
         }
@@ -333,19 +355,20 @@ impl DatagramGenerator {
     }
 
     /// Over once the window has ended and every datagram sent in it is
-    /// answered or timed out (at most `--timeout` later), or `--messages`
-    /// were measured.
+    /// answered or timed out (at most `--timeout` later). `--messages`
+    /// ends the window early (see [`turn`](Self::turn)), and the
+    /// datagrams then in flight settle the same way: counted lost only if
+    /// their replies do not come.
     fn finished(&self) -> bool {
         let settled = self.flows.iter().all(|f| f.in_flight.is_empty())
             || self.now >= deadline_after(self.counters.end, self.config.timeout);
-        (self.now >= self.counters.end && settled)
-            || self
-                .config
-                .messages
-                .is_some_and(|m| self.counters.messages >= m)
+        self.now >= self.counters.end && settled
     }
 
-    /// Open loop: sends the datagrams due by now, round robin.
+    /// Open loop: sends the datagrams due by now, round robin: the
+    /// schedule deals them to the sockets in turn, and each socket's share
+    /// goes in one `sendmmsg` (one socket at a high rate gets many at
+    /// once; many sockets at a low rate get one each).
     fn deal(&mut self, now: Instant) {
         let (measure_from, end) = (self.counters.measure_from, self.counters.end);
         if !self
@@ -355,45 +378,70 @@ impl DatagramGenerator {
         {
             return;
         }
-        for _ in 0..DEAL_PER_TURN {
-            let Some(schedule) = &mut self.schedule else {
-                return;
-            };
+        let Some(schedule) = &mut self.schedule else {
+            return;
+        };
+        self.due.clear();
+        while (self.due.len() as u64) < DEAL_PER_TURN {
             let Some(at) = schedule.peek(now, end) else {
-                return;
+                break;
             };
-            let meant = schedule.take(at, now, measure_from);
-            let i = self.next_flow;
-            self.next_flow = (i + 1) % self.flows.len();
-            self.send(i, meant);
+            self.due.push(schedule.take(at, now, measure_from));
         }
+        // Due datagram k goes to socket (first + k) mod n.
+        let (first, n) = (self.next_flow, self.flows.len());
+        self.next_flow = (first + self.due.len()) % n;
+        let mut mine = std::mem::take(&mut self.mine);
+        for j in 0..n.min(self.due.len()) {
+            mine.clear();
+            mine.extend(self.due.iter().skip(j).step_by(n));
+            self.send(first.wrapping_add(j) % n, &mine);
+        }
+        self.mine = mine;
     }
 
-    /// Sends flow `i`'s next datagram, due (or sent) at `at`. False when
-    /// the socket could not take it (it is then not in flight).
-    fn send(&mut self, i: usize, at: Instant) -> bool {
-        let flow = &mut self.flows[i];
-        let seq = flow.next_seq;
+    /// Sends flow `i`'s next datagrams, one per instant of `due` (when
+    /// each fell due, or now in closed loop), as few calls as the
+    /// outbox's room allows. What the socket will not take is not sent
+    /// and not in flight: UDP has no backpressure to wait on.
+    fn send(&mut self, i: usize, due: &[Instant]) {
+        let Some(flow) = self.flows.get_mut(i) else {
+            return;
+        };
         let size = self.config.size;
-        fill(&mut self.out, &self.tape, flow.tape_start, seq, i as u32);
-        loop {
-            match flow.socket.send(&self.out[..size]) {
-                Ok(_) => break,
-                Err(e) if interrupted(&e) => {}
-                Err(e) if would_block(&e) => return false,
+        for chunk in due.chunks(self.outbox.room()) {
+            for k in 0..chunk.len() {
+                let seq = flow.next_seq + k as u64;
+                fill(
+                    self.outbox.slot(k),
+                    &self.tape,
+                    flow.tape_start,
+                    seq,
+                    i as u32,
+                );
+            }
+            let went = match self.outbox.send(flow.socket.as_raw_fd(), chunk.len()) {
+                Ok(went) => went,
                 Err(e) => {
-                    log::debug!("udp socket {i}: send failed: {}", describe(&e));
-                    return false;
+                    if !would_block(&e) {
+                        log::debug!("udp socket {i}: send failed: {}", describe(&e));
+                    }
+                    0
+                }
+            };
+            log::trace!("udp socket {i}: sent {went} of {} in one call", chunk.len());
+            for &at in &chunk[..went] {
+                flow.in_flight.insert(flow.next_seq, at);
+                flow.next_seq += 1;
+                if at >= self.counters.measure_from && at < self.counters.end {
+                    self.figures.sent += 1;
+                    self.counters.bytes_sent += size as u64;
                 }
             }
+            if went < chunk.len() {
+                return;
+            }
         }
-        flow.next_seq += 1;
-        flow.in_flight.insert(seq, at);
-        if at >= self.counters.measure_from && at < self.counters.end {
-            self.figures.sent += 1;
-            self.counters.bytes_sent += size as u64;
-        }
-        true
     }
 
     /// Receives every reply waiting on socket `i`, a batch per call, and
