@@ -7,7 +7,9 @@
 //!    (`benches/c/udp_echo.c`: edge-triggered epoll, `recvfrom` until
 //!    EAGAIN, `sendto` each datagram back), `echoloop server --udp-only`
 //!    and a tokio `current_thread` UDP echo: server CPU per datagram with
-//!    its ratio to C (the goal: within 5%), and datagrams per second.
+//!    its ratio to C (the goal: within 5%), and datagrams per second; then
+//!    the kernel's part of it, and that part's ratio to C's whole CPU: the
+//!    floor a server reaches with no user-space work at all.
 //! 2. **unix**: `echoloop server` over TCP loopback and over a Unix
 //!    socket, the same 50 × 64 B load: CPU per message; then one
 //!    connection streaming 256 MiB (1 MiB messages, 4 in flight): MB/s.
@@ -115,6 +117,23 @@ fn table(kinds: &[&str], load: &[String], rounds: usize, pin: bool) {
             m.as_ref()
                 .map_or(f64::NAN, |m| json_number(&m.json, "msgs_per_s"))
         }));
-        println!("  {kind:<14} {cpu:.2} µs {ratio:.3}x  [{rate:.0}/s]");
+        // Where the time goes: the kernel's share bounds what any change
+        // in user space can win.
+        let system = median(all[k].iter().map(|m| {
+            m.as_ref().map_or(f64::NAN, |m| {
+                (m.server_cpu_us - m.server_user_us) / json_number(&m.json, "messages").max(1.0)
+            })
+        }));
+        let system_ratio = median(all[k].iter().zip(&all[0]).map(|(m, base)| match m {
+            Some(m) => {
+                (m.server_cpu_us - m.server_user_us)
+                    / json_number(&m.json, "messages").max(1.0)
+                    / per_msg(base)
+            }
+            None => f64::NAN,
+        }));
+        println!(
+            "  {kind:<14} {cpu:.2} µs {ratio:.3}x  [{rate:.0}/s]  kernel {system:.2} µs ({system_ratio:.3}x the first's whole)"
+        );
     }
 }

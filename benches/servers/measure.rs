@@ -61,6 +61,8 @@ pub fn bulk_mb_per_s(json: &str) -> f64 {
 pub struct Measured {
     /// The server process's CPU time during the run, µs.
     pub server_cpu_us: f64,
+    /// The part of it spent in user space (the rest is the kernel's), µs.
+    pub server_user_us: f64,
     /// The load process's CPU time, µs.
     pub load_cpu_us: f64,
     /// `echoloop load --json`'s report.
@@ -72,15 +74,17 @@ pub struct Measured {
 pub fn measure(cmd: &Command, load: &[String], pin: bool) -> Option<Measured> {
     let server = ServerProcess::spawn(clone_command(cmd, pin.then_some(0)));
     let pid = server.pid();
-    let before = cpu_ticks(pid);
+    let (user_before, system_before) = cpu_ticks(pid);
     let load_before = children_cpu_us();
     let json = run_load(&server, load, pin)?;
     // The load process has been waited for; the server not yet.
     let load_used = children_cpu_us() - load_before;
-    let used = cpu_ticks(pid) - before;
-    let ticks_per_s = 100.0; // USER_HZ on Linux
+    let (user, system) = cpu_ticks(pid);
+    let (user, system) = (user - user_before, system - system_before);
+    let us = |ticks: u64| ticks as f64 / 100.0 * 1e6; // USER_HZ is 100 on Linux
     Some(Measured {
-        server_cpu_us: used as f64 / ticks_per_s * 1e6,
+        server_cpu_us: us(user + system),
+        server_user_us: us(user),
         load_cpu_us: load_used,
         json,
     })
@@ -106,14 +110,14 @@ pub fn run_load(server: &ServerProcess, args: &[String], pin: bool) -> Option<St
     Some(json)
 }
 
-/// utime + stime of `pid`, in clock ticks (all of its threads).
-fn cpu_ticks(pid: u32) -> u64 {
+/// utime and stime of `pid`, in clock ticks (all of its threads).
+fn cpu_ticks(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // The command name may hold spaces; fields count from after its ')'.
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    (fields[11].parse().unwrap(), fields[12].parse().unwrap())
 }
 
 /// CPU time (user + system, µs) of this process's children that have
