@@ -5,9 +5,11 @@
 //! one itself: one `read` and one `write` per message, plus an
 //! `epoll_wait` per batch of events. Here the kernel is asked once per
 //! connection to go on receiving (multishot `recv`), into buffers the
-//! server lent it up front (a provided-buffer group shared by every
-//! connection), and one `io_uring_enter` both submits the turn's sends
-//! and waits for the next completions. So the system calls per message
+//! server lent it up front (a ring of provided buffers shared by every
+//! connection, registered once), and one `io_uring_enter` both submits
+//! the turn's sends and waits for the next completions. A buffer whose
+//! echo was sent goes back to the kernel by a store to shared memory
+//! (the buffer ring's tail), not by a request of its own. So the system calls per message
 //! fall well below one, and no connection owns a read buffer while it
 //! is idle.
 //!
@@ -21,7 +23,9 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
 
+use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, cqueue, opcode, squeue, types::Fd};
 
 /// Bytes per lent buffer: echoloop's read size.
@@ -37,8 +41,80 @@ const ENTRIES: u32 = 4096;
 const ACCEPT: u64 = 1;
 const RECV: u64 = 2;
 const SEND: u64 = 3;
-const PROVIDE: u64 = 4;
 const CLOSE: u64 = 5;
+
+/// The lent buffers' ring, shared with the kernel: the server writes an
+/// entry (address, length, id) per buffer it hands back and then moves
+/// the tail; the kernel takes entries from the head as data arrives.
+struct BufRing {
+    entries: *mut BufRingEntry,
+    /// The pool the entries point into.
+    base: *mut u8,
+    /// The tail as written so far; the kernel sees it at `publish`.
+    tail: u16,
+}
+
+impl BufRing {
+    /// Registers a ring of `BUFS` entries with `ring` and lends it every
+    /// buffer of the pool at `base`.
+    fn new(ring: &IoUring, base: *mut u8) -> std::io::Result<BufRing> {
+        let layout = std::alloc::Layout::from_size_align(
+            BUFS as usize * std::mem::size_of::<BufRingEntry>(),
+            4096,
+        )
+        .map_err(std::io::Error::other)?;
+        // SAFETY: the layout has a non-zero size. The memory is never freed:
+        // the kernel reads it for as long as the process serves.
+        let entries = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<BufRingEntry>();
+        if entries.is_null() {
+            return Err(std::io::Error::other("out of memory for the buffer ring"));
+        }
+        // SAFETY: `entries` is page-aligned, BUFS (a power of two) entries
+        // long, zeroed, and outlives the ring.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(entries as u64, BUFS, GROUP, 0)?
+        };
+        let mut bufs = BufRing {
+            entries,
+            base,
+            tail: 0,
+        };
+        for bid in 0..BUFS {
+            bufs.give_back(bid);
+        }
+        bufs.publish();
+        Ok(bufs)
+    }
+
+    /// Writes buffer `bid`'s entry at the tail (seen by the kernel at the
+    /// next [`publish`](Self::publish)).
+    fn give_back(&mut self, bid: u16) {
+        let slot = (self.tail & (BUFS - 1)) as usize;
+        // SAFETY: slot < BUFS: the entry is in the ring; bid < BUFS: the
+        // buffer is in the pool. The entry is not the kernel's: the
+        // kernel only reads entries below the published tail.
+        unsafe {
+            let entry = &mut *self.entries.add(slot);
+            entry.set_addr(self.base.add(bid as usize * BUF) as u64);
+            entry.set_len(BUF as u32);
+            entry.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Lets the kernel see every entry written so far: one release store
+    /// per turn, however many buffers came back.
+    fn publish(&self) {
+        // SAFETY: the tail field lies in the first entry's reserved bytes,
+        // a u16 aligned for AtomicU16, shared with the kernel (which reads
+        // it): an atomic store with release ordering publishes the entries.
+        unsafe {
+            let tail = BufRingEntry::tail(self.entries).cast::<AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
 
 /// `user_data`: what (8 bits), the file descriptor (24), the
 /// connection's generation (16: a late completion for a closed
@@ -65,7 +141,15 @@ struct Conn {
 
 /// Serves `listener` until killed.
 pub fn serve(listener: TcpListener) -> std::io::Result<()> {
-    let mut ring = IoUring::new(ENTRIES)?;
+    // One thread submits, and completions' work in the kernel waits for
+    // the next enter instead of interrupting the server as data arrives
+    // (DEFER_TASKRUN, Linux 6.1); without those flags, fall back to a
+    // plain ring.
+    let mut ring = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(ENTRIES)
+        .or_else(|_| IoUring::new(ENTRIES))?;
     let mut pool = vec![0u8; BUF * BUFS as usize];
     let base = pool.as_mut_ptr();
     let mut conns: Vec<Option<Conn>> = Vec::new();
@@ -73,12 +157,8 @@ pub fn serve(listener: TcpListener) -> std::io::Result<()> {
     // Connections whose multishot receive ended for want of buffers: armed
     // again when a buffer comes back.
     let mut starved: Vec<(RawFd, u16)> = Vec::new();
+    let mut bufs = BufRing::new(&ring, base)?;
     let mut pending: Vec<squeue::Entry> = Vec::new();
-    pending.push(
-        opcode::ProvideBuffers::new(base, BUF as i32, BUFS, GROUP, 0)
-            .build()
-            .user_data(tag(PROVIDE, 0, 0, 0)),
-    );
     pending.push(
         opcode::AcceptMulti::new(Fd(listener.as_raw_fd()))
             .build()
@@ -88,7 +168,9 @@ pub fn serve(listener: TcpListener) -> std::io::Result<()> {
     std::io::stdout().flush()?;
     // ANCHOR: turn
     loop {
-        // Queue what this turn decided, then one enter: submit and wait.
+        // Lend back what this turn freed, queue what it decided, then one
+        // enter: submit and wait.
+        bufs.publish();
         for entry in pending.drain(..) {
             // SAFETY: every buffer an entry names is in `pool`, which
             // lives until the process ends; the queue is drained below
@@ -175,7 +257,7 @@ pub fn serve(listener: TcpListener) -> std::io::Result<()> {
                         pending.push(recv(fd, g));
                     }
                     let Some(i) = live(&mut conns) else {
-                        pending.push(give_back(base, bid));
+                        bufs.give_back(bid);
                         continue;
                     };
                     let conn = conns[i].as_mut().expect("live");
@@ -190,7 +272,7 @@ pub fn serve(listener: TcpListener) -> std::io::Result<()> {
                         continue;
                     }
                     conn.queue.pop_front();
-                    pending.push(give_back(base, bid));
+                    bufs.give_back(bid);
                     if res < 0 {
                         conn.done = true;
                     }
@@ -200,7 +282,7 @@ pub fn serve(listener: TcpListener) -> std::io::Result<()> {
                             conn.sending = false;
                             if conn.done {
                                 for (bid, _, _) in conn.queue.drain(..) {
-                                    pending.push(give_back(base, bid));
+                                    bufs.give_back(bid);
                                 }
                                 conns[fd as usize] = None;
                                 pending.push(close(fd));
@@ -233,15 +315,6 @@ fn send(
     opcode::Send::new(Fd(fd), at, (len - sent) as u32)
         .build()
         .user_data(tag(SEND, fd, generation, bid))
-}
-
-/// Lends buffer `bid` to the kernel again.
-fn give_back(base: *mut u8, bid: u16) -> squeue::Entry {
-    // SAFETY: bid < BUFS: the buffer is in the pool.
-    let at = unsafe { base.add(bid as usize * BUF) };
-    opcode::ProvideBuffers::new(at, BUF as i32, 1, GROUP, bid)
-        .build()
-        .user_data(tag(PROVIDE, 0, 0, bid))
 }
 
 /// Closes `fd` through the ring.
