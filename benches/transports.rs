@@ -14,9 +14,15 @@
 //!    socket, the same 50 × 64 B load: CPU per message; then one
 //!    connection streaming 256 MiB (1 MiB messages, 4 in flight): MB/s.
 //!    The difference is what the TCP stack costs on loopback.
+//! 3. **generator**: the UDP generator's own CPU per datagram at 50,000
+//!    datagrams/s of 64 B, open loop, against the C loop: on one socket
+//!    (iperf3's shape) and on 50, beside iperf3 `-u`'s sender at the same
+//!    rate (Debian's iperf3 against its own server on core 0; it only
+//!    sends, where echoloop also receives and checks every reply).
+//!    Skipped, with a line, without iperf3.
 //!
 //! Run: `cargo bench --bench transports`. Knobs: ROUNDS (default 3), SECS
-//! (default 2), SECTIONS (`udp,unix`), ECHOLOOP_BEFORE (another echoloop
+//! (default 2), SECTIONS (`udp,unix,generator`), ECHOLOOP_BEFORE (another echoloop
 //! binary, added to the udp table as `before-udp`), UDP_KINDS (the udp
 //! table's kinds, the first being the one ratios are to).
 
@@ -40,7 +46,7 @@ fn main() {
         sections,
         pin,
         ..
-    } = Setup::from_env("transports", "udp,unix");
+    } = Setup::from_env("transports", "udp,unix,generator");
     let duration = format!("{secs}s");
     let small: Vec<String> = ["-c", "50", "-s", "64", "-d", &duration]
         .map(String::from)
@@ -84,6 +90,122 @@ fn main() {
             println!("  {kind:<14} {:.0} MB/s", median(rates));
         }
     }
+    if sections.contains("generator") {
+        generators(rounds, secs, pin);
+    }
+}
+
+/// The generators section's offered rate: datagrams per second.
+const GENERATOR_RATE: u32 = 50_000;
+
+/// One generator of the generators section.
+#[derive(Debug, Clone, Copy)]
+enum Generator {
+    /// iperf3 `-u` sending 64 B datagrams at the same rate, one socket.
+    Iperf3,
+    /// `echoloop load udp://` on this many sockets.
+    Load(usize),
+}
+
+/// Section 3: the generator's CPU per datagram (its own process, from
+/// `getrusage`) at [`GENERATOR_RATE`], in rotated rounds, with ratios to
+/// iperf3's sender.
+fn generators(rounds: usize, secs: f64, pin: bool) {
+    let iperf3 = Command::new("iperf3").arg("--version").output();
+    if !iperf3.is_ok_and(|o| o.status.success()) {
+        println!("generator: no iperf3 on PATH: skipped");
+        return;
+    }
+    let Some(target) = servers::command("c-udp") else {
+        return;
+    };
+    let target = common::ServerProcess::spawn(servers::clone_command(&target, pin.then_some(0)));
+    println!(
+        "generator: {GENERATOR_RATE} datagrams/s of 64 B for {secs} s, open loop, against the C loop; the generator's CPU per datagram (ratio to iperf3's sender), syscalls not counted"
+    );
+    let kinds = [Generator::Iperf3, Generator::Load(1), Generator::Load(50)];
+    let mut all: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    for round in 0..rounds {
+        for k in 0..kinds.len() {
+            let k = (k + round) % kinds.len();
+            let cost = match kinds[k] {
+                Generator::Iperf3 => iperf3_cost(secs, pin),
+                Generator::Load(sockets) => load_cost(&target.ready, sockets, secs, pin),
+            };
+            all[k].push(cost.unwrap_or(f64::NAN));
+        }
+    }
+    for (k, kind) in kinds.iter().enumerate() {
+        let name = match kind {
+            Generator::Iperf3 => "iperf3 -u".to_string(),
+            Generator::Load(n) => format!("load -c {n}"),
+        };
+        let ratio = median(all[k].iter().zip(&all[0]).map(|(a, b)| a / b));
+        println!(
+            "  {name:<14} {:.2} µs {ratio:.3}x",
+            median(all[k].iter().copied())
+        );
+    }
+}
+
+/// `echoloop load udp://…` at the section's rate on `sockets` sockets:
+/// its CPU per datagram sent, µs.
+fn load_cost(target: &str, sockets: usize, secs: f64, pin: bool) -> Option<f64> {
+    let mut load = Command::new(env!("CARGO_BIN_EXE_echoloop"));
+    load.args(["load", target, "-s", "64", "--json"])
+        .args(["-c", &sockets.to_string()])
+        .args(["--rate", &GENERATOR_RATE.to_string()])
+        .args(["-d", &format!("{secs}s")]);
+    let before = measure::children_cpu_us();
+    let out = servers::clone_command(&load, pin.then_some(1))
+        .output()
+        .ok()?;
+    let used = measure::children_cpu_us() - before;
+    let json = String::from_utf8(out.stdout).ok()?;
+    out.status
+        .success()
+        .then(|| used / json_number(&json, "udp.sent").max(1.0))
+}
+
+/// iperf3's sender at the section's rate against its own one-off server
+/// (on core 0, as the echo servers are): its CPU per datagram, µs.
+fn iperf3_cost(secs: f64, pin: bool) -> Option<f64> {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .ok()?
+        .port();
+    let mut server = Command::new("iperf3");
+    // --forceflush: its ready line must not wait in a pipe's buffer.
+    server.args(["-s", "-1", "--forceflush", "-B", "127.0.0.1"]);
+    server.args(["-p", &port.to_string()]);
+    let mut server = servers::clone_command(&server, pin.then_some(0))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    // Ready once it says so; it ends by itself after one test (-1).
+    let mut lines = std::io::BufReader::new(server.stdout.take()?).lines();
+    if !lines.any(|l| l.is_ok_and(|l| l.contains("Server listening"))) {
+        let _ = server.wait();
+        return None;
+    }
+    let mut client = Command::new("iperf3");
+    client
+        .args(["-c", "127.0.0.1", "-p", &port.to_string(), "-u", "-l", "64"])
+        .args(["-b", &format!("{}", GENERATOR_RATE as u64 * 64 * 8)])
+        .args(["-t", &format!("{}", secs.round().max(1.0)), "--json"]);
+    let before = measure::children_cpu_us();
+    let out = servers::clone_command(&client, pin.then_some(1))
+        .output()
+        .ok()?;
+    // Only the client has been waited for yet: the server's CPU is not in.
+    let used = measure::children_cpu_us() - before;
+    drop(lines);
+    let _ = server.wait();
+    let json = String::from_utf8(out.stdout).ok()?;
+    out.status
+        .success()
+        .then(|| used / json_number(&json, "end.sum.packets").max(1.0))
 }
 
 /// Runs `load` against each of `kinds`, `rounds` times in rotated order,

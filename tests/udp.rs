@@ -478,9 +478,10 @@ fn load_over_udp_is_clean_on_loopback() {
 
 /// Datagrams due together on one socket leave in one `sendmmsg`: a
 /// closed loop of 16 fills its pipeline with one call, and one socket at
-/// 20,000/s sends what fell due since the last wake-up together. Either
-/// way every datagram comes back whole, and `--messages` ends the window
-/// without calling the 16 still in flight lost: they settle.
+/// 5,000/s sends what fell due since the last wake-up together. Either
+/// way every datagram is answered or lost (none duplicated or corrupted),
+/// and `--messages` ends the window without calling the 16 still in
+/// flight lost: they settle.
 #[test]
 fn load_over_udp_sends_due_datagrams_in_one_call() {
     let server = ServerProcess::start(&["--udp-only"]);
@@ -489,7 +490,7 @@ fn load_over_udp_sends_due_datagrams_in_one_call() {
             &["-c", "1", "--pipeline", "16", "--messages", "3000"][..],
             16,
         ),
-        (&["-c", "1", "--rate", "20000", "-d", "200ms"][..], 2),
+        (&["-c", "1", "--rate", "5000", "-d", "400ms"][..], 2),
     ] {
         let mut cmd = common::bin();
         cmd.args(["load", &format!("udp://{}", server.addr), "--json"])
@@ -500,8 +501,18 @@ fn load_over_udp_sends_due_datagrams_in_one_call() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {json}");
         let sent = udp_figure(&json, "sent");
         assert!(sent >= 1000.0, "{args:?}: {json}");
-        assert_eq!(udp_figure(&json, "answered"), sent, "{args:?}: {json}");
-        for key in ["lost", "duplicated", "corrupted"] {
+        let (answered, lost) = (udp_figure(&json, "answered"), udp_figure(&json, "lost"));
+        assert_eq!(answered + lost, sent, "{args:?}: {json}");
+        if args.contains(&"--pipeline") {
+            // 16 in flight cannot overflow a socket buffer: none is lost,
+            // not even the 16 in flight when --messages is reached.
+            assert_eq!(lost, 0.0, "{args:?}: {json}");
+        } else {
+            // A slow test machine can overflow a buffer with a burst of
+            // due datagrams: a measurement, but a small one.
+            assert!(lost <= sent / 100.0, "{args:?}: {json}");
+        }
+        for key in ["duplicated", "corrupted"] {
             assert_eq!(udp_figure(&json, key), 0.0, "{args:?} {key}: {json}");
         }
         // "udp socket 0: sent N of N in one call"

@@ -122,7 +122,7 @@ fn cpu_ticks(pid: u32) -> (u64, u64) {
 
 /// CPU time (user + system, µs) of this process's children that have
 /// been waited for.
-fn children_cpu_us() -> f64 {
+pub fn children_cpu_us() -> f64 {
     // SAFETY: getrusage fills the struct we pass; all-zero is a valid rusage.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
