@@ -228,6 +228,13 @@ impl Counters {
     pub(super) fn measuring(&self, now: Instant) -> bool {
         now >= self.measure_from && now <= self.end
     }
+
+    /// Whether a datagram sent (or due) at `at` is one of the window's:
+    /// half open, so that one sent at the very end is not counted sent
+    /// with no time left to be answered in.
+    pub(super) fn sent_in_window(&self, at: Instant) -> bool {
+        at >= self.measure_from && at < self.end
+    }
 }
 
 #[cfg(test)]

@@ -301,7 +301,7 @@ impl DatagramGenerator {
                     break;
                 }
                 flow.in_flight.remove(&seq);
-                if at >= self.counters.measure_from && at < self.counters.end {
+                if self.counters.sent_in_window(at) {
                     self.figures.lost += 1;
                 }
                 flow.lost.push_back(seq);
@@ -433,7 +433,7 @@ impl DatagramGenerator {
             for &at in &chunk[..went] {
                 flow.in_flight.insert(flow.next_seq, at);
                 flow.next_seq += 1;
-                if at >= self.counters.measure_from && at < self.counters.end {
+                if self.counters.sent_in_window(at) {
                     self.figures.sent += 1;
                     self.counters.bytes_sent += size as u64;
                 }
@@ -495,7 +495,7 @@ impl DatagramGenerator {
                 if self.counters.measuring(now) {
                     self.counters.bytes_received += n as u64;
                 }
-                let in_window = at >= self.counters.measure_from && at < self.counters.end;
+                let in_window = self.counters.sent_in_window(at);
                 // A reply later than the timeout is a loss, however it was
                 // noticed: here, or by the tick if it never comes.
                 match self.counters.complete(at, now) {
@@ -522,7 +522,7 @@ impl DatagramGenerator {
         // What is still in flight now had its whole --timeout: lost.
         for flow in &self.flows {
             for &at in flow.in_flight.values() {
-                if at >= self.counters.measure_from && at < self.counters.end {
+                if self.counters.sent_in_window(at) {
                     self.figures.lost += 1;
                 }
             }

@@ -55,6 +55,38 @@ impl Headers {
         h
     }
 
+    /// One `sendmmsg` of the headers `which` (set, and pointing at memory
+    /// that stays put until it returns), retried if a signal interrupts
+    /// it: how many the kernel took (at least one), or the first one's
+    /// error.
+    fn send(&mut self, fd: RawFd, which: std::ops::Range<usize>) -> io::Result<usize> {
+        let hdrs = &mut self.hdrs[which];
+        loop {
+            // SAFETY: every header in `hdrs` is set and points at an iovec,
+            // bytes and an address (or none) owned by the caller's value and
+            // unmoved while the call runs.
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    hdrs.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r > 0 {
+                return Ok((r as usize).min(hdrs.len()));
+            }
+            if r == 0 {
+                // Not seen in practice; an error, so that no caller spins.
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let e = io::Error::last_os_error();
+            if !interrupted(&e) {
+                return Err(e);
+            }
+        }
+    }
+
     /// Points header `k` at `len` bytes from `data`, for address `name`
     /// (`namelen` bytes; null for a connected socket).
     fn point(&mut self, k: usize, data: *mut u8, len: usize, name: *mut libc::sockaddr_storage) {
@@ -192,37 +224,25 @@ impl Batch {
         let mut done = Sent::default();
         let mut at = 0;
         while at < which.len() {
-            // SAFETY: headers at..which.len() point at slots and addresses
-            // owned by `self`, unmoved while the call runs.
-            let r = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    self.tx.hdrs[at..].as_mut_ptr(),
-                    (which.len() - at) as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if r > 0 {
-                let r = (r as usize).min(which.len() - at);
-                for h in &self.tx.hdrs[at..at + r] {
-                    done.bytes += h.msg_len as usize;
+            match self.tx.send(fd, at..which.len()) {
+                Ok(went) => {
+                    for h in &self.tx.hdrs[at..at + went] {
+                        done.bytes += h.msg_len as usize;
+                    }
+                    done.sent += went;
+                    at += went;
                 }
-                done.sent += r;
-                at += r;
-                continue;
+                Err(e) if would_block(&e) => {
+                    log::trace!("udp send batch: full, {} dropped", which.len() - at);
+                    done.dropped += which.len() - at;
+                    break;
+                }
+                Err(e) => {
+                    log::trace!("udp send: {e}: one dropped");
+                    done.dropped += 1;
+                    at += 1;
+                }
             }
-            let e = io::Error::last_os_error();
-            if interrupted(&e) {
-                continue;
-            }
-            if would_block(&e) {
-                log::trace!("udp send batch: full, {} dropped", which.len() - at);
-                done.dropped += which.len() - at;
-                break;
-            }
-            log::trace!("udp send: {e}: one dropped");
-            done.dropped += 1;
-            at += 1;
         }
         done
     }
@@ -294,33 +314,17 @@ impl Outbox {
         let count = count.min(self.room);
         let mut at = 0;
         while at < count {
-            // SAFETY: headers at..count point at datagrams in `data`, owned
-            // by `self` and unmoved while the call runs.
-            let r = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    self.tx.hdrs[at..].as_mut_ptr(),
-                    (count - at) as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if r > 0 {
-                at += (r as usize).min(count - at);
-                continue;
+            match self.tx.send(fd, at..count) {
+                Ok(went) => at += went,
+                Err(e) if at == 0 => return Err(e),
+                Err(e) => {
+                    // Report what went; the error will come again next time.
+                    if !would_block(&e) {
+                        log::debug!("udp send: {e}");
+                    }
+                    break;
+                }
             }
-            let e = io::Error::last_os_error();
-            if interrupted(&e) {
-                continue;
-            }
-            if at > 0 && would_block(&e) {
-                break;
-            }
-            if at > 0 {
-                // Report what went; the error will come again next time.
-                log::debug!("udp send: {e}");
-                break;
-            }
-            return Err(e);
         }
         Ok(at)
     }
