@@ -30,6 +30,8 @@ use std::process::Command;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "servers/iperf3.rs"]
+mod iperf3;
 #[path = "servers/measure.rs"]
 mod measure;
 mod servers;
@@ -170,38 +172,18 @@ fn load_cost(target: &str, sockets: usize, secs: f64, pin: bool) -> Option<f64> 
 /// iperf3's sender at the section's rate against its own one-off server
 /// (on core 0, as the echo servers are): its CPU per datagram, µs.
 fn iperf3_cost(secs: f64, pin: bool) -> Option<f64> {
-    use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .ok()?
-        .port();
-    let mut server = Command::new("iperf3");
-    // --forceflush: its ready line must not wait in a pipe's buffer.
-    server.args(["-s", "-1", "--forceflush", "-B", "127.0.0.1"]);
-    server.args(["-p", &port.to_string()]);
-    let mut server = servers::clone_command(&server, pin.then_some(0))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .ok()?;
-    // Ready once it says so; it ends by itself after one test (-1).
-    let mut lines = std::io::BufReader::new(server.stdout.take()?).lines();
-    if !lines.any(|l| l.is_ok_and(|l| l.contains("Server listening"))) {
-        let _ = server.wait();
-        return None;
-    }
+    let wrap = |cmd: &Command| servers::clone_command(cmd, pin.then_some(0));
+    let mut server = iperf3::start_server(wrap, std::time::Duration::from_secs(10))?;
+    let secs = secs.round().max(1.0) as u64;
     let mut client = Command::new("iperf3");
-    client
-        .args(["-c", "127.0.0.1", "-p", &port.to_string(), "-u", "-l", "64"])
-        .args(["-b", &format!("{}", GENERATOR_RATE as u64 * 64 * 8)])
-        .args(["-t", &format!("{}", secs.round().max(1.0)), "--json"]);
+    client.args(iperf3::client_args(server.port, GENERATOR_RATE, 64, secs));
     let before = measure::children_cpu_us();
     let out = servers::clone_command(&client, pin.then_some(1))
         .output()
         .ok()?;
     // Only the client has been waited for yet: the server's CPU is not in.
     let used = measure::children_cpu_us() - before;
-    drop(lines);
-    let _ = server.wait();
+    let _ = server.child.wait();
     let json = String::from_utf8(out.stdout).ok()?;
     out.status
         .success()
