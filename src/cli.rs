@@ -1130,6 +1130,7 @@ impl LoadArgs {
             tls: None,
             // Read beside the log's wall clock by the caller.
             origin: None,
+            stop: crate::shared::stop::Stop::never(),
         }
     }
 

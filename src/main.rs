@@ -148,6 +148,10 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
     // timestamps are offsets from the one, written as the other.
     let (origin, wall) = (Instant::now(), std::time::SystemTime::now());
     config.origin = Some(origin);
+    // Ctrl-C or a CI job's SIGTERM ends the window, not the process: the
+    // summary and the whole log are what a stopped soak test keeps.
+    config.stop = echoloop::shared::stop::Stop::on_signals()
+        .map_err(|e| Exit::failed(format!("cannot catch signals: {e}"), 1))?;
     let mut hdr_log = open_hdr_log(&args, &config, wall)?;
     let log_connects = args.messages_per_connection.is_some() || args.reconnect;
     // Open loop over a stream: the service time is logged beside latency.
@@ -511,7 +515,7 @@ fn run_server(args: ServerArgs) -> Result<(), Exit> {
     };
     let tls = match args.tls_options() {
         Some(opts) => {
-            let served = server::tls::setup(&opts, &server::tls::default_cert_path())
+            let served = server::tls::setup(&opts, &server::tls::default_cert_dir())
                 .map_err(|e| Exit::failed(&e, e.exit_code()))?;
             config.tls = Some(served.config.clone());
             Some(served)
@@ -547,10 +551,8 @@ fn run_server(args: ServerArgs) -> Result<(), Exit> {
         }
         group.run().map(|totals| totals.summary_line())
     };
-    // The self-signed certificate was for this run only.
-    if let Some(path) = tls.as_ref().and_then(|t| t.cert_file.as_ref()) {
-        let _ = std::fs::remove_file(path);
-    }
+    // The self-signed certificate was for this run only (Served's drop).
+    drop(tls);
     let line = summary.map_err(Exit::event_loop)?;
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());

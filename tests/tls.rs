@@ -660,3 +660,31 @@ fn udp_beside_tls_stays_plain() {
     tls.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"stream");
 }
+
+/// The self-signed certificate is `cert.pem` in a directory of its own
+/// under `$TMPDIR`, which only the server's user can enter (a planted
+/// symlink or a file made first by someone else is refused, see the unit
+/// tests of `write_private`); both are gone once the server stops.
+#[test]
+fn the_self_signed_certificate_lives_in_a_private_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = common::scratch("tls", "private");
+    let mut cmd = bin();
+    cmd.args(["server", "--bind", "127.0.0.1:0", "--tls"])
+        .env("TMPDIR", &tmp);
+    let server = ServerProcess::spawn(cmd);
+    let (file, _) = server.tls_cert.clone().unwrap();
+    let dir = tmp.join(format!("echoloop-{}", server.pid()));
+    assert_eq!(PathBuf::from(&file), dir.join("cert.pem"));
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    server.signal(libc::SIGTERM);
+    let (status, _, _) = server.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        !dir.exists(),
+        "the directory is removed with the certificate"
+    );
+
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

@@ -66,7 +66,7 @@ pub fn serve_if_asked() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = serve(served.config) {
+    if let Err(e) = serve(Arc::clone(&served.config)) {
         eprintln!("unbuffered server: {e}");
         std::process::exit(1);
     }

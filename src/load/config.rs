@@ -63,6 +63,9 @@ pub struct Config {
     /// caller that writes the log's wall-clock StartTime reads both
     /// clocks together and passes this. `None`: when the generator is made.
     pub origin: Option<std::time::Instant>,
+    /// Asked at each turn: once set (SIGINT, SIGTERM), the window ends
+    /// there and the run winds down as at its deadline.
+    pub stop: crate::shared::stop::Stop,
 }
 
 impl Default for Config {
@@ -93,6 +96,7 @@ impl Default for Config {
             start_at: None,
             tls: None,
             origin: None,
+            stop: crate::shared::stop::Stop::never(),
         }
     }
 }

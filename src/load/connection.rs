@@ -215,6 +215,33 @@ impl<S: Wire> Connection<S> {
         self.in_flight.front().map(|m| m.at)
     }
 
+    /// How many messages sent inside the counters' window are still
+    /// waiting for their echoes.
+    pub(super) fn awaited(&self, counters: &Counters) -> u64 {
+        self.in_flight
+            .iter()
+            .filter(|m| counters.sent_in_window(m.at))
+            .count() as u64
+    }
+
+    /// The connection goes down after its window closed: each message
+    /// sent inside the window that it still awaited is counted in the
+    /// counters' [`Ending`](super::outcome::Ending), as timed out when it
+    /// was older than `--timeout` at `now`, otherwise as lost with it.
+    pub(super) fn abandon(&mut self, counters: &mut Counters, now: Instant) {
+        for m in self.in_flight.drain(..) {
+            if !counters.sent_in_window(m.at) {
+                continue;
+            }
+            if now.saturating_duration_since(m.at) > counters.timeout {
+                counters.ending.timed_out += 1;
+            } else {
+                counters.ending.lost += 1;
+            }
+        }
+        self.written = 0;
+    }
+
     /// Queues one message, sent (or due) at `at`.
     pub(super) fn queue(&mut self, size: usize, at: Instant) {
         self.msgs_queued += 1;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::outcome::{Errors, Segment};
+use super::outcome::{Ending, Errors, Segment};
 use super::schedule::OpenLoop;
 use crate::shared::duration::deadline_after;
 
@@ -51,6 +51,8 @@ pub(super) struct Counters {
     pub(super) interval_handshake: Histogram<u64>,
     pub(super) interval_service: Histogram<u64>,
     pub(super) errors: Errors,
+    /// What became of the messages in flight when the window closed.
+    pub(super) ending: Ending,
     /// A varying open-loop run (a ramp, steps): its figures per stretch
     /// of the window.
     pub(super) segments: Option<Segments>,
@@ -123,6 +125,7 @@ impl Counters {
             interval_handshake: micros_histogram()?,
             interval_service: micros_histogram()?,
             errors: Errors::default(),
+            ending: Ending::default(),
             segments: None,
         })
     }
@@ -144,12 +147,20 @@ impl Counters {
     /// or due (open loop) at `at`. An echo later than the timeout is a
     /// timeout, however it was noticed: here, as it arrives, or by the
     /// periodic check in `Generator::expire` if it never does.
+    ///
+    /// A message counts when it was sent inside the window, wherever its
+    /// echo lands: one that comes back after the window's end (a stall
+    /// at the very end) is counted with its whole latency, and in
+    /// [`Ending`] as answered after the window.
     pub(super) fn complete(&mut self, at: Instant, now: Instant) -> Result<(), Late> {
         let took = now.saturating_duration_since(at);
+        let settling = now >= self.end && self.sent_in_window(at);
         if took > self.timeout {
+            self.ending.timed_out += u64::from(settling);
             return Err(Late);
         }
-        if at >= self.measure_from && now <= self.end {
+        if self.sent_in_window(at) {
+            self.ending.answered += u64::from(settling);
             self.messages += 1;
             let us = (took.as_micros() as u64).max(1);
             self.latency.saturating_record(us);
@@ -165,7 +176,7 @@ impl Counters {
     /// Records the service time of a message `complete` counted (due or
     /// sent at `at`, its last byte written at `sent`), echoed at `now`.
     pub(super) fn served(&mut self, at: Instant, sent: Instant, now: Instant) {
-        if at >= self.measure_from && now <= self.end {
+        if self.sent_in_window(at) {
             let us = (now.saturating_duration_since(sent).as_micros() as u64).max(1);
             self.service.saturating_record(us);
             self.interval_service.saturating_record(us);
@@ -276,7 +287,28 @@ mod tests {
         assert!(!t.measuring(t.end + Duration::from_nanos(1)));
         t.complete(t0, from).unwrap(); // sent before the window: not counted
         let end = t.end;
-        t.complete(from, end + Duration::from_millis(1)).unwrap(); // after it
+        t.complete(end, end + Duration::from_millis(1)).unwrap(); // sent after it
         assert_eq!(t.messages, 0);
+    }
+
+    /// A message sent inside the window counts however late its echo
+    /// comes (within --timeout), with its whole latency, and is said to
+    /// have been answered after the window; past --timeout it is a
+    /// timeout of the window's end.
+    #[test]
+    fn an_echo_after_the_window_counts_by_its_send() {
+        let t0 = Instant::now();
+        let mut t = counters(Duration::from_secs(60), t0);
+        let sent = t.end - Duration::from_millis(1);
+        t.complete(sent, t.end + Duration::from_secs(5)).unwrap();
+        assert_eq!(t.messages, 1);
+        assert_eq!(t.latency.max(), t.latency.highest_equivalent(5_001_000));
+        assert_eq!((t.ending.answered, t.ending.timed_out), (1, 0));
+        let late = t.complete(sent, sent + Duration::from_secs(61));
+        assert_eq!(late, Err(Late));
+        assert_eq!((t.messages, t.ending.timed_out), (1, 1));
+        // Inside the window, neither is an ending's.
+        t.complete(t0, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!((t.messages, t.ending.answered), (2, 1));
     }
 }

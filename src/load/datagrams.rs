@@ -258,6 +258,15 @@ impl DatagramGenerator {
             log::debug!("--messages reached: the window ends, the last replies settle");
             self.counters.end = self.now;
         }
+        if let Some(signal) = self.config.stop.requested()
+            && self.now < self.counters.end
+        {
+            log::warn!(
+                "{signal}: the window ends now; awaiting the last replies \
+                 (send it again to stop at once)"
+            );
+            self.counters.end = self.now;
+        }
         let tick = self.on_timers(self.now);
         if self.config.rate.is_some() {
             // What fell due before the end goes out even when the loop
@@ -327,7 +336,7 @@ impl DatagramGenerator {
             },
             errors: self.figures.corrupted,
             // The datagram generator's clock starts at once (no connects).
-            stage: RunStage::at(now, true, t.measure_from),
+            stage: RunStage::at(now, true, t.measure_from, t.end),
         })
     }
 
@@ -566,6 +575,7 @@ impl DatagramGenerator {
             cpu,
             per_thread: vec![c.messages as f64 / duration.as_secs_f64().max(1e-9)],
             datagrams: Some(self.figures),
+            ending: None,
             segments: c.segments(self.schedule.as_ref()),
         }
     }

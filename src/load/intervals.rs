@@ -80,7 +80,10 @@ impl Intervals {
         schedule: Option<&OpenLoop>,
     ) -> Option<Interval> {
         let until = self.next.min(counters.end);
-        if !last && now < self.next {
+        // The interval the window ends in is cut last of all, when the
+        // echoes still awaited at the end have come back or timed out:
+        // they are its messages.
+        if !last && (now < self.next || self.next >= counters.end) {
             return None;
         }
         if until <= self.from {

@@ -68,7 +68,8 @@ use counters::Counters;
 pub use datagrams::HEADER as DATAGRAM_HEADER;
 use intervals::{Intervals, hand_out};
 pub use outcome::{
-    DatagramFigures, Errors, Failure, Fate, Interval, Progress, RunStage, Schedule, Summary, Update,
+    DatagramFigures, Ending, Errors, Failure, Fate, Interval, Progress, RunStage, Schedule,
+    Summary, Update,
 };
 pub use plan::Plan;
 use schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
@@ -153,6 +154,17 @@ pub struct Generator {
     first_connect_error: Option<String>,
     /// Connections that died on the way, and when.
     fate: Fate,
+    /// The window has closed: nothing more is sent, and the loop reads on
+    /// until every message sent inside it is accounted for (see
+    /// [`settle`](Self::settle)).
+    settling: bool,
+    /// Open loop: the one pass after the window's end is over (it sends
+    /// what fell due just before the end when the loop woke just after;
+    /// the rest of a backlog is never sent, and counts as not sent).
+    last_deal: bool,
+    /// SIGINT or SIGTERM arrived before the clock started: nothing was
+    /// measured, and the run ends at once.
+    halted: bool,
 }
 
 impl std::fmt::Debug for Generator {
@@ -223,6 +235,9 @@ impl Generator {
             intervals: None,
             first_connect_error: None,
             fate: Fate::default(),
+            settling: false,
+            last_deal: false,
+            halted: false,
             config,
         })
     }
@@ -285,13 +300,63 @@ impl Generator {
         // The window's CPU ends before this batch if the window has.
         self.cpu
             .on_turn(self.now, self.counters.measure_from, self.counters.end);
+        self.settle();
         for event in batch {
             self.dispatch(event);
         }
+        if self.enough() && self.now < self.counters.end {
+            log::debug!("--messages reached: the window ends, the last echoes settle");
+            self.counters.end = self.now;
+            self.settle();
+        }
+        self.on_stop();
         let tick = self.on_timers(self.now);
         self.open_due(self.now);
         self.deal(self.now);
         tick
+    }
+
+    /// At the first turn after the window's end: stop sending, and note
+    /// how many messages sent inside the window are still awaited. The
+    /// loop goes on reading until each is answered, times out or goes
+    /// down with its connection ([`finished`](Self::finished)); the open
+    /// loop's promise (a stall counts for every message it held up) then
+    /// holds at the window's end too.
+    fn settle(&mut self) {
+        if self.settling || self.now < self.counters.end {
+            return;
+        }
+        self.settling = true;
+        let awaited: u64 = self.conns.iter().map(|c| c.awaited(&self.counters)).sum();
+        self.counters.ending.in_flight += awaited;
+        log::debug!("the window has ended: {awaited} echoes awaited");
+    }
+
+    /// SIGINT or SIGTERM (see [`Stop`](crate::shared::stop::Stop)): the
+    /// window ends now, and the run winds down as at its deadline (the
+    /// last echoes settle, the summary is printed, the log flushed).
+    /// Before the clock has started there is nothing to wind down.
+    fn on_stop(&mut self) {
+        if self.settling || self.halted {
+            return;
+        }
+        let Some(signal) = self.config.stop.requested() else {
+            return;
+        };
+        if self.t0.is_none() {
+            log::warn!("{signal}: stopped while connecting; nothing was measured");
+            self.halted = true;
+            return;
+        }
+        log::warn!(
+            "{signal}: the window ends now, {:.2} s into it; awaiting the last echoes \
+             (send it again to stop at once)",
+            self.now
+                .saturating_duration_since(self.counters.measure_from)
+                .as_secs_f64()
+        );
+        self.counters.end = self.now.min(self.counters.end);
+        self.settle();
     }
 
     /// Routes one event to its owner: the open-loop timer, or a connection
@@ -350,6 +415,14 @@ impl Generator {
             .config
             .start_at
             .filter(|_| self.t0.is_none() && self.timer.is_none());
+        // After the window: only the ticks (which find what timed out) and
+        // the last moment anything sent inside it can still be answered.
+        if self.settling {
+            return [Some(self.settled_by()), Some(self.next_tick)]
+                .into_iter()
+                .flatten()
+                .min();
+        }
         [
             start,
             Some(self.counters.end),
@@ -473,7 +546,8 @@ impl Generator {
                 }
             },
             Phase::Running { .. } => {
-                let refill = self.config.rate.is_none().then_some(self.config.size);
+                let sending = !self.settling;
+                let refill = (self.config.rate.is_none() && sending).then_some(self.config.size);
                 conn.on_readable(
                     &mut self.buf,
                     &self.tape,
@@ -483,7 +557,7 @@ impl Generator {
                     Drain::after(&event),
                 )
                 .and_then(|()| {
-                    if conn.take_greeted() {
+                    if conn.take_greeted() && sending {
                         // The first message's echo is in: the messages begin.
                         fill_pipeline(conn, &self.config, now);
                     }
@@ -606,7 +680,7 @@ impl Generator {
         // With --start-at, nothing is measured or sent before the start but
         // the first message: the clock's start fills the pipelines.
         let waiting = self.config.start_at.is_some() && self.t0.is_none();
-        if conn.is_greeted() && !waiting {
+        if conn.is_greeted() && !waiting && !self.settling {
             fill_pipeline(conn, &self.config, now);
         }
         if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, now) {
@@ -617,6 +691,9 @@ impl Generator {
     /// Opens the connections whose turn has come, and (`--reconnect`) the
     /// failed ones whose back-off is over.
     fn open_due(&mut self, now: Instant) {
+        if self.settling {
+            return;
+        }
         while self.opened < self.conns.len() && self.open_time(self.opened) <= now {
             let i = self.opened;
             self.opened += 1;
@@ -667,6 +744,10 @@ impl Generator {
     /// `--messages-per-connection`: slot `i` has carried its quota; close
     /// its socket (cleanly: everything was echoed) and open a new one now.
     fn recycle(&mut self, i: usize, now: Instant) {
+        if self.settling {
+            log::trace!("connection {i}: quota done after the window, closing");
+            return self.end(i);
+        }
         log::trace!("connection {i}: quota done, reconnecting");
         self.goodbye(i);
         self.conns[i].reset();
@@ -701,6 +782,12 @@ impl Generator {
         let Some(schedule) = &mut self.schedule else {
             return;
         };
+        if self.settling {
+            if self.last_deal {
+                return;
+            }
+            self.last_deal = true;
+        }
         if !schedule.open_pass(now, end) {
             return;
         }
@@ -721,6 +808,8 @@ impl Generator {
                 break;
             };
             let meant = schedule.take(at, now, measure_from);
+            // Due inside the window, handed out after it: awaited too.
+            self.counters.ending.in_flight += u64::from(self.settling);
             self.next_conn = (i + 1) % n;
             if !touched.contains(&i) {
                 touched.push(i);
@@ -780,7 +869,11 @@ impl Generator {
     /// A failed connection: with `--reconnect`, parked until its back-off
     /// is over; otherwise gone for the rest of the run.
     fn down(&mut self, i: usize) {
-        if !self.config.reconnect {
+        if self.settling {
+            let now = self.now;
+            self.conns[i].abandon(&mut self.counters, now);
+        }
+        if !self.config.reconnect || self.settling {
             return self.end(i);
         }
         self.set_phase(i, |_| Phase::Backoff); // drops the socket
@@ -851,10 +944,26 @@ impl Generator {
         self.down(i);
     }
 
-    /// Whether the run is over: the window has ended, enough messages were
-    /// measured, or every connection is gone.
+    /// Whether the run is over: every connection is gone, or the window
+    /// has ended (at `-d`, or at `--messages`) and every message sent
+    /// inside it is accounted for: echoed, timed out, or gone with its
+    /// connection. At the latest that is `--timeout` after the end.
     fn finished(&self) -> bool {
-        self.now >= self.counters.end || self.enough() || self.all_closed()
+        self.all_closed()
+            || self.halted
+            || (self.settling && (self.settled() || self.now >= self.settled_by()))
+    }
+
+    /// Whether no connection awaits an echo of a message sent inside the
+    /// window.
+    fn settled(&self) -> bool {
+        self.conns.iter().all(|c| c.awaited(&self.counters) == 0)
+    }
+
+    /// When the last message sent inside the window has had its whole
+    /// `--timeout`.
+    fn settled_by(&self) -> Instant {
+        deadline_after(self.counters.end, self.config.timeout)
     }
 
     fn enough(&self) -> bool {
@@ -879,13 +988,19 @@ impl Generator {
                 t.latency.value_at_quantile(0.99)
             },
             errors: t.errors.total(),
-            stage: RunStage::at(now, self.t0.is_some(), t.measure_from),
+            stage: RunStage::at(now, self.t0.is_some(), t.measure_from, t.end),
         }
     }
 
     /// Closes everything and builds the report.
     fn finish(&mut self) -> Summary {
         let now = self.now;
+        if self.settling {
+            // What is still awaited has had its --timeout (or the run ends
+            // early, every connection gone): find the overdue now rather
+            // than at the next tick, so they count as the timeouts they are.
+            self.expire(now);
+        }
         if let Some(intervals) = &mut self.intervals {
             intervals.cut(now, &mut self.counters, true, self.schedule.as_ref());
         }
@@ -934,6 +1049,7 @@ impl Generator {
             cpu,
             per_thread: vec![msgs_per_s],
             datagrams: None,
+            ending: Some(self.counters.ending),
             segments: self.counters.segments(self.schedule.as_ref()),
         }
     }

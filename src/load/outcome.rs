@@ -146,6 +146,9 @@ pub struct Summary {
     pub per_thread: Vec<f64>,
     /// UDP only: what happened to the datagrams.
     pub datagrams: Option<DatagramFigures>,
+    /// Streams: what became of the messages in flight when the window
+    /// closed. `None` over UDP, where `datagrams` says it.
+    pub ending: Option<Ending>,
     /// A varying open-loop run (`--rate-steps`, a ramp): each stretch's
     /// offered and achieved rate, latency and errors.
     pub segments: Vec<Segment>,
@@ -434,6 +437,8 @@ struct SummaryJson {
     last_death_s: Option<f64>,
     errors: ErrorsJson,
     #[serde(skip_serializing_if = "Option::is_none")]
+    in_flight_at_end: Option<EndingJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<TlsJson>,
     cpu_us_per_msg: f64,
     cpu_busy: f64,
@@ -444,6 +449,59 @@ struct SummaryJson {
     steps: Vec<SegmentJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     udp: Option<UdpJson>,
+}
+
+/// What became of the messages sent inside the window whose echoes had
+/// not come back when it closed. The generator stops sending at the
+/// window's end but keeps reading until each of them is answered (counted
+/// with its latency, however late), has passed `--timeout`, or went down
+/// with its connection: a stall at the very end of a run shows in the
+/// figures instead of falling between them. `in_flight` is always the sum
+/// of the other three.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// Messages sent inside the window and not yet echoed when it closed
+    /// (an open loop's backlog due inside it and sent just after counts
+    /// too).
+    pub in_flight: u64,
+    /// Of those, echoed in full after the window, within `--timeout`:
+    /// also counted in `messages` and in the latency.
+    pub answered: u64,
+    /// Of those, not echoed within `--timeout` (their connections are
+    /// counted as timeouts in the errors).
+    pub timed_out: u64,
+    /// Of those, lost with a connection that closed, was reset or echoed
+    /// a wrong byte before they came back.
+    pub lost: u64,
+}
+
+impl Ending {
+    fn add(&mut self, other: &Ending) {
+        self.in_flight += other.in_flight;
+        self.answered += other.answered;
+        self.timed_out += other.timed_out;
+        self.lost += other.lost;
+    }
+
+    /// The summary's `at the end` line, when anything was in flight:
+    /// `12 in flight: 10 answered after the window, 2 timed out, 0 lost`.
+    pub fn line(&self) -> Option<String> {
+        (self.in_flight > 0).then(|| {
+            format!(
+                "{} in flight: {} answered after the window, {} timed out, {} lost with their connection",
+                self.in_flight, self.answered, self.timed_out, self.lost
+            )
+        })
+    }
+}
+
+/// [`Ending`] in JSON (`in_flight_at_end`).
+#[derive(Debug, Serialize)]
+struct EndingJson {
+    messages: u64,
+    answered: u64,
+    timed_out: u64,
+    lost: u64,
 }
 
 /// How a run's connections fared: how many were up at the end, and how
@@ -759,6 +817,8 @@ pub enum RunStage {
     /// In the measured window.
     #[default]
     Measuring,
+    /// The window has closed; the last echoes are awaited.
+    Settling,
 }
 
 impl RunStage {
@@ -768,11 +828,13 @@ impl RunStage {
         now: std::time::Instant,
         started: bool,
         measure_from: std::time::Instant,
+        end: std::time::Instant,
     ) -> RunStage {
-        match (started, now < measure_from) {
-            (false, _) => RunStage::Connecting,
-            (true, true) => RunStage::WarmingUp,
-            (true, false) => RunStage::Measuring,
+        match (started, now < measure_from, now < end) {
+            (false, _, _) => RunStage::Connecting,
+            (true, true, _) => RunStage::WarmingUp,
+            (true, false, true) => RunStage::Measuring,
+            (true, false, false) => RunStage::Settling,
         }
     }
 }
@@ -783,6 +845,12 @@ impl Progress {
         match self.stage {
             RunStage::Connecting => return format!("connecting...  errors {}", self.errors),
             RunStage::WarmingUp => return format!("warming up...  errors {}", self.errors),
+            RunStage::Settling => {
+                return format!(
+                    "window closed, awaiting the last echoes...  msgs {}  errors {}",
+                    self.messages, self.errors
+                );
+            }
             RunStage::Measuring => {}
         }
         let secs = self.measured.as_secs_f64().max(1e-9);
@@ -885,6 +953,13 @@ impl Summary {
             for (mine, theirs) in all.segments.iter_mut().zip(&r.segments) {
                 mine.add(theirs);
             }
+            all.ending = match (all.ending, r.ending) {
+                (Some(mut a), Some(b)) => {
+                    a.add(&b);
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
             all.datagrams = match (all.datagrams, r.datagrams) {
                 (Some(mut a), Some(b)) => {
                     a.add(&b);
@@ -969,6 +1044,12 @@ impl Summary {
                 mismatch: e.mismatch,
                 handshake: e.handshake,
             },
+            in_flight_at_end: self.ending.map(|n| EndingJson {
+                messages: n.in_flight,
+                answered: n.answered,
+                timed_out: n.timed_out,
+                lost: n.lost,
+            }),
             tls: self.tls.as_ref().map(|t| {
                 let all = t.full + t.resumed;
                 TlsJson {
@@ -1131,6 +1212,9 @@ impl Summary {
         if let Some(schedule) = &self.schedule {
             let _ = writeln!(out, "  schedule    {}", schedule.line());
         }
+        if let Some(line) = self.ending.as_ref().and_then(Ending::line) {
+            let _ = writeln!(out, "  at the end  {line}");
+        }
         if !self.segments.is_empty() {
             let _ = writeln!(
                 out,
@@ -1268,6 +1352,7 @@ mod tests {
             cpu: Duration::ZERO,
             per_thread: vec![0.0],
             datagrams: None,
+            ending: None,
             segments: Vec::new(),
             first_connect_error: Some("connection refused".into()),
             fate: Fate::default(),
@@ -1399,9 +1484,11 @@ mod tests {
     fn the_live_line_names_the_stage() {
         let t0 = std::time::Instant::now();
         let later = t0 + Duration::from_secs(1);
-        assert_eq!(RunStage::at(t0, false, later), RunStage::Connecting);
-        assert_eq!(RunStage::at(t0, true, later), RunStage::WarmingUp);
-        assert_eq!(RunStage::at(later, true, later), RunStage::Measuring);
+        let end = later + Duration::from_secs(1);
+        assert_eq!(RunStage::at(t0, false, later, end), RunStage::Connecting);
+        assert_eq!(RunStage::at(t0, true, later, end), RunStage::WarmingUp);
+        assert_eq!(RunStage::at(later, true, later, end), RunStage::Measuring);
+        assert_eq!(RunStage::at(end, true, later, end), RunStage::Settling);
         let connecting = Progress {
             stage: RunStage::Connecting,
             ..Progress::default()

@@ -73,24 +73,89 @@ fn an_echo_that_never_comes_is_a_timeout_at_the_first_tick_past_it() {
     assert_eq!((report.messages, report.errors.timeout), (0, 1));
 }
 
-/// The end of the run is a deadline like the others: the loop is finished
-/// at `t0 + duration`, not a nanosecond before.
+/// The end of the window is a deadline like the others: the window closes
+/// at `t0 + duration`, not a nanosecond before. A message sent inside it
+/// whose echo has not come back is then awaited, for its whole
+/// `--timeout` at most, and counted as a timeout of the window's end: it
+/// is in a figure, not between them.
 #[test]
-fn the_run_ends_at_its_deadline() {
+fn the_window_ends_at_its_deadline_and_its_last_echo_is_awaited() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut g = generator(silent.local_addr().unwrap());
     let t0 = Instant::now();
     g.turn(t0, []);
     turn_until(&mut g, t0, |g| g.established == 1);
     let end = t0 + Duration::from_secs(60);
-    // Keep the only message from timing out: pretend the echo is fine.
+    // Keep the only message from timing out inside the window.
     g.config.timeout = Duration::from_secs(3600);
     g.counters.timeout = g.config.timeout;
     g.turn(end - Duration::from_nanos(1), []);
     assert!(!g.finished());
+    assert!(!g.settling);
     g.turn(end, []);
-    assert!(g.finished());
-    assert_eq!(g.finish().duration, Duration::from_secs(60));
+    assert!(g.settling, "the window has closed");
+    assert!(!g.finished(), "its one message is still awaited");
+    assert_eq!(g.counters.ending.in_flight, 1);
+    let settled_by = end + Duration::from_secs(3600);
+    let tick = end - Duration::from_nanos(1) + TICK;
+    assert_eq!(g.next_deadline(), Some(tick), "the next tick, no sooner");
+    g.turn(settled_by, []);
+    assert!(g.finished(), "the message has had its whole --timeout");
+    let report = g.finish();
+    assert_eq!(report.duration, Duration::from_secs(60));
+    assert_eq!((report.messages, report.errors.timeout), (0, 1));
+    let ending = report.ending.expect("a stream run says what was in flight");
+    assert_eq!(
+        (
+            ending.in_flight,
+            ending.answered,
+            ending.timed_out,
+            ending.lost
+        ),
+        (1, 0, 1, 0)
+    );
+}
+
+/// A server stall at the window's end (the echo of the last message held
+/// back until well after it) shows in the figures: the message is
+/// counted, with its whole latency, and as answered after the window.
+#[test]
+fn an_echo_held_past_the_window_counts_with_its_whole_latency() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = held.accept().unwrap();
+        let mut buf = [0u8; 64];
+        s.read_exact(&mut buf).unwrap();
+        released.recv().unwrap();
+        s.write_all(&buf).unwrap();
+        // Nothing more comes: the window had closed when the echo came.
+        s.read(&mut buf).unwrap()
+    });
+    let mut g = generator(addr);
+    g.config.timeout = Duration::from_secs(3600);
+    g.counters.timeout = g.config.timeout;
+    let t0 = Instant::now();
+    g.turn(t0, []);
+    turn_until(&mut g, t0, |g| g.established == 1);
+    let end = t0 + Duration::from_secs(60);
+    g.turn(end, []);
+    assert!(g.settling && !g.finished());
+    release.send(()).unwrap();
+    let late = end + Duration::from_secs(5);
+    turn_until(&mut g, late, Generator::finished);
+    let report = g.finish();
+    assert_eq!(report.messages, 1, "the held message is counted");
+    assert_eq!(report.errors.total(), 0);
+    assert_eq!(
+        report.latency.max(),
+        report.latency.highest_equivalent(65_000_000),
+        "with its whole latency, from its send at t0"
+    );
+    let ending = report.ending.unwrap();
+    assert_eq!((ending.in_flight, ending.answered), (1, 1));
+    assert_eq!(server.join().unwrap(), 0, "nothing sent after the window");
 }
 
 /// The counts `set_phase` keeps agree with the phases themselves.

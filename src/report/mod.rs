@@ -159,11 +159,18 @@ enum Line {
 
 /// Reads a log line by line (each at most [`MAX_LINE`] bytes), handing
 /// each [`Line`] with its number to `each`; StartTime and BaseTime are
-/// applied here.
+/// applied here. Reads at most `limit` bytes when given. Returns how many
+/// bytes of whole lines it read.
+///
+/// A last line with no newline is a line still being written (a log
+/// `load` is writing now) or cut by a run that was killed: it is left
+/// out, and the lines before it are used, so a stopped soak test keeps
+/// everything it logged.
 fn read_lines(
     path: &Path,
+    limit: Option<u64>,
     mut each: impl FnMut(usize, Line) -> Result<(), ReportError>,
-) -> Result<(), ReportError> {
+) -> Result<u64, ReportError> {
     let malformed = |line: usize, why: String| ReportError::Malformed {
         path: path.to_path_buf(),
         line,
@@ -174,9 +181,10 @@ fn read_lines(
         source,
     };
     let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut reader = io::BufReader::new(file);
+    let mut reader = io::BufReader::new(file.take(limit.unwrap_or(u64::MAX)));
     let mut base_time = None;
     let mut intervals = 0;
+    let mut whole = 0u64;
     let mut raw = Vec::new();
     for number in 1.. {
         raw.clear();
@@ -193,6 +201,18 @@ fn read_lines(
                 format!("a line longer than {MAX_LINE} bytes"),
             ));
         }
+        if raw.last() != Some(&b'\n') {
+            if limit.is_none() {
+                log::warn!(
+                    "{}: line {number} is cut short (a log still being written, or a run \
+                     that was killed); the {} lines before it are used",
+                    path.display(),
+                    number - 1
+                );
+            }
+            break;
+        }
+        whole += read as u64;
         let text = std::str::from_utf8(&raw)
             .map_err(|_| malformed(number, "not text: not an HdrHistogram interval log".into()))?;
         let trimmed = text.trim();
@@ -240,7 +260,7 @@ fn read_lines(
             "no interval histograms: empty, truncated or not an interval log".into(),
         ));
     }
-    Ok(())
+    Ok(whole)
 }
 
 /// What the first pass learns: where the run lies on the time axis, how
@@ -255,6 +275,10 @@ pub struct Scan {
     pub interval: f64,
     /// The message tags (not the connect ones), sorted.
     pub tags: BTreeSet<String>,
+    /// Per file, the bytes of whole lines the scan read: the merge reads
+    /// exactly those, so a log that grows in between (one `load` is still
+    /// writing) is merged as it was scanned.
+    pub whole: Vec<u64>,
 }
 
 impl Scan {
@@ -265,8 +289,9 @@ impl Scan {
         // (exact to 2,048 ms, within 0.1% beyond).
         let mut lengths = Histogram::<u64>::new(3).expect("3 digits is a valid precision");
         let mut tags = BTreeSet::new();
+        let mut whole = Vec::with_capacity(paths.len());
         for path in paths {
-            read_lines(path, |number, line| {
+            let read = read_lines(path, None, |number, line| {
                 let Line::Interval {
                     tag, start, length, ..
                 } = line
@@ -288,6 +313,7 @@ impl Scan {
                 }
                 Ok(())
             })?;
+            whole.push(read);
         }
         let median = lengths.value_at_quantile(0.5);
         let interval = lengths.lowest_equivalent(median) as f64 / 1e3;
@@ -296,6 +322,7 @@ impl Scan {
             end,
             interval,
             tags,
+            whole,
         })
     }
 
@@ -428,8 +455,8 @@ pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
         handshake: None,
         offered: false,
     };
-    for path in paths {
-        read_lines(path, |number, line| {
+    for (k, path) in paths.iter().enumerate() {
+        read_lines(path, scan.whole.get(k).copied(), |number, line| {
             let (tag, start, length, encoded) = match line {
                 Line::Comment(text) => {
                     if let Some(c) = interval_comment(&text) {

@@ -8,10 +8,12 @@
 //! forever, so the file is opened with `O_NONBLOCK` (a FIFO without a
 //! reader then fails at once, `ENXIO`), then made blocking for the thread.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -170,7 +172,18 @@ fn write_all(
         hdrhistogram::serialization::interval_log::IntervalLogWriterError::IoError(e) => e,
         other => io::Error::other(format!("{other:?}")),
     };
-    let mut out = io::BufWriter::new(file);
+    // Each interval reaches the file whole, in one write: a run stopped
+    // at any moment (a second Ctrl-C, a kill) leaves a log of whole
+    // lines, which `report` reads, even while it is being written.
+    let mut file = file;
+    let pending = Rc::new(RefCell::new(Vec::new()));
+    let mut out = Pending(Rc::clone(&pending));
+    let mut flush = move || -> io::Result<()> {
+        let mut bytes = pending.borrow_mut();
+        file.write_all(&bytes)?;
+        bytes.clear();
+        Ok(())
+    };
     let mut serializer = V2DeflateSerializer::new();
     let connect_tag = format!("{tag}{CONNECT_SUFFIX}");
     let service_tag = format!("{tag}{SERVICE_SUFFIX}");
@@ -189,6 +202,7 @@ fn write_all(
             .with_max_value_divisor(1.0)
             .begin_log_with(&mut out, &mut serializer)
             .map_err(io::Error::other)?;
+        flush()?;
         for r in records {
             log.write_histogram(&r.latency, r.at, r.length, Tag::new(tag))
                 .map_err(to_io)?;
@@ -215,9 +229,25 @@ fn write_all(
                 log.write_histogram(service, r.at, r.length, Tag::new(&service_tag))
                     .map_err(to_io)?;
             }
+            flush()?;
         }
     }
-    out.flush()
+    flush()
+}
+
+/// Where the log's lines gather until a whole interval is there: the
+/// writer thread then hands them to the file in one write.
+struct Pending(Rc<RefCell<Vec<u8>>>);
+
+impl io::Write for Pending {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Clears `O_NONBLOCK`, so the writer thread's writes wait as usual.

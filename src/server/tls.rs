@@ -64,23 +64,40 @@ const SESSION_CACHE: usize = 16 * 1024;
 pub struct Served {
     /// The configuration every reactor's sessions are made from.
     pub config: Arc<rustls::ServerConfig>,
-    /// Where the self-signed certificate was written, if one was made.
+    /// Where the self-signed certificate was written, if one was made
+    /// (in a directory made for it; both are removed when this is dropped).
     pub cert_file: Option<PathBuf>,
     /// The SHA-256 fingerprint of the certificate served.
     pub fingerprint: String,
 }
 
+impl Drop for Served {
+    /// Removes the self-signed certificate and its directory, if this
+    /// server made them (never a file it did not create): it was for this
+    /// run only, however the run ends.
+    fn drop(&mut self) {
+        if let Some(file) = &self.cert_file {
+            let _ = std::fs::remove_file(file);
+            if let Some(dir) = file.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
 /// Loads (or makes) the certificate and builds the configuration.
-/// A self-signed certificate is written to `self_signed_at`.
-pub fn setup(opts: &Options, self_signed_at: &Path) -> Result<Served, TlsSetupError> {
+/// A self-signed certificate is written to `cert.pem` in a new private
+/// directory `self_signed_in` (see [`write_private`]).
+pub fn setup(opts: &Options, self_signed_in: &Path) -> Result<Served, TlsSetupError> {
     let (certs, key, cert_file) = match (&opts.cert, &opts.key) {
         (Some(cert), Some(key)) => {
             let (certs, key) = load_identity(cert, key)?;
             (certs, key, None)
         }
         _ => {
-            let (certs, key) = self_signed(self_signed_at)?;
-            (certs, key, Some(self_signed_at.to_path_buf()))
+            let file = self_signed_in.join("cert.pem");
+            let (certs, key) = self_signed(&file)?;
+            (certs, key, Some(file))
         }
     };
     let fingerprint = fingerprint(&certs[0]);
@@ -129,18 +146,135 @@ fn self_signed(
     let names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     let made = rcgen::generate_simple_self_signed(names)
         .map_err(|e| TlsSetupError::LocalCert(format!("tls: cannot make a certificate: {e}")))?;
-    std::fs::write(path, made.cert.pem()).map_err(|e| {
-        TlsSetupError::LocalCert(format!(
-            "cannot write the certificate to {}: {e}",
-            path.display()
-        ))
-    })?;
+    write_private(path, made.cert.pem().as_bytes())?;
     let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
     Ok((vec![made.cert.der().clone()], key))
 }
 
-/// Where a self-signed certificate goes unless told: the temporary
-/// directory, named by the process (two servers never share one).
-pub fn default_cert_path() -> PathBuf {
-    std::env::temp_dir().join(format!("echoloop-{}.pem", std::process::id()))
+/// Writes `bytes` to `path`, a file in a directory that this call makes
+/// (mode 0700) and that must not exist yet.
+///
+/// Clients trust this file (`--cacert`), so whoever could write it could
+/// stand between them and the server. In a shared temporary directory
+/// another user can plant a symlink at the name (a plain write would then
+/// overwrite whatever it points at) or create the file first (a plain
+/// write would reuse it, their permissions and all). `mkdir` never
+/// follows a symlink and fails on any existing name, and a file created
+/// `O_EXCL` (with `O_NOFOLLOW` besides) in a directory only we can enter
+/// is ours; anything already there is refused, not reused.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsSetupError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let failed = |what: &Path, e: std::io::Error| {
+        let why = match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                "it exists already (left by a server that was killed, or made by someone \
+                 else): remove it, or give --tls-cert and --tls-key"
+                    .to_string()
+            }
+            _ => crate::shared::net::describe(&e),
+        };
+        TlsSetupError::LocalCert(format!(
+            "cannot write the certificate: {}: {why}",
+            what.display()
+        ))
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| failed(dir, e))?;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    // Only what this call made is removed on the way out.
+    let written = match created {
+        Ok(mut file) => file.write_all(bytes).inspect_err(|_| {
+            let _ = std::fs::remove_file(path);
+        }),
+        Err(e) => Err(e),
+    };
+    written.map_err(|e| {
+        let _ = std::fs::remove_dir(dir);
+        failed(path, e)
+    })
+}
+
+/// Where a self-signed certificate's directory goes unless told: the
+/// temporary directory, named by the process (two servers never share
+/// one); the certificate is `cert.pem` in it.
+pub fn default_cert_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("echoloop-{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    /// A fresh scratch directory for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("echoloop-unit-cert-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The certificate lands in a directory only its owner can enter, in a
+    /// file only its owner can write.
+    #[test]
+    fn the_certificate_is_written_in_a_private_directory() {
+        let base = scratch("fresh");
+        let file = base.join("echoloop-1").join("cert.pem");
+        write_private(&file, b"PEM").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"PEM");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(file.parent().unwrap()), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A symlink planted at the directory's name is refused, and what it
+    /// points at is left alone.
+    #[test]
+    fn a_planted_symlink_is_refused_and_its_target_untouched() {
+        let base = scratch("symlink");
+        let victim = base.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("cert.pem"), b"precious").unwrap();
+        let dir = base.join("echoloop-2");
+        std::os::unix::fs::symlink(&victim, &dir).unwrap();
+        let err = write_private(&dir.join("cert.pem"), b"PEM").unwrap_err();
+        assert!(err.to_string().contains("it exists already"), "{err}");
+        assert_eq!(std::fs::read(victim.join("cert.pem")).unwrap(), b"precious");
+        assert!(dir.is_symlink(), "the planted link is not removed either");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A directory (or a file) someone made at the name first is refused,
+    /// not reused, and not removed.
+    #[test]
+    fn a_precreated_path_is_refused_not_reused() {
+        let base = scratch("precreated");
+        let dir = base.join("echoloop-3");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("cert.pem"), b"theirs").unwrap();
+        let err = write_private(&dir.join("cert.pem"), b"PEM").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot write the certificate: {}: it exists already (left by a server that \
+                 was killed, or made by someone else): remove it, or give --tls-cert and \
+                 --tls-key",
+                dir.display()
+            )
+        );
+        assert_eq!(std::fs::read(dir.join("cert.pem")).unwrap(), b"theirs");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

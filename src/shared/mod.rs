@@ -19,6 +19,8 @@
 //! - [`cpu`] — a thread's own CPU time, over a measured window.
 //! - [`dice`] — splitmix64: repeatable randomness from a seed.
 //! - [`wall`] — wall-clock times (`--start-at`): RFC 3339 or unix seconds.
+//! - [`stop`] — SIGINT and SIGTERM as a flag a loop asks at each turn:
+//!   a run stopped from outside ends as at its deadline.
 //! - [`offload`] — blocking writes moved off a loop, through a bounded
 //!   queue the loop never waits on.
 
@@ -32,6 +34,7 @@ pub mod mmsg;
 pub mod net;
 pub mod offload;
 pub mod readiness;
+pub mod stop;
 pub mod stream;
 pub mod tls;
 pub mod wall;
