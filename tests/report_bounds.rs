@@ -224,3 +224,106 @@ fn tags_are_escaped_and_inputs_are_not_overwritten() {
     assert_eq!(std::fs::read(&log).unwrap(), before);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// 4,096 tags, each one histogram of range 1..2^60 holding a value near
+/// 2^59 (a 420 KB log that took 1.7 GB): the values are counted at the
+/// ceiling of an hour, and the report's histograms together stop at
+/// their budget with one line naming file:line, within the peak RSS limit
+/// (`report` checks it). `--compare` of four runs of a smaller such log
+/// shares that budget (1.76 GB before).
+#[test]
+fn many_wide_tags_stay_within_one_budget() {
+    let dir = scratch("wide-tags");
+    let mut h = Histogram::<u64>::new_with_bounds(1, 1 << 60, 3).unwrap();
+    h.record(1 << 59).unwrap();
+    let one = encoded(&h);
+    let log = dir.join("tags.hlog");
+    write_log(
+        &log,
+        (0..4096).map(|i| (format!("t{i}"), 0.0, 1.0, one.clone())),
+    );
+    assert!(std::fs::metadata(&log).unwrap().len() < 1 << 20);
+    let out = report(&[log.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let line = stderr.lines().last().unwrap();
+    let prefix = format!("echoloop: error: {}:", log.display());
+    assert!(line.starts_with(&prefix), "{stderr}");
+    assert!(
+        line.contains(": the report's histograms would take more than 320 MiB"),
+        "{stderr}"
+    );
+
+    let small = dir.join("small.hlog");
+    write_log(
+        &small,
+        (0..600).map(|i| (format!("t{i}"), 0.0, 1.0, one.clone())),
+    );
+    let runs: Vec<String> = (0..4)
+        .map(|k| format!("r{k}={}", small.display()))
+        .collect();
+    let mut args = vec!["--compare"];
+    args.extend(runs.iter().map(String::as_str));
+    let out = report(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("would take more than 320 MiB"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A value past an hour is counted as an hour, and the report says how
+/// many were and where the first was.
+#[test]
+fn a_value_past_the_ceiling_is_counted_at_it_and_said() {
+    let dir = scratch("ceiling");
+    let mut h = Histogram::<u64>::new_with_bounds(1, 1 << 60, 3).unwrap();
+    h.record_n(40, 9).unwrap();
+    h.record_n(1 << 50, 2).unwrap();
+    let log = dir.join("far.hlog");
+    write_log(&log, std::iter::once(("x".into(), 0.0, 1.0, encoded(&h))));
+    let out = report(&[log.to_str().unwrap(), "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(json_number(&json, "messages"), 11.0);
+    let max = json_number(&json, "latency_us.max");
+    assert!((max - 3.6e9).abs() <= 3.6e9 * 1e-3, "max {max} µs");
+    assert!(
+        stderr.contains(&format!(
+            "2 values above 3600000000 µs (an hour) were counted as an hour, the first at {}:4",
+            log.display()
+        )),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One file given twice (by the same name, another spelling, or a hard
+/// link) is refused: its counts would double without a word.
+#[test]
+fn a_file_given_twice_is_refused() {
+    let dir = scratch("twice");
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    h.record(7).unwrap();
+    let log = dir.join("a.hlog");
+    write_log(&log, std::iter::once(("a".into(), 0.0, 1.0, encoded(&h))));
+    let linked = dir.join("b.hlog");
+    std::fs::hard_link(&log, &linked).unwrap();
+    let spelled = dir.join(".").join("a.hlog");
+    let a = log.to_str().unwrap();
+    for other in [a, spelled.to_str().unwrap(), linked.to_str().unwrap()] {
+        let out = report(&[a, other]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "echoloop: error: {other}: the same file as {a}: given twice, its counts would be doubled\n"
+            )
+        );
+        let run = format!("NAME={a},{other}");
+        let out = report(&["--compare", &run, &format!("B={a}")]);
+        assert_eq!(out.status.code(), Some(2));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

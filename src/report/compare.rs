@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{Merged, Percentiles, ReportError, quantile, round, summarize};
+use super::{Budget, Merged, Percentiles, ReportError, quantile, round, summarize_within};
 
 /// The most runs one comparison holds (one column and one line colour
 /// each).
@@ -55,15 +55,24 @@ pub fn parse_run(text: &str) -> Result<(String, Vec<PathBuf>), String> {
 }
 
 /// Reads and merges each run.
+///
+/// The runs share one memory [`Budget`]: four runs of one log may take
+/// no more than one report may.
 pub fn compare(runs: &[(String, Vec<PathBuf>)]) -> Result<Vec<Run>, ReportError> {
-    runs.iter()
+    let mut budget = Budget::default();
+    let merged = runs
+        .iter()
         .map(|(name, files)| {
             Ok(Run {
                 name: name.clone(),
-                merged: summarize(files)?,
+                merged: summarize_within(files, &mut budget)?,
             })
         })
-        .collect()
+        .collect();
+    if let Some(note) = budget.clamped_note() {
+        log::warn!("{note}");
+    }
+    merged
 }
 
 /// The figures compared, each with how it reads: name, unit, and its

@@ -20,8 +20,12 @@
 //! (checked before it is allocated: [`decode`]) and adds it at once into
 //! what the report shows: the whole run, its tag, its step. Histograms
 //! grow with the values merged into them (auto-resize), so a value beyond
-//! any preset range is merged, never dropped. What stays in memory is one
-//! histogram per tag and per step, and a count per tag and step.
+//! any preset range is merged, never dropped, up to an hour
+//! ([`CEILING_US`]; a larger value is counted as an hour, and said). What
+//! stays in memory is one histogram per tag and per step, and a count per
+//! tag and step, all within one [`Budget`] of [`MEMORY_BUDGET`] (shared by
+//! the runs of `--compare`): past it the report stops at the line that
+//! would cross it.
 //!
 //! [`decode`] reads one histogram, [`html`] draws the page, and [`writer`]
 //! writes `load --hdr-log` from its own thread.
@@ -263,6 +267,31 @@ fn read_lines(
     Ok(whole)
 }
 
+/// Refuses a file given twice (`report a a`, `NAME=a,./a`): merged
+/// twice, every count would double without a word. Two names of one file
+/// (a link, another spelling) are the same device and inode.
+fn refuse_twice(paths: &[PathBuf]) -> Result<(), ReportError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut seen: BTreeMap<(u64, u64), &PathBuf> = BTreeMap::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| ReportError::Unreadable {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(first) = seen.insert((meta.dev(), meta.ino()), path) {
+            return Err(ReportError::Malformed {
+                path: path.clone(),
+                line: 0,
+                why: format!(
+                    "the same file as {}: given twice, its counts would be doubled",
+                    first.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What the first pass learns: where the run lies on the time axis, how
 /// long its intervals are, and its tags.
 #[derive(Debug)]
@@ -290,6 +319,7 @@ impl Scan {
         let mut lengths = Histogram::<u64>::new(3).expect("3 digits is a valid precision");
         let mut tags = BTreeSet::new();
         let mut whole = Vec::with_capacity(paths.len());
+        refuse_twice(paths)?;
         for path in paths {
             let read = read_lines(path, None, |number, line| {
                 let Line::Interval {
@@ -407,28 +437,111 @@ fn growing() -> Histogram<u64> {
     h
 }
 
-/// Adds `what` into `into`, or says which line could not be merged.
+/// The largest value a report shows apart, µs: an hour. A larger one (no
+/// echo takes that long; a crafted or foreign log can claim 2^60) is
+/// counted as an hour, and the report says how many were. Without the
+/// ceiling each merged histogram grows to the widest value it meets, and
+/// a thousand tags of such values take gigabytes.
+pub const CEILING_US: u64 = 3_600_000_000;
+
+/// The memory all of a report's merged histograms may take together,
+/// across its tags, steps and (`--compare`) runs: with what reading
+/// needs besides, a report stays under 512 MB whatever its input.
+pub const MEMORY_BUDGET: u64 = 320 << 20;
+
+/// The report's memory, counted as its merged histograms grow, and the
+/// values it clamped to [`CEILING_US`].
+#[derive(Debug, Default)]
+pub struct Budget {
+    /// Bytes of counters held by the merged histograms.
+    used: u64,
+    /// Values above the ceiling counted as the ceiling, and where the
+    /// first one was.
+    clamped: u64,
+    first_clamped: Option<(PathBuf, usize)>,
+}
+
+impl Budget {
+    /// Values past the ceiling in `h` (from `path:line`) are counted at
+    /// the ceiling; the rest as they are.
+    fn clamp(&mut self, h: Histogram<u64>, path: &Path, line: usize) -> Histogram<u64> {
+        if h.max() <= CEILING_US {
+            return h;
+        }
+        let mut bounded = growing();
+        for v in h.iter_recorded() {
+            let value = v.value_iterated_to();
+            if value > CEILING_US {
+                self.clamped += v.count_at_value();
+                self.first_clamped
+                    .get_or_insert_with(|| (path.to_path_buf(), line));
+            }
+            // The histogram grows to the ceiling at most; should a record
+            // still fail, counting at the edge beats dropping the value.
+            let (value, n) = (value.min(CEILING_US), v.count_at_value());
+            if bounded.record_n(value, n).is_err() {
+                bounded.saturating_record_n(value, n);
+            }
+        }
+        bounded
+    }
+
+    /// The note for what was clamped, if anything was.
+    pub fn clamped_note(&self) -> Option<String> {
+        let (path, line) = self.first_clamped.as_ref()?;
+        Some(format!(
+            "{} values above {CEILING_US} µs (an hour) were counted as an hour, the first at {}:{line}",
+            self.clamped,
+            path.display()
+        ))
+    }
+}
+
+/// Adds `what` into `into`, or says which line could not be merged: a
+/// value or count beyond what a histogram holds, or a report past its
+/// [`MEMORY_BUDGET`].
 fn add(
     into: &mut Histogram<u64>,
     what: &Histogram<u64>,
     path: &Path,
     line: usize,
+    budget: &mut Budget,
 ) -> Result<(), ReportError> {
-    // The merged histograms grow as needed; what cannot be added is a
-    // value or count beyond what any histogram holds.
-    into.add(what).map_err(|_| ReportError::Malformed {
+    let refuse = |why: String| ReportError::Malformed {
         path: path.to_path_buf(),
         line,
-        why: format!(
+        why,
+    };
+    // A histogram merged into for the first time counts whole.
+    let before = if into.is_empty() {
+        0
+    } else {
+        into.distinct_values() as u64
+    };
+    // The merged histograms grow as needed (to the ceiling at most).
+    into.add(what).map_err(|_| {
+        refuse(format!(
             "cannot merge this histogram (values to {} µs, {} counts): beyond what a histogram holds",
             what.max(),
             what.len()
-        ),
-    })
+        ))
+    })?;
+    let after = into.distinct_values() as u64;
+    budget.used += after.saturating_sub(before) * 8;
+    if budget.used > MEMORY_BUDGET {
+        return Err(refuse(format!(
+            "the report's histograms would take more than {} MiB (values to {} µs): \
+             report fewer logs, tags or runs at once",
+            MEMORY_BUDGET >> 20,
+            what.max()
+        )));
+    }
+    Ok(())
 }
 
-/// Reads and merges the logs: the second pass, after [`Scan`].
-pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
+/// Reads and merges the logs: the second pass, after [`Scan`], within
+/// `budget` (shared by every run of a `--compare`).
+pub fn merge(paths: &[PathBuf], scan: &Scan, budget: &mut Budget) -> Result<Merged, ReportError> {
     let step = scan.step();
     let n_steps = (((scan.end - scan.t0) / step).floor() as usize + 1).min(MAX_STEPS + 1);
     let index_of = |start: f64, length: f64| {
@@ -485,26 +598,27 @@ pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
                 line: number,
                 why,
             })?;
+            let h = budget.clamp(h, path, number);
             if tag.ends_with(CONNECT_SUFFIX) {
                 let connect = merged.connect.get_or_insert_with(growing);
-                return add(connect, &h, path, number);
+                return add(connect, &h, path, number, budget);
             }
             if tag.ends_with(SERVICE_SUFFIX) {
                 let service = merged.service.get_or_insert_with(growing);
-                return add(service, &h, path, number);
+                return add(service, &h, path, number, budget);
             }
             if tag.ends_with(HANDSHAKE_SUFFIX) {
                 let handshake = merged.handshake.get_or_insert_with(growing);
-                return add(handshake, &h, path, number);
+                return add(handshake, &h, path, number, budget);
             }
-            add(&mut merged.total, &h, path, number)?;
+            add(&mut merged.total, &h, path, number, budget)?;
             let offset = start - scan.t0;
             let run = merged.tags.entry(tag.clone()).or_insert_with(|| TagRun {
                 latency: growing(),
                 first: f64::INFINITY,
                 last: 0.0,
             });
-            add(&mut run.latency, &h, path, number)?;
+            add(&mut run.latency, &h, path, number, budget)?;
             run.first = run.first.min(offset);
             run.last = run.last.max(offset + length);
             let step = merged.steps[index_of(start, length)].get_or_insert_with(|| Step {
@@ -513,7 +627,7 @@ pub fn merge(paths: &[PathBuf], scan: &Scan) -> Result<Merged, ReportError> {
                 errors: 0,
                 due: 0.0,
             });
-            add(&mut step.latency, &h, path, number)?;
+            add(&mut step.latency, &h, path, number, budget)?;
             if let Some(i) = tag_index.get(tag.as_str()) {
                 step.per_tag[*i] += h.len();
             }
@@ -756,8 +870,18 @@ impl Merged {
 
 /// Reads and merges the logs: what `echoloop report` prints.
 pub fn summarize(paths: &[PathBuf]) -> Result<Merged, ReportError> {
+    let mut budget = Budget::default();
+    let merged = summarize_within(paths, &mut budget)?;
+    if let Some(note) = budget.clamped_note() {
+        log::warn!("{note}");
+    }
+    Ok(merged)
+}
+
+/// [`summarize`] within a budget shared with other runs (`--compare`).
+pub fn summarize_within(paths: &[PathBuf], budget: &mut Budget) -> Result<Merged, ReportError> {
     let scan = Scan::of(paths)?;
-    merge(paths, &scan)
+    merge(paths, &scan, budget)
 }
 
 /// The comment `echoloop load --hdr-log` writes after each interval:
