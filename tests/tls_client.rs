@@ -279,3 +279,159 @@ fn client_certificates_for_mtls() {
     assert!(err.contains("CertificateRequired"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A self-signed certificate as most people make one: `openssl req -x509
+/// -newkey ec … -addext subjectAltName=…`, which OpenSSL 3 marks a CA.
+/// Returns (certificate, key), or None when openssl is missing (said).
+fn openssl_self_signed(dir: &Path, names: &str) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("req-cert.pem"), dir.join("req-key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost", "-addext"])
+        .arg(format!("subjectAltName={names}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match made {
+        Ok(out) if out.status.success() => Some((cert, key)),
+        Ok(out) => panic!("openssl req: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(_) => {
+            missing("openssl is not installed");
+            None
+        }
+    }
+}
+
+/// The certificate `openssl req -x509` makes (a CA, by OpenSSL 3's
+/// default), given to the client and the load generator as `--cacert`
+/// and presented by the server as its own, is trusted, as curl trusts it
+/// (before: `invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`,
+/// exit 60 and 7). Its name is still checked: the same kind of
+/// certificate for another name is refused with a sentence that says
+/// which names it is for.
+#[test]
+fn a_certificate_made_by_openssl_req_is_trusted_by_cacert() {
+    let dir = scratch("tls-client", "openssl-req");
+    let Some((cert, key)) = openssl_self_signed(&dir, "DNS:localhost,IP:127.0.0.1") else {
+        return;
+    };
+    let server = ServerProcess::start(&[
+        "--tls",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let port = server.addr.port();
+    let url = format!("tls://localhost:{port}");
+    let cacert = cert.to_str().unwrap();
+    let out = client(&[&url, "--cacert", cacert, "--data", "hi", "--half-close"]);
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "b'hi'\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut load = bin();
+    load.arg("load")
+        .arg(format!("tls://127.0.0.1:{port}"))
+        .args(["-c", "2", "-d", "200ms", "--cacert", cacert]);
+    let out = run_bounded(load, LIMIT);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // curl takes it the same way (when it is here).
+    if let Ok(out) = Command::new("curl")
+        .args(["-sS", "--cacert", cacert, "-o", "/dev/null"])
+        .args(["--max-time", "5", "-w", "%{ssl_verify_result}"])
+        .arg(format!("https://localhost:{port}/"))
+        .output()
+    {
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "0",
+            "curl verified it too"
+        );
+    }
+    drop(server);
+
+    // The same kind of certificate for another name: refused, in words.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let Some((cert, key)) = openssl_self_signed(&other, "DNS:example.test") else {
+        return;
+    };
+    let server = ServerProcess::start(&[
+        "--tls",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let url = format!("tls://localhost:{}", server.addr.port());
+    let out = client(&[&url, "--cacert", cert.to_str().unwrap(), "--data", "hi"]);
+    failed(
+        &out,
+        60,
+        "cannot be trusted: it is for example.test, not for localhost: connect by one of its names",
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A passphrase-protected key is said to be one, with how to decrypt it
+/// (it used to read "no PEM private key in it"): the server stops with
+/// exit 58, the client with exit 58 too.
+#[test]
+fn an_encrypted_key_is_named_as_such() {
+    let dir = scratch("tls-client", "encrypted-key");
+    let Some((cert, key)) = openssl_self_signed(&dir, "DNS:localhost") else {
+        return;
+    };
+    let locked = dir.join("locked.pem");
+    let out = Command::new("openssl")
+        .args(["pkey", "-aes256", "-passout", "pass:secret", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&locked)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let says = format!(
+        "echoloop: error: {}: the private key is encrypted (passphrase-protected), which is not \
+         supported: decrypt it with `openssl pkey -in {} -out plain-key.pem` and give that file\n",
+        locked.display(),
+        locked.display()
+    );
+    let (cert, locked) = (cert.to_str().unwrap(), locked.to_str().unwrap());
+    let mut server = bin();
+    server
+        .args([
+            "server",
+            "--bind",
+            "127.0.0.1:0",
+            "--tls",
+            "--tls-cert",
+            cert,
+        ])
+        .args(["--tls-key", locked]);
+    let out = run_bounded(server, LIMIT);
+    assert_eq!(out.status.code(), Some(58));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), says);
+    let out = client(&["tls://127.0.0.1:9", "--cert", cert, "--key", locked]);
+    assert_eq!(out.status.code(), Some(58));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), says);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -195,7 +195,7 @@ fn refusals_and_usage_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(7), "{err}");
     assert!(
-        err.contains("invalid peer certificate: UnknownIssuer"),
+        err.contains("tls: it is not signed by a CA we trust: give the CA's certificate"),
         "{err}"
     );
     common::assert_usage_error(

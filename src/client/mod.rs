@@ -263,10 +263,12 @@ impl fmt::Display for ClientError {
             ClientError::Output(e) => write!(f, "cannot write the reply: {}", describe(e)),
             ClientError::Poll(e) => write!(f, "event loop failed: {}", describe(e)),
             ClientError::Handshake { target, source } => {
-                write!(f, "TLS handshake with {target} failed: {source}")
+                let why = crate::shared::trust::explain(source);
+                write!(f, "TLS handshake with {target} failed: {why}")
             }
             ClientError::Certificate { target, source } => {
-                write!(f, "the certificate of {target} cannot be trusted: {source}")
+                let why = crate::shared::trust::explain(source);
+                write!(f, "the certificate of {target} cannot be trusted: {why}")
             }
             ClientError::TlsSetup(e) => write!(f, "{e}"),
         }

@@ -14,6 +14,8 @@
 //! - [`stream`] — a connected TCP or Unix-domain stream, as one type.
 //! - [`tls`] — TLS on a non-blocking socket: a rustls session read and
 //!   written as plaintext; certificates, keys and the client's setup.
+//! - [`trust`] — whom a TLS client trusts (`--cacert`, `-k`), and a
+//!   failed handshake in words.
 //! - [`mmsg`] — many datagrams per system call (`recvmmsg`,
 //!   `sendmmsg`), and why a short batch means the socket is empty.
 //! - [`cpu`] — a thread's own CPU time, over a measured window.
@@ -37,4 +39,5 @@ pub mod readiness;
 pub mod stop;
 pub mod stream;
 pub mod tls;
+pub mod trust;
 pub mod wall;

@@ -36,13 +36,13 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, HandshakeKind, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{HandshakeKind, RootCertStore};
 
 use super::readiness::Drain;
+use super::trust::{AnyCertificate, CaFile};
 
 /// What a connection's owner needs from the stream under it, beyond
 /// `Read + Write`: the two places where TLS differs from a bare socket.
@@ -359,6 +359,20 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 /// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let pem = read_pem_file(path)?;
+    // PKCS#8 `ENCRYPTED PRIVATE KEY`, or the old OpenSSL
+    // `Proc-Type: 4,ENCRYPTED` header: a passphrase is needed, which a
+    // server started by a script has nobody to type.
+    let text = String::from_utf8_lossy(&pem);
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+    {
+        return Err(format!(
+            "{}: the private key is encrypted (passphrase-protected), which is not supported: \
+             decrypt it with `openssl pkey -in {} -out plain-key.pem` and give that file",
+            path.display(),
+            path.display()
+        ));
+    }
     PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| format!("{}: no PEM private key in it ({e})", path.display()))
 }
@@ -495,16 +509,22 @@ pub fn client_config(opts: &ClientOptions) -> Result<Arc<rustls::ClientConfig>, 
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsSetupError::LocalCert(format!("tls: {e}")))?;
-    let builder = if opts.insecure {
-        builder
+    let builder = match &opts.cacert {
+        _ if opts.insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-    } else {
-        let roots = match &opts.cacert {
-            Some(path) => load_roots(path)?,
-            None => system_roots()?,
-        };
-        builder.with_root_certificates(roots)
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))),
+        // The file's own certificates are trusted as they are, too
+        // (see shared::trust).
+        Some(path) => {
+            let roots = load_roots(path)?;
+            let certs = load_certs(path).map_err(TlsSetupError::CaFile)?;
+            let verifier = CaFile::new(roots, certs, provider)
+                .map_err(|why| TlsSetupError::CaFile(format!("{}: {why}", path.display())))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+        }
+        None => builder.with_root_certificates(system_roots()?),
     };
     let mut config = match (&opts.cert, &opts.key) {
         (Some(cert), Some(key)) => {
@@ -572,65 +592,10 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
         .map_err(|e| format!("{host}: not a TLS server name: {e}"))
 }
 
-/// `--insecure`: every certificate is accepted, but the handshake's
-/// signatures are still checked, so the server must hold the key of the
-/// certificate it shows (curl's `-k` is the same).
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// How a TLS failure reads in one line: rustls's own words, prefixed.
+/// How a TLS failure reads in one line: `tls: ` and a sentence (see
+/// [`trust::explain`](super::trust::explain)).
 pub fn describe(err: &io::Error) -> String {
-    match err.kind() {
-        io::ErrorKind::UnexpectedEof => {
-            "tls: the peer closed without close_notify (truncated)".into()
-        }
-        _ => format!("tls: {err}"),
-    }
+    format!("tls: {}", super::trust::explain(err))
 }
 
 /// Whether a TLS error is the peer's certificate not being trusted (the
