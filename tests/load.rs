@@ -141,6 +141,8 @@ fn clean_run_against_the_echo_server_reports_json() {
             "timeout",
             "mismatch",
             "handshake",
+            "truncated",
+            "corrupt",
             "in_flight_at_end",
             "messages",
             "answered",

@@ -116,7 +116,9 @@ fn a_close_notify_is_a_half_close_and_is_answered_with_one() {
     assert!(back == data, "{} bytes back of {}", back.len(), data.len());
     let line = summary(server);
     assert!(
-        line.contains("; tls handshakes full 1 resumed 0 failed 0, truncated 0,"),
+        line.contains(
+            "; tls handshakes full 1 resumed 0, refused 0 aborted 0 timed out 0, truncated 0,"
+        ),
         "{line}"
     );
 }
@@ -186,7 +188,7 @@ fn openssl_s_client_gets_its_line_back() {
     assert!(status.success(), "{status:?}");
     let line = summary(server);
     assert!(
-        line.contains("; tls handshakes full 1 resumed 0 failed 0,"),
+        line.contains("; tls handshakes full 1 resumed 0, refused 0 aborted 0 timed out 0,"),
         "{line}"
     );
 }
@@ -307,7 +309,33 @@ fn plaintext_on_the_tls_port_fails_only_that_connection() {
     good.conn.send_close_notify();
     good.flush().unwrap();
     let line = summary(server);
-    assert!(line.contains(" full 1 resumed 0 failed 1,"), "{line}");
+    assert!(
+        line.contains(" full 1 resumed 0, refused 1 aborted 0 timed out 0,"),
+        "{line}"
+    );
+}
+
+/// A peer that connects and closes (a port scan), or resets, before its
+/// handshake is over abandoned it: `aborted`, not `refused` (both used to
+/// count as failed handshakes).
+#[test]
+fn a_peer_that_leaves_mid_handshake_aborted_it() {
+    let (server, metrics) = common::server_with_metrics(&["--tls"]);
+    drop(server.connect());
+    let half = server.connect();
+    (&half).write_all(&[0x16, 0x03, 0x01]).unwrap();
+    socket2::SockRef::from(&half)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(half);
+    common::eventually("two aborted handshakes", || {
+        common::scrape(metrics).contains("echoloop_tls_handshakes_aborted_total 2\n")
+    });
+    let line = summary(server);
+    assert!(
+        line.contains(" full 0 resumed 0, refused 0 aborted 2 timed out 0,"),
+        "{line}"
+    );
 }
 
 /// A peer that connects and never says hello is closed at the idle
@@ -323,7 +351,10 @@ fn a_stalled_handshake_is_closed_at_the_idle_timeout() {
     assert!(rest.is_empty(), "{rest:?}");
     assert!(began.elapsed() < DEADLINE);
     let line = summary(server);
-    assert!(line.contains(" full 0 resumed 0 failed 0,"), "{line}");
+    assert!(
+        line.contains(" full 0 resumed 0, refused 0 aborted 0 timed out 1,"),
+        "{line}"
+    );
 }
 
 /// Reconnects resume with tickets (the default), also across reactors
@@ -357,9 +388,9 @@ fn reconnects_resume_unless_resumption_is_off() {
         }
         let line = summary(server);
         let counts = if resumed {
-            " full 1 resumed 3 failed 0,"
+            " full 1 resumed 3, refused 0 aborted 0 timed out 0,"
         } else {
-            " full 4 resumed 0 failed 0,"
+            " full 4 resumed 0, refused 0 aborted 0 timed out 0,"
         };
         assert!(line.contains(counts), "{args:?}: {line}");
     }
@@ -408,7 +439,10 @@ fn mtls_serves_a_signed_client_and_refuses_one_without_a_certificate() {
     let err = refused.read(&mut buf).expect_err("refused");
     assert!(err.to_string().contains("CertificateRequired"), "{err}");
     let line = summary(server);
-    assert!(line.contains(" full 1 resumed 0 failed 1,"), "{line}");
+    assert!(
+        line.contains(" full 1 resumed 0, refused 1 aborted 0 timed out 0,"),
+        "{line}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -434,7 +468,9 @@ fn metrics_count_handshakes_and_their_latency() {
     for line in [
         "echoloop_tls_handshakes_full_total 1\n",
         "echoloop_tls_handshakes_resumed_total 1\n",
-        "echoloop_tls_handshakes_failed_total 0\n",
+        "echoloop_tls_handshakes_refused_total 0\n",
+        "echoloop_tls_handshakes_aborted_total 0\n",
+        "echoloop_tls_handshakes_timed_out_total 0\n",
         "# TYPE echoloop_tls_handshake_seconds histogram\n",
         "echoloop_tls_handshake_seconds_count 2\n",
         "echoloop_tls_handshake_seconds_bucket{le=\"+Inf\"} 2\n",

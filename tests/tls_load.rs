@@ -23,6 +23,8 @@ fn clean_run(target: &str, args: &[&str]) -> String {
         "timeout",
         "mismatch",
         "handshake",
+        "truncated",
+        "corrupt",
     ] {
         assert_eq!(
             json_number(&json, &format!("errors.{kind}")),
@@ -81,7 +83,10 @@ fn every_mode_runs_over_tls_with_every_byte_checked() {
         );
     }
     let line = summary(server);
-    assert!(line.contains(" failed 0, truncated 0,"), "{line}");
+    assert!(
+        line.contains(", refused 0 aborted 0 timed out 0, truncated 0,"),
+        "{line}"
+    );
 }
 
 /// Churn (one message per connection): every connection a handshake,
@@ -122,16 +127,19 @@ fn churn_counts_handshakes_and_resumes_only_when_on() {
             "{json}"
         );
         // A connection still in its handshake when the run ends leaves
-        // without finishing it: the server counts that as failed (at most
-        // one per connection); a finished one says close_notify.
+        // without finishing it: the server counts that as aborted (at most
+        // one per connection), never as refused; a finished one says
+        // close_notify.
         let line = summary(server);
-        let failed: u32 = line
-            .split(" failed ")
+        let aborted: u32 = line
+            .split(" aborted ")
             .nth(1)
-            .and_then(|rest| rest.split(',').next())
+            .and_then(|rest| rest.split(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{line}"));
-        assert!(failed <= 2, "{line}");
+        assert!(aborted <= 2, "{line}");
+        assert!(line.contains(", refused 0 aborted "), "{line}");
+        assert!(line.contains(" timed out 0,"), "{line}");
         assert!(line.contains(", truncated 0,"), "{line}");
     }
 }
@@ -299,4 +307,88 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A TLS server made here (rustls) that completes each handshake, echoes
+/// the first read, then misbehaves: `bare_fin` closes TCP with no
+/// `close_notify`; otherwise it sends a record that does not decrypt.
+/// Returns its `tls://` target and the certificate file.
+fn misbehaving_tls_server(dir: &Path, bare_fin: bool) -> (String, std::path::PathBuf) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read as _, Write as _};
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = dir.join(if bare_fin { "fin.pem" } else { "garbage.pem" });
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![CertificateDer::from(made.cert.der().to_vec())], key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(sock) = sock else { return };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, sock);
+                let mut buf = [0u8; 64];
+                let Ok(n @ 1..) = tls.read(&mut buf) else {
+                    return;
+                };
+                if tls.write_all(&buf[..n]).and_then(|()| tls.flush()).is_err() {
+                    return;
+                }
+                if bare_fin {
+                    let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+                } else {
+                    // An application-data record of junk: it cannot
+                    // decrypt under the session's keys.
+                    let mut junk = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+                    junk.extend_from_slice(&[0xA5; 32]);
+                    let _ = tls.sock.write_all(&junk);
+                    let _ = tls.sock.read(&mut buf);
+                }
+            });
+        }
+    });
+    (format!("tls://localhost:{port}"), cert)
+}
+
+/// A server's bare FIN after the handshake is a `truncated` connection
+/// and a record that does not decrypt a `corrupt` one, each counted as
+/// its own kind (both were filed as `reset`), with exit 1.
+#[test]
+fn a_bare_fin_is_truncated_and_a_bad_record_corrupt() {
+    let dir = scratch("tls-load", "misbehaving");
+    for (bare_fin, kind) in [(true, "truncated"), (false, "corrupt")] {
+        let (target, cert) = misbehaving_tls_server(&dir, bare_fin);
+        let out = load(
+            &target,
+            &[
+                "--cacert",
+                cert.to_str().unwrap(),
+                "-c",
+                "1",
+                "-s",
+                "8",
+                "-d",
+                "1s",
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let json = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(json_number(&json, &format!("errors.{kind}")), 1.0, "{json}");
+        assert_eq!(json_number(&json, "errors.reset"), 0.0, "{json}");
+        assert!(err.contains(&format!(", {kind} 1)")), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -83,6 +83,23 @@ pub(super) enum Close {
     Mismatch,
     /// An echo did not come back within `--timeout`.
     Timeout,
+    /// TLS: the server sent a FIN with no `close_notify` before it.
+    Truncated,
+    /// TLS: a record did not decrypt or parse.
+    Corrupt(io::Error),
+}
+
+impl Close {
+    /// An I/O error, named: over TLS a FIN without a `close_notify` is a
+    /// truncation and a bad record is corruption (a bare socket has
+    /// neither: its FIN is a clean `Closed`), anything else a failure.
+    fn of(e: io::Error) -> Close {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => Close::Truncated,
+            io::ErrorKind::InvalidData => Close::Corrupt(e),
+            _ => Close::Failed(e),
+        }
+    }
 }
 
 impl fmt::Display for Close {
@@ -92,6 +109,8 @@ impl fmt::Display for Close {
             Close::Failed(e) => write!(f, "error: {e}"),
             Close::Mismatch => f.write_str("the echo differs from what was sent"),
             Close::Timeout => f.write_str("echo timeout"),
+            Close::Truncated => f.write_str("the server closed without a close_notify (truncated)"),
+            Close::Corrupt(e) => write!(f, "corrupt record: {e}"),
         }
     }
 }
@@ -268,7 +287,7 @@ impl<S: Wire> Connection<S> {
         match stream.flush() {
             Ok(()) => {}
             Err(e) if would_block(&e) || interrupted(&e) => {}
-            Err(e) => return Err(Close::Failed(e)),
+            Err(e) => return Err(Close::of(e)),
         }
         while self.sent < self.queued {
             let len = (self.queued - self.sent).min(CHUNK as u64) as usize;
@@ -293,7 +312,7 @@ impl<S: Wire> Connection<S> {
                 }
                 Err(e) if would_block(&e) => break,
                 Err(e) if interrupted(&e) => {}
-                Err(e) => return Err(Close::Failed(e)),
+                Err(e) => return Err(Close::of(e)),
             }
         }
         Ok(())
@@ -322,7 +341,7 @@ impl<S: Wire> Connection<S> {
                 Ok(n) => n,
                 Err(e) if would_block(&e) => return Ok(()),
                 Err(e) if interrupted(&e) => continue,
-                Err(e) => return Err(Close::Failed(e)),
+                Err(e) => return Err(Close::of(e)),
             };
             if !self.expected(tape, &buf[..n]) {
                 return Err(Close::Mismatch);

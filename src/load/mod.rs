@@ -940,6 +940,8 @@ impl Generator {
             Close::Failed(_) => self.counters.errors.reset += 1,
             Close::Mismatch => self.counters.errors.mismatch += 1,
             Close::Timeout => self.counters.errors.timeout += 1,
+            Close::Truncated => self.counters.errors.truncated += 1,
+            Close::Corrupt(_) => self.counters.errors.corrupt += 1,
         }
         self.down(i);
     }

@@ -27,12 +27,25 @@ pub struct Errors {
     /// TLS handshakes that failed (`tls://`): refused, a certificate not
     /// trusted, timed out.
     pub handshake: u64,
+    /// `tls://`: connections the server ended with a bare FIN after the
+    /// handshake, with no `close_notify` (data may have been cut off).
+    pub truncated: u64,
+    /// `tls://`: connections on which a record did not decrypt or parse
+    /// (garbage, or bytes changed on the way).
+    pub corrupt: u64,
 }
 
 impl Errors {
     /// All errors.
     pub fn total(&self) -> u64 {
-        self.connect + self.closed + self.reset + self.timeout + self.mismatch + self.handshake
+        self.connect
+            + self.closed
+            + self.reset
+            + self.timeout
+            + self.mismatch
+            + self.handshake
+            + self.truncated
+            + self.corrupt
     }
 }
 
@@ -374,6 +387,8 @@ struct ErrorsJson {
     timeout: u64,
     mismatch: u64,
     handshake: u64,
+    truncated: u64,
+    corrupt: u64,
 }
 
 /// The summary's `tls` (`tls://` only).
@@ -778,11 +793,15 @@ impl std::fmt::Display for Failure {
                 e.reset,
                 e.timeout,
                 e.mismatch,
-                if e.handshake > 0 {
-                    format!(", handshake {}", e.handshake)
-                } else {
-                    String::new()
-                }
+                [
+                    ("handshake", e.handshake),
+                    ("truncated", e.truncated),
+                    ("corrupt", e.corrupt)
+                ]
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(kind, n)| format!(", {kind} {n}"))
+                .collect::<String>()
             ),
             Failure::NothingEchoed => f.write_str("no message was echoed"),
         }
@@ -927,6 +946,8 @@ impl Summary {
             all.errors.timeout += r.errors.timeout;
             all.errors.mismatch += r.errors.mismatch;
             all.errors.handshake += r.errors.handshake;
+            all.errors.truncated += r.errors.truncated;
+            all.errors.corrupt += r.errors.corrupt;
             all.tls = match (all.tls, r.tls) {
                 (Some(mut a), Some(b)) => {
                     a.full += b.full;
@@ -1043,6 +1064,8 @@ impl Summary {
                 timeout: e.timeout,
                 mismatch: e.mismatch,
                 handshake: e.handshake,
+                truncated: e.truncated,
+                corrupt: e.corrupt,
             },
             in_flight_at_end: self.ending.map(|n| EndingJson {
                 messages: n.in_flight,
@@ -1270,7 +1293,11 @@ impl Summary {
             e.connect, e.closed, e.reset, e.timeout, e.mismatch
         );
         if self.tls.is_some() {
-            let _ = write!(out, "  handshake {}", e.handshake);
+            let _ = write!(
+                out,
+                "  handshake {}  truncated {}  corrupt {}",
+                e.handshake, e.truncated, e.corrupt
+            );
         }
         out
     }

@@ -26,9 +26,17 @@ pub struct Handshakes {
     pub full: u64,
     /// Resumed handshakes completed (a ticket or a session ID).
     pub resumed: u64,
-    /// Handshakes that failed (a bad hello, a certificate refused,
-    /// plaintext sent to the TLS port): the connection was closed.
-    pub failed: u64,
+    /// Handshakes refused: a real handshake error (a bad hello, a
+    /// certificate refused, plaintext sent to the TLS port). The
+    /// connection was closed with an alert.
+    pub refused: u64,
+    /// Handshakes the peer abandoned: it closed or reset the connection
+    /// before the handshake was over (a port scan, a load generator
+    /// stopping with handshakes in flight).
+    pub aborted: u64,
+    /// Handshakes still unfinished at `--idle-timeout` (a ClientHello
+    /// that trickles in, or never comes).
+    pub timed_out: u64,
     /// Connections whose peer closed TCP without a `close_notify`.
     pub truncated: u64,
     /// The handshakes' latencies added up, in microseconds.
@@ -66,7 +74,9 @@ impl Handshakes {
         self.on |= other.on;
         self.full += other.full;
         self.resumed += other.resumed;
-        self.failed += other.failed;
+        self.refused += other.refused;
+        self.aborted += other.aborted;
+        self.timed_out += other.timed_out;
         self.truncated += other.truncated;
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
         self.max_us = self.max_us.max(other.max_us);
@@ -223,10 +233,13 @@ impl Counters {
             let (now, then) = (&self.tls, &earlier.tls);
             let _ = write!(
                 line,
-                " | tls full={} resumed={} failed={} truncated={} handshake_max={}us",
+                " | tls full={} resumed={} refused={} aborted={} timed_out={} truncated={} \
+                 handshake_max={}us",
                 d(now.full, then.full),
                 d(now.resumed, then.resumed),
-                d(now.failed, then.failed),
+                d(now.refused, then.refused),
+                d(now.aborted, then.aborted),
+                d(now.timed_out, then.timed_out),
                 d(now.truncated, then.truncated),
                 now.max_us,
             );
@@ -343,10 +356,13 @@ impl Counters {
             let t = &self.tls;
             let _ = write!(
                 line,
-                "; tls handshakes full {} resumed {} failed {}, truncated {}, mean {} us, max {} us",
+                "; tls handshakes full {} resumed {}, refused {} aborted {} timed out {}, \
+                 truncated {}, mean {} us, max {} us",
                 t.full,
                 t.resumed,
-                t.failed,
+                t.refused,
+                t.aborted,
+                t.timed_out,
                 t.truncated,
                 t.mean_us(),
                 t.max_us
@@ -463,18 +479,24 @@ mod tests {
         now.tls.note(false, 100);
         now.tls.note(false, 101);
         now.tls.note(true, 200_000);
-        now.tls.failed = 1;
+        now.tls.refused = 1;
+        now.tls.aborted = 2;
+        now.tls.timed_out = 3;
         assert_eq!(now.tls.buckets[0], 1);
         assert_eq!(now.tls.buckets[1], 1);
         assert_eq!(now.tls.buckets[10], 1);
         let line = now.interval_line(&then, Duration::from_secs(1));
         assert!(
-            line.ends_with(" | tls full=2 resumed=1 failed=1 truncated=0 handshake_max=200000us"),
+            line.ends_with(
+                " | tls full=2 resumed=1 refused=1 aborted=2 timed_out=3 truncated=0 \
+                 handshake_max=200000us"
+            ),
             "{line}"
         );
         assert!(
             now.summary_line().ends_with(
-                "; tls handshakes full 2 resumed 1 failed 1, truncated 0, mean 66733 us, max 200000 us"
+                "; tls handshakes full 2 resumed 1, refused 1 aborted 2 timed out 3, truncated 0, \
+                 mean 66733 us, max 200000 us"
             ),
             "{}",
             now.summary_line()

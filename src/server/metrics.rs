@@ -543,7 +543,7 @@ const fn injected(name: &'static str, help: &'static str, figure: fn(&Counters) 
 }
 
 /// Every series, in the order they are written.
-const SERIES: [Series; 31] = [
+const SERIES: [Series; 33] = [
     counter("connections_accepted", "Connections accepted", |c| {
         c.accepted
     }),
@@ -683,9 +683,19 @@ const SERIES: [Series; 31] = [
         |c| c.tls.resumed,
     ),
     tls(
-        "tls_handshakes_failed",
-        "TLS handshakes that failed (the connection was closed)",
-        |c| c.tls.failed,
+        "tls_handshakes_refused",
+        "TLS handshakes refused: a handshake error (a bad hello, a certificate refused, not TLS)",
+        |c| c.tls.refused,
+    ),
+    tls(
+        "tls_handshakes_aborted",
+        "TLS handshakes the peer abandoned, closing or resetting before the end",
+        |c| c.tls.aborted,
+    ),
+    tls(
+        "tls_handshakes_timed_out",
+        "TLS handshakes unfinished at --idle-timeout",
+        |c| c.tls.timed_out,
     ),
     tls(
         "tls_truncated",

@@ -819,7 +819,19 @@ impl Server {
         }
         let id = conn.id();
         if let Stream::Tls(tls) = conn.stream_mut() {
+            // A handshake that ends with its connection counts once, by
+            // who ended it: us (refused, timed out) or the peer (aborted).
+            let handshaking = tls.is_handshaking();
             match &why {
+                Close::Timeout if handshaking => self.stats.tls.timed_out += 1,
+                Close::Done if handshaking => self.stats.tls.aborted += 1,
+                Close::Failed(e) if handshaking && peer_went_away(e) => {
+                    self.stats.tls.aborted += 1;
+                }
+                Close::Failed(e) if handshaking => {
+                    self.stats.tls.refused += 1;
+                    log::debug!("tls conn=#{id} handshake refused: {e}");
+                }
                 Close::Done => {
                     // The peer's close_notify (or its FIN after ours, with
                     // --close-after) ended it cleanly: answer with our
@@ -828,10 +840,6 @@ impl Server {
                         log::debug!("tls conn=#{id}: close_notify not sent: {e}");
                     }
                     let _ = tls.socket().shutdown(Shutdown::Write);
-                }
-                Close::Failed(e) if tls.is_handshaking() => {
-                    self.stats.tls.failed += 1;
-                    log::debug!("tls conn=#{id} handshake failed: {e}");
                 }
                 Close::Failed(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     self.stats.tls.truncated += 1;
@@ -969,4 +977,16 @@ impl Server {
 /// `t` as a connection stores it: nanoseconds since the server `started`.
 fn stamp(started: Instant, t: Instant) -> u64 {
     t.saturating_duration_since(started).as_nanos() as u64
+}
+
+/// Whether an error on a connection means its peer left: a FIN where
+/// more was due (a TLS session without its close_notify), or a reset.
+fn peer_went_away(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
