@@ -263,13 +263,13 @@ pub struct ServerArgs {
 
     /// Hold every echo this long before writing it back (a slow backend;
     /// up to 60s). The bytes wait in the loop's own timers, within the
-    /// owed cap.
+    /// owed cap. TCP only: not with --udp or --udp-only.
     #[arg(long, value_name = "DURATION", value_parser = parse_fault_delay,
           help_heading = "Misbehaving on purpose (per connection)")]
     pub delay: Option<Duration>,
 
     /// Add a uniform extra delay from 0 to this to each read's echo (up to
-    /// 60s); a connection's bytes still come back in order.
+    /// 60s); a connection's bytes still come back in order. TCP only.
     #[arg(long, value_name = "DURATION", value_parser = parse_fault_delay,
           help_heading = "Misbehaving on purpose (per connection)")]
     pub jitter: Option<Duration>,
@@ -416,12 +416,10 @@ fn parse_message(text: &str) -> Result<Bytes, String> {
 
 /// `--message-file FILE`: the file's bytes, 1 byte to 16 MiB.
 fn read_message_file(path: &str) -> Result<Bytes, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut bytes = Vec::new();
-    // One byte past the limit tells a file that is too long.
-    file.take(MAX_MESSAGE as u64 + 1)
-        .read_to_end(&mut bytes)
+    // One byte past the limit tells a file that is too long; a FIFO gets
+    // a bounded wait for its writer (`-f <(cmd)` works, a FIFO nobody
+    // writes does not hang the run).
+    let bytes = crate::shared::input::read_at_most(std::path::Path::new(path), MAX_MESSAGE as u64)
         .map_err(|e| format!("cannot read {path}: {e}"))?;
     if bytes.is_empty() {
         return Err(format!("{path} is empty"));
@@ -982,6 +980,13 @@ impl ServerArgs {
         }
         if self.drop.is_some() && !(self.udp || self.udp_only) {
             let msg = "--drop applies to datagrams: add --udp or --udp-only";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
+        // Holding datagrams would need a queue of them per peer, which
+        // a reflector's victim could fill; --drop is the datagrams' fault.
+        if (self.delay.is_some() || self.jitter.is_some()) && (self.udp || self.udp_only) {
+            let msg = "--delay and --jitter hold TCP echoes only: not with --udp or --udp-only \
+                       (datagrams are answered at once; --drop loses some on purpose)";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
         }
         if self.tls && self.udp_only {

@@ -193,6 +193,12 @@ fn bad_fault_options_are_usage_errors() {
             "cannot be used with",
         ),
         (&["--stall-after", "1.5"][..], "not a whole number"),
+        // Datagrams are never held: refused, not accepted and ignored.
+        (
+            &["--udp-only", "--delay", "100ms"][..],
+            "--delay and --jitter hold TCP echoes only: not with --udp or --udp-only",
+        ),
+        (&["--udp", "--jitter", "5ms"][..], "hold TCP echoes only"),
     ] {
         let all = [&["server", "--bind", "127.0.0.1:0"][..], args].concat();
         common::assert_usage_error(&all, says);

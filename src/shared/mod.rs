@@ -21,6 +21,8 @@
 //! - [`cpu`] — a thread's own CPU time, over a measured window.
 //! - [`dice`] — splitmix64: repeatable randomness from a seed.
 //! - [`wall`] — wall-clock times (`--start-at`): RFC 3339 or unix seconds.
+//! - [`input`] — files named on the command line, read whole, bounded
+//!   in size and in the time a FIFO's writer may take.
 //! - [`stop`] — SIGINT and SIGTERM as a flag a loop asks at each turn:
 //!   a run stopped from outside ends as at its deadline.
 //! - [`offload`] — blocking writes moved off a loop, through a bounded
@@ -32,6 +34,7 @@ pub mod dice;
 pub mod duration;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod input;
 pub mod mmsg;
 pub mod net;
 pub mod offload;

@@ -381,11 +381,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 /// few KiB; a larger file is a mistake, not a certificate).
 fn read_pem_file(path: &Path) -> Result<Vec<u8>, String> {
     const MAX: u64 = 1 << 20;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut pem = Vec::new();
-    file.take(MAX + 1)
-        .read_to_end(&mut pem)
+    let pem = super::input::read_at_most(path, MAX)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if pem.len() as u64 > MAX {
         return Err(format!(
