@@ -110,6 +110,36 @@ fn bare_lf_and_absolute_form_heads_are_answered() {
     assert!(got.starts_with("HTTP/1.1 505 "), "{got}");
 }
 
+/// A request sent and half-closed at once, as `printf … | nc -q 12`
+/// does: the FIN ends the head, not the scrape, and the request is
+/// answered, bare LF or CRLF (it used to be dropped unanswered). A head
+/// cut short by the FIN is closed without an answer.
+#[test]
+fn a_request_followed_by_a_fin_is_answered() {
+    let (_server, metrics) = server_with_metrics(&[]);
+    let half_closed = |request: &[u8]| {
+        let mut s = TcpStream::connect(metrics).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s.write_all(request).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    for request in [
+        &b"GET /metrics HTTP/1.1\nHost: x\n\n"[..],
+        &b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+    ] {
+        let got = half_closed(request);
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(
+            got.contains("\necholoop_connections_accepted_total 0\n"),
+            "{got}"
+        );
+    }
+    assert_eq!(half_closed(b"GET /metrics HTTP/1.1\nHost:"), "");
+}
+
 /// A real Prometheus scrapes the endpoint: through its query API the
 /// target is up, and `echoloop_connections_accepted_total` is what this
 /// test did (7 connections).

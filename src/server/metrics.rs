@@ -201,9 +201,16 @@ impl Scrape {
     fn serve(&mut self, render: &dyn Fn() -> Option<String>) -> bool {
         if let Stage::Reading(head) = &mut self.stage {
             let mut buf = [0u8; 1024];
+            // A scraper may send its request and half-close at once (`nc
+            // -q`, `printf … | nc`): the FIN ends the head, not the
+            // scrape, and the request before it is answered.
+            let mut ended = false;
             loop {
                 match self.stream.read(&mut buf) {
-                    Ok(0) => return false,
+                    Ok(0) => {
+                        ended = true;
+                        break;
+                    }
                     Ok(n) => head.extend_from_slice(&buf[..n]),
                     Err(e) if would_block(&e) => break,
                     Err(e) if interrupted(&e) => {}
@@ -214,7 +221,8 @@ impl Scrape {
                 }
             }
             self.stage = match answer(head) {
-                None => return true, // wait for the rest of the head
+                None if ended => return false, // the head will never end
+                None => return true,           // wait for the rest of the head
                 Some(Reply::Bytes(out)) => Stage::Writing(out, 0),
                 Some(Reply::Metrics { head_only }) => match render() {
                     Some(text) => Stage::Writing(metrics_response(&text, head_only), 0),
