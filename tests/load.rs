@@ -227,6 +227,35 @@ fn a_stall_past_the_timeout_at_the_windows_end_is_a_timeout() {
     assert_eq!(json_number(&json, "in_flight_at_end.timed_out"), 1.0);
 }
 
+/// A run whose connections all die at once measures no message: the
+/// summary says so instead of a CPU per message (it read "2386.00 µs CPU
+/// per message" with 0 messages), and the JSON has `null` there.
+#[test]
+fn no_message_means_no_cpu_per_message() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s); // accepted, and closed at once
+        }
+    });
+    let out = load_to(&addr.to_string(), &["-c", "3", "-d", "300ms"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  messages    0 ("), "{text}");
+    assert!(
+        text.contains("  generator   ") && text.contains(" ms CPU, no message measured, "),
+        "{text}"
+    );
+    assert!(!text.contains("per message"), "{text}");
+    let out = load_to(&addr.to_string(), &["-c", "3", "-d", "300ms", "--json"]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        common::json_at(&json, "cpu_us_per_msg"),
+        serde_json::Value::Null
+    );
+}
+
 /// The human summary names every figure; pipelining and big messages work.
 #[test]
 fn human_summary_with_pipeline_and_large_messages() {

@@ -544,6 +544,7 @@ impl DatagramGenerator {
         self.counters.note_errors(end);
         let duration = end.saturating_duration_since(self.counters.measure_from);
         let cpu = self.cpu.used();
+        let cpu_wall = self.cpu.wall();
         let schedule = self
             .schedule
             .as_ref()
@@ -573,6 +574,7 @@ impl DatagramGenerator {
             },
             schedule,
             cpu,
+            cpu_wall,
             per_thread: vec![c.messages as f64 / duration.as_secs_f64().max(1e-9)],
             datagrams: Some(self.figures),
             ending: None,

@@ -1017,6 +1017,7 @@ impl Generator {
         let end = now.min(self.counters.end);
         self.counters.note_errors(end);
         let cpu = self.cpu.used();
+        let cpu_wall = self.cpu.wall();
         let duration = end.saturating_duration_since(self.counters.measure_from);
         let msgs_per_s = self.counters.messages as f64 / duration.as_secs_f64().max(1e-9);
         let schedule = self
@@ -1049,6 +1050,7 @@ impl Generator {
             fate: self.fate,
             schedule,
             cpu,
+            cpu_wall,
             per_thread: vec![msgs_per_s],
             datagrams: None,
             ending: Some(self.counters.ending),

@@ -155,6 +155,9 @@ pub struct Summary {
     /// The generator's own CPU time (user + system) over the window, all
     /// its threads together.
     pub cpu: Duration,
+    /// The wall time `cpu` was read over, each thread's added up (about
+    /// the window times the threads).
+    pub cpu_wall: Duration,
     /// Messages per second of each generator thread (one entry per thread).
     pub per_thread: Vec<f64>,
     /// UDP only: what happened to the datagrams.
@@ -455,7 +458,8 @@ struct SummaryJson {
     in_flight_at_end: Option<EndingJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<TlsJson>,
-    cpu_us_per_msg: f64,
+    /// `null` when no message was measured.
+    cpu_us_per_msg: Option<f64>,
     cpu_busy: f64,
     threads: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -970,6 +974,7 @@ impl Summary {
                 (a, b) => a.or(b),
             };
             all.cpu += r.cpu;
+            all.cpu_wall += r.cpu_wall;
             all.per_thread.extend(r.per_thread);
             for (mine, theirs) in all.segments.iter_mut().zip(&r.segments) {
                 mine.add(theirs);
@@ -992,9 +997,10 @@ impl Summary {
         Some(all)
     }
 
-    /// The generator's CPU time per measured message, µs.
-    pub fn cpu_us_per_msg(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1e6 / self.messages.max(1) as f64
+    /// The generator's CPU time per measured message, µs; `None` when no
+    /// message was measured (there is no per-message figure then).
+    pub fn cpu_us_per_msg(&self) -> Option<f64> {
+        (self.messages > 0).then(|| self.cpu.as_secs_f64() * 1e6 / self.messages as f64)
     }
 
     /// How busy the generator's threads were over the window: CPU time over
@@ -1003,7 +1009,14 @@ impl Summary {
     /// few milliseconds the CPU clock's steps can read more than 1 (see
     /// [`busy_is_measured`](Self::busy_is_measured)).
     pub fn busy(&self) -> f64 {
-        self.cpu.as_secs_f64() / (self.secs() * self.per_thread.len().max(1) as f64)
+        // Over the wall time of the CPU readings themselves; a thread
+        // cannot be busier than the clock, so what reads above 1 is the
+        // CPU clock's step (a few ms), and is 1.
+        let wall = match self.cpu_wall.is_zero() {
+            true => self.secs() * self.per_thread.len().max(1) as f64,
+            false => self.cpu_wall.as_secs_f64(),
+        };
+        (self.cpu.as_secs_f64() / wall.max(1e-9)).min(1.0)
     }
 
     /// Whether the window was long enough for `busy` to mean something
@@ -1084,7 +1097,7 @@ impl Summary {
                     handshake_latency_us: Long::of(&t.latency, false),
                 }
             }),
-            cpu_us_per_msg: round(self.cpu_us_per_msg(), 3),
+            cpu_us_per_msg: self.cpu_us_per_msg().map(|us| round(us, 3)),
             cpu_busy: round(self.busy(), 3),
             threads: self.per_thread.iter().map(|m| round(*m, 1)).collect(),
             schedule: self.schedule.as_ref().map(Schedule::to_json),
@@ -1280,10 +1293,16 @@ impl Summary {
                 format!("{} threads (msgs/s {})", each.len(), each.join(" / "))
             }
         };
+        let cpu = match self.cpu_us_per_msg() {
+            Some(us) => format!("{us:.2} µs CPU per message"),
+            None => format!(
+                "{:.2} ms CPU, no message measured",
+                self.cpu.as_secs_f64() * 1e3
+            ),
+        };
         let _ = writeln!(
             out,
-            "  generator   {:.2} µs CPU per message, {:.0}% busy on {threads}",
-            self.cpu_us_per_msg(),
+            "  generator   {cpu}, {:.0}% busy on {threads}",
             self.busy() * 100.0,
         );
         let e = &self.errors;
@@ -1377,6 +1396,7 @@ mod tests {
             connect_latency: Histogram::new(3).unwrap(),
             errors,
             cpu: Duration::ZERO,
+            cpu_wall: Duration::ZERO,
             per_thread: vec![0.0],
             datagrams: None,
             ending: None,
@@ -1454,6 +1474,28 @@ mod tests {
             (1, "no message was echoed")
         );
         assert_eq!(report(2, Errors::default(), 10).failure(&addr), None);
+    }
+
+    /// Busy is the CPU over the wall time it was read across, and never
+    /// above 1: a late last turn or the CPU clock's step (1.016 on a 2 s
+    /// window before) is not a thread busier than the clock. With no
+    /// message there is no CPU per message.
+    #[test]
+    fn busy_is_bounded_and_per_message_needs_a_message() {
+        let mut r = report(2, Errors::default(), 0);
+        r.cpu = Duration::from_millis(2032);
+        r.cpu_wall = Duration::from_millis(2000);
+        assert_eq!(r.busy(), 1.0);
+        r.cpu = Duration::from_millis(900);
+        r.cpu_wall = Duration::from_millis(1200);
+        assert!(
+            (r.busy() - 0.75).abs() < 1e-9,
+            "over the readings' wall time"
+        );
+        assert_eq!(r.cpu_us_per_msg(), None);
+        assert!(r.to_json(false).contains("\"cpu_us_per_msg\":null"));
+        r.messages = 300;
+        assert_eq!(r.cpu_us_per_msg(), Some(3000.0));
     }
 
     /// The busy warning names the cause it can see in the configuration:

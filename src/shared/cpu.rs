@@ -8,10 +8,15 @@ use std::time::{Duration, Instant};
 /// waits up to `--timeout` for the last replies, spinning before due
 /// sends), and CPU read at the very end, divided by the window, gave a
 /// `cpu_busy` of 30 and more.
+///
+/// Each reading keeps the instant it was taken at: the CPU is divided by
+/// the wall time between the two readings, not by the window's nominal
+/// length, since the turns that take them can come a little after the
+/// window's edges (a late turn at the end made a 2 s window read 1.016).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuWindow {
-    from: Option<Duration>,
-    to: Option<Duration>,
+    from: Option<(Duration, Instant)>,
+    to: Option<(Duration, Instant)>,
 }
 
 impl CpuWindow {
@@ -19,17 +24,32 @@ impl CpuWindow {
     /// after `measure_from`, and at the first at or after `end`.
     pub fn on_turn(&mut self, now: Instant, measure_from: Instant, end: Instant) {
         if self.from.is_none() && now >= measure_from {
-            self.from = Some(thread_cpu());
+            self.from = Some((thread_cpu(), Instant::now()));
         }
         if self.to.is_none() && now >= end {
-            self.to = Some(thread_cpu());
+            self.to = Some((thread_cpu(), Instant::now()));
         }
     }
 
     /// CPU used in the window (until now, if it has not closed).
     pub fn used(&self) -> Duration {
         match self.from {
-            Some(from) => self.to.unwrap_or_else(thread_cpu).saturating_sub(from),
+            Some((from, _)) => self
+                .to
+                .map_or_else(thread_cpu, |(to, _)| to)
+                .saturating_sub(from),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The wall time between the two readings (until now, if the window
+    /// has not closed): what [`used`](Self::used) is a share of.
+    pub fn wall(&self) -> Duration {
+        match self.from {
+            Some((_, from)) => self
+                .to
+                .map_or_else(Instant::now, |(_, to)| to)
+                .saturating_duration_since(from),
             None => Duration::ZERO,
         }
     }
