@@ -70,7 +70,7 @@ pub enum Generate {
 /// Typical command lines, under `echoloop --help`.
 const TOP_EXAMPLES: &str = "Examples:
   echoloop server                            # echo on 127.0.0.1:7878
-  echoloop client 127.0.0.1:7878 --data hi   # prints b'hi'
+  echoloop client 127.0.0.1:7878 --data hi --half-close   # prints b'hi'
   echoloop load 127.0.0.1:7878 -d 5s         # 50 connections, closed loop
   echoloop report run.hlog --html run.html   # merge --hdr-log files
 
@@ -122,16 +122,16 @@ Exit codes (curl's, where curl has one):
   63  the reply outgrew --max-reply";
 
 const LOAD_EXAMPLES: &str = "Examples:
-  echoloop load 127.0.0.1:7878 -c 100 -d 30s
-  echoloop load 127.0.0.1:7878 --rate 20000 --interval 1s --hdr-log run.hlog
-  echoloop load 127.0.0.1:7878 --messages-per-connection 1 --threads 2
-  echoloop load udp://127.0.0.1:7878 --rate 10000 -s 512";
+  echoloop load 127.0.0.1:7878 -c 100 -d 5s
+  echoloop load 127.0.0.1:7878 --rate 20000 -d 3s --interval 1s --hdr-log run.hlog
+  echoloop load 127.0.0.1:7878 --messages-per-connection 1 --threads 2 -d 2s
+  echoloop load udp://127.0.0.1:7878 --rate 10000 -s 512 -d 2s";
 
 const LOAD_LONG: &str = "Examples:
-  echoloop load 127.0.0.1:7878 -c 100 -d 30s
-  echoloop load 127.0.0.1:7878 --rate 20000 --interval 1s --hdr-log run.hlog
-  echoloop load 127.0.0.1:7878 --messages-per-connection 1 --threads 2
-  echoloop load udp://127.0.0.1:7878 --rate 10000 -s 512
+  echoloop load 127.0.0.1:7878 -c 100 -d 5s
+  echoloop load 127.0.0.1:7878 --rate 20000 -d 3s --interval 1s --hdr-log run.hlog
+  echoloop load 127.0.0.1:7878 --messages-per-connection 1 --threads 2 -d 2s
+  echoloop load udp://127.0.0.1:7878 --rate 10000 -s 512 -d 2s
 
 Exit codes:
   0  a clean run (a schedule not kept is a warning)
@@ -159,8 +159,9 @@ Exit codes:
   0  merged and printed
   1  a file cannot be read, or the page cannot be written
   2  usage, --html over an input, --compare with fewer than 2 runs or
-     two of one name; a file empty, truncated or not an interval log, or
-     a histogram whose declared lengths or shape are refused";
+     two of one name; a file given twice, empty or not an interval log, a
+     histogram whose declared lengths or shape are refused, or logs past
+     the report's memory budget (the line that crosses it is named)";
 
 /// Options of `echoloop report`.
 #[derive(Args, Debug)]
@@ -343,7 +344,8 @@ pub struct ServerArgs {
     pub tls_resumption: crate::server::tls::Resumption,
 
     /// Protocols to agree on in ALPN, most preferred first (h2,http/1.1).
-    /// A client that offers none of them fails its handshake.
+    /// A client that offers ALPN but none of these fails its handshake; a
+    /// client that offers no ALPN is served without it (RFC 7301).
     #[arg(
         long,
         value_name = "PROTO,...",

@@ -646,6 +646,25 @@ fn alpn_agrees_on_a_protocol_or_refuses() {
     let mut buf = [0u8; 1];
     let err = refused.read(&mut buf).expect_err("no common protocol");
     assert!(err.to_string().contains("NoApplicationProtocol"), "{err}");
+    // A client that offers no ALPN at all is served, without a protocol,
+    // and the help says so (it said such a client fails).
+    let mut plain = connect(&server, &client_config(&cert, None));
+    plain.write_all(b"no alpn").unwrap();
+    let mut back = [0u8; 7];
+    plain.read_exact(&mut back).unwrap();
+    assert_eq!((&back, plain.conn.alpn_protocol()), (b"no alpn", None));
+    let help = bin().args(["server", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        help.contains(
+            "A client that offers ALPN but none of these fails its handshake; a client that \
+             offers no ALPN is served without it (RFC 7301)"
+        ),
+        "{help}"
+    );
 }
 
 /// `RUST_LOG=trace` narrates the TLS session beside the TCP connection:
