@@ -17,17 +17,44 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Starts the server on a thread (it lives as long as the test process)
-/// and returns its address, or `None` where io_uring cannot be had.
-fn start() -> Option<std::net::SocketAddr> {
+/// The server on its thread (it lives as long as the test process).
+struct Server {
+    addr: std::net::SocketAddr,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Server {
+    /// Fails the test with the server's own error if it has stopped: a
+    /// server that dies says why, instead of leaving the test to fail on
+    /// a refused connection with no word of the cause.
+    #[track_caller]
+    fn assert_running(self) -> Server {
+        if !self.thread.is_finished() {
+            return self;
+        }
+        match self.thread.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => panic!("the io_uring server returned while it should serve"),
+        }
+    }
+}
+
+/// Starts the server, or `None` where io_uring cannot be had.
+fn start() -> Option<Server> {
     if let Err(e) = io_uring::IoUring::new(8) {
         common::missing(&format!("no io_uring here ({e})"));
         return None;
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || uring::serve(listener));
-    Some(addr)
+    let thread = std::thread::spawn(move || {
+        // Its error is the test's failure, with the reason (the panic's
+        // message is shown with the failing test's output).
+        if let Err(e) = uring::serve(listener) {
+            panic!("the io_uring server failed: {e}");
+        }
+    });
+    Some(Server { addr, thread })
 }
 
 fn connect(addr: std::net::SocketAddr) -> TcpStream {
@@ -45,7 +72,8 @@ fn connect(addr: std::net::SocketAddr) -> TcpStream {
 /// test, so that no other test's sockets are counted).
 #[test]
 fn an_echo_server_like_the_others() {
-    let Some(addr) = start() else { return };
+    let Some(server) = start() else { return };
+    let addr = server.addr;
     let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
     // One echo first: the server has made its ring (a descriptor) by then.
     let mut first = connect(addr);
@@ -57,7 +85,9 @@ fn an_echo_server_like_the_others() {
     // seen an EOF): the process holds two more than the server's own.
     let before = fds() - 2;
     drop(first);
+    let server = server.assert_running();
     many_connections_get_their_bytes_back_in_order(addr);
+    let server = server.assert_running();
     short_connections_one_after_another(addr);
     // The server closes through its ring: poll until it has.
     let end = Instant::now() + DEADLINE;
@@ -69,6 +99,7 @@ fn an_echo_server_like_the_others() {
         );
         std::thread::yield_now();
     }
+    server.assert_running();
 }
 
 fn many_connections_get_their_bytes_back_in_order(addr: std::net::SocketAddr) {
