@@ -305,6 +305,12 @@ fn openssl_self_signed(dir: &Path, names: &str) -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// `echoloop server --tls` serving `cert` with `key`.
+fn serving(cert: &Path, key: &Path) -> ServerProcess {
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    ServerProcess::start(&["--tls", "--tls-cert", cert, "--tls-key", key])
+}
+
 /// The certificate `openssl req -x509` makes (a CA, by OpenSSL 3's
 /// default), given to the client and the load generator as `--cacert`
 /// and presented by the server as its own, is trusted, as curl trusts it
@@ -318,13 +324,7 @@ fn a_certificate_made_by_openssl_req_is_trusted_by_cacert() {
     let Some((cert, key)) = openssl_self_signed(&dir, "DNS:localhost,IP:127.0.0.1") else {
         return;
     };
-    let server = ServerProcess::start(&[
-        "--tls",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let server = serving(&cert, &key);
     let port = server.addr.port();
     let url = format!("tls://localhost:{port}");
     let cacert = cert.to_str().unwrap();
@@ -370,13 +370,7 @@ fn a_certificate_made_by_openssl_req_is_trusted_by_cacert() {
     let Some((cert, key)) = openssl_self_signed(&other, "DNS:example.test") else {
         return;
     };
-    let server = ServerProcess::start(&[
-        "--tls",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let server = serving(&cert, &key);
     let url = format!("tls://localhost:{}", server.addr.port());
     let out = client(&[&url, "--cacert", cert.to_str().unwrap(), "--data", "hi"]);
     failed(

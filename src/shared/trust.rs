@@ -31,7 +31,6 @@ use rustls::{AlertDescription, CertificateError, DigitallySignedStruct, Signatur
 pub struct CaFile {
     webpki: Arc<WebPkiServerVerifier>,
     own: Vec<CertificateDer<'static>>,
-    provider: Arc<CryptoProvider>,
 }
 
 impl CaFile {
@@ -42,14 +41,10 @@ impl CaFile {
         certs: Vec<CertificateDer<'static>>,
         provider: Arc<CryptoProvider>,
     ) -> Result<CaFile, String> {
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| format!("cannot use its certificates: {e}"))?;
-        Ok(CaFile {
-            webpki,
-            own: certs,
-            provider,
-        })
+        Ok(CaFile { webpki, own: certs })
     }
 }
 
@@ -85,18 +80,14 @@ impl ServerCertVerifier for CaFile {
         Ok(ServerCertVerified::assertion())
     }
 
+    // The handshake's signatures: webpki's checks, as for any server.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -105,18 +96,11 @@ impl ServerCertVerifier for CaFile {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.webpki.supported_verify_schemes()
     }
 }
 
