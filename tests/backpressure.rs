@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::io::{ErrorKind, Write};
 use std::net::Shutdown;
 use std::thread;
 use std::time::Duration;
 
-use common::{Rng, ServerProcess, read_to_eof, round_trip};
+use common::{Rng, read_to_eof, round_trip};
 
 /// The server's per-connection cap on owed bytes, plus one read of slack.
 const CAP: f64 = (64 * 1024 + 1024) as f64;
@@ -19,24 +18,20 @@ const CAP: f64 = (64 * 1024 + 1024) as f64;
 /// exactly what it managed to send.
 #[test]
 fn slow_reader_stays_under_the_cap_and_others_keep_flowing() {
-    let mut server = ServerProcess::start(&["--stats", "0.1"]);
+    let (mut server, metrics) = common::server_with_metrics(&["--stats", "0.1"]);
     let rss_before = server.rss();
 
     let slow = server.connect();
-    let mut writer = slow.try_clone().unwrap();
+    let writer = slow.try_clone().unwrap();
     writer
         .set_write_timeout(Some(Duration::from_millis(300)))
         .unwrap();
+    // Stalled is what the server says: its owed bytes at the cap while
+    // the writer is blocked (a slow server on a loaded machine is not a
+    // stall).
     let pusher = thread::spawn(move || {
         let data = Rng::new(64).bytes(64 * 1024 * 1024);
-        let mut sent = 0;
-        while sent < data.len() {
-            match writer.write(&data[sent..(sent + 65536).min(data.len())]) {
-                Ok(n) => sent += n,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-                Err(e) => panic!("slow writer: {e}"),
-            }
-        }
+        let sent = common::push_until_stalled(&writer, &data, metrics, 64.0 * 1024.0);
         data[..sent].to_vec()
     });
 

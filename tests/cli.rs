@@ -5,6 +5,7 @@ mod common;
 
 use std::net::TcpListener;
 
+use common::Bounded as _;
 use common::{ServerProcess, bin, round_trip};
 
 /// SIGTERM: exit 0 and one summary line with the exact figures.
@@ -78,8 +79,7 @@ fn address_in_use_is_one_clear_line() {
     let addr = taken.local_addr().unwrap();
     let out = bin()
         .args(["server", "--bind", &addr.to_string()])
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -107,7 +107,7 @@ fn bad_arguments_exit_2() {
         (&["server", "--frobnicate"][..], "--frobnicate"),
         (&["teleport"][..], "teleport"),
     ] {
-        let out = bin().args(args).output().unwrap();
+        let out = bin().args(args).bounded();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(names), "{args:?}: {stderr}");
@@ -138,7 +138,7 @@ fn help_lists_every_option() {
     let mut checked = 0;
     for sub in cli.get_subcommands() {
         let name = sub.get_name();
-        let out = bin().args([name, "--help"]).output().unwrap();
+        let out = bin().args([name, "--help"]).bounded();
         assert_eq!(out.status.code(), Some(0), "{name} --help");
         let help = String::from_utf8(out.stdout).unwrap();
         for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
@@ -197,8 +197,7 @@ fn permission_denied_on_a_low_port_is_one_clear_line() {
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&exe)
         .args(["server", "--bind", "127.0.0.1:80"])
-        .output()
-        .unwrap();
+        .bounded();
     std::fs::remove_dir_all(&dir).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -225,7 +224,7 @@ fn version_names_the_commit() {
         None => format!("echoloop {version}\n"),
     };
     for args in [&["--version"][..], &["load", "--version"]] {
-        let out = bin().args(args).output().unwrap();
+        let out = bin().args(args).bounded();
         assert_eq!(out.status.code(), Some(0));
         let said = String::from_utf8(out.stdout).unwrap();
         let said = said.replace("echoloop-load ", "echoloop ");

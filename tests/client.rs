@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::Bounded as _;
 use common::{Rng, ServerProcess, bin};
 use echoloop::client::bytes_repr;
 
@@ -60,8 +61,7 @@ fn client(args: &[&str]) -> Output {
         .arg("client")
         .args(args)
         .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .bounded()
 }
 
 #[track_caller]
@@ -221,7 +221,7 @@ fn ipv6_loopback() {
 /// No SERVER and no terminal on stdin: nobody to prompt, usage error.
 #[test]
 fn no_server_without_a_terminal_is_a_usage_error() {
-    let out = bin().arg("client").stdin(Stdio::piped()).output().unwrap();
+    let out = bin().arg("client").stdin(Stdio::piped()).bounded();
     let stderr = assert_exit(&out, 2);
     assert!(stderr.contains("SERVER is required"), "{stderr}");
     assert!(out.stdout.is_empty());

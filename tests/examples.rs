@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 
+use common::Bounded as _;
 use common::{Rng, ServerProcess, read_to_eof, round_trip};
 
 /// The built example `name` (cargo puts examples beside the test binaries'
@@ -84,8 +85,7 @@ fn blocking_client_prints_the_repr_of_the_reply() {
     });
     let out = example("blocking")
         .args(["client", &addr.to_string(), "/index.html"])
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
@@ -116,7 +116,7 @@ fn mini_reactor_serves_clients_at_once() {
 /// a subcommand.
 #[test]
 fn blocking_without_arguments_prints_usage() {
-    let out = example("blocking").output().unwrap();
+    let out = example("blocking").bounded();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("usage: blocking server ADDR"));
 }

@@ -55,21 +55,58 @@ fn bystander_round_trips(server: &ServerProcess, window: Duration) -> u32 {
 }
 
 /// With a greedy stream running, a bystander completes at least 100 round
-/// trips within 2 s; and the stream's own run ends clean.
+/// trips within 2 s. The overlap is certain, not hoped for: the stream
+/// runs until it is stopped (SIGINT, after the bystander's window), it is
+/// still running when the window ends, and it moved at least 4 MiB during
+/// it (the server's own byte counter). The stream's own run then ends
+/// clean, and the server's budget ran out while they shared it.
 #[test]
 fn a_greedy_stream_does_not_starve_a_bystander() {
-    let mut server = ServerProcess::start(&["--stats", "0.1"]);
-    let greedy = greedy_stream(&server, 4);
+    let (mut server, metrics) = common::server_with_metrics(&["--stats", "0.1"]);
+    let mut greedy = greedy_stream(&server, 600);
     wait_for_flow(&mut server, 4.0 * 1048576.0);
+    let sent = || common::metric(&common::scrape(metrics), "echoloop_sent_bytes_total");
+    let before = sent().expect("echoloop_sent_bytes_total");
     let done = bystander_round_trips(&server, Duration::from_secs(2));
+    let during = sent().expect("echoloop_sent_bytes_total") - before;
+    assert!(
+        greedy.try_wait().unwrap().is_none(),
+        "the greedy stream ended before the bystander's window did"
+    );
+    assert!(
+        during >= 4.0 * 1048576.0,
+        "the greedy stream moved only {during} bytes during the window"
+    );
     eprintln!("bystander: {done} round trips");
     assert!(
         done >= 100,
         "the bystander completed {done} round trips in 2 s"
     );
-    let out = greedy.wait_with_output().unwrap();
-    let json = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "greedy stream: {json}");
-    let stats = server.wait_stats(|_| true);
-    assert!(stats.get("budget_spent") > 0.0, "the budget never ran out");
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(greedy.id() as i32, libc::SIGINT) }, 0);
+    let end = Instant::now() + common::DEADLINE;
+    let status = loop {
+        if let Some(status) = greedy.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < end, "the greedy stream did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut json = String::new();
+    greedy
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut json)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "greedy stream: {json}");
+    assert!(common::json_number(&json, "messages") > 0.0, "{json}");
+    let exhausted = common::metric(
+        &common::scrape(metrics),
+        "echoloop_budget_exhaustions_total",
+    );
+    assert!(
+        exhausted > Some(0.0),
+        "the budget never ran out: {exhausted:?}"
+    );
 }

@@ -6,6 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
+use common::Bounded as _;
 use common::bin;
 
 /// Whether `program` runs here (`program --version` or similar).
@@ -38,7 +39,7 @@ fn unbold(text: &str) -> String {
 #[test]
 fn every_man_page_renders_without_warnings() {
     let dir = common::scratch("generate", "man");
-    let out = bin().args(["generate", "man"]).arg(&dir).output().unwrap();
+    let out = bin().args(["generate", "man"]).arg(&dir).bounded();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -66,8 +67,7 @@ fn every_man_page_renders_without_warnings() {
             .arg(&page)
             .env("MANWIDTH", "80")
             .env("MAN_KEEP_FORMATTING", "0")
-            .output()
-            .unwrap();
+            .bounded();
         let stderr = String::from_utf8_lossy(&rendered.stderr);
         assert_eq!(rendered.status.code(), Some(0), "{name}: {stderr}");
         assert_eq!(stderr, "", "{name} renders with warnings");
@@ -87,10 +87,7 @@ fn every_man_page_renders_without_warnings() {
 /// to the options that start so, as bash itself would call it.
 #[test]
 fn bash_completes_subcommands_and_options() {
-    let out = bin()
-        .args(["generate", "complete", "bash"])
-        .output()
-        .unwrap();
+    let out = bin().args(["generate", "complete", "bash"]).bounded();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -103,11 +100,7 @@ fn bash_completes_subcommands_and_options() {
         common::missing("bash");
         return;
     }
-    let check = Command::new("bash")
-        .arg("-n")
-        .arg(&script)
-        .output()
-        .unwrap();
+    let check = Command::new("bash").arg("-n").arg(&script).bounded();
     assert_eq!(
         check.status.code(),
         Some(0),
@@ -132,8 +125,7 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
         let out = Command::new("bash")
             .args(["--norc", "--noprofile", "-c", &program])
             .env("LINE", line)
-            .output()
-            .unwrap();
+            .bounded();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{line}: {stderr}");
         assert!(
@@ -157,7 +149,7 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
     }
     // `generate` is for packagers: not in --help (clap's bash script still
     // offers it, as it does every subcommand).
-    let help = bin().arg("--help").output().unwrap();
+    let help = bin().arg("--help").bounded();
     assert!(!String::from_utf8_lossy(&help.stdout).contains("generate"));
 }
 
@@ -165,10 +157,7 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
 #[test]
 fn every_shell_gets_a_script() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        let out = bin()
-            .args(["generate", "complete", shell])
-            .output()
-            .unwrap();
+        let out = bin().args(["generate", "complete", shell]).bounded();
         assert_eq!(out.status.code(), Some(0), "{shell}");
         let script = String::from_utf8(out.stdout).unwrap();
         assert!(
@@ -176,10 +165,7 @@ fn every_shell_gets_a_script() {
             "{shell}: {script}"
         );
     }
-    let out = bin()
-        .args(["generate", "complete", "tcsh"])
-        .output()
-        .unwrap();
+    let out = bin().args(["generate", "complete", "tcsh"]).bounded();
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -192,8 +178,7 @@ fn every_shell_gets_a_script() {
 fn man_pages_into_an_impossible_directory_fail_cleanly() {
     let out = bin()
         .args(["generate", "man", "/proc/echoloop-no/man"])
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(

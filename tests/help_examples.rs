@@ -14,11 +14,12 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::thread;
 
+use common::Bounded as _;
 use common::{DEADLINE, ServerProcess, bin, run_bounded, scratch};
 
 /// The example lines of `echoloop ARGS --help`, comments cut off.
 fn examples(args: &[&str]) -> Vec<String> {
-    let out = bin().args(args).arg("--help").output().unwrap();
+    let out = bin().args(args).arg("--help").bounded();
     assert!(out.status.success());
     String::from_utf8(out.stdout)
         .unwrap()

@@ -11,15 +11,13 @@ use std::process::Output;
 use std::thread;
 use std::time::Duration;
 
+use common::Bounded as _;
 use common::{ServerProcess, bin, json_number};
 
+/// Runs `echoloop load ADDR ARGS`, killed if it outlives DEADLINE (a
+/// run that hangs fails its test instead of hanging it).
 fn load(addr: SocketAddr, args: &[&str]) -> Output {
-    bin()
-        .arg("load")
-        .arg(addr.to_string())
-        .args(args)
-        .output()
-        .unwrap()
+    load_to(&addr.to_string(), args)
 }
 
 /// Runs `echoloop load TARGET ARGS`, killed if it outlives DEADLINE (a
@@ -356,7 +354,8 @@ fn a_foreign_scheme_is_named() {
     );
 }
 
-/// Open loop: --rate holds its schedule within 10% on a short run.
+/// Open loop: --rate's schedule is exact (1,000 due in 1 s at 1000/s),
+/// every message sent is counted, and what was not sent is said.
 #[test]
 fn rate_holds_its_schedule() {
     let server = ServerProcess::start(&[]);
@@ -366,11 +365,16 @@ fn rate_holds_its_schedule() {
     );
     assert_eq!(out.status.code(), Some(0));
     let json = String::from_utf8(out.stdout).unwrap();
-    let messages = json_number(&json, "messages");
-    assert!(
-        (900.0..=1100.0).contains(&messages),
-        "{messages} messages at 1000/s for 1 s: {json}"
+    // What the plan says is exact; what went out is the machine's: every
+    // message sent is counted, and what was not is said.
+    let (due, sent) = (
+        json_number(&json, "schedule.due"),
+        json_number(&json, "schedule.sent"),
     );
+    assert_eq!(due, 1000.0, "1000/s for 1 s: {json}");
+    assert_eq!(json_number(&json, "messages"), sent, "{json}");
+    assert_eq!(json_number(&json, "schedule.unsent"), due - sent, "{json}");
+    assert!(sent > 0.0, "{json}");
 }
 
 /// --messages stops the run early; warm-up and connect-rate are accepted.
@@ -412,7 +416,7 @@ fn bad_load_arguments_exit_2() {
         &["load", "127.0.0.1:1", "--rate", "-5"][..],
         &["load", "127.0.0.1:1", "--pipeline", "0"][..],
     ] {
-        let out = bin().args(args).output().unwrap();
+        let out = bin().args(args).bounded();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
@@ -466,9 +470,10 @@ fn a_late_echo_is_a_timeout() {
 
 /// A run shorter than connecting takes still connects and measures: the
 /// clock starts once the connections are up. (Before, `-d 1ms` ended before
-/// the connect finished: exit 7, "could not connect".) Whether a round trip
-/// fits in the millisecond depends on the machine's load, so both honest
-/// outcomes are accepted: echoes and exit 0, or none and exit 1 saying so.
+/// the connect finished: exit 7, "could not connect".) The first message
+/// goes out as the clock starts, inside the millisecond, and its echo is
+/// awaited after the window however loaded the machine: at least one
+/// message, exit 0.
 #[test]
 fn a_one_millisecond_run_connects_and_measures() {
     let server = ServerProcess::start(&[]);
@@ -485,12 +490,8 @@ fn a_one_millisecond_run_connects_and_measures() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .expect("a messages line");
-    if messages > 0 {
-        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    } else {
-        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-        assert_eq!(stderr, "echoloop: error: no message was echoed\n");
-    }
+    assert!(messages >= 1, "{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
 }
 
 /// Names are resolved, and every address tried: `localhost` may come back
@@ -501,14 +502,12 @@ fn host_names_resolve_and_bad_names_exit_6() {
     let out = bin()
         .args(["load", &format!("localhost:{}", server.addr.port())])
         .args(["-c", "2", "-d", "200ms"])
-        .output()
-        .unwrap();
+        .bounded();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let out = bin()
         .args(["load", "no-such-host.invalid:7", "-d", "200ms"])
-        .output()
-        .unwrap();
+        .bounded();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(
@@ -771,8 +770,7 @@ fn the_hdr_log_is_read_by_hdrhistograms_own_processor() {
         .args(["-cp", jar, "org.HdrHistogram.HistogramLogProcessor", "-i"])
         .arg(&log)
         .args(["-tag", "gen1", "-outputValueUnitRatio", "1"])
-        .output()
-        .unwrap();
+        .bounded();
     let report = String::from_utf8_lossy(&out.stdout);
     let total = format!("Total count    = {:>12}]", json_number(&json, "messages"));
     assert!(report.contains(&total), "{total} in {report}");
@@ -1153,7 +1151,7 @@ fn the_hdr_log_carries_service_time_apart() {
         "{text}"
     );
     assert!(text.lines().any(|l| l.starts_with("Tag=gen,")), "{text}");
-    let out = bin().args(["report", log_arg, "--json"]).output().unwrap();
+    let out = bin().args(["report", log_arg, "--json"]).bounded();
     let report = common::clean_stdout(out);
     assert_eq!(
         common::json_number(&report, "messages"),
@@ -1164,7 +1162,7 @@ fn the_hdr_log_carries_service_time_apart() {
         common::json_number(&report, "service_us.p50") >= 1.0,
         "{report}"
     );
-    let out = bin().args(["report", log_arg]).output().unwrap();
+    let out = bin().args(["report", log_arg]).bounded();
     let human = common::clean_stdout(out);
     assert!(human.contains("  service     "), "{human}");
 }

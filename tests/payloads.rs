@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use common::Bounded as _;
 use common::{DEADLINE, ServerProcess, bin, json_number};
 
 /// What each connection of a [`recording_server`] received, in order of
@@ -127,7 +128,10 @@ fn a_message_file_is_each_message_byte_for_byte() {
         assert_eq!(json_number(&json, "size"), 102_400.0, "{json}");
         assert_eq!(json_number(&json, "errors.mismatch"), 0.0, "{json}");
         assert!(json_number(&json, "messages") >= 2.0, "{json}");
-        for s in streams(&recorded) {
+        // One recorded stream per connection: the loop below checks both.
+        let recorded = streams(&recorded);
+        assert_eq!(recorded.len(), 2, "{mode:?}: two connections");
+        for s in recorded {
             let whole = repeats(&s, b"", &payload);
             assert!(whole.is_some_and(|n| n >= 1), "{mode:?}: {} B", s.len());
         }
@@ -202,7 +206,9 @@ fn a_consumed_first_message_is_not_awaited() {
     let (code, json) = load_json(addr, &args);
     assert_eq!(code, Some(0), "{json}");
     assert!(json_number(&json, "messages") > 0.0, "{json}");
-    for s in streams(&recorded) {
+    let recorded = streams(&recorded);
+    assert_eq!(recorded.len(), 2, "one recorded stream per connection");
+    for s in recorded {
         assert!(
             s.starts_with(b"PROXY TCP4 127.0.0.1 127.0.0.1 1 2\r\n"),
             "{s:?}"
@@ -235,8 +241,7 @@ fn bad_payload_options_are_usage_errors() {
     }
     let out = bin()
         .args(["load", "udp://127.0.0.1:9", "-m", "x"])
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("are for streams"), "{err}");

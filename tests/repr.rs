@@ -1,6 +1,8 @@
 //! `bytes_repr` against Python's own `repr()`, when python3 is on the
 //! machine; the fixed table in `src/client/repr.rs` covers machines without it.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -46,7 +48,9 @@ fn identical_to_python_for_every_byte_and_quote_case() {
         inputs.push(all);
     }
     let Some(python) = python_reprs(&inputs) else {
-        eprintln!("python3 is not on this machine; the fixed tables still ran");
+        common::missing(
+            "python3 is not on this machine (the fixed tables in src/client/repr.rs still ran)",
+        );
         return;
     };
     assert_eq!(python.len(), inputs.len());

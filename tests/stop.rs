@@ -11,6 +11,7 @@ use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::Bounded as _;
 use common::{ServerProcess, bin};
 
 /// The histogram lines of the interval log at `path` so far.
@@ -111,7 +112,7 @@ fn a_signal_ends_the_window_and_keeps_the_run() {
         assert!(stdout.contains("  messages    "), "{stdout}");
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.ends_with('\n'), "the log ends with a whole line");
-        let report = bin().arg("report").arg(&log).output().unwrap();
+        let report = bin().arg("report").arg(&log).bounded();
         assert_eq!(
             report.status.code(),
             Some(0),
@@ -158,7 +159,7 @@ fn report_uses_the_whole_lines_of_a_log_cut_short() {
     std::fs::write(&cut, format!("{head}{}", &tail[..tail.len() / 2])).unwrap();
 
     let json = |path: &Path| {
-        let out = bin().args(["report", "--json"]).arg(path).output().unwrap();
+        let out = bin().args(["report", "--json"]).arg(path).bounded();
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(out.status.code(), Some(0), "{err}");
         (String::from_utf8(out.stdout).unwrap(), err)
@@ -201,7 +202,7 @@ fn report_reads_a_log_being_written() {
     common::eventually("a logged interval", || histograms(&log) >= 1);
     let mut tries = 0;
     while child.try_wait().unwrap().is_none() && tries < 40 {
-        let out = bin().arg("report").arg(&log).output().unwrap();
+        let out = bin().arg("report").arg(&log).bounded();
         assert_eq!(
             out.status.code(),
             Some(0),

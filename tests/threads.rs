@@ -26,7 +26,12 @@ fn four_reactors_spread_connections_and_sum_their_counters() {
     assert_ne!(server.addr.port(), 0);
     let held: Vec<TcpStream> = (0..200).map(|_| server.connect()).collect();
     // Each reactor accepts on its own; ask until all 200 show as open.
+    let end = std::time::Instant::now() + DEADLINE;
     let line = loop {
+        assert!(
+            std::time::Instant::now() < end,
+            "the reactors never showed 200 open"
+        );
         server.signal(libc::SIGUSR1);
         let line = server.wait_stderr(|l| l.starts_with("stats: "));
         if Stats::parse(&line).get("open") == 200.0 {

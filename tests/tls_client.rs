@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use common::Bounded as _;
 use common::{ServerProcess, bin, missing, run_bounded, scratch};
 
 const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -396,8 +397,7 @@ fn an_encrypted_key_is_named_as_such() {
         .arg(&key)
         .arg("-out")
         .arg(&locked)
-        .output()
-        .unwrap();
+        .bounded();
     assert!(
         out.status.success(),
         "{}",

@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
+use common::Bounded as _;
 use common::{DEADLINE, ServerProcess, bin, json_at, json_number, missing, run_bounded, scratch};
 
 /// `echoloop load TARGET ARGS --json`, bounded; asserts exit 0 and no
@@ -179,12 +180,7 @@ fn the_handshake_log_is_reported() {
     );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("Tag=edge-handshake,"), "{text}");
-    let report = bin()
-        .arg("report")
-        .arg(&log)
-        .arg("--json")
-        .output()
-        .unwrap();
+    let report = bin().arg("report").arg(&log).arg("--json").bounded();
     let json = common::clean_stdout(report);
     assert!(
         json_number(&json, "handshake_latency_us.p50") > 0.0,

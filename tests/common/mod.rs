@@ -3,7 +3,7 @@
 //! payloads, raise the fd limit.
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -335,9 +335,29 @@ pub fn round_trip(s: &mut TcpStream, msg: &[u8]) {
 
 /// Runs `cmd` to completion with stdin closed and stdout and stderr
 /// captured, but kills it once `limit` has passed: a program that should
-/// have exited (an error, a timeout) but hangs fails the test instead of
-/// hanging it. Returns the output (status `None` if it had to be killed).
+/// have exited (an error, a timeout) but hangs fails the test, naming the
+/// command, instead of hanging it.
+#[track_caller]
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> std::process::Output {
+    run_for(&mut cmd, limit)
+}
+
+/// [`run_bounded`] for a command built in place: `bin().args(…).bounded()`
+/// instead of the unbounded `.output()`.
+pub trait Bounded {
+    /// Runs to completion within DEADLINE, or fails the test.
+    fn bounded(&mut self) -> std::process::Output;
+}
+
+impl Bounded for Command {
+    #[track_caller]
+    fn bounded(&mut self) -> std::process::Output {
+        run_for(self, DEADLINE)
+    }
+}
+
+#[track_caller]
+fn run_for(cmd: &mut Command, limit: Duration) -> std::process::Output {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -364,7 +384,8 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> std::process::Output {
         }
         if Instant::now() > end {
             let _ = child.kill(); // our own child, by its PID
-            break child.wait().unwrap();
+            let _ = child.wait();
+            panic!("{cmd:?} did not end within {limit:?}: killed");
         }
         thread::sleep(Duration::from_millis(10));
     };
@@ -597,4 +618,48 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// A gauge or counter's value in a metrics scrape (`NAME VALUE` line).
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Writes `data` to `writer` (a socket with a short write timeout), 64
+/// KiB a call, until it is stalled as the server itself says: a write
+/// times out *and* the server's `echoloop_owed_bytes` (scraped from
+/// `metrics`) has reached `owed_at_least`. A timeout while the server
+/// owes less only means it was slow (a loaded machine), and writing goes
+/// on. Returns the bytes written. Fails past DEADLINE, or if all of
+/// `data` went out without a stall.
+#[track_caller]
+pub fn push_until_stalled(
+    mut writer: impl Write,
+    data: &[u8],
+    metrics: SocketAddr,
+    owed_at_least: f64,
+) -> usize {
+    let end = Instant::now() + DEADLINE;
+    let mut sent = 0;
+    loop {
+        assert!(Instant::now() < end, "never stalled: {sent} bytes written");
+        assert!(sent < data.len(), "never stalled: all {sent} bytes written");
+        let upto = (sent + 65536).min(data.len());
+        match writer.write(&data[sent..upto]) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let owed = metric(&scrape(metrics), "echoloop_owed_bytes").unwrap_or(0.0);
+                if owed >= owed_at_least {
+                    return sent;
+                }
+            }
+            Err(e) => panic!("pushing: {e}"),
+        }
+    }
 }
