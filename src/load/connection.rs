@@ -87,6 +87,10 @@ pub(super) enum Close {
     Truncated,
     /// TLS: a record did not decrypt or parse.
     Corrupt(io::Error),
+    /// TLS: the server ended the session with an alert (in TLS 1.3 a
+    /// refused client certificate arrives so, after the client's side of
+    /// the handshake is over).
+    Refused(io::Error),
 }
 
 impl Close {
@@ -96,6 +100,7 @@ impl Close {
     fn of(e: io::Error) -> Close {
         match e.kind() {
             io::ErrorKind::UnexpectedEof => Close::Truncated,
+            io::ErrorKind::InvalidData if is_alert(&e) => Close::Refused(e),
             io::ErrorKind::InvalidData => Close::Corrupt(e),
             _ => Close::Failed(e),
         }
@@ -111,8 +116,17 @@ impl fmt::Display for Close {
             Close::Timeout => f.write_str("echo timeout"),
             Close::Truncated => f.write_str("the server closed without a close_notify (truncated)"),
             Close::Corrupt(e) => write!(f, "corrupt record: {e}"),
+            Close::Refused(e) => write!(f, "refused: {}", crate::shared::trust::explain(e)),
         }
     }
+}
+
+/// Whether a TLS error is an alert the peer sent (rather than bytes that
+/// made no sense).
+fn is_alert(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::AlertReceived(_)))
 }
 
 /// One load connection.

@@ -942,6 +942,7 @@ impl Generator {
             Close::Timeout => self.counters.errors.timeout += 1,
             Close::Truncated => self.counters.errors.truncated += 1,
             Close::Corrupt(_) => self.counters.errors.corrupt += 1,
+            Close::Refused(_) => self.counters.errors.handshake += 1,
         }
         self.down(i);
     }
