@@ -38,7 +38,7 @@ fn main() {
     println!("idle_memory: {n} idle connections per server");
     for kind in servers::KINDS.into_iter().chain(["c", "uring"]) {
         let Some(cmd) = servers::command(kind) else {
-            println!("{kind:>9}: not available, skipped");
+            servers::skipped(&format!("{kind:>9}: not available, skipped"));
             continue;
         };
         let (before, after, took) = measure(ServerProcess::spawn(cmd), n);

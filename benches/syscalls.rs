@@ -53,9 +53,9 @@ fn main() {
         "c,echoloop,tokio,threads,uring,c-udp,c-udp-mmsg,echoloop-udp,tokio-udp",
     );
     if !perf_counts_syscalls() {
-        println!(
+        servers::skipped(
             "syscalls: perf cannot count syscall tracepoints here (Debian: apt-get install linux-perf; \
-             /proc/sys/kernel/perf_event_paranoid); nothing counted"
+             /proc/sys/kernel/perf_event_paranoid); nothing counted",
         );
         return;
     }

@@ -329,7 +329,9 @@ fn compare(
     let base: Vec<(f64, f64, f64)> = samples[0].clone();
     for (k, kind) in kinds.iter().enumerate() {
         if samples[k].is_empty() {
-            println!("  {kind:<16} not available here (program missing, or it failed): skipped");
+            servers::skipped(&format!(
+                "  {kind:<16} not available here (program missing, or it failed): skipped"
+            ));
             continue;
         }
         let rate = median(samples[k].iter().map(|s| s.0));
@@ -432,7 +434,7 @@ fn ceiling() {
         .args(["speed", "-seconds", "1", "ecdsap256", "ecdhx25519"])
         .output()
     else {
-        println!("openssl speed: openssl not found, skipped");
+        servers::skipped("openssl speed: openssl not found, skipped");
         return;
     };
     let text = String::from_utf8_lossy(&out.stdout);

@@ -115,7 +115,7 @@ enum Generator {
 fn generators(rounds: usize, secs: f64, pin: bool) {
     let iperf3 = Command::new("iperf3").arg("--version").output();
     if !iperf3.is_ok_and(|o| o.status.success()) {
-        println!("generator: no iperf3 on PATH: skipped");
+        servers::skipped("generator: no iperf3 on PATH: skipped");
         return;
     }
     let Some(target) = servers::command("c-udp") else {

@@ -305,11 +305,14 @@ pub fn c_binary(name: &str) -> Option<std::path::PathBuf> {
     match built {
         Ok(status) if status.success() => Some(binary),
         Ok(status) => {
-            println!("c: `cc` failed ({status}) on {}: skipped", source.display());
+            skipped(&format!(
+                "c: `cc` failed ({status}) on {}: skipped",
+                source.display()
+            ));
             None
         }
         Err(e) => {
-            println!("c: no C compiler (`cc`: {e}): skipped");
+            skipped(&format!("c: no C compiler (`cc`: {e}): skipped"));
             None
         }
     }
@@ -350,6 +353,18 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// Says that a part of a bench cannot run here, and goes on without it.
+/// Under `.ci/run` (ECHOLOOP_CI), which runs every bench once at a tiny
+/// size to check that it works, every kind is required: a missing or
+/// misspelt one ends the bench with an error instead.
+pub fn skipped(line: &str) {
+    println!("{line}");
+    if std::env::var_os("ECHOLOOP_CI").is_some() {
+        eprintln!("bench: {line} (ECHOLOOP_CI is set: every part must run)");
+        std::process::exit(1);
+    }
+}
+
 /// The environment variable `key` parsed, or `default`.
 pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key)
@@ -387,7 +402,7 @@ pub fn kinds_from_env_with(default: &str, own: &[&str]) -> Vec<String> {
         .filter(|k| {
             let ok = own.contains(&k.as_str()) || command(k).is_some();
             if !ok {
-                println!("{k}: not available, skipped");
+                skipped(&format!("{k}: not available, skipped"));
             }
             ok
         })
@@ -400,7 +415,7 @@ pub fn uring_available() -> bool {
     let ring = match io_uring::IoUring::new(8) {
         Ok(ring) => ring,
         Err(e) => {
-            println!("uring: no io_uring here ({e}): skipped");
+            skipped(&format!("uring: no io_uring here ({e}): skipped"));
             return false;
         }
     };
@@ -408,7 +423,7 @@ pub fn uring_available() -> bool {
     if ring.submitter().register_probe(&mut probe).is_err()
         || !probe.is_supported(io_uring::opcode::RecvMulti::CODE)
     {
-        println!("uring: this kernel lacks multishot receive (Linux 6.0+): skipped");
+        skipped("uring: this kernel lacks multishot receive (Linux 6.0+): skipped");
         return false;
     }
     true
