@@ -418,6 +418,40 @@ mod tests {
         }
     }
 
+    /// A send the kernel refuses drops that datagram, counted, and the
+    /// batch goes on with the rest: here every reply goes out through an
+    /// IPv6 socket, which cannot send to the IPv4 senders (the server's
+    /// `udp_dropped`; on loopback a full send buffer cannot be provoked
+    /// from outside, since delivered datagrams are no longer charged to
+    /// the sender).
+    #[test]
+    fn a_refused_send_is_dropped_and_counted() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let addr = server.local_addr().unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..3 {
+            peer.send_to(b"ping", addr).unwrap();
+        }
+        let mut batch = Batch::new();
+        assert_eq!(batch.recv(server.as_raw_fd(), BATCH).unwrap(), 3);
+        let Ok(v6) = std::net::UdpSocket::bind("[::1]:0") else {
+            return; // no IPv6 loopback: the integration tests say so
+        };
+        v6.set_nonblocking(true).unwrap();
+        let sent = batch.send_back(v6.as_raw_fd(), &[0, 1, 2]);
+        assert_eq!(
+            sent,
+            Sent {
+                sent: 0,
+                bytes: 0,
+                dropped: 3
+            }
+        );
+        // The same batch through the right socket: all three go.
+        assert_eq!(batch.send_back(server.as_raw_fd(), &[0, 1, 2]).sent, 3);
+    }
+
     /// An outbox holds 32 small datagrams or fewer big ones (never none),
     /// and sends several in one call on a connected socket, each whole
     /// and in order.
