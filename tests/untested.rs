@@ -250,7 +250,7 @@ fn unix_sockets_keep_the_limits() {
     let dir = scratch("untested", "unix");
     let path = dir.join("echo.sock");
     let bind = format!("unix:{}", path.display());
-    let (_server, metrics) = server_with_metrics_at(&bind, &[]);
+    let (_server, metrics) = common::server_with_metrics_at(&bind, &[]);
     let slow = UnixStream::connect(&path).unwrap();
     slow.set_write_timeout(Some(Duration::from_millis(300)))
         .unwrap();
@@ -314,21 +314,4 @@ fn unix_sockets_keep_the_limits() {
     second.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"2");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// `echoloop server --bind BIND --metrics 127.0.0.1:0 ARGS` and its
-/// metrics address.
-fn server_with_metrics_at(bind: &str, args: &[&str]) -> (ServerProcess, std::net::SocketAddr) {
-    let mut cmd = bin();
-    cmd.args(["server", "--bind", bind, "--metrics", "127.0.0.1:0"])
-        .args(args);
-    let mut server = ServerProcess::spawn(cmd);
-    let line = server.wait_stderr(|l| l.contains("metrics on http://"));
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .and_then(|a| a.parse().ok())
-        .expect("the metrics address");
-    (server, addr)
 }

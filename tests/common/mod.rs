@@ -568,15 +568,14 @@ pub fn assert_usage_error(args: &[&str], says: &str) {
 /// `echoloop server --bind 127.0.0.1:0 --metrics 127.0.0.1:0 ARGS`, and
 /// where its metrics are (from its log line).
 pub fn server_with_metrics(args: &[&str]) -> (ServerProcess, SocketAddr) {
+    server_with_metrics_at("127.0.0.1:0", args)
+}
+
+/// [`server_with_metrics`] listening on `bind` (a Unix socket, say).
+pub fn server_with_metrics_at(bind: &str, args: &[&str]) -> (ServerProcess, SocketAddr) {
     let mut cmd = bin();
-    cmd.args([
-        "server",
-        "--bind",
-        "127.0.0.1:0",
-        "--metrics",
-        "127.0.0.1:0",
-    ])
-    .args(args);
+    cmd.args(["server", "--bind", bind, "--metrics", "127.0.0.1:0"])
+        .args(args);
     let mut server = ServerProcess::spawn(cmd);
     let line = server.wait_stderr(|l| l.contains("metrics on http://"));
     let addr = line
