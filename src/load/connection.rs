@@ -312,7 +312,7 @@ impl<S: Wire> Connection<S> {
             match stream.write(bytes) {
                 Ok(n) => {
                     self.sent += n as u64;
-                    if counters.measuring(now) {
+                    if counters.moving(now) {
                         counters.bytes_sent += n as u64;
                     }
                     // Stamp the messages this write finished sending.
@@ -361,7 +361,7 @@ impl<S: Wire> Connection<S> {
                 return Err(Close::Mismatch);
             }
             self.received += n as u64;
-            if counters.measuring(now) {
+            if counters.moving(now) {
                 counters.bytes_received += n as u64;
             }
             // Where the bytes echoed so far end in the stream written.

@@ -240,6 +240,15 @@ impl Counters {
         now >= self.measure_from && now <= self.end
     }
 
+    /// Whether a stream's bytes moved at `now` count: from the window's
+    /// start on, the settling after its end included. After the end only
+    /// the messages sent inside the window are written out and echoed, so
+    /// their bytes count with them, as the messages do, and MiB/s agrees
+    /// with msgs/s.
+    pub(super) fn moving(&self, now: Instant) -> bool {
+        now >= self.measure_from
+    }
+
     /// Whether a datagram sent (or due) at `at` is one of the window's:
     /// half open, so that one sent at the very end is not counted sent
     /// with no time left to be answered in.
@@ -285,6 +294,10 @@ mod tests {
         assert!(!t.measuring(t0));
         assert!(t.measuring(from));
         assert!(!t.measuring(t.end + Duration::from_nanos(1)));
+        // Bytes of a stream count on after the end: only the window's
+        // messages move then, and they count with their echoes.
+        assert!(!t.moving(t0));
+        assert!(t.moving(t.end + Duration::from_nanos(1)));
         t.complete(t0, from).unwrap(); // sent before the window: not counted
         let end = t.end;
         t.complete(end, end + Duration::from_millis(1)).unwrap(); // sent after it
