@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use common::{Bounded as _, DEADLINE, ServerProcess, bin, json_number, scratch};
 
 /// `--connect-rate 20` opens six connections 50 ms apart: the accepts of
-/// a listener made here span at least 5 × 50 ms (never faster; a loaded
-/// machine may be slower, which is not asserted).
+/// a listener made here span 250 ms, at least half of it however late
+/// the acceptor runs (all at once they would span about 1 ms).
 #[test]
 fn connect_rate_paces_the_connects() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -50,7 +50,10 @@ fn connect_rate_paces_the_connects() {
     let times = accepted.lock().unwrap().clone();
     assert_eq!(times.len(), 6);
     let span = times[5].duration_since(times[0]);
-    assert!(span >= Duration::from_millis(225), "6 connects in {span:?}");
+    // Paced, the last connect is 250 ms after the first; all at once,
+    // about 1 ms. Half the pacing leaves room for an acceptor thread
+    // that runs late on a loaded machine (late accepts only bunch up).
+    assert!(span >= Duration::from_millis(125), "6 connects in {span:?}");
 }
 
 /// A rustls client that speaks TLS 1.2 only gets TLS 1.2 from `--tls`,
