@@ -33,7 +33,8 @@
 //! [`Handle`] in [`control`], the configuration in [`config`]; datagrams
 //! in [`udp`], guarded by [`loops`] (no reflection loops) and
 //! [`rate_limit`] (`--udp-rate-limit`); Prometheus' scrapes in
-//! [`metrics`]; TLS (`--tls`) set up in [`tls`]. [`Group`] runs N of these servers side by side
+//! [`metrics`]; TLS (`--tls`) set up, and its close-time counts kept, in
+//! [`tls`]; why a connection closed in [`close`]. [`Group`] runs N of these servers side by side
 //! (`--threads`).
 //!
 //! Three choices shape this file:
@@ -82,6 +83,7 @@ use crate::shared::net::{self, interrupted};
 pub use crate::shared::readiness::Readiness;
 use crate::shared::readiness::{Drain, interest_name};
 use crate::shared::stream::Stream;
+use close::Close;
 use connection::{Connection, Limits, Next, State};
 pub use counters::Counters;
 use faults::Held;
@@ -96,6 +98,7 @@ pub use group::{Group, Totals};
 pub use listener::{ACCEPT_BUDGET, ACCEPT_PAUSE};
 use listener::{Accepting, Listener, SocketFile, warn_if_backlog_capped};
 
+mod close;
 mod config;
 mod connection;
 mod control;
@@ -138,32 +141,6 @@ struct StatsDue {
     at: Instant,
     last: Instant,
     then: Counters,
-}
-
-/// Why a connection was closed (for the debug log and the counters). The
-/// load generator's reasons have the same names where they mean the same
-/// thing.
-#[derive(Debug)]
-enum Close {
-    /// The peer sent EOF and got everything back.
-    Done,
-    /// An I/O error on this connection.
-    Failed(io::Error),
-    /// Silent for longer than `--idle-timeout`.
-    Timeout,
-    /// Ended on purpose (`--reset-after`).
-    Injected(End),
-}
-
-impl fmt::Display for Close {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Close::Done => f.write_str("peer finished"),
-            Close::Failed(e) => write!(f, "error: {e}"),
-            Close::Timeout => f.write_str("idle timeout"),
-            Close::Injected(end) => write!(f, "{end} on purpose"),
-        }
-    }
 }
 
 /// The echo server: a listener and its connections on one poller.
@@ -819,33 +796,7 @@ impl Server {
         }
         let id = conn.id();
         if let Stream::Tls(tls) = conn.stream_mut() {
-            // A handshake that ends with its connection counts once, by
-            // who ended it: us (refused, timed out) or the peer (aborted).
-            let handshaking = tls.is_handshaking();
-            match &why {
-                Close::Timeout if handshaking => self.stats.tls.timed_out += 1,
-                Close::Done if handshaking => self.stats.tls.aborted += 1,
-                Close::Failed(e) if handshaking && peer_went_away(e) => {
-                    self.stats.tls.aborted += 1;
-                }
-                Close::Failed(e) if handshaking => {
-                    self.stats.tls.refused += 1;
-                    log::debug!("tls conn=#{id} handshake refused: {e}");
-                }
-                Close::Done => {
-                    // The peer's close_notify (or its FIN after ours, with
-                    // --close-after) ended it cleanly: answer with our
-                    // close_notify, then TCP's FIN.
-                    if let Err(e) = tls.close_notify() {
-                        log::debug!("tls conn=#{id}: close_notify not sent: {e}");
-                    }
-                    let _ = tls.socket().shutdown(Shutdown::Write);
-                }
-                Close::Failed(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    self.stats.tls.truncated += 1;
-                }
-                _ => {}
-            }
+            tls::on_close(tls, id, &why, &mut self.stats.tls);
         }
         if log::log_enabled!(log::Level::Debug) {
             let peer = conn.stream_mut().peer_name();
@@ -977,16 +928,4 @@ impl Server {
 /// `t` as a connection stores it: nanoseconds since the server `started`.
 fn stamp(started: Instant, t: Instant) -> u64 {
     t.saturating_duration_since(started).as_nanos() as u64
-}
-
-/// Whether an error on a connection means its peer left: a FIN where
-/// more was due (a TLS session without its close_notify), or a reset.
-fn peer_went_away(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
 }

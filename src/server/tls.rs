@@ -5,18 +5,24 @@
 //! still resumes.
 //!
 //! The loop itself does not change: an accepted TCP socket is wrapped in
-//! a [`TlsStream`](crate::shared::tls::TlsStream) and served as any
+//! a [`TlsStream`] and served as any
 //! stream is (see [`shared::tls`](crate::shared::tls) for the two rules
 //! that differ). DTLS (TLS over UDP) is not served.
 
 use std::fmt;
+use std::io;
+use std::net::Shutdown;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, WebPkiClientVerifier};
 
-use crate::shared::tls::{TlsSetupError, fingerprint, load_identity, load_roots, provider};
+use super::close::Close;
+use super::counters::Handshakes;
+use crate::shared::tls::{
+    TlsSetupError, TlsStream, fingerprint, load_identity, load_roots, provider,
+};
 
 /// How a returning client may resume (`--tls-resumption`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -208,6 +214,50 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsSetupError> {
 /// one); the certificate is `cert.pem` in it.
 pub fn default_cert_dir() -> PathBuf {
     std::env::temp_dir().join(format!("echoloop-{}", std::process::id()))
+}
+
+/// A TLS connection is being closed for `why`: a handshake that ends with
+/// it counts once, by who ended it (us: refused or timed out; the peer:
+/// aborted); a clean end is answered with our `close_notify`, then TCP's
+/// FIN; a FIN with no `close_notify` before it is a truncation.
+pub(super) fn on_close(
+    tls: &mut TlsStream<mio::net::TcpStream>,
+    id: u64,
+    why: &Close,
+    stats: &mut Handshakes,
+) {
+    let handshaking = tls.is_handshaking();
+    match why {
+        Close::Timeout if handshaking => stats.timed_out += 1,
+        Close::Done if handshaking => stats.aborted += 1,
+        Close::Failed(e) if handshaking && peer_went_away(e) => stats.aborted += 1,
+        Close::Failed(e) if handshaking => {
+            stats.refused += 1;
+            log::debug!("tls conn=#{id} handshake refused: {e}");
+        }
+        Close::Done => {
+            // The peer's close_notify (or its FIN after ours, with
+            // --close-after) ended it cleanly.
+            if let Err(e) = tls.close_notify() {
+                log::debug!("tls conn=#{id}: close_notify not sent: {e}");
+            }
+            let _ = tls.socket().shutdown(Shutdown::Write);
+        }
+        Close::Failed(e) if e.kind() == io::ErrorKind::UnexpectedEof => stats.truncated += 1,
+        _ => {}
+    }
+}
+
+/// Whether an error on a connection means its peer left: a FIN where
+/// more was due (a TLS session without its close_notify), or a reset.
+fn peer_went_away(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 #[cfg(test)]
