@@ -38,7 +38,9 @@
 //! then deferred work), [`Generator::next_deadline`] and `on_timers`. Read
 //! those, then [`connection`] for one connection, [`counters`] for what is
 //! counted, [`intervals`] for `--interval` and [`outcome`] for what is
-//! printed; [`threads`] runs N generators side by side (`--threads`), and
+//! printed; [`window`] says whether the window is open, settling after
+//! its end (the echoes of what was sent in it awaited) or halted;
+//! [`threads`] runs N generators side by side (`--threads`), and
 //! [`datagrams`] is the same loop over UDP sockets (`udp://`).
 //!
 //! Imports point down: [`config`] and [`outcome`] (the vocabulary of a
@@ -76,6 +78,7 @@ use schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 pub use tape::Payload;
 use tape::{CHUNK, Tape};
 use timer::Timer;
+use window::Window;
 
 mod config;
 mod connection;
@@ -90,6 +93,7 @@ mod tape;
 mod tests;
 mod threads;
 mod timer;
+mod window;
 
 /// How long a failed connection waits before `--reconnect` opens it again:
 /// long enough not to hammer a server that refuses, short next to a run.
@@ -154,17 +158,9 @@ pub struct Generator {
     first_connect_error: Option<String>,
     /// Connections that died on the way, and when.
     fate: Fate,
-    /// The window has closed: nothing more is sent, and the loop reads on
-    /// until every message sent inside it is accounted for (see
-    /// [`settle`](Self::settle)).
-    settling: bool,
-    /// Open loop: the one pass after the window's end is over (it sends
-    /// what fell due just before the end when the loop woke just after;
-    /// the rest of a backlog is never sent, and counts as not sent).
-    last_deal: bool,
-    /// SIGINT or SIGTERM arrived before the clock started: nothing was
-    /// measured, and the run ends at once.
-    halted: bool,
+    /// Open, settling after its end (see [`settle`](Self::settle)), or
+    /// halted by a signal before the clock started.
+    window: Window,
 }
 
 impl std::fmt::Debug for Generator {
@@ -235,9 +231,7 @@ impl Generator {
             intervals: None,
             first_connect_error: None,
             fate: Fate::default(),
-            settling: false,
-            last_deal: false,
-            halted: false,
+            window: Window::Open,
             config,
         })
     }
@@ -323,10 +317,10 @@ impl Generator {
     /// loop's promise (a stall counts for every message it held up) then
     /// holds at the window's end too.
     fn settle(&mut self) {
-        if self.settling || self.now < self.counters.end {
+        if !self.window.open() || self.now < self.counters.end {
             return;
         }
-        self.settling = true;
+        self.window.close();
         let awaited: u64 = self.conns.iter().map(|c| c.awaited(&self.counters)).sum();
         self.counters.ending.in_flight += awaited;
         log::debug!("the window has ended: {awaited} echoes awaited");
@@ -337,7 +331,7 @@ impl Generator {
     /// last echoes settle, the summary is printed, the log flushed).
     /// Before the clock has started there is nothing to wind down.
     fn on_stop(&mut self) {
-        if self.settling || self.halted {
+        if !self.window.open() {
             return;
         }
         let Some(signal) = self.config.stop.requested() else {
@@ -345,7 +339,7 @@ impl Generator {
         };
         if self.t0.is_none() {
             log::warn!("{signal}: stopped while connecting; nothing was measured");
-            self.halted = true;
+            self.window.halt();
             return;
         }
         log::warn!(
@@ -417,7 +411,7 @@ impl Generator {
             .filter(|_| self.t0.is_none() && self.timer.is_none());
         // After the window: only the ticks (which find what timed out) and
         // the last moment anything sent inside it can still be answered.
-        if self.settling {
+        if self.window.settling() {
             return [Some(self.settled_by()), Some(self.next_tick)]
                 .into_iter()
                 .flatten()
@@ -546,7 +540,7 @@ impl Generator {
                 }
             },
             Phase::Running { .. } => {
-                let sending = !self.settling;
+                let sending = self.window.open();
                 let refill = (self.config.rate.is_none() && sending).then_some(self.config.size);
                 conn.on_readable(
                     &mut self.buf,
@@ -680,7 +674,7 @@ impl Generator {
         // With --start-at, nothing is measured or sent before the start but
         // the first message: the clock's start fills the pipelines.
         let waiting = self.config.start_at.is_some() && self.t0.is_none();
-        if conn.is_greeted() && !waiting && !self.settling {
+        if conn.is_greeted() && !waiting && self.window.open() {
             fill_pipeline(conn, &self.config, now);
         }
         if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, now) {
@@ -691,7 +685,7 @@ impl Generator {
     /// Opens the connections whose turn has come, and (`--reconnect`) the
     /// failed ones whose back-off is over.
     fn open_due(&mut self, now: Instant) {
-        if self.settling {
+        if self.window.settling() {
             return;
         }
         while self.opened < self.conns.len() && self.open_time(self.opened) <= now {
@@ -744,7 +738,7 @@ impl Generator {
     /// `--messages-per-connection`: slot `i` has carried its quota; close
     /// its socket (cleanly: everything was echoed) and open a new one now.
     fn recycle(&mut self, i: usize, now: Instant) {
-        if self.settling {
+        if self.window.settling() {
             log::trace!("connection {i}: quota done after the window, closing");
             return self.end(i);
         }
@@ -782,11 +776,8 @@ impl Generator {
         let Some(schedule) = &mut self.schedule else {
             return;
         };
-        if self.settling {
-            if self.last_deal {
-                return;
-            }
-            self.last_deal = true;
+        if !self.window.take_pass() {
+            return;
         }
         if !schedule.open_pass(now, end) {
             return;
@@ -809,7 +800,7 @@ impl Generator {
             };
             let meant = schedule.take(at, now, measure_from);
             // Due inside the window, handed out after it: awaited too.
-            self.counters.ending.in_flight += u64::from(self.settling);
+            self.counters.ending.in_flight += u64::from(self.window.settling());
             self.next_conn = (i + 1) % n;
             if !touched.contains(&i) {
                 touched.push(i);
@@ -869,11 +860,11 @@ impl Generator {
     /// A failed connection: with `--reconnect`, parked until its back-off
     /// is over; otherwise gone for the rest of the run.
     fn down(&mut self, i: usize) {
-        if self.settling {
+        if self.window.settling() {
             let now = self.now;
             self.conns[i].abandon(&mut self.counters, now);
         }
-        if !self.config.reconnect || self.settling {
+        if !self.config.reconnect || self.window.settling() {
             return self.end(i);
         }
         self.set_phase(i, |_| Phase::Backoff); // drops the socket
@@ -953,8 +944,8 @@ impl Generator {
     /// connection. At the latest that is `--timeout` after the end.
     fn finished(&self) -> bool {
         self.all_closed()
-            || self.halted
-            || (self.settling && (self.settled() || self.now >= self.settled_by()))
+            || self.window == Window::Halted
+            || (self.window.settling() && (self.settled() || self.now >= self.settled_by()))
     }
 
     /// Whether no connection awaits an echo of a message sent inside the
@@ -998,7 +989,7 @@ impl Generator {
     /// Closes everything and builds the report.
     fn finish(&mut self) -> Summary {
         let now = self.now;
-        if self.settling {
+        if self.window.settling() {
             // What is still awaited has had its --timeout (or the run ends
             // early, every connection gone): find the overdue now rather
             // than at the next tick, so they count as the timeouts they are.

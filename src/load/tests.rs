@@ -91,9 +91,9 @@ fn the_window_ends_at_its_deadline_and_its_last_echo_is_awaited() {
     g.counters.timeout = g.config.timeout;
     g.turn(end - Duration::from_nanos(1), []);
     assert!(!g.finished());
-    assert!(!g.settling);
+    assert!(!g.window.settling());
     g.turn(end, []);
-    assert!(g.settling, "the window has closed");
+    assert!(g.window.settling(), "the window has closed");
     assert!(!g.finished(), "its one message is still awaited");
     assert_eq!(g.counters.ending.in_flight, 1);
     let settled_by = end + Duration::from_secs(3600);
@@ -141,7 +141,7 @@ fn an_echo_held_past_the_window_counts_with_its_whole_latency() {
     turn_until(&mut g, t0, |g| g.established == 1);
     let end = t0 + Duration::from_secs(60);
     g.turn(end, []);
-    assert!(g.settling && !g.finished());
+    assert!(g.window.settling() && !g.finished());
     release.send(()).unwrap();
     let late = end + Duration::from_secs(5);
     turn_until(&mut g, late, Generator::finished);
