@@ -141,7 +141,16 @@ fn short_connections_one_after_another(addr: std::net::SocketAddr) {
         s.read_exact(&mut back).unwrap();
         assert_eq!(back, i.to_be_bytes());
         s.shutdown(Shutdown::Write).unwrap();
-        let eof = s.read(&mut back);
+        // A blocking read in this process can be interrupted (EINTR):
+        // the io_uring server runs on a thread of it, and the kernel may
+        // signal the process to run the ring's task work. Interrupted is
+        // std's "try again", as read_exact and read_to_end do.
+        let eof = loop {
+            match s.read(&mut back) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
         assert_eq!(
             eof.as_ref().ok(),
             Some(&0),
