@@ -231,7 +231,7 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
     let text = match (args.json, args.interval) {
         // JSON Lines: the intervals, then the summary, which says so.
         (true, interval) => Some(summary.to_json(interval.is_some())),
-        (false, _) => connected.then(|| summary.to_human(&config)),
+        (false, _) => connected.then(|| summary.to_human(&config.shape())),
     };
     if let Some(text) = text {
         let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
@@ -249,7 +249,7 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
             schedule.shortfall()
         );
     }
-    if let Some(advice) = summary.busy_advice(&config) {
+    if let Some(advice) = summary.busy_advice(&config.shape()) {
         log::warn!("{advice}");
     }
     // The summary is out; now whether the log is whole. (When the run
@@ -440,7 +440,7 @@ fn run_client(args: ClientArgs) -> Result<(), Exit> {
         ),
         _ => None,
     };
-    let opts = client::Options {
+    let opts = client::Config {
         tls,
         target,
         payload,

@@ -60,15 +60,17 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use crate::shared::addr::{Endpoint, Unresolved, resolve};
+use crate::shared::addr::{Endpoint, resolve};
 use crate::shared::duration::deadline_after;
-use crate::shared::net::{self, describe, interrupted, would_block};
+use crate::shared::net::{self, interrupted, would_block};
 use crate::shared::stream::Stream;
 use crate::shared::tls::{TlsStream, Wire};
+pub use config::{ClientError, Config};
 pub use repr::bytes_repr;
 pub use stdout::DeadlineStdout;
 pub use target::{Target, Transport};
 
+mod config;
 mod repr;
 mod stdout;
 mod target;
@@ -103,179 +105,6 @@ enum ReadEnd {
 /// and the deadline must still win. (The loop's clock is read once per
 /// poll and handed to each step, so tests can make it up.)
 const READ_BUDGET: usize = 1 << 20;
-
-/// Everything `echoloop client` can be told.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Where to connect, and the path for the request.
-    pub target: Target,
-    /// The bytes to send: the GET request, or `--data`/`--data-file`.
-    pub payload: Vec<u8>,
-    /// Shut down our sending side once the payload is out (an echo server
-    /// then sees EOF, echoes, and closes).
-    pub half_close: bool,
-    /// Stream the reply's bytes as they arrive instead of printing `repr()`.
-    pub raw: bool,
-    /// How long one connection attempt may take.
-    pub connect_timeout: Duration,
-    /// How long the whole exchange may take, connecting included.
-    pub timeout: Duration,
-    /// The most reply bytes held for `repr()` (not used with `raw`).
-    pub max_reply: u64,
-    /// TLS (`https://`, `tls://`): how to verify the server and what to
-    /// present to it.
-    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-}
-
-/// Why the exchange failed. Each kind has its own exit code, following curl.
-#[derive(Debug)]
-pub enum ClientError {
-    /// The resolver found no address for the host (exit 6).
-    Resolve(Unresolved),
-    /// No address accepted the connection (exit 7).
-    Connect {
-        /// `host:port`.
-        target: String,
-        /// Why the last address failed.
-        source: io::Error,
-    },
-    /// A deadline passed (exit 28).
-    Timeout {
-        /// `host:port`.
-        target: String,
-        /// What we were doing: "connecting to", "sending to", "reading from".
-        during: &'static str,
-        /// The limit that was exceeded.
-        after: Duration,
-    },
-    /// Sending failed after connecting, or the connection failed while the
-    /// payload was still going out (exit 55).
-    Send {
-        /// `host:port`.
-        target: String,
-        /// What the kernel said.
-        source: io::Error,
-        /// Payload bytes written before the failure.
-        sent: usize,
-        /// Payload bytes in all.
-        total: usize,
-    },
-    /// The reply outgrew `--max-reply` (exit 63, curl's "maximum file size
-    /// exceeded").
-    TooLarge {
-        /// The limit.
-        limit: u64,
-    },
-    /// Receiving failed, e.g. the connection was reset (exit 56).
-    Recv {
-        /// `host:port`.
-        target: String,
-        /// What the kernel said.
-        source: io::Error,
-    },
-    /// Writing the reply to stdout failed (exit 23).
-    Output(io::Error),
-    /// `--data-file` could not be read (exit 26, curl's "read error").
-    DataFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What the system said.
-        source: io::Error,
-    },
-    /// The poller could not be created or used (exit 1).
-    Poll(io::Error),
-    /// The TLS handshake failed (exit 35, curl's "SSL connect error").
-    Handshake {
-        /// `host:port`.
-        target: String,
-        /// Why, in rustls's words.
-        source: io::Error,
-    },
-    /// The server's certificate could not be verified (exit 60, curl's
-    /// "peer certificate cannot be authenticated").
-    Certificate {
-        /// `host:port`.
-        target: String,
-        /// Why, in rustls's words.
-        source: io::Error,
-    },
-    /// TLS could not be set up: `--cacert`, `--cert`, `--key` (exit 58 or
-    /// 77, as curl's).
-    TlsSetup(crate::shared::tls::TlsSetupError),
-}
-
-impl ClientError {
-    /// The process exit code for this error (curl's numbers where they fit).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ClientError::Resolve(_) => 6,
-            ClientError::Connect { .. } => 7,
-            ClientError::Timeout { .. } => 28,
-            ClientError::Send { .. } => 55,
-            ClientError::TooLarge { .. } => 63,
-            ClientError::Recv { .. } => 56,
-            ClientError::Output(_) => 23,
-            ClientError::DataFile { .. } => 26,
-            ClientError::Poll(_) => 1,
-            ClientError::Handshake { .. } => 35,
-            ClientError::Certificate { .. } => 60,
-            ClientError::TlsSetup(e) => e.exit_code(),
-        }
-    }
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Resolve(unresolved) => write!(f, "{unresolved}"),
-            ClientError::DataFile { path, source } => {
-                write!(f, "cannot read {}: {}", path.display(), describe(source))
-            }
-            ClientError::Connect { target, source } => {
-                write!(f, "failed to connect to {target}: {}", describe(source))
-            }
-            ClientError::Timeout {
-                target,
-                during,
-                after,
-            } => write!(
-                f,
-                "timed out after {} s {during} {target}",
-                after.as_secs_f64()
-            ),
-            ClientError::Send {
-                target,
-                source,
-                sent,
-                total,
-            } => write!(
-                f,
-                "failed sending to {target}: {} (sent {sent} of {total} bytes)",
-                describe(source)
-            ),
-            ClientError::TooLarge { limit } => write!(
-                f,
-                "the reply is larger than --max-reply ({limit} bytes); use --raw to stream it"
-            ),
-            ClientError::Recv { target, source } => {
-                write!(f, "failed receiving from {target}: {}", describe(source))
-            }
-            ClientError::Output(e) => write!(f, "cannot write the reply: {}", describe(e)),
-            ClientError::Poll(e) => write!(f, "event loop failed: {}", describe(e)),
-            ClientError::Handshake { target, source } => {
-                let why = crate::shared::trust::explain(source);
-                write!(f, "TLS handshake with {target} failed: {why}")
-            }
-            ClientError::Certificate { target, source } => {
-                let why = crate::shared::trust::explain(source);
-                write!(f, "the certificate of {target} cannot be trusted: {why}")
-            }
-            ClientError::TlsSetup(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
 
 /// Where the exchange is.
 #[derive(Debug)]
@@ -341,7 +170,7 @@ impl fmt::Display for State {
 /// One exchange with one server.
 pub struct Client<'o> {
     /// What to do.
-    opts: Options,
+    opts: Config,
     /// Where we are.
     state: State,
     /// The poller for the one socket.
@@ -376,7 +205,7 @@ impl fmt::Debug for Client<'_> {
 
 /// Runs one exchange and writes the reply to `out`. Returns the number of
 /// reply bytes received.
-pub fn run(opts: Options, out: &mut dyn Write) -> Result<u64, ClientError> {
+pub fn run(opts: Config, out: &mut dyn Write) -> Result<u64, ClientError> {
     if opts.target.transport == Transport::Udp {
         return udp::exchange(&opts, out);
     }
@@ -386,13 +215,13 @@ pub fn run(opts: Options, out: &mut dyn Write) -> Result<u64, ClientError> {
 
 impl<'o> Client<'o> {
     /// A client in state `Resolving`, whose time starts now.
-    pub fn new(opts: Options, out: &'o mut dyn Write) -> Result<Self, ClientError> {
+    pub fn new(opts: Config, out: &'o mut dyn Write) -> Result<Self, ClientError> {
         Self::starting_at(opts, out, Instant::now())
     }
 
     /// A client in state `Resolving`, whose time started at `now`.
     fn starting_at(
-        opts: Options,
+        opts: Config,
         out: &'o mut dyn Write,
         now: Instant,
     ) -> Result<Self, ClientError> {
@@ -897,8 +726,8 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    fn opts(port: u16) -> Options {
-        Options {
+    fn opts(port: u16) -> Config {
+        Config {
             target: Target::parse(&format!("127.0.0.1:{port}"), None, None).unwrap(),
             payload: b"ping".to_vec(),
             half_close: true,

@@ -15,7 +15,8 @@ use std::time::Instant;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{ClientError, Options, bytes_repr};
+use super::config::{ClientError, Config};
+use super::repr::bytes_repr;
 use crate::shared::addr::resolve;
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{MAX_DATAGRAM, interrupted, would_block};
@@ -26,7 +27,7 @@ const MAX_REPLY: usize = MAX_DATAGRAM + 20;
 
 /// Sends `opts.payload` as one datagram and writes the one reply to `out`.
 /// Returns the reply's length.
-pub(super) fn exchange(opts: &Options, out: &mut dyn Write) -> Result<u64, ClientError> {
+pub(super) fn exchange(opts: &Config, out: &mut dyn Write) -> Result<u64, ClientError> {
     let deadline = deadline_after(Instant::now(), opts.timeout);
     let target = opts.target.to_string();
     let host = &opts.target.host;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::outcome::{Ending, Errors, Segment};
+use super::outcome::{Ending, Errors, Segment, micros_histogram};
 use super::schedule::OpenLoop;
 use crate::shared::duration::deadline_after;
 
@@ -96,11 +96,6 @@ impl Segments {
         let k = (since.as_secs_f64() / self.length.as_secs_f64().max(1e-9)) as usize;
         k.min(self.latency.len() - 1)
     }
-}
-
-/// A histogram of microseconds, 1 µs to 60 s, 3 significant digits.
-pub(super) fn micros_histogram() -> io::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| io::Error::other(e.to_string()))
 }
 
 impl Counters {

@@ -38,7 +38,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::config::{Config, TICK};
 use super::counters::Counters;
 use super::intervals::{Intervals, hand_out};
-use super::outcome::{DatagramFigures, Fate, Jitter, Progress, RunStage, Summary, Update};
+use super::outcome::{DatagramFigures, Fate, Progress, RunStage, Summary, Update};
 use super::schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
@@ -611,6 +611,34 @@ fn check(reply: &[u8], size: usize, tape: &[u8], start: usize, socket: u32) -> O
 /// Runs a UDP load test.
 pub(super) fn run(config: Config, progress: impl FnMut(Update<'_>)) -> io::Result<Summary> {
     DatagramGenerator::new(config)?.run(progress)
+}
+
+/// RFC 3550's interarrival jitter, for one socket: a running mean of how
+/// much the transit time of consecutive replies differs, smoothed by 1/16
+/// (the RFC's gain), so a single outlier moves it a sixteenth.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Jitter {
+    /// The previous reply's transit time (reply seen − datagram sent), ns.
+    last_transit_ns: Option<i128>,
+    /// The estimate, ns.
+    pub estimate_ns: f64,
+}
+
+impl Jitter {
+    /// A reply whose datagram went at `sent` came back at `now`.
+    pub fn on_reply(&mut self, sent: std::time::Instant, now: std::time::Instant) {
+        let transit = now.saturating_duration_since(sent).as_nanos() as i128;
+        if let Some(last) = self.last_transit_ns {
+            let d = (transit - last).abs() as f64;
+            self.estimate_ns += (d - self.estimate_ns) / 16.0;
+        }
+        self.last_transit_ns = Some(transit);
+    }
+
+    /// Whether there is an estimate yet (two replies or more).
+    pub fn known(&self) -> bool {
+        self.last_transit_ns.is_some() && self.estimate_ns > 0.0
+    }
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ use counters::Counters;
 pub use datagrams::HEADER as DATAGRAM_HEADER;
 use intervals::{Intervals, hand_out};
 pub use outcome::{
-    DatagramFigures, Ending, Errors, Failure, Fate, Interval, Progress, RunStage, Schedule,
+    DatagramFigures, Ending, Errors, Failure, Fate, Interval, Progress, RunStage, Schedule, Shape,
     Summary, Update,
 };
 pub use plan::Plan;

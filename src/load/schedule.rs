@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::Token;
 
-use super::counters::micros_histogram;
-use super::outcome::Schedule;
+use super::outcome::{Schedule, micros_histogram};
 use super::plan::Plan;
 use crate::shared::duration::{deadline_after, nth_period};
 
@@ -42,16 +41,6 @@ pub const SPIN: Duration = Duration::from_micros(300);
 /// 10 µs, so the generator sleeps between messages instead of spinning
 /// through all of them (it used to be 98% busy there).
 pub const SPIN_SHARE: f64 = 0.05;
-
-/// How late a send may be so that messages due close together share one
-/// wake-up (`--coalesce`'s default). Each wake-up costs the generator far
-/// more than a send: arming the timer, sleeping, waking, and waking the
-/// server for the first message after a pause (on this project's virtual
-/// machines 60–90 µs of CPU, against 5 µs per message in closed loop). Below
-/// `1 / COALESCE` messages a second every message still gets its own
-/// wake-up, on time; above it the loop wakes once per `COALESCE` and sends
-/// everything due, each connection's share in one write.
-pub const COALESCE: Duration = Duration::from_millis(1);
 
 /// The open-loop timer's token in either generator's poll (connection
 /// and socket tokens are their indices).
@@ -323,6 +312,7 @@ impl OpenLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::config::COALESCE;
 
     /// A plan with a warm-up: the warm-up runs at the first rate, the plan
     /// starts when it ends, and counting due times still agrees exactly.

@@ -51,14 +51,6 @@ pub enum State {
     /// The peer has sent EOF. We still owe it bytes; once they are written the
     /// connection closes. Nothing more is read.
     Draining,
-    /// `--close-after`: we echoed what we meant to and sent our FIN. What
-    /// the peer still sends is read and dropped until its EOF, so that the
-    /// close stays clean (closing with unread bytes would send an RST).
-    Closing,
-    /// `--stall-after`: we stopped reading on purpose. The kernel buffers
-    /// fill and TCP flow control holds the peer; only the peer leaving
-    /// or the idle timeout ends it.
-    Stalled,
 }
 
 impl fmt::Display for State {
@@ -66,8 +58,6 @@ impl fmt::Display for State {
         f.write_str(match self {
             State::Open => "open",
             State::Draining => "draining",
-            State::Closing => "closing",
-            State::Stalled => "stalled",
         })
     }
 }
@@ -90,8 +80,10 @@ pub enum Next {
 
 /// The bounds on one pass over a connection. `cap` and `budget` are in
 /// bytes; the `_until` fields are positions in the connection's byte
-/// stream, `u64::MAX` (no bound) unless the server misbehaves on purpose
-/// (see [`faults`](super::faults)).
+/// stream, `u64::MAX` (no bound) unless the server misbehaves on purpose.
+/// They are all a fault can say to a connection (see
+/// [`faults`](super::faults)): the connection knows nothing of delays,
+/// closes or stalls, only how far it may read, echo and write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Stop reading while this much is owed (backpressure): memory bound.
@@ -103,6 +95,10 @@ pub struct Limits {
     pub read_until: u64,
     /// Echo no byte past this position yet (`--delay`: the rest is held).
     pub write_until: u64,
+    /// Read bytes past this position are dropped, not echoed (after
+    /// `--close-after` sent our FIN, what the peer still sends is read
+    /// away until its EOF: closing with unread bytes would send an RST).
+    pub echo_until: u64,
 }
 
 impl Limits {
@@ -113,6 +109,7 @@ impl Limits {
             budget,
             read_until: u64::MAX,
             write_until: u64::MAX,
+            echo_until: u64::MAX,
         }
     }
 }
@@ -168,8 +165,8 @@ impl<S: Wire> Connection<S> {
     /// The readiness this connection needs, derived from its state rather
     /// than stored: READABLE while it is open and owes less than the cap,
     /// WRITABLE while it owes anything it may write now. `None` when it
-    /// needs neither: it is [`finished`](Self::finished), or it waits for
-    /// a timer (held echoes) or for nothing (stalled on purpose).
+    /// needs neither: it is [`finished`](Self::finished), or its limits
+    /// let it neither read nor write yet.
     ///
     /// Backpressure falls out of this: a peer that sends but does not read
     /// fills `owed` up to the cap, we stop asking to read, the kernel
@@ -177,8 +174,7 @@ impl<S: Wire> Connection<S> {
     pub fn interest(&self, limits: Limits) -> Option<Interest> {
         let read = match self.state {
             State::Open => self.owed.len() < limits.cap && self.bytes_in < limits.read_until,
-            State::Closing => true,
-            State::Draining | State::Stalled => false,
+            State::Draining => false,
         };
         // Over TLS, records rustls sealed but the socket has not taken.
         let write = self.writable(limits) > 0 || self.stream.unsent();
@@ -220,9 +216,6 @@ impl<S: Wire> Connection<S> {
         stats: &mut Counters,
     ) -> Next {
         let mut read_now = 0;
-        if self.state == State::Closing {
-            return self.discard(buf, limits, stats);
-        }
         // Rule 1's short-read half holds for a bare socket only: rustls
         // reads ciphertext 4 KiB at a time and hands out plaintext a
         // record at a time, so over TLS a short read proves nothing.
@@ -247,10 +240,14 @@ impl<S: Wire> Connection<S> {
                 Ok(n) => {
                     log::trace!("read conn=#{} bytes={n}", self.id);
                     stats.reads += 1;
-                    stats.bytes_in += n as u64;
+                    let start = self.bytes_in;
                     self.bytes_in += n as u64;
                     read_now += n;
-                    if let Err(e) = self.echo(&buf[..n], limits, stats) {
+                    // What lies past `echo_until` is read only to be dropped
+                    // (and not counted as bytes in: nothing echoes them).
+                    let keep = limits.echo_until.saturating_sub(start).min(n as u64) as usize;
+                    stats.bytes_in += keep as u64;
+                    if let Err(e) = self.echo(&buf[..keep], start, limits, stats) {
                         return Next::Failed(e);
                     }
                     if drain == Drain::ShortRead && n < buf.len() {
@@ -325,10 +322,14 @@ impl<S: Wire> Connection<S> {
     /// Echoes one chunk: straight from the shared buffer when nothing is
     /// owed, otherwise (and for whatever the socket does not take, or a
     /// delay holds back) appended to `owed`, so the peer gets its bytes
-    /// back in order.
-    fn echo(&mut self, mut data: &[u8], limits: Limits, stats: &mut Counters) -> io::Result<()> {
-        // `bytes_in` already counts `data`: this chunk starts at `bytes_in - len`.
-        let start = self.bytes_in - data.len() as u64;
+    /// back in order. `start` is where `data` begins in the peer's stream.
+    fn echo(
+        &mut self,
+        mut data: &[u8],
+        start: u64,
+        limits: Limits,
+        stats: &mut Counters,
+    ) -> io::Result<()> {
         if self.owed.is_empty() && limits.write_until >= start + data.len() as u64 {
             while !data.is_empty() {
                 match self.stream.write(data) {
@@ -366,48 +367,6 @@ impl<S: Wire> Connection<S> {
         Ok(())
     }
     // ANCHOR_END: echo
-
-    /// `State::Closing`: reads what the peer still sends and drops it,
-    /// until its EOF (then we are done) or the budget.
-    fn discard(&mut self, buf: &mut [u8], limits: Limits, stats: &mut Counters) -> Next {
-        let mut read_now = 0;
-        loop {
-            if read_now >= limits.budget {
-                stats.budget_spent += 1;
-                return Next::Requeue;
-            }
-            match self.stream.read(buf) {
-                Ok(0) => {
-                    log::trace!("read conn=#{} eof", self.id);
-                    self.set_state(State::Draining);
-                    return self.next();
-                }
-                Ok(n) => {
-                    log::trace!("read conn=#{} bytes={n} dropped (closing)", self.id);
-                    stats.reads += 1;
-                    read_now += n;
-                }
-                Err(e) if would_block(&e) => {
-                    stats.would_blocks += 1;
-                    return Next::Keep;
-                }
-                Err(e) if interrupted(&e) => {}
-                Err(e) => return Next::Failed(e),
-            }
-        }
-    }
-
-    /// `--close-after`: everything meant was echoed. The caller sends our
-    /// FIN (shuts down writing); from here the peer's remaining bytes are
-    /// read away until its own.
-    pub fn begin_closing(&mut self) {
-        self.set_state(State::Closing);
-    }
-
-    /// `--stall-after`: stop reading for good.
-    pub fn stall(&mut self) {
-        self.set_state(State::Stalled);
-    }
 
     /// Where it is in its life.
     pub fn state(&self) -> State {
@@ -506,6 +465,7 @@ mod tests {
         budget: usize::MAX,
         read_until: u64::MAX,
         write_until: u64::MAX,
+        echo_until: u64::MAX,
     };
 
     /// Reads until WouldBlock and echoes every chunk, in order.

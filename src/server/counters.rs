@@ -102,7 +102,8 @@ pub struct Counters {
     pub writes: u64,
     /// Reads, writes and accepts that said `WouldBlock`.
     pub would_blocks: u64,
-    /// Bytes read from peers.
+    /// Bytes read from peers to be echoed (not those read away after
+    /// `--close-after`'s FIN).
     pub bytes_in: u64,
     /// Bytes written back to peers.
     pub bytes_out: u64,
@@ -162,6 +163,20 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Zero counters for a server that serves UDP (`udp`), injects
+    /// faults (`faults`) and speaks TLS (`tls`): which figures its lines show.
+    pub fn new(udp: bool, faults: bool, tls: bool) -> Counters {
+        Counters {
+            udp,
+            faults,
+            tls: Handshakes {
+                on: tls,
+                ..Handshakes::default()
+            },
+            ..Counters::default()
+        }
+    }
+
     /// Connections open right now.
     pub fn open(&self) -> u64 {
         self.accepted - self.closed

@@ -25,11 +25,18 @@
 //! serial number (or the reactor's, for datagrams): a run with the same
 //! seed and the same order of connections jitters and drops alike.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::time::Duration;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
 
+use super::connection::{Connection, Limits, Next, State};
+use super::counters::Counters;
+use super::deadlines::Deadlines;
 use crate::shared::dice::Dice;
+use crate::shared::duration::deadline_after;
+use crate::shared::readiness::{Drain, Readiness};
+use crate::shared::stream::Stream;
 
 /// Echo passes one connection may hold back at once; reading pauses
 /// while this many wait (a peer sending a byte per turn cannot make the
@@ -171,6 +178,212 @@ impl Held {
     pub fn full(&self) -> bool {
         self.marks.len() >= MAX_MARKS
     }
+}
+
+/// What [`Injector::end`] made of a connection's pass.
+#[derive(Debug)]
+pub enum Ending {
+    /// No fault ends it (yet): the pass's own verdict stands.
+    Untouched,
+    /// It was ended on purpose and this verdict replaces the pass's.
+    Verdict(Next),
+    /// Our FIN went (`--close-after`): read on now, to drop what the peer
+    /// still sends until its EOF. Those bytes wait in the kernel with
+    /// their edge long spent, so no event would bring us back.
+    ReadOn,
+    /// It was reset on purpose: close it now (its `SO_LINGER` is 0).
+    Reset,
+}
+
+/// How a connection was ended on purpose, once it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ended {
+    /// The connection's serial number (its slab key is reused).
+    id: u64,
+    /// `--close-after`: our FIN went at this position; `--stall-after`: reading stopped there.
+    at: u64,
+    end: End,
+}
+
+/// The faults as a part of the loop: it owns each connection's held
+/// echoes and its end on purpose, the release timers, and the counts, and
+/// speaks to a connection only through [`Limits`] and [`Ending`]. With no
+/// fault asked for, each call is a branch on an empty map.
+#[derive(Debug)]
+pub struct Injector {
+    faults: Faults,
+    /// `--delay`, `--jitter`: each open connection's held echoes, by slab key.
+    held: HashMap<usize, Held>,
+    /// Connections ended on purpose (closing or stalled), by slab key.
+    ended: HashMap<usize, Ended>,
+    /// When a connection's next held echo is due.
+    releases: Deadlines,
+    /// Stamps count from here (nanoseconds, as [`Held`] keeps them).
+    started: Instant,
+}
+
+impl Injector {
+    /// Injects `faults` (maybe none), with time counted from `started`.
+    pub fn new(faults: Faults, started: Instant) -> Injector {
+        Injector {
+            faults,
+            held: HashMap::new(),
+            ended: HashMap::new(),
+            releases: Deadlines::default(),
+            started,
+        }
+    }
+
+    /// A connection was accepted into slot `key`.
+    pub fn on_accept(&mut self, key: usize, id: u64) {
+        if self.faults.holds() {
+            self.held.insert(key, Held::new(self.faults.seed, id));
+        }
+    }
+
+    /// The bounds of the next pass over connection `key`, which has read
+    /// `bytes_in` so far: how far it may read, echo and write.
+    pub fn limits(&self, key: usize, bytes_in: u64, mut limits: Limits) -> Limits {
+        limits.read_until = self.faults.read_until();
+        // Without faults the maps are empty: skip hashing the key on every
+        // pass (SipHash costs more than the rest of this).
+        if !self.held.is_empty()
+            && let Some(held) = self.held.get(&key)
+        {
+            limits.write_until = held.released();
+            if held.full() {
+                // As many passes held as may be: read on once one leaves.
+                limits.read_until = limits.read_until.min(bytes_in);
+            }
+        }
+        if !self.ended.is_empty()
+            && let Some(ended) = self.ended.get(&key)
+            && ended.end == End::Close
+        {
+            // Our FIN went: read the rest away to the peer's EOF, echo none.
+            limits.read_until = u64::MAX;
+            limits.echo_until = ended.at;
+        }
+        limits
+    }
+
+    /// Connection `key` read up to `bytes_in` at `now`: with `--delay` or
+    /// `--jitter`, that is held, and a timer armed if it is first in line.
+    pub fn on_read(&mut self, key: usize, bytes_in: u64, now: Instant, stats: &mut Counters) {
+        if self.held.is_empty() {
+            return;
+        }
+        let Some(held) = self.held.get_mut(&key) else {
+            return;
+        };
+        stats.injected_delays += 1;
+        let at = stamp(self.started, now);
+        if let Some(due) = held.hold(&self.faults, at, bytes_in) {
+            log::trace!("hold conn=#{} until +{due}ns", held.id);
+            let due = deadline_after(self.started, Duration::from_nanos(due));
+            self.releases.push(due, key, held.id);
+        }
+    }
+
+    /// `--close-after`, `--reset-after`, `--stall-after`: once connection
+    /// `key` has echoed its bytes, ends it as asked.
+    pub fn end(
+        &mut self,
+        key: usize,
+        conn: &mut Connection<Stream>,
+        stats: &mut Counters,
+    ) -> Ending {
+        let Some((after, end)) = self.faults.end else {
+            return Ending::Untouched;
+        };
+        if conn.state() != State::Open || conn.bytes_out() < after {
+            return Ending::Untouched;
+        }
+        if self.ended.get(&key).is_some_and(|e| e.id == conn.id()) {
+            return Ending::Untouched; // ended already
+        }
+        log::debug!("{end} conn=#{} on purpose after {after} B", conn.id());
+        let ended = Ended {
+            id: conn.id(),
+            at: conn.bytes_in(),
+            end,
+        };
+        match end {
+            End::Close => {
+                stats.injected_closes += 1;
+                self.ended.insert(key, ended);
+                log::trace!("state conn=#{} open => closing (our FIN sent)", conn.id());
+                if let Err(e) = conn.stream_mut().shutdown(Shutdown::Write) {
+                    return Ending::Verdict(Next::Failed(e));
+                }
+                Ending::ReadOn
+            }
+            End::Reset => {
+                stats.injected_resets += 1;
+                if let Err(e) = conn.stream_mut().linger_zero() {
+                    log::debug!("conn=#{}: SO_LINGER 0 failed: {e}", conn.id());
+                }
+                Ending::Reset
+            }
+            End::Stall => {
+                stats.injected_stalls += 1;
+                self.ended.insert(key, ended);
+                log::trace!("state conn=#{} open => stalled", conn.id());
+                Ending::Verdict(Next::Keep)
+            }
+        }
+    }
+
+    /// Whether an event on connection `key` says that its peer left while
+    /// the connection was stalled on purpose: we will never read its EOF,
+    /// so the event is the only word that it has gone.
+    pub fn stalled_peer_left(&self, key: usize, id: u64, event: &Readiness) -> bool {
+        (event.read_closed || event.error)
+            && !self.ended.is_empty()
+            && self
+                .ended
+                .get(&key)
+                .is_some_and(|e| e.id == id && e.end == End::Stall)
+    }
+
+    /// Connection `key` closed: forget it.
+    pub fn on_close(&mut self, key: usize) {
+        if !self.held.is_empty() {
+            self.held.remove(&key);
+        }
+        if !self.ended.is_empty() {
+            self.ended.remove(&key);
+        }
+    }
+
+    /// The next held echo due by `now`: the connection to serve, and
+    /// whether it must read too (a full queue had paused reading, and the
+    /// data waiting in the kernel raised its edge long ago).
+    pub fn on_timers(&mut self, now: Instant) -> Option<(usize, Option<Drain>)> {
+        while let Some((key, id)) = self.releases.pop_due(now) {
+            let Some(held) = self.held.get_mut(&key).filter(|h| h.id == id) else {
+                continue; // closed already; its slot may be someone else's
+            };
+            let was_full = held.full();
+            if let Some(due) = held.release(stamp(self.started, now)) {
+                let due = deadline_after(self.started, Duration::from_nanos(due));
+                self.releases.push(due, key, id);
+            }
+            log::trace!("release conn=#{id} up to {}", held.released());
+            return Some((key, was_full.then_some(Drain::WouldBlock)));
+        }
+        None
+    }
+
+    /// When the next held echo is due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.releases.next_deadline()
+    }
+}
+
+/// `t` as the injector stores it: nanoseconds since `started`.
+fn stamp(started: Instant, t: Instant) -> u64 {
+    t.saturating_duration_since(started).as_nanos() as u64
 }
 
 #[cfg(test)]

@@ -49,22 +49,19 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Waker};
 
-use super::{
-    Config, Counters, Handle, Listener, Server, StartError, UdpMode, metrics, print_stats,
-    warn_if_backlog_capped,
-};
+use super::control::{Signals, print_stats};
+use super::listener::{Listener, warn_if_backlog_capped};
+use super::tokens::{self, SIGNALS, WAKER};
+use super::{Config, Counters, Handle, Server, StartError, UdpMode, metrics};
 use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, interrupted};
 
-/// The main thread's poll: signals, and the one waker (mio allows one per
-/// poll) that a reactor uses when it has sent its counters or when its
-/// thread ends; the loop then looks for both. (And `--metrics`' tokens,
-/// which are the server's own.)
-const SIGNALS: Token = Token(0);
-const WAKER: Token = Token(1);
+// The main thread's poll uses a reactor's token plan (`tokens`): signals,
+// the one waker (mio allows one per poll) that a reactor uses when it has
+// sent its counters or when its thread ends, and `--metrics`' tokens.
 
 /// How long the main thread waits for the reactors' counters; one that has
 /// not answered by then counts as zero.
@@ -140,7 +137,7 @@ pub struct Group {
     reactors: Vec<Reactor>,
     addr: SocketAddr,
     poll: Poll,
-    signals: Option<signal_hook_mio::v1_0::Signals>,
+    signals: Option<Signals>,
     answers: Receiver<(usize, Counters)>,
     /// The counters being collected, if a round is under way.
     collection: Option<Collection>,
@@ -222,16 +219,9 @@ impl Group {
 
         let poll = Poll::new().map_err(StartError::Setup)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(StartError::Setup)?);
-        let signals = if config.handle_signals {
-            use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-            let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGUSR1])
-                .map_err(StartError::Setup)?;
-            poll.registry()
-                .register(&mut signals, SIGNALS, Interest::READABLE)
-                .map_err(StartError::Setup)?;
-            Some(signals)
-        } else {
-            None
+        let signals = match config.handle_signals {
+            true => Some(Signals::register(poll.registry(), SIGNALS).map_err(StartError::Setup)?),
+            false => None,
         };
         let exporter = match config.metrics {
             Some(at) => {
@@ -334,20 +324,10 @@ impl Group {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => {
-                        let Some(signals) = self.signals.as_mut() else {
-                            continue;
-                        };
-                        for signal in signals.pending() {
-                            if signal == signal_hook::consts::SIGUSR1 {
-                                usr1 = true;
-                            } else {
-                                let name = match signal {
-                                    signal_hook::consts::SIGINT => "SIGINT",
-                                    _ => "SIGTERM",
-                                };
-                                log::info!("{name}: shutting down");
-                                stop = true;
-                            }
+                        if let Some(signals) = self.signals.as_mut() {
+                            let said = signals.drain();
+                            stop |= said.stop;
+                            usr1 |= said.counters;
                         }
                     }
                     WAKER => {
@@ -358,7 +338,7 @@ impl Group {
                             stop = true;
                         }
                     }
-                    token if metrics::Exporter::owns(token) => {
+                    token if tokens::is_metrics(token) => {
                         if let Some(exporter) = &mut self.metrics {
                             // Not at hand: the scrape waits for a collection.
                             exporter.on_event(self.poll.registry(), token, now, &|| None);

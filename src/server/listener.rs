@@ -1,24 +1,25 @@
-//! The listener's side of the loop: the listening socket (TCP or Unix,
-//! with its socket file), whether to accept now ([`Accepting`]), and
-//! accepting itself: at most [`ACCEPT_BUDGET`] a turn, after the batch, a
-//! pause when file descriptors run out.
+//! The listener's side of the loop, as one part ([`Acceptor`]): the
+//! listening socket (TCP or Unix, with its socket file), whether to accept
+//! now ([`Accepting`]), and accepting itself: at most [`ACCEPT_BUDGET`] a
+//! turn, after the batch, a pause when file descriptors run out. What
+//! becomes of an accepted peer (its registration, its TLS session, its
+//! slot) is the loop's business, in `Server::admit`.
 
-use std::cmp::Reverse;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use mio::Interest;
 use mio::net::TcpListener;
-use mio::{Interest, Token};
 
-use super::connection::Connection;
-use super::faults::Held;
-use super::{FIRST_CONNECTION, IdleCheck, LISTENER, Server, stamp};
+use super::config::{Config, StartError, UdpMode};
+use super::counters::Counters;
+use super::tokens::LISTENER;
+use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{self, describe, interrupted, out_of_resources, would_block};
 use crate::shared::stream::Stream;
-use crate::shared::tls::TlsStream;
 
 /// How long accepting pauses after running out of file descriptors.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -29,7 +30,7 @@ pub const ACCEPT_BUDGET: usize = 64;
 
 /// The listener's side of the loop: whether to call `accept` now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Accepting {
+pub enum Accepting {
     /// The backlog was drained (accept said WouldBlock); wait for an event.
     Idle,
     /// The listener signalled, or we have reason to think peers wait.
@@ -42,7 +43,7 @@ pub(super) enum Accepting {
 
 /// The listening socket: TCP, or Unix-domain (with its file, if any).
 #[derive(Debug)]
-pub(super) enum Listener {
+pub enum Listener {
     Tcp(TcpListener),
     Unix {
         listener: mio::net::UnixListener,
@@ -51,7 +52,7 @@ pub(super) enum Listener {
 }
 
 impl Listener {
-    pub(super) fn register(&mut self, registry: &mio::Registry) -> io::Result<()> {
+    pub fn register(&mut self, registry: &mio::Registry) -> io::Result<()> {
         match self {
             Listener::Tcp(l) => registry.register(l, LISTENER, Interest::READABLE),
             Listener::Unix { listener, .. } => {
@@ -61,7 +62,7 @@ impl Listener {
     }
 
     /// The next connection waiting in the backlog, and its peer.
-    pub(super) fn accept(&self) -> io::Result<(Stream, Peer)> {
+    pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
             Listener::Tcp(l) => l.accept().map(|(s, peer)| (Stream::Tcp(s), Peer::Ip(peer))),
             Listener::Unix { listener, .. } => listener
@@ -73,7 +74,7 @@ impl Listener {
 
 /// Who connected, for the logs (no allocation per accept).
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Peer {
+pub enum Peer {
     Ip(SocketAddr),
     /// A Unix-domain peer that connects has no name of its own.
     Unix,
@@ -92,7 +93,7 @@ impl fmt::Display for Peer {
 /// (however `run` ends: the removal is in `Drop`), unless another file has
 /// taken its path since.
 #[derive(Debug)]
-pub(super) struct SocketFile(pub(super) net::SocketFile);
+pub struct SocketFile(pub net::SocketFile);
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
@@ -105,40 +106,115 @@ impl Drop for SocketFile {
     }
 }
 
-impl Server {
+/// The listener as a part of the loop: the socket, whether to accept
+/// now, and the accept loop with its budget and its pause.
+#[derive(Debug)]
+pub struct Acceptor {
+    /// The listening socket (`None` with `--udp-only`).
+    listener: Option<Listener>,
+    /// Whether to call `accept` now; see [`Accepting`].
+    accepting: Accepting,
+    /// `--max-connections`.
+    max: Option<usize>,
+    /// Whether we are inside a burst of accept failures (log once per burst).
+    failing: bool,
+}
+
+impl Acceptor {
+    /// Accepts from `listener` (nothing, if `None`), at most `max` open.
+    pub fn new(listener: Option<Listener>, max: Option<usize>) -> Acceptor {
+        Acceptor {
+            listener,
+            accepting: Accepting::Idle,
+            max,
+            failing: false,
+        }
+    }
+
+    /// The listening socket.
+    pub fn listener(&self) -> Option<&Listener> {
+        self.listener.as_ref()
+    }
+
+    /// Readiness on [`LISTENER`]: peers wait. Accepting waits for the end
+    /// of the batch (see the server module's first choice).
+    pub fn on_event(&mut self) {
+        if self.accepting == Accepting::Idle {
+            self.accepting = Accepting::Ready;
+        }
+    }
+
+    /// A connection closed: if we stopped at `--max-connections`, a slot
+    /// is free. Peers may be waiting in the backlog, and they raised their
+    /// edge long ago: try accepting after this batch.
+    pub fn on_close(&mut self) {
+        if self.accepting == Accepting::Full {
+            self.accepting = Accepting::Ready;
+        }
+    }
+
+    /// Ends an accept pause that is over by `now`.
+    pub fn on_timers(&mut self, now: Instant) {
+        if let Accepting::Paused(until) = self.accepting
+            && until <= now
+        {
+            log::trace!("accept resumed");
+            self.accepting = Accepting::Ready;
+        }
+    }
+
+    /// The end of an accept pause, if paused.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.accepting {
+            Accepting::Paused(until) => Some(until),
+            _ => None,
+        }
+    }
+
+    /// Whether peers may wait right now (the poll must not sleep).
+    pub fn ready(&self) -> bool {
+        self.accepting == Accepting::Ready
+    }
+
     // ANCHOR: accept
-    /// Accepts until the backlog is empty, the connection limit is reached,
-    /// or the process runs out of file descriptors.
+    /// The next peer to admit, with `open` connections open: `None` once
+    /// the backlog is empty, the connection limit is reached, the process
+    /// is out of file descriptors, or this turn's `budget` is spent.
     ///
-    /// At most [`ACCEPT_BUDGET`] per turn: a flood of new peers waits its
-    /// turn behind the established connections (the listener stays `Ready`,
-    /// so the next poll does not sleep and the next turn goes on accepting).
-    pub(super) fn accept(&mut self) {
-        let mut budget = ACCEPT_BUDGET;
+    /// The budget is [`ACCEPT_BUDGET`] per turn: a flood of new peers waits
+    /// its turn behind the established connections (the listener stays
+    /// `Ready`, so the next poll does not sleep and the next turn goes on).
+    pub fn next(
+        &mut self,
+        now: Instant,
+        open: usize,
+        budget: &mut usize,
+        stats: &mut Counters,
+    ) -> Option<(Stream, Peer)> {
         while self.accepting == Accepting::Ready {
-            if budget == 0 {
-                self.stats.budget_spent += 1;
+            if *budget == 0 {
+                stats.budget_spent += 1;
                 log::trace!("requeue listener (budget of {ACCEPT_BUDGET} accepts used)");
-                return;
+                return None;
             }
-            budget -= 1;
-            if let Some(max) = self.config.max_connections
-                && self.conns.len() >= max
+            *budget -= 1;
+            if let Some(max) = self.max
+                && open >= max
             {
                 log::debug!("at --max-connections {max}: accepting paused");
                 self.accepting = Accepting::Full;
-                return;
+                return None;
             }
             let Some(listener) = &self.listener else {
                 self.accepting = Accepting::Idle;
-                return;
+                return None;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.add(stream, peer),
+                Ok(accepted) => return Some(accepted),
                 Err(e) if would_block(&e) => {
                     log::trace!("accept wouldblock (the backlog is empty)");
-                    self.end_accept_failures();
-                    self.stats.would_blocks += 1;
+                    self.end_failures(stats);
+                    stats.would_blocks += 1;
                     self.accepting = Accepting::Idle;
                 }
                 Err(e) if interrupted(&e) => {}
@@ -149,9 +225,9 @@ impl Server {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM, or something we do not
                     // expect: none of them goes away if we call accept again
                     // right now. Pause, and let a timer bring us back.
-                    self.stats.accept_errors += 1;
-                    if !self.accept_failing {
-                        self.accept_failing = true;
+                    stats.accept_errors += 1;
+                    if !self.failing {
+                        self.failing = true;
                         let what = if out_of_resources(&e) {
                             "out of resources"
                         } else {
@@ -164,10 +240,11 @@ impl Server {
                         );
                     }
                     log::trace!("accept paused for {} ms", ACCEPT_PAUSE.as_millis());
-                    self.accepting = Accepting::Paused(deadline_after(self.now, ACCEPT_PAUSE));
+                    self.accepting = Accepting::Paused(deadline_after(now, ACCEPT_PAUSE));
                 }
             }
         }
+        None
     }
     // ANCHOR_END: accept
 
@@ -175,71 +252,62 @@ impl Server {
     /// backlog is empty, not at the first accept that works: while the
     /// process sits at its fd limit, every close lets one accept through
     /// before the next EMFILE, and that is still the same burst.
-    fn end_accept_failures(&mut self) {
-        if self.accept_failing {
-            self.accept_failing = false;
+    fn end_failures(&mut self, stats: &Counters) {
+        if self.failing {
+            self.failing = false;
             log::info!(
                 "accept caught up: the backlog is empty again ({} failed accepts so far)",
-                self.stats.accept_errors
+                stats.accept_errors
             );
         }
     }
+}
 
-    /// Registers a freshly accepted connection.
-    fn add(&mut self, stream: Stream, peer: Peer) {
-        // An echo is a small reply that must leave now: Nagle's algorithm
-        // would hold it back waiting for the peer's ACK.
-        if let Err(e) = stream.set_nodelay() {
-            log::debug!("accept peer={peer}: TCP_NODELAY failed: {e}");
+/// Opens the sockets `config` asks for: the listener (TCP or Unix; none
+/// with `--udp-only`) and, with `--udp`, a UDP socket on TCP's address
+/// and port (the real one, for port 0).
+pub fn open(config: &Config) -> Result<(Option<Listener>, Option<UdpSocket>), StartError> {
+    warn_if_backlog_capped(config.backlog);
+    let listen_err = |source| StartError::Listen {
+        addr: config.bind.clone(),
+        source,
+    };
+    let tcp = match &config.bind {
+        Endpoint::Ip(addr) => *addr,
+        unix => {
+            if config.udp != UdpMode::Off {
+                let why = "UDP needs an IP address, not a Unix-domain socket";
+                return Err(listen_err(io::Error::new(io::ErrorKind::InvalidInput, why)));
+            }
+            let (listener, file) =
+                net::listen_unix(unix, config.unix_mode, config.backlog).map_err(listen_err)?;
+            let listener = Listener::Unix {
+                listener: mio::net::UnixListener::from_std(listener),
+                _file: file.map(SocketFile),
+            };
+            return Ok((Some(listener), None));
         }
-        let accepted = stamp(self.started, self.now);
-        // With --tls, a TCP peer is served through a session of its own
-        // (a Unix-socket peer is not: TLS is for the network).
-        let mut stream = match (stream, &self.config.tls) {
-            (Stream::Tcp(tcp), Some(tls)) => match rustls::ServerConnection::new(tls.clone()) {
-                Ok(session) => Stream::Tls(Box::new(TlsStream::new(
-                    session,
-                    tcp,
-                    self.config.owed_cap,
-                    accepted,
-                ))),
-                Err(e) => {
-                    log::warn!("accept peer={peer}: cannot start a TLS session: {e}");
-                    return;
-                }
-            },
-            (stream, _) => stream,
-        };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        let token = Token(key + FIRST_CONNECTION);
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE)
-        {
-            log::warn!("accept peer={peer}: cannot register with the poller: {e}");
-            return;
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        entry.insert(Connection::new(stream, id, accepted));
-        if self.config.faults.holds() {
-            self.held
-                .insert(key, Held::new(self.config.faults.seed, id));
-        }
-        self.stats.accepted += 1;
-        self.stats.peak_open = self.stats.peak_open.max(self.stats.open());
-        if let Some(timeout) = self.config.idle_timeout {
-            let at = deadline_after(self.now, timeout);
-            self.idle.push(Reverse(IdleCheck { at, key, id }));
-        }
-        log::debug!("accept conn=#{id} peer={peer} token={}", token.0);
-    }
+    };
+    let listener = match config.udp {
+        UdpMode::Only => None,
+        _ => Some(net::listen(tcp, config.backlog).map_err(listen_err)?),
+    };
+    let udp_addr = match &listener {
+        Some(l) => l.local_addr().map_err(StartError::Setup)?,
+        None => tcp,
+    };
+    let udp = match config.udp {
+        UdpMode::Off => None,
+        _ => Some(net::bind_udp(udp_addr, false).map_err(listen_err)?),
+    };
+    Ok((
+        listener.map(|l| Listener::Tcp(TcpListener::from_std(l))),
+        udp,
+    ))
 }
 
 /// Warns that the kernel will silently cap a `--backlog` above somaxconn.
-pub(super) fn warn_if_backlog_capped(backlog: u32) {
+pub fn warn_if_backlog_capped(backlog: u32) {
     if let Some(max) = net::somaxconn()
         && backlog > max
     {

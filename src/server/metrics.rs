@@ -31,7 +31,7 @@ use super::counters::{Counters, HANDSHAKE_BUCKETS_US, POLL_BUCKETS};
 use crate::shared::duration::deadline_after;
 use crate::shared::net::{interrupted, would_block};
 
-use super::{FIRST_SCRAPE, METRICS};
+use super::tokens::{self, METRICS};
 
 /// How long a scrape may take, from accept to the last byte out.
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,11 +96,6 @@ impl Exporter {
         self.listener.local_addr()
     }
 
-    /// Whether `token` is the metrics listener's or a scrape's.
-    pub fn owns(token: Token) -> bool {
-        token == METRICS || token.0 >= FIRST_SCRAPE
-    }
-
     /// Handles an event for the listener or a scrape; `render` makes the
     /// metrics text when a scrape asks for it, or says (`None`) that it is
     /// not at hand yet: the scrape then waits for [`deliver`](Self::deliver).
@@ -115,7 +110,9 @@ impl Exporter {
             self.accept(registry, now);
             return;
         }
-        let key = token.0 - FIRST_SCRAPE;
+        let Some(key) = tokens::scrape_key(token) else {
+            return;
+        };
         if let Some(scrape) = self.scrapes.get_mut(key)
             && !scrape.serve(render)
         {
@@ -140,7 +137,7 @@ impl Exporter {
                 continue;
             }
             let entry = self.scrapes.vacant_entry();
-            let token = Token(FIRST_SCRAPE + entry.key());
+            let token = tokens::scrape(entry.key());
             if registry
                 .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
                 .is_err()

@@ -26,16 +26,28 @@
 //!
 //! Reading order: [`Server::run`] is the loop (it fits on a screen), then
 //! [`Server::turn`] (one batch of events), then the handlers below it in the
-//! order they run: `dispatch` → `on_connection` / `accept` →
-//! `close`, and the timers in `on_timers`. What a single connection does with
-//! its bytes is in [`connection`], what the loop counts in [`counters`];
-//! accepting and the listening socket in [`listener`], signals and the
-//! [`Handle`] in [`control`], the configuration in [`config`]; datagrams
-//! in [`udp`], guarded by [`loops`] (no reflection loops) and
-//! [`rate_limit`] (`--udp-rate-limit`); Prometheus' scrapes in
-//! [`metrics`]; TLS (`--tls`) set up, and its close-time counts kept, in
-//! [`tls`]; why a connection closed in [`close`]. [`Group`] runs N of these servers side by side
-//! (`--threads`).
+//! order they run: `dispatch` → `on_connection` → `serve` → `settle` →
+//! `close`, the timers in `on_timers` and `next_deadline`. This file is
+//! the loop alone; everything else is a part that owns its state and
+//! answers the same few verbs (`on_event`, `on_timers(now)`,
+//! `next_deadline()`):
+//!
+//! | part | file | what it owns |
+//! |---|---|---|
+//! | the token plan | [`tokens`] | which token names what |
+//! | `Acceptor` | [`listener`] | the listening socket, accepting, its pause |
+//! | `Connection` | [`connection`] | one peer's bytes and its echo's states |
+//! | `Deadlines` | [`deadlines`] | one keyed timer heap (idle timeouts, held echoes) |
+//! | `Injector` | [`faults`] | misbehaving on purpose: held echoes, ends |
+//! | `Control` | [`control`] | signals, the stop flag, the [`Handle`]'s waker |
+//! | `StatsLines` | [`stats`] | `--stats` and SIGUSR1 lines |
+//! | `Datagrams` | [`udp`] | the UDP echo, with [`loops`] and [`rate_limit`] |
+//! | `Exporter` | [`metrics`] | Prometheus' scrapes |
+//! | TLS | [`tls`] | set up once; handshake news and close-time counts |
+//!
+//! What the loop counts is in [`counters`], why a connection closed in
+//! [`close`], the settings in [`config`]. [`Group`] runs N of these
+//! servers side by side (`--threads`).
 //!
 //! Three choices shape this file:
 //!
@@ -63,101 +75,68 @@
 //!   waiting, and accepting in a loop would spin on EMFILE; so we pause, and
 //!   a timer tries again.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::shared::addr::Endpoint;
 use crate::shared::duration::deadline_after;
-use crate::shared::net::{self, interrupted};
+use crate::shared::net::interrupted;
 pub use crate::shared::readiness::Readiness;
 use crate::shared::readiness::{Drain, interest_name};
 use crate::shared::stream::Stream;
 use close::Close;
-use connection::{Connection, Limits, Next, State};
+use connection::{Connection, Limits, Next};
+use control::{Control, print_stats};
 pub use counters::Counters;
-use faults::Held;
+use deadlines::Deadlines;
 pub use faults::{End, Faults};
+use faults::{Ending, Injector};
+use listener::{Acceptor, Listener, Peer};
 use rate_limit::RateLimit;
-use udp::{Datagrams, Pass};
+use stats::StatsLines;
+pub use tokens::LISTENER;
+use tokens::{SIGNALS, UDP, WAKER};
+use udp::Datagrams;
 
 pub use config::{Config, DEFAULT_BUDGET, DEFAULT_OWED_CAP, StartError, UdpMode};
 pub use control::Handle;
-use control::print_stats;
 pub use group::{Group, Totals};
 pub use listener::{ACCEPT_BUDGET, ACCEPT_PAUSE};
-use listener::{Accepting, Listener, SocketFile, warn_if_backlog_capped};
 
 mod close;
 mod config;
 mod connection;
 mod control;
 mod counters;
+mod deadlines;
 mod faults;
 mod group;
 mod listener;
 mod loops;
 mod metrics;
 mod rate_limit;
+mod stats;
 #[cfg(test)]
 mod tests;
 pub mod tls;
+mod tokens;
 mod udp;
 
-// The token plan, all in one place: 0–4 are fixed, echo connections
-// count up from 5, metrics scrapes from half the token space.
-
-/// The listening socket's token: a [`Readiness`] for it, handed to
-/// [`Server::turn`], says that peers wait to be accepted. (The other tokens
-/// are the loop's own business.)
-pub const LISTENER: Token = Token(0);
-/// The token of the signal pipe (SIGINT, SIGTERM, SIGUSR1).
-const SIGNALS: Token = Token(1);
-/// The token of the waker that [`Handle::shutdown`] uses.
-const WAKER: Token = Token(2);
-/// The UDP socket's token (`--udp`).
-const UDP: Token = Token(3);
-/// The metrics listener's token (`--metrics`, see [`metrics`]).
-const METRICS: Token = Token(4);
-/// Connection tokens start here: slab key `k` is `Token(k + FIRST_CONNECTION)`.
-const FIRST_CONNECTION: usize = 5;
-/// Metrics scrape tokens start here, far above any echo connection's.
-const FIRST_SCRAPE: usize = usize::MAX / 2;
-
-/// The next `--stats` line: when it is due, and the time and counters of
-/// the last one (a line shows what changed since).
-#[derive(Debug, Clone, Copy)]
-struct StatsDue {
-    at: Instant,
-    last: Instant,
-    then: Counters,
-}
-
-/// The echo server: a listener and its connections on one poller.
+/// The echo server: a listener and its connections on one poller, and
+/// the parts that serve them.
 pub struct Server {
     /// The poller every socket is registered with.
     poll: Poll,
-    /// The listening socket (`None` with `--udp-only`).
-    listener: Option<Listener>,
-    /// The UDP echo (`--udp`, `--udp-only`).
-    udp: Option<Datagrams>,
-    /// Whether the UDP socket may hold datagrams (an event came, or the
-    /// last pass used its budget): served after the batch, like accepting.
-    udp_ready: bool,
-    /// `--metrics`: the endpoint Prometheus scrapes.
-    metrics: Option<metrics::Exporter>,
-    /// What the listener is doing; see [`Accepting`].
-    accepting: Accepting,
+    /// The listening socket and accepting.
+    acceptor: Acceptor,
     /// Open connections; a connection's slab key is its token (plus offset).
     conns: Slab<Connection<Stream>>,
     /// Connections that used their budget and may still have data, oldest
@@ -166,79 +145,37 @@ pub struct Server {
     /// The one read buffer, shared by every connection: an idle connection
     /// then costs no buffer at all.
     buf: Vec<u8>,
-    /// Idle deadlines, soonest first. An entry may be out of date: the
-    /// connection may have closed (the id no longer matches) or been
-    /// active since (it is pushed again later).
-    idle: BinaryHeap<Reverse<IdleCheck>>,
-    /// `--delay`, `--jitter`: each open connection's held echoes, by slab key.
-    held: HashMap<usize, Held>,
-    /// When the next held echo of a connection is due, soonest first (an
-    /// entry may be out of date, as in `idle`).
-    releases: BinaryHeap<Reverse<Release>>,
-    /// `--stats`: when the next line is due, and where the last one left off.
-    stats_due: Option<StatsDue>,
-    /// Stats lines this turn has to say (`--stats`, SIGUSR1): `turn`
-    /// hands them out, and whoever runs the loop prints them.
+    /// `--idle-timeout`: when to look at each connection's idle time again.
+    idle: Deadlines,
+    /// `--delay`, `--close-after` and the other faults on purpose.
+    faults: Injector,
+    /// The UDP echo (`--udp`, `--udp-only`).
+    udp: Option<Datagrams>,
+    /// `--metrics`: the endpoint Prometheus scrapes.
+    metrics: Option<metrics::Exporter>,
+    /// Signals, the stop flag, the [`Handle`].
+    control: Control,
+    /// `--stats` and SIGUSR1.
+    lines: StatsLines,
+    /// Stats lines this turn has to say: `turn` hands them out, and
+    /// whoever runs the loop prints them.
     said: Vec<String>,
-    /// SIGINT/SIGTERM/SIGUSR1, delivered as readiness on [`SIGNALS`].
-    signals: Option<signal_hook_mio::v1_0::Signals>,
-    /// Set by [`Handle::shutdown`] or a signal; the loop ends when it is.
-    stop: Arc<AtomicBool>,
-    /// Set by [`Handle::request_counters`]: send the counters to `counters_to`.
-    counters_asked: Arc<AtomicBool>,
-    /// Where the counters go when asked, with this reactor's number (several reactors).
-    counters_to: Option<CountersTo>,
-    /// Wakes the poll for [`Handle::shutdown`] and [`Handle::request_counters`].
-    waker: Arc<Waker>,
-    /// The time the last poll returned: one clock read per batch.
-    now: Instant,
-    /// When the server was created (SIGUSR1 prints counters since then).
+    /// The latest `now` a turn was given (time only moves forward).
+    clock: Instant,
+    /// When the server was created: connections stamp their times from here.
     started: Instant,
     /// The next connection's serial number.
     next_id: u64,
-    /// Whether we are inside a burst of accept failures (log once per burst).
-    accept_failing: bool,
     /// The loop's counters.
     stats: Counters,
     /// The command-line settings.
     config: Config,
 }
 
-/// When to look at a connection's idle time again. Ordered by `at` first
-/// (the fields' order), so the heap gives the soonest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct IdleCheck {
-    /// When the connection would have been idle for `--idle-timeout`.
-    at: Instant,
-    /// Its slab key.
-    key: usize,
-    /// Its serial number (a key is reused; an id is not).
-    id: u64,
-}
-
-/// When a connection's next held echo may go out (`--delay`). Ordered by
-/// `at` first, so the heap gives the soonest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Release {
-    at: Instant,
-    key: usize,
-    id: u64,
-}
-
-/// Where a reactor of a [`Group`] sends its counters when asked: this
-/// reactor's number, the channel, and the waker of the poll that reads it.
-#[derive(Debug)]
-struct CountersTo {
-    number: usize,
-    tx: Sender<(usize, Counters)>,
-    waker: Arc<Waker>,
-}
-
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("listener", &self.listener)
-            .field("accepting", &self.accepting)
+            .field("acceptor", &self.acceptor)
             .field("open", &self.conns.len())
             .field("ready", &self.ready.len())
             .field("stats", &self.stats)
@@ -249,41 +186,7 @@ impl fmt::Debug for Server {
 impl Server {
     /// Creates the listening socket and the poller, ready to [`run`](Self::run).
     pub fn bind(config: Config) -> Result<Server, StartError> {
-        warn_if_backlog_capped(config.backlog);
-        let listen_err = |source| StartError::Listen {
-            addr: config.bind.clone(),
-            source,
-        };
-        let tcp = match &config.bind {
-            Endpoint::Ip(addr) => *addr,
-            unix => {
-                if config.udp != UdpMode::Off {
-                    let why = "UDP needs an IP address, not a Unix-domain socket";
-                    return Err(listen_err(io::Error::new(io::ErrorKind::InvalidInput, why)));
-                }
-                let (listener, file) =
-                    net::listen_unix(unix, config.unix_mode, config.backlog).map_err(listen_err)?;
-                let listener = Listener::Unix {
-                    listener: mio::net::UnixListener::from_std(listener),
-                    _file: file.map(SocketFile),
-                };
-                return Server::on_sockets(config, Some(listener), None, None);
-            }
-        };
-        let listener = match config.udp {
-            UdpMode::Only => None,
-            _ => Some(net::listen(tcp, config.backlog).map_err(listen_err)?),
-        };
-        // UDP on TCP's address and port (the real one, for port 0).
-        let udp_addr = match &listener {
-            Some(l) => l.local_addr().map_err(StartError::Setup)?,
-            None => tcp,
-        };
-        let udp = match config.udp {
-            UdpMode::Off => None,
-            _ => Some(net::bind_udp(udp_addr, false).map_err(listen_err)?),
-        };
-        let listener = listener.map(|l| Listener::Tcp(TcpListener::from_std(l)));
+        let (listener, udp) = listener::open(&config)?;
         let limit = config.udp_rate_limit.map(|r| Arc::new(RateLimit::new(r)));
         Server::on_sockets(config, listener, udp, limit)
     }
@@ -314,7 +217,6 @@ impl Server {
             }
             None => None,
         };
-        let waker = Arc::new(Waker::new(registry, WAKER).map_err(StartError::Setup)?);
         let metrics = match config.metrics {
             Some(addr) => Some(metrics::Exporter::bind(addr, registry).map_err(|source| {
                 StartError::Listen {
@@ -324,62 +226,36 @@ impl Server {
             })?),
             None => None,
         };
-        let signals = if config.handle_signals {
-            use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-            let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGUSR1])
-                .map_err(StartError::Setup)?;
-            registry
-                .register(&mut signals, SIGNALS, Interest::READABLE)
-                .map_err(StartError::Setup)?;
-            Some(signals)
-        } else {
-            None
-        };
+        let control = Control::new(registry, config.handle_signals).map_err(StartError::Setup)?;
         let now = Instant::now();
         Ok(Server {
             poll,
-            listener,
-            udp,
-            udp_ready: false,
-            metrics,
-            accepting: Accepting::Idle,
+            acceptor: Acceptor::new(listener, config.max_connections),
             conns: Slab::new(),
             ready: VecDeque::new(),
             buf: vec![0; config.read_size.max(1)],
-            idle: BinaryHeap::new(),
-            held: HashMap::new(),
-            releases: BinaryHeap::new(),
-            stats_due: config.stats_every.map(|every| StatsDue {
-                at: deadline_after(now, every),
-                last: now,
-                then: Counters::default(),
-            }),
+            idle: Deadlines::default(),
+            faults: Injector::new(config.faults, now),
+            udp,
+            metrics,
+            control,
+            lines: StatsLines::new(config.stats_every, now),
             said: Vec::new(),
-            signals,
-            stop: Arc::new(AtomicBool::new(false)),
-            counters_asked: Arc::new(AtomicBool::new(false)),
-            counters_to: None,
-            waker,
-            now,
+            clock: now,
             started: now,
             next_id: 1,
-            accept_failing: false,
-            stats: Counters {
-                udp: config.udp != UdpMode::Off,
-                faults: config.faults.any(),
-                tls: counters::Handshakes {
-                    on: config.tls.is_some(),
-                    ..counters::Handshakes::default()
-                },
-                ..Counters::default()
-            },
+            stats: Counters::new(
+                config.udp != UdpMode::Off,
+                config.faults.any(),
+                config.tls.is_some(),
+            ),
             config,
         })
     }
 
     /// The address actually bound (the real port when asked for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        match (&self.listener, &self.udp) {
+        match (self.acceptor.listener(), &self.udp) {
             (Some(Listener::Tcp(listener)), _) => listener.local_addr(),
             (None, Some(udp)) => udp.socket.local_addr(),
             _ => Err(io::Error::other("not listening on an IP address")),
@@ -395,7 +271,7 @@ impl Server {
     /// `--udp`), `tls://127.0.0.1:7878` (`--tls`), `udp://127.0.0.1:7878`
     /// (`--udp-only`), `unix:/path`.
     pub fn listening_on(&self) -> io::Result<String> {
-        match &self.listener {
+        match self.acceptor.listener() {
             Some(Listener::Unix { .. }) => Ok(self.config.bind.to_string()),
             Some(Listener::Tcp(_)) if self.config.tls.is_some() => {
                 Ok(format!("tls://{}", self.local_addr()?))
@@ -407,11 +283,7 @@ impl Server {
 
     /// A handle that can stop this server from another thread.
     pub fn handle(&self) -> Handle {
-        Handle {
-            stop: Arc::clone(&self.stop),
-            counters_asked: Arc::clone(&self.counters_asked),
-            waker: Arc::clone(&self.waker),
-        }
+        self.control.handle()
     }
 
     /// Makes [`Handle::request_counters`] send `(number, counters)` on `tx`,
@@ -423,7 +295,7 @@ impl Server {
         tx: Sender<(usize, Counters)>,
         waker: Arc<Waker>,
     ) {
-        self.counters_to = Some(CountersTo { number, tx, waker });
+        self.control.send_counters_to(number, tx, waker);
     }
 
     /// The counters so far.
@@ -436,10 +308,10 @@ impl Server {
     /// every connection and returns the final counters.
     pub fn run(&mut self) -> io::Result<Counters> {
         let mut events = Events::with_capacity(1024);
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.control.stopped() {
             let timeout = self
                 .next_deadline()
-                .map(|d| d.saturating_duration_since(self.now));
+                .map(|d| d.saturating_duration_since(Instant::now()));
             self.poll(&mut events, timeout)?;
             log::trace!("poll timeout={timeout:?} events={}", events.iter().count());
             // The clock is read here, once per poll, and handed down:
@@ -470,50 +342,115 @@ impl Server {
 
     // ANCHOR: turn
     /// Handles one batch of events that arrived at `now`, then does what had
-    /// to wait for the end of the batch: timers, accepting (one budget), and
-    /// the connections that were already on the ready queue when the turn
-    /// began (one budget each).
+    /// to wait for the end of the batch: timers, accepting (one budget),
+    /// datagrams (one budget), and the connections that were already on
+    /// the ready queue when the turn began (one budget each).
     ///
     /// With [`next_deadline`](Self::next_deadline), this is the loop
     /// without its I/O wait: whoever owns the poll (here [`run`](Self::run);
     /// in the unit tests, a test with batches and instants of its own
     /// making) reads the clock and hands it in. It returns the stats lines
-    /// the turn has to say (`--stats`, SIGUSR1) instead of printing them,
-    /// so a turn is a pure step of the loop.
+    /// the turn has to say instead of printing them, so a turn is a pure
+    /// step of the loop.
     pub fn turn(
         &mut self,
         now: Instant,
         batch: impl IntoIterator<Item = Readiness>,
     ) -> Vec<String> {
         // Time only moves forward, whatever a caller passes.
-        self.now = self.now.max(now);
+        let now = self.clock.max(now);
+        self.clock = now;
         let waiting = self.ready.len();
         let before = self.stats.events;
         for event in batch {
             self.stats.events += 1;
-            self.dispatch(event);
+            self.dispatch(event, now);
         }
         self.stats.note_poll(self.stats.events - before);
-        self.on_timers(self.now);
-        self.accept();
-        self.serve_udp();
-        self.serve_ready(waiting);
+        self.on_timers(now);
+        self.accept(now);
+        if let Some(udp) = &mut self.udp {
+            udp.on_turn(now, self.config.budget, &mut self.stats);
+        }
+        self.serve_ready(waiting, now);
         std::mem::take(&mut self.said)
     }
     // ANCHOR_END: turn
 
-    /// One budget of datagrams, if the UDP socket may hold any.
-    fn serve_udp(&mut self) {
-        let Some(udp) = self.udp.as_mut().filter(|_| self.udp_ready) else {
+    // ANCHOR: dispatch
+    /// Routes one event to the part that owns its token.
+    fn dispatch(&mut self, event: Readiness, now: Instant) {
+        log::trace!("event {event}");
+        match event.token {
+            LISTENER => self.acceptor.on_event(),
+            UDP => self.udp.iter_mut().for_each(Datagrams::on_event),
+            SIGNALS | WAKER => {
+                if self.control.on_event(event.token, &self.stats) {
+                    self.said.push(self.lines.since_start(now, &self.stats));
+                }
+            }
+            token if tokens::is_metrics(token) => self.on_scrape(token, now),
+            token => match tokens::connection_key(token) {
+                Some(key) => self.on_connection(key, event, now),
+                None => self.stats.stale_events += 1,
+            },
+        }
+    }
+    // ANCHOR_END: dispatch
+
+    /// A metrics event: the exporter answers with this reactor's counters.
+    fn on_scrape(&mut self, token: Token, now: Instant) {
+        if let Some(exporter) = &mut self.metrics {
+            let stats = self.stats;
+            let render = move || Some(metrics::render(&[stats]));
+            exporter.on_event(self.poll.registry(), token, now, &render);
+        }
+    }
+
+    /// Accepts what this turn's budget allows, after the batch.
+    fn accept(&mut self, now: Instant) {
+        let mut budget = ACCEPT_BUDGET;
+        while let Some((stream, peer)) =
+            self.acceptor
+                .next(now, self.conns.len(), &mut budget, &mut self.stats)
+        {
+            self.admit(stream, peer, now);
+        }
+    }
+
+    /// Gives a freshly accepted peer its slot, its token and its timers.
+    fn admit(&mut self, stream: Stream, peer: Peer, now: Instant) {
+        // An echo is a small reply that must leave now: Nagle's algorithm
+        // would hold it back waiting for the peer's ACK.
+        if let Err(e) = stream.set_nodelay() {
+            log::debug!("accept peer={peer}: TCP_NODELAY failed: {e}");
+        }
+        let accepted = stamp(self.started, now);
+        let tls = self.config.tls.as_ref();
+        let Some(mut stream) = tls::wrap(stream, tls, self.config.owed_cap, accepted) else {
             return;
         };
-        match udp.serve(self.now, self.config.budget, &mut self.stats) {
-            Pass::Drained => self.udp_ready = false,
-            Pass::Requeue => {
-                self.stats.budget_spent += 1;
-                log::trace!("requeue udp (budget of {} B used)", self.config.budget);
-            }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let token = tokens::connection(key);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+        {
+            log::warn!("accept peer={peer}: cannot register with the poller: {e}");
+            return;
         }
+        let id = self.next_id;
+        self.next_id += 1;
+        entry.insert(Connection::new(stream, id, accepted));
+        self.faults.on_accept(key, id);
+        self.stats.accepted += 1;
+        self.stats.peak_open = self.stats.peak_open.max(self.stats.open());
+        if let Some(timeout) = self.config.idle_timeout {
+            self.idle.push(deadline_after(now, timeout), key, id);
+        }
+        log::debug!("accept conn=#{id} peer={peer} token={}", token.0);
     }
 
     /// Gives the first `waiting` connections on the ready queue (those
@@ -521,7 +458,7 @@ impl Server {
     /// uses up a budget in this turn joins the back of the queue and waits
     /// for the next turn: at most one budget per connection per turn, so a
     /// greedy peer cannot keep the turn going.
-    fn serve_ready(&mut self, waiting: usize) {
+    fn serve_ready(&mut self, waiting: usize, now: Instant) {
         for _ in 0..waiting {
             let Some((key, id)) = self.ready.pop_front() else {
                 break;
@@ -533,45 +470,12 @@ impl Server {
             log::trace!("serve conn=#{id} from=ready");
             // No event brought us here, so no edge promises a later one:
             // read until WouldBlock (or the budget), not to a short read.
-            self.serve(key, false, Some(Drain::WouldBlock));
+            self.serve(key, now, false, Some(Drain::WouldBlock));
         }
     }
-
-    // ANCHOR: dispatch
-    /// Routes one event to its owner.
-    fn dispatch(&mut self, event: Readiness) {
-        log::trace!("event {event}");
-        match event.token {
-            LISTENER => {
-                if self.accepting == Accepting::Idle {
-                    self.accepting = Accepting::Ready;
-                }
-            }
-            SIGNALS => self.on_signals(),
-            UDP => self.udp_ready = true,
-            token if metrics::Exporter::owns(token) => {
-                if let Some(exporter) = &mut self.metrics {
-                    let stats = self.stats;
-                    let render = move || Some(metrics::render(&[stats]));
-                    exporter.on_event(self.poll.registry(), token, self.now, &render);
-                }
-            }
-            WAKER => {
-                // The stop flag is checked by the loop; asked-for counters go now.
-                if self.counters_asked.swap(false, Ordering::SeqCst)
-                    && let Some(to) = &self.counters_to
-                {
-                    let _ = to.tx.send((to.number, self.stats));
-                    let _ = to.waker.wake();
-                }
-            }
-            Token(t) => self.on_connection(t - FIRST_CONNECTION, event),
-        }
-    }
-    // ANCHOR_END: dispatch
 
     /// A connection's socket is ready: write what is owed, read and echo.
-    fn on_connection(&mut self, key: usize, event: Readiness) {
+    fn on_connection(&mut self, key: usize, event: Readiness, now: Instant) {
         let Some(conn) = self.conns.get(key) else {
             // Its connection closed earlier in this batch (or it is a
             // spurious wake-up for a token we never gave out): nothing to do.
@@ -579,9 +483,7 @@ impl Server {
             log::trace!("event token={} is stale: ignored", event.token.0);
             return;
         };
-        if conn.state() == State::Stalled && (event.read_closed || event.error) {
-            // Stalled on purpose, we will never read its EOF: the event
-            // is the only word that the peer has gone.
+        if self.faults.stalled_peer_left(key, conn.id(), &event) {
             self.close(key, Close::Done);
             return;
         }
@@ -595,19 +497,24 @@ impl Server {
         } else {
             None
         };
-        self.serve(key, event.writable, drain);
+        self.serve(key, now, event.writable, drain);
+    }
+
+    /// The bounds of a well-behaved pass: the owed cap and the budget.
+    fn limits(&self) -> Limits {
+        Limits::new(self.config.owed_cap, self.config.budget)
     }
 
     /// Does one connection's work for this turn: write what is owed (if
-    /// `write`), then one budget of reading (if `read`); then what faults
-    /// asked for call for (a delay, an end on purpose), and acting on the
-    /// verdict: re-register, requeue or close.
-    fn serve(&mut self, key: usize, write: bool, read: Option<Drain>) {
-        let limits = self.limits(key);
-        let (started, now) = (self.started, self.now);
+    /// `write`), then one budget of reading (if `read`); then tells the
+    /// parts what happened (TLS's handshake news, the idle clock, the
+    /// faults), and acts on the verdict: re-register, requeue or close.
+    fn serve(&mut self, key: usize, now: Instant, write: bool, read: Option<Drain>) {
+        let base = self.limits();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let limits = self.faults.limits(key, conn.bytes_in(), base);
         let heard_before = conn.bytes_in();
         let mut next = Next::Keep;
         if write {
@@ -616,40 +523,29 @@ impl Server {
         if let (Next::Keep, Some(drain)) = (&next, read) {
             next = conn.on_readable(&mut self.buf, limits, drain, &mut self.stats);
         }
+        let stamp_now = stamp(self.started, now);
         let id = conn.id();
-        if let Stream::Tls(tls) = conn.stream_mut()
-            && let Some(resumed) = tls.handshake_news()
-        {
-            let took = stamp(started, now).saturating_sub(tls.started()) / 1_000;
-            self.stats.tls.note(resumed, took);
-            log::debug!(
-                "tls conn=#{id} handshake done: {} {:?} {}, {took} us",
-                if resumed { "resumed" } else { "full" },
-                tls.session().protocol_version(),
-                tls.session()
-                    .negotiated_cipher_suite()
-                    .map_or("?".into(), |s| format!("{:?}", s.suite())),
-            );
-        }
+        tls::on_progress(conn.stream_mut(), id, stamp_now, &mut self.stats.tls);
         if conn.bytes_in() != heard_before {
             // The idle timeout counts from here (only computed when heard).
-            conn.touch(stamp(started, now));
-            self.hold(key);
+            conn.touch(stamp_now);
+            self.faults
+                .on_read(key, conn.bytes_in(), now, &mut self.stats);
         }
         if matches!(next, Next::Keep | Next::Requeue) {
-            match self.end_on_purpose(key) {
-                Some(Some(after)) => next = after,
-                Some(None) => {}
-                None => return, // reset on purpose: gone
+            match self.faults.end(key, conn, &mut self.stats) {
+                Ending::Untouched => {}
+                Ending::Verdict(after) => next = after,
+                Ending::ReadOn => return self.serve(key, now, false, Some(Drain::WouldBlock)),
+                Ending::Reset => return self.close(key, Close::Injected(End::Reset)),
             }
         }
-        self.settle(key, next);
+        self.settle(key, next, limits);
     }
 
     /// Acts on a pass's verdict: requeue, re-register if what the
     /// connection needs changed, or close.
-    fn settle(&mut self, key: usize, next: Next) {
-        let limits = self.limits(key);
+    fn settle(&mut self, key: usize, next: Next, limits: Limits) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -671,7 +567,7 @@ impl Server {
                         interest_name(conn.registered()),
                         interest_name(Some(after))
                     );
-                    let token = Token(key + FIRST_CONNECTION);
+                    let token = tokens::connection(key);
                     match self
                         .poll
                         .registry()
@@ -683,9 +579,9 @@ impl Server {
                 }
                 Some(_) => {}
                 None if conn.finished() => self.close(key, Close::Done),
-                // It waits for a timer (held echoes) or for nothing
-                // (stalled): the registration stays as it is, and any
-                // event it brings finds nothing to do.
+                // Its limits let it neither read nor write yet (a timer
+                // will, or nothing will): the registration stays as it
+                // is, and any event it brings finds nothing to do.
                 None => {}
             },
             Next::Done => self.close(key, Close::Done),
@@ -693,101 +589,11 @@ impl Server {
         }
     }
 
-    /// The bounds of one pass over connection `key`: the owed cap and the
-    /// budget, and with faults on, how far it may read and echo yet.
-    fn limits(&self, key: usize) -> Limits {
-        let mut limits = Limits::new(self.config.owed_cap, self.config.budget);
-        limits.read_until = self.config.faults.read_until();
-        // Without --delay/--jitter the map is empty: skip hashing the key
-        // on every pass (SipHash costs more than the rest of this).
-        if !self.held.is_empty()
-            && let Some(held) = self.held.get(&key)
-        {
-            limits.write_until = held.released();
-            if held.full()
-                && let Some(conn) = self.conns.get(key)
-            {
-                // As many passes held as may be: read on once one leaves.
-                limits.read_until = limits.read_until.min(conn.bytes_in());
-            }
-        }
-        limits
-    }
-
-    /// `--delay`, `--jitter`: holds what connection `key` read in this
-    /// pass, and arms a timer if it is the first in line.
-    fn hold(&mut self, key: usize) {
-        let (Some(conn), Some(held)) = (self.conns.get(key), self.held.get_mut(&key)) else {
-            return;
-        };
-        self.stats.injected_delays += 1;
-        let at = stamp(self.started, self.now);
-        if let Some(due) = held.hold(&self.config.faults, at, conn.bytes_in()) {
-            log::trace!("hold conn=#{} until +{due}ns", held.id);
-            self.releases.push(Reverse(Release {
-                at: deadline_after(self.started, Duration::from_nanos(due)),
-                key,
-                id: held.id,
-            }));
-        }
-    }
-
-    /// `--close-after`, `--reset-after`, `--stall-after`: once connection
-    /// `key` has echoed its bytes, ends it as asked. `Some(None)`: nothing
-    /// to do; `Some(Some(next))`: a new verdict; `None`: it was reset and
-    /// is gone.
-    fn end_on_purpose(&mut self, key: usize) -> Option<Option<Next>> {
-        let Some((after, end)) = self.config.faults.end else {
-            return Some(None);
-        };
-        let Some(conn) = self.conns.get_mut(key) else {
-            return Some(None);
-        };
-        if conn.state() != State::Open || conn.bytes_out() < after {
-            return Some(None);
-        }
-        log::debug!("{end} conn=#{} on purpose after {after} B", conn.id());
-        match end {
-            End::Close => {
-                self.stats.injected_closes += 1;
-                conn.begin_closing();
-                if let Err(e) = conn.stream_mut().shutdown(Shutdown::Write) {
-                    return Some(Some(Next::Failed(e)));
-                }
-                // Whatever the peer sent past the limit waits in the
-                // kernel, its edge long spent: read it away now.
-                let limits = Limits::new(self.config.owed_cap, self.config.budget);
-                let drain = Drain::WouldBlock;
-                Some(Some(conn.on_readable(
-                    &mut self.buf,
-                    limits,
-                    drain,
-                    &mut self.stats,
-                )))
-            }
-            End::Reset => {
-                self.stats.injected_resets += 1;
-                if let Err(e) = conn.stream_mut().linger_zero() {
-                    log::debug!("conn=#{}: SO_LINGER 0 failed: {e}", conn.id());
-                }
-                self.close(key, Close::Injected(End::Reset));
-                None
-            }
-            End::Stall => {
-                self.stats.injected_stalls += 1;
-                conn.stall();
-                Some(Some(Next::Keep))
-            }
-        }
-    }
-
     /// Closes one connection. Dropping the socket closes the descriptor,
     /// which also removes it from the epoll set: no deregister call needed.
     fn close(&mut self, key: usize, why: Close) {
         let mut conn = self.conns.remove(key);
-        if !self.held.is_empty() {
-            self.held.remove(&key);
-        }
+        self.faults.on_close(key);
         self.stats.note_closed(conn.owed());
         match &why {
             Close::Done | Close::Injected(_) => {}
@@ -795,120 +601,76 @@ impl Server {
             Close::Timeout => self.stats.idle_closed += 1,
         }
         let id = conn.id();
-        if let Stream::Tls(tls) = conn.stream_mut() {
-            tls::on_close(tls, id, &why, &mut self.stats.tls);
-        }
+        tls::on_close(conn.stream_mut(), id, &why, &mut self.stats.tls);
         if log::log_enabled!(log::Level::Debug) {
             let peer = conn.stream_mut().peer_name();
             log::debug!(
                 "close conn=#{} peer={peer} token={} in={} out={} ({why})",
                 conn.id(),
-                key + FIRST_CONNECTION,
+                tokens::connection(key).0,
                 conn.bytes_in(),
                 conn.bytes_out()
             );
         }
-        if self.accepting == Accepting::Full {
-            // A slot is free. Peers may be waiting in the backlog, and they
-            // raised their edge long ago: try accepting after this batch.
-            self.accepting = Accepting::Ready;
-        }
+        self.acceptor.on_close();
     }
 
-    /// The soonest deadline: now if work is waiting (the ready queue, or a
-    /// listener with peers left over from its budget), else an idle
-    /// connection, the end of an accept pause, or the next stats line.
-    /// `None`: sleep until an event.
+    /// The soonest deadline: now if work is waiting (the ready queue, a
+    /// listener with peers left over from its budget, datagrams), else
+    /// the soonest any part asks for. `None`: sleep until an event.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.ready.is_empty() || self.accepting == Accepting::Ready || self.udp_ready {
-            return Some(self.now);
+        let udp_ready = self.udp.as_ref().is_some_and(Datagrams::ready);
+        if !self.ready.is_empty() || self.acceptor.ready() || udp_ready {
+            return Some(self.clock);
         }
-        let idle = self.idle.peek().map(|Reverse(check)| check.at);
-        let release = self.releases.peek().map(|Reverse(r)| r.at);
-        let pause = match self.accepting {
-            Accepting::Paused(until) => Some(until),
-            _ => None,
-        };
-        let stats = self.stats_due.map(|due| due.at);
-        let scrape = self
-            .metrics
-            .as_ref()
-            .and_then(metrics::Exporter::next_deadline);
-        [idle, release, pause, stats, scrape]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.idle.next_deadline(),
+            self.faults.next_deadline(),
+            self.acceptor.next_deadline(),
+            self.lines.next_deadline(),
+            self.metrics
+                .as_ref()
+                .and_then(metrics::Exporter::next_deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ANCHOR: on_timers
-    /// Fires every timer that is due.
+    /// Fires every timer that is due by `now`, part by part.
     fn on_timers(&mut self, now: Instant) {
+        self.acceptor.on_timers(now);
+        while let Some((key, id)) = self.idle.pop_due(now) {
+            self.on_idle_check(key, id, now);
+        }
+        while let Some((key, read)) = self.faults.on_timers(now) {
+            self.serve(key, now, true, read);
+        }
+        if let Some(line) = self.lines.on_timers(now, &self.stats) {
+            self.said.push(line);
+        }
         if let Some(exporter) = &mut self.metrics {
             exporter.on_timers(now);
-        }
-        if let Accepting::Paused(until) = self.accepting
-            && until <= now
-        {
-            log::trace!("accept resumed");
-            self.accepting = Accepting::Ready;
-        }
-        if let Some(timeout) = self.config.idle_timeout {
-            while let Some(&Reverse(IdleCheck { at, key, id })) = self.idle.peek() {
-                if at > now {
-                    break;
-                }
-                self.idle.pop();
-                let Some(conn) = self.conns.get(key).filter(|c| c.id() == id) else {
-                    continue; // closed already; its slot may be someone else's
-                };
-                let last = deadline_after(self.started, Duration::from_nanos(conn.last_active()));
-                let due = deadline_after(last, timeout);
-                if due <= now {
-                    self.close(key, Close::Timeout);
-                } else {
-                    self.idle.push(Reverse(IdleCheck { at: due, key, id }));
-                }
-            }
-        }
-        self.release_held(now);
-        if let Some(due) = self.stats_due
-            && due.at <= now
-        {
-            let line = self.stats.interval_line(&due.then, now - due.last);
-            self.said.push(line);
-            let every = self.config.stats_every.unwrap_or(Duration::from_secs(1));
-            self.stats_due = Some(StatsDue {
-                at: deadline_after(due.at, every),
-                last: now,
-                then: self.stats,
-            });
         }
     }
     // ANCHOR_END: on_timers
 
-    /// `--delay`: writes the held echoes that are due by `now`.
-    fn release_held(&mut self, now: Instant) {
-        while let Some(&Reverse(Release { at, key, id })) = self.releases.peek() {
-            if at > now {
-                break;
-            }
-            self.releases.pop();
-            let Some(held) = self.held.get_mut(&key).filter(|h| h.id == id) else {
-                continue; // closed already; its slot may be someone else's
-            };
-            let was_full = held.full();
-            if let Some(due) = held.release(stamp(self.started, now)) {
-                self.releases.push(Reverse(Release {
-                    at: deadline_after(self.started, Duration::from_nanos(due)),
-                    key,
-                    id,
-                }));
-            }
-            log::trace!("release conn=#{id} up to {}", held.released());
-            // A full queue had paused reading, and the data waiting in the
-            // kernel raised its edge long ago: read on now.
-            let read = was_full.then_some(Drain::WouldBlock);
-            self.serve(key, true, read);
+    /// `--idle-timeout`: closes connection `key` if it has been silent for
+    /// the whole timeout by `now`, or looks again when it would have been.
+    fn on_idle_check(&mut self, key: usize, id: u64, now: Instant) {
+        let (Some(timeout), Some(conn)) = (
+            self.config.idle_timeout,
+            self.conns.get(key).filter(|c| c.id() == id),
+        ) else {
+            return; // closed already; its slot may be someone else's
+        };
+        let last = deadline_after(self.started, Duration::from_nanos(conn.last_active()));
+        let due = deadline_after(last, timeout);
+        if due <= now {
+            self.close(key, Close::Timeout);
+        } else {
+            self.idle.push(due, key, id);
         }
     }
 

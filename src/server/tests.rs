@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Token};
 
+use super::tokens::FIRST_CONNECTION;
 use super::*;
 
 /// Generous upper bound for anything a test waits on.
@@ -353,7 +354,7 @@ fn a_stats_line_is_handed_out_at_its_deadline() {
         stats_every: Some(every),
         ..Config::default()
     });
-    let t0 = server.now;
+    let t0 = server.clock;
     assert_eq!(server.next_deadline(), Some(t0 + every));
     assert!(
         server

@@ -20,6 +20,7 @@ use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, WebPkiCli
 
 use super::close::Close;
 use super::counters::Handshakes;
+use crate::shared::stream::Stream;
 use crate::shared::tls::{
     TlsSetupError, TlsStream, fingerprint, load_identity, load_roots, provider,
 };
@@ -216,16 +217,60 @@ pub fn default_cert_dir() -> PathBuf {
     std::env::temp_dir().join(format!("echoloop-{}", std::process::id()))
 }
 
-/// A TLS connection is being closed for `why`: a handshake that ends with
-/// it counts once, by who ended it (us: refused or timed out; the peer:
-/// aborted); a clean end is answered with our `close_notify`, then TCP's
-/// FIN; a FIN with no `close_notify` before it is a truncation.
-pub(super) fn on_close(
-    tls: &mut TlsStream<mio::net::TcpStream>,
-    id: u64,
-    why: &Close,
-    stats: &mut Handshakes,
-) {
+/// A freshly accepted stream, served through a TLS session of its own
+/// when `tls` is set and the peer came over TCP (a Unix-socket peer is
+/// not: TLS is for the network). `None`, logged, if rustls cannot start
+/// a session.
+pub(super) fn wrap(
+    stream: Stream,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    owed_cap: usize,
+    accepted: u64,
+) -> Option<Stream> {
+    match (stream, tls) {
+        (Stream::Tcp(tcp), Some(tls)) => match rustls::ServerConnection::new(Arc::clone(tls)) {
+            Ok(session) => Some(Stream::Tls(Box::new(TlsStream::new(
+                session, tcp, owed_cap, accepted,
+            )))),
+            Err(e) => {
+                log::warn!("accept: cannot start a TLS session: {e}");
+                None
+            }
+        },
+        (stream, _) => Some(stream),
+    }
+}
+
+/// After a pass over connection `id`: if its handshake finished in this
+/// pass, counts it (full or resumed, and how long it took: `now` and the
+/// session's start are both nanoseconds since the reactor started).
+pub(super) fn on_progress(stream: &mut Stream, id: u64, now: u64, stats: &mut Handshakes) {
+    let Stream::Tls(tls) = stream else {
+        return;
+    };
+    let Some(resumed) = tls.handshake_news() else {
+        return;
+    };
+    let took = now.saturating_sub(tls.started()) / 1_000;
+    stats.note(resumed, took);
+    log::debug!(
+        "tls conn=#{id} handshake done: {} {:?} {}, {took} us",
+        if resumed { "resumed" } else { "full" },
+        tls.session().protocol_version(),
+        tls.session()
+            .negotiated_cipher_suite()
+            .map_or("?".into(), |s| format!("{:?}", s.suite())),
+    );
+}
+
+/// A connection is being closed for `why`. Over TLS: a handshake that
+/// ends with it counts once, by who ended it (us: refused or timed out;
+/// the peer: aborted); a clean end is answered with our `close_notify`,
+/// then TCP's FIN; a FIN with no `close_notify` before it is a truncation.
+pub(super) fn on_close(stream: &mut Stream, id: u64, why: &Close, stats: &mut Handshakes) {
+    let Stream::Tls(tls) = stream else {
+        return;
+    };
     let handshaking = tls.is_handshaking();
     match why {
         Close::Timeout if handshaking => stats.timed_out += 1,

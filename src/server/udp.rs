@@ -61,6 +61,9 @@ pub struct Datagrams {
     limit: Option<Arc<RateLimit>>,
     /// `--drop`: the share of datagrams left unanswered, and the dice.
     drop: Option<(f64, Dice)>,
+    /// Whether the socket may hold datagrams (an event came, or the last
+    /// pass used its budget): served after the batch, like accepting.
+    ready: bool,
 }
 
 /// Whether the socket was read dry in this pass.
@@ -85,7 +88,32 @@ impl Datagrams {
             guard: LoopGuard::new(own_port),
             limit,
             drop: None,
+            ready: false,
         })
+    }
+
+    /// Readiness on the UDP token: datagrams wait.
+    pub fn on_event(&mut self) {
+        self.ready = true;
+    }
+
+    /// Whether datagrams may wait right now (the poll must not sleep).
+    pub fn ready(&self) -> bool {
+        self.ready
+    }
+
+    /// After the batch: one budget of datagrams, if the socket may hold any.
+    pub fn on_turn(&mut self, now: Instant, budget: usize, stats: &mut Counters) {
+        if !self.ready {
+            return;
+        }
+        match self.serve(now, budget, stats) {
+            Pass::Drained => self.ready = false,
+            Pass::Requeue => {
+                stats.budget_spent += 1;
+                log::trace!("requeue udp (budget of {budget} B used)");
+            }
+        }
     }
 
     /// `--drop`: leaves `share` (0 to 1) of the datagrams unanswered, as

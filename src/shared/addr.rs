@@ -7,6 +7,7 @@
 //! all ask here, and fail the same way: [`Unresolved`], exit 6).
 
 use std::fmt;
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -125,12 +126,22 @@ pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Unresolved> {
     };
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| unresolved(crate::shared::net::resolver_message(&e)))?
+        .map_err(|e| unresolved(resolver_message(&e)))?
         .collect();
     if addrs.is_empty() {
         return Err(unresolved("no addresses".to_string()));
     }
     Ok(addrs)
+}
+
+/// The resolver's own message, without std's "failed to lookup address
+/// information: " prefix ("Name or service not known").
+pub fn resolver_message(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.split_once("information: ") {
+        Some((_, message)) => message.to_string(),
+        None => text,
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! the backlog is ours to choose), the predicates that keep the `match` arms
 //! of the I/O handlers short (`would_block`, `interrupted`,
 //! `out_of_resources`), mio's recipe for a finished non-blocking connect,
-//! error wording for users (`describe`, `resolver_message`), and the process
+//! error wording for users (`describe`; the resolver's own is in `addr`), and the process
 //! limits (`raise_fd_limit`, `somaxconn`).
 
 use std::io;
@@ -48,16 +48,6 @@ pub fn describe(err: &io::Error) -> String {
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
         None => String::new(),
-    }
-}
-
-/// The resolver's own message, without std's "failed to lookup address
-/// information: " prefix ("Name or service not known").
-pub fn resolver_message(err: &io::Error) -> String {
-    let text = err.to_string();
-    match text.split_once("information: ") {
-        Some((_, message)) => message.to_string(),
-        None => text,
     }
 }
 

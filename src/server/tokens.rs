@@ -1,0 +1,79 @@
+//! The token plan: which `mio::Token` names which source in a reactor's
+//! poll. On the ground floor of the server module, so the loop, the
+//! listener, the metrics endpoint and the group all import it downward.
+//!
+//! ```text
+//!   0  LISTENER   the listening socket (TCP or Unix)
+//!   1  SIGNALS    the signal pipe (SIGINT, SIGTERM, SIGUSR1)
+//!   2  WAKER      Handle::shutdown and Handle::request_counters
+//!   3  UDP        the UDP socket (--udp, --udp-only)
+//!   4  METRICS    the metrics listener (--metrics)
+//!   5 ..          echo connections: slab key k is Token(k + 5)
+//!   usize::MAX/2 ..  metrics scrapes, far above any echo connection
+//! ```
+
+use mio::Token;
+
+/// The listening socket's token: a [`Readiness`](crate::shared::readiness::Readiness)
+/// for it, handed to [`Server::turn`](super::Server::turn), says that peers
+/// wait to be accepted.
+pub const LISTENER: Token = Token(0);
+/// The signal pipe (SIGINT, SIGTERM, SIGUSR1).
+pub const SIGNALS: Token = Token(1);
+/// The waker that [`Handle`](super::Handle) uses.
+pub const WAKER: Token = Token(2);
+/// The UDP socket (`--udp`).
+pub const UDP: Token = Token(3);
+/// The metrics listener (`--metrics`).
+pub const METRICS: Token = Token(4);
+/// Echo connection tokens start here.
+pub const FIRST_CONNECTION: usize = 5;
+/// Metrics scrape tokens start here.
+pub const FIRST_SCRAPE: usize = usize::MAX / 2;
+
+/// The token of the echo connection in slab slot `key`.
+pub fn connection(key: usize) -> Token {
+    Token(key + FIRST_CONNECTION)
+}
+
+/// The slab slot an echo connection's token names.
+pub fn connection_key(token: Token) -> Option<usize> {
+    token
+        .0
+        .checked_sub(FIRST_CONNECTION)
+        .filter(|_| token.0 < FIRST_SCRAPE)
+}
+
+/// Whether `token` belongs to the metrics endpoint (its listener or a scrape).
+pub fn is_metrics(token: Token) -> bool {
+    token == METRICS || token.0 >= FIRST_SCRAPE
+}
+
+/// The token of metrics scrape `key`.
+pub fn scrape(key: usize) -> Token {
+    Token(FIRST_SCRAPE + key)
+}
+
+/// The slot of a metrics scrape, from its token.
+pub fn scrape_key(token: Token) -> Option<usize> {
+    token.0.checked_sub(FIRST_SCRAPE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections and scrapes never share a token, and each maps back.
+    #[test]
+    fn the_plan_keeps_every_kind_apart() {
+        assert_eq!(connection_key(connection(0)), Some(0));
+        assert_eq!(connection_key(connection(1234)), Some(1234));
+        for fixed in [LISTENER, SIGNALS, WAKER, UDP, METRICS] {
+            assert_eq!(connection_key(fixed), None, "{fixed:?}");
+        }
+        assert_eq!(connection_key(scrape(0)), None);
+        assert_eq!(scrape_key(scrape(7)), Some(7));
+        assert!(is_metrics(METRICS) && is_metrics(scrape(3)));
+        assert!(!is_metrics(connection(3)) && !is_metrics(UDP));
+    }
+}
