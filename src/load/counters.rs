@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::config::Config;
 use super::outcome::{Ending, Errors, Segment, micros_histogram};
 use super::schedule::OpenLoop;
 use crate::shared::duration::deadline_after;
@@ -76,6 +77,14 @@ pub(super) struct Segments {
 }
 
 impl Segments {
+    /// A varying open-loop run's stretches (see
+    /// [`Plan::segment_length`](super::plan::Plan::segment_length)), if it is one.
+    pub(super) fn for_config(config: &Config) -> Option<Segments> {
+        let plan = config.rate.as_ref()?;
+        let length = plan.segment_length(config.duration, config.interval)?;
+        Segments::new(length, config.duration).ok()
+    }
+
     /// Stretches of `length` covering `window` (at most
     /// [`MAX_SEGMENTS`](super::plan::MAX_SEGMENTS) by the plan's choice).
     pub(super) fn new(length: Duration, window: Duration) -> io::Result<Segments> {

@@ -33,12 +33,13 @@ use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 
-use super::config::{Config, TICK};
-use super::counters::Counters;
-use super::intervals::{Intervals, hand_out};
-use super::outcome::{DatagramFigures, Fate, Progress, RunStage, Summary, Update};
+use super::config::Config;
+use super::counters::{Counters, Segments};
+use super::engine::{self, Engine};
+use super::intervals::Intervals;
+use super::outcome::{DatagramFigures, Fate, Progress, Summary, Update};
 use super::schedule::{DEAL_PER_TURN, OpenLoop, TIMER};
 use super::tape::{TAPE_PERIOD, make_tape, tape_slice};
 use super::timer::Timer;
@@ -160,7 +161,7 @@ impl DatagramGenerator {
         let measure_from = deadline_after(origin, config.warmup);
         let end = deadline_after(measure_from, config.duration);
         let mut counters = Counters::new(config.timeout, measure_from, end)?;
-        counters.segments = super::segments_for(&config);
+        counters.segments = Segments::for_config(&config);
         Ok(DatagramGenerator {
             counters,
             figures: DatagramFigures::default(),
@@ -194,113 +195,17 @@ impl DatagramGenerator {
         })
     }
 
-    /// Polls, then hands the batch to `turn`, until the run is over.
-    pub(super) fn run(&mut self, mut update: impl FnMut(Update<'_>)) -> io::Result<Summary> {
-        let mut events = Events::with_capacity(1024);
-        let mut now = self.started;
-        loop {
-            if let Some(live) = self.turn(now, events.iter().map(Readiness::from)) {
-                update(Update::Live(&live));
-            }
-            hand_out(&mut self.intervals, &mut update);
-            if self.finished() {
-                let summary = self.finish();
-                hand_out(&mut self.intervals, &mut update);
-                return Ok(summary);
-            }
-            let spin_from = self
-                .schedule
-                .as_ref()
-                .and_then(|s| s.spin_from(self.now, self.counters.end));
-            if let Some(timer) = &mut self.timer {
-                timer.set(self.now, spin_from)?;
-            }
-            let timeout = self
-                .next_deadline()
-                .map(|at| at.saturating_duration_since(self.now));
-            match self.poll.poll(&mut events, timeout) {
-                Err(e) if interrupted(&e) => events.clear(),
-                Err(e) => return Err(e),
-                Ok(()) => {}
-            }
-            now = Instant::now();
-        }
-    }
-
-    /// Each event, then the timers, then sending what is due.
-    fn turn(
-        &mut self,
-        now: Instant,
-        batch: impl IntoIterator<Item = Readiness>,
-    ) -> Option<Progress> {
-        self.now = self.now.max(now);
-        // The window's CPU ends before this batch if the window has.
-        self.cpu
-            .on_turn(self.now, self.counters.measure_from, self.counters.end);
-        for event in batch {
-            log::trace!("event {event}");
-            if event.token == TIMER {
-                if let (Some(timer), Some(schedule)) = (&mut self.timer, &mut self.schedule)
-                    && let Some(armed) = timer.fired()
-                {
-                    schedule.timer_woke(armed, self.now);
-                }
-                continue;
-            }
-            self.on_readable(event.token.0);
-        }
-        if self
-            .config
-            .messages
-            .is_some_and(|m| self.counters.messages >= m)
-            && self.now < self.counters.end
-        {
-            log::debug!("--messages reached: the window ends, the last replies settle");
-            self.counters.end = self.now;
-        }
-        if let Some(signal) = self.config.stop.requested()
-            && self.now < self.counters.end
-        {
-            log::warn!(
-                "{signal}: the window ends now; awaiting the last replies \
-                 (send it again to stop at once)"
-            );
-            self.counters.end = self.now;
-        }
-        let tick = self.on_timers(self.now);
-        if self.config.rate.is_some() {
-            // What fell due before the end goes out even when the loop
-            // wakes after it (as in the stream generator); nothing later.
-            self.deal(self.now);
-        } else if self.now >= self.counters.end {
-            // Settling: no more sends, only the last replies.
-        } else if self.config.start_at.is_some_and(|at| self.now < at) {
-            // --start-at: not yet.
-        } else {
-            for i in 0..self.flows.len() {
-                let want = self
-                    .config
-                    .pipeline
-                    .saturating_sub(self.flows[i].in_flight.len());
-                if want > 0 {
-                    let mut mine = std::mem::take(&mut self.mine);
-                    mine.clear();
-                    mine.resize(want, self.now);
-                    self.send(i, &mine);
-                    self.mine = mine;
-                }
-            }
-        }
-        tick
-    }
-
     /// At each tick: datagrams older than `--timeout` are lost.
     fn on_timers(&mut self, now: Instant) -> Option<Progress> {
-        if let Some(intervals) = &mut self.intervals {
-            intervals.cut(now, &mut self.counters, false, self.schedule.as_ref());
-        }
-        self.counters.note_errors(now);
-        if now < self.next_tick {
+        let schedule = self.schedule.as_ref();
+        let tick = engine::on_timers(
+            now,
+            &mut self.intervals,
+            &mut self.counters,
+            schedule,
+            &mut self.next_tick,
+        );
+        if !tick {
             return None;
         }
         let timeout = self.config.timeout;
@@ -323,55 +228,9 @@ impl DatagramGenerator {
                 }
             }
         }
-        self.next_tick = deadline_after(now, TICK);
-        let t = &self.counters;
-        Some(Progress {
-            measured: now.saturating_duration_since(t.measure_from),
-            messages: t.messages,
-            bytes_received: t.bytes_received,
-            p99_us: if t.latency.is_empty() {
-                0
-            } else {
-                t.latency.value_at_quantile(0.99)
-            },
-            errors: self.figures.corrupted,
-            // The datagram generator's clock starts at once (no connects).
-            stage: RunStage::at(now, true, t.measure_from, t.end),
-        })
-    }
-
-    /// When to wake: the end, the next tick, the next due datagram (with a
-    /// timer, only in the last [`SPIN`](super::schedule::SPIN) before it:
-    /// then at once).
-    fn next_deadline(&self) -> Option<Instant> {
-        let timed = self.timer.is_some();
-        let due = self
-            .schedule
-            .as_ref()
-            .and_then(|s| s.wake(self.now, self.counters.end, timed));
-        let settled_by = deadline_after(self.counters.end, self.config.timeout);
-        let end = if self.now >= self.counters.end {
-            settled_by
-        } else {
-            self.counters.end
-        };
-        let interval = self.intervals.as_ref().map(Intervals::due);
-        let start = self.config.start_at.filter(|&at| at > self.now);
-        [Some(end), Some(self.next_tick), interval, due, start]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// Over once the window has ended and every datagram sent in it is
-    /// answered or timed out (at most `--timeout` later). `--messages`
-    /// ends the window early (see [`turn`](Self::turn)), and the
-    /// datagrams then in flight settle the same way: counted lost only if
-    /// their replies do not come.
-    fn finished(&self) -> bool {
-        let settled = self.flows.iter().all(|f| f.in_flight.is_empty())
-            || self.now >= deadline_after(self.counters.end, self.config.timeout);
-        self.now >= self.counters.end && settled
+        // The datagram generator's clock starts at once (no connects).
+        let errors = self.figures.corrupted;
+        Some(engine::progress(&self.counters, now, true, errors))
     }
 
     /// Open loop: sends the datagrams due by now, round robin: the
@@ -523,6 +382,151 @@ impl DatagramGenerator {
             }
         }
     }
+}
+
+/// Writes datagram `seq` of socket `socket` into `out` (its whole length).
+fn fill(out: &mut [u8], tape: &[u8], start: usize, seq: u64, socket: u32) {
+    out[..8].copy_from_slice(&seq.to_le_bytes());
+    out[8..12].copy_from_slice(&socket.to_le_bytes());
+    out[12..16].copy_from_slice(&MAGIC.to_le_bytes());
+    let body = out.len() - HEADER;
+    out[HEADER..].copy_from_slice(tape_slice(tape, start, seq.wrapping_mul(997), body));
+}
+
+/// The sequence number of `reply` if it is exactly a datagram that socket
+/// `socket` sent (length, header and every tape byte); `None` if not.
+fn check(reply: &[u8], size: usize, tape: &[u8], start: usize, socket: u32) -> Option<u64> {
+    if reply.len() != size {
+        return None;
+    }
+    let word =
+        |r: std::ops::Range<usize>| u32::from_le_bytes(reply[r].try_into().unwrap_or_default());
+    let seq = u64::from_le_bytes(reply[..8].try_into().ok()?);
+    if word(8..12) != socket || word(12..16) != MAGIC {
+        return None;
+    }
+    let body = size - HEADER;
+    (reply[HEADER..] == *tape_slice(tape, start, seq.wrapping_mul(997), body)).then_some(seq)
+}
+
+/// Runs a UDP load test.
+impl Engine for DatagramGenerator {
+    fn poll(&mut self) -> &mut Poll {
+        &mut self.poll
+    }
+
+    fn started(&self) -> Instant {
+        self.started
+    }
+
+    fn clock(&self) -> Instant {
+        self.now
+    }
+
+    fn intervals(&mut self) -> &mut Option<Intervals> {
+        &mut self.intervals
+    }
+
+    /// Each event, then the timers, then sending what is due.
+    fn turn(
+        &mut self,
+        now: Instant,
+        batch: impl IntoIterator<Item = Readiness>,
+    ) -> Option<Progress> {
+        self.now = self.now.max(now);
+        // The window's CPU ends before this batch if the window has.
+        self.cpu
+            .on_turn(self.now, self.counters.measure_from, self.counters.end);
+        for event in batch {
+            log::trace!("event {event}");
+            if event.token == TIMER {
+                if let (Some(timer), Some(schedule)) = (&mut self.timer, &mut self.schedule)
+                    && let Some(armed) = timer.fired()
+                {
+                    schedule.timer_woke(armed, self.now);
+                }
+                continue;
+            }
+            self.on_readable(event.token.0);
+        }
+        if self
+            .config
+            .messages
+            .is_some_and(|m| self.counters.messages >= m)
+            && self.now < self.counters.end
+        {
+            log::debug!("--messages reached: the window ends, the last replies settle");
+            self.counters.end = self.now;
+        }
+        if let Some(signal) = self.config.stop.requested()
+            && self.now < self.counters.end
+        {
+            log::warn!(
+                "{signal}: the window ends now; awaiting the last replies \
+                 (send it again to stop at once)"
+            );
+            self.counters.end = self.now;
+        }
+        let tick = self.on_timers(self.now);
+        if self.config.rate.is_some() {
+            // What fell due before the end goes out even when the loop
+            // wakes after it (as in the stream generator); nothing later.
+            self.deal(self.now);
+        } else if self.now >= self.counters.end {
+            // Settling: no more sends, only the last replies.
+        } else if self.config.start_at.is_some_and(|at| self.now < at) {
+            // --start-at: not yet.
+        } else {
+            for i in 0..self.flows.len() {
+                let want = self
+                    .config
+                    .pipeline
+                    .saturating_sub(self.flows[i].in_flight.len());
+                if want > 0 {
+                    let mut mine = std::mem::take(&mut self.mine);
+                    mine.clear();
+                    mine.resize(want, self.now);
+                    self.send(i, &mine);
+                    self.mine = mine;
+                }
+            }
+        }
+        tick
+    }
+
+    /// When to wake: the end, the next tick, the next due datagram (with a
+    /// timer, only in the last [`SPIN`](super::schedule::SPIN) before it:
+    /// then at once).
+    fn next_deadline(&self) -> Option<Instant> {
+        let timed = self.timer.is_some();
+        let due = self
+            .schedule
+            .as_ref()
+            .and_then(|s| s.wake(self.now, self.counters.end, timed));
+        let settled_by = deadline_after(self.counters.end, self.config.timeout);
+        let end = if self.now >= self.counters.end {
+            settled_by
+        } else {
+            self.counters.end
+        };
+        let interval = self.intervals.as_ref().map(Intervals::due);
+        let start = self.config.start_at.filter(|&at| at > self.now);
+        [Some(end), Some(self.next_tick), interval, due, start]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Over once the window has ended and every datagram sent in it is
+    /// answered or timed out (at most `--timeout` later). `--messages`
+    /// ends the window early (see [`turn`](Self::turn)), and the
+    /// datagrams then in flight settle the same way: counted lost only if
+    /// their replies do not come.
+    fn finished(&self) -> bool {
+        let settled = self.flows.iter().all(|f| f.in_flight.is_empty())
+            || self.now >= deadline_after(self.counters.end, self.config.timeout);
+        self.now >= self.counters.end && settled
+    }
 
     fn finish(&mut self) -> Summary {
         if let Some(intervals) = &mut self.intervals {
@@ -581,36 +585,24 @@ impl DatagramGenerator {
             segments: c.segments(self.schedule.as_ref()),
         }
     }
-}
 
-/// Writes datagram `seq` of socket `socket` into `out` (its whole length).
-fn fill(out: &mut [u8], tape: &[u8], start: usize, seq: u64, socket: u32) {
-    out[..8].copy_from_slice(&seq.to_le_bytes());
-    out[8..12].copy_from_slice(&socket.to_le_bytes());
-    out[12..16].copy_from_slice(&MAGIC.to_le_bytes());
-    let body = out.len() - HEADER;
-    out[HEADER..].copy_from_slice(tape_slice(tape, start, seq.wrapping_mul(997), body));
-}
-
-/// The sequence number of `reply` if it is exactly a datagram that socket
-/// `socket` sent (length, header and every tape byte); `None` if not.
-fn check(reply: &[u8], size: usize, tape: &[u8], start: usize, socket: u32) -> Option<u64> {
-    if reply.len() != size {
-        return None;
+    /// Open loop: the timerfd wakes the poll in the last stretch before
+    /// the next due datagram.
+    fn arm_timer(&mut self) -> io::Result<()> {
+        let spin_from = self
+            .schedule
+            .as_ref()
+            .and_then(|s| s.spin_from(self.now, self.counters.end));
+        match &mut self.timer {
+            Some(timer) => timer.set(self.now, spin_from),
+            None => Ok(()),
+        }
     }
-    let word =
-        |r: std::ops::Range<usize>| u32::from_le_bytes(reply[r].try_into().unwrap_or_default());
-    let seq = u64::from_le_bytes(reply[..8].try_into().ok()?);
-    if word(8..12) != socket || word(12..16) != MAGIC {
-        return None;
-    }
-    let body = size - HEADER;
-    (reply[HEADER..] == *tape_slice(tape, start, seq.wrapping_mul(997), body)).then_some(seq)
 }
 
-/// Runs a UDP load test.
+/// Runs a whole UDP load test on this thread.
 pub(super) fn run(config: Config, progress: impl FnMut(Update<'_>)) -> io::Result<Summary> {
-    DatagramGenerator::new(config)?.run(progress)
+    engine::run(&mut DatagramGenerator::new(config)?, progress)
 }
 
 /// RFC 3550's interarrival jitter, for one socket: a running mean of how

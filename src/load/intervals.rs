@@ -14,7 +14,7 @@ use crate::shared::duration::deadline_after;
 /// `--interval D`: cuts the measured window into intervals of `every`,
 /// and makes each one an [`Interval`] from the counters' deltas and their
 /// interval histograms. Both generators (streams and datagrams) use it.
-pub(super) struct Intervals {
+pub struct Intervals {
     every: Duration,
     /// Where the next interval ends.
     next: Instant,

@@ -6,7 +6,17 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
+use mio::Events;
+
+use super::config::TICK;
+use super::connection::Phase;
+use super::engine::Engine;
+use super::stream::Generator;
 use super::*;
+use crate::shared::addr::Endpoint;
+use crate::shared::readiness::Readiness;
 
 /// Generous upper bound for the real events a test waits on.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -30,7 +40,8 @@ fn turn_until(g: &mut Generator, now: Instant, done: impl Fn(&Generator) -> bool
     let end = Instant::now() + DEADLINE;
     while !done(g) {
         assert!(Instant::now() < end, "timed out waiting for real events");
-        g.poll(&mut events, Some(Duration::from_millis(100)))
+        g.poll
+            .poll(&mut events, Some(Duration::from_millis(100)))
             .unwrap();
         g.turn(now, events.iter().map(Readiness::from));
     }
@@ -46,15 +57,15 @@ fn an_echo_that_never_comes_is_a_timeout_at_the_first_tick_past_it() {
     let t0 = Instant::now();
     let first = g.turn(t0, []);
     assert!(first.is_some(), "the first turn is a tick (the live line)");
-    assert_eq!(g.opened, 1);
-    turn_until(&mut g, t0, |g| g.established == 1);
+    assert_eq!(g.pool.opened, 1);
+    turn_until(&mut g, t0, |g| g.pool.established() == 1);
     assert_eq!(
         g.t0,
         Some(t0),
         "the clock started when the connection was up"
     );
     assert_eq!(
-        g.conns[0].oldest_in_flight(),
+        g.pool.conns[0].oldest_in_flight(),
         Some(t0),
         "one message sent at t0"
     );
@@ -84,7 +95,7 @@ fn the_window_ends_at_its_deadline_and_its_last_echo_is_awaited() {
     let mut g = generator(silent.local_addr().unwrap());
     let t0 = Instant::now();
     g.turn(t0, []);
-    turn_until(&mut g, t0, |g| g.established == 1);
+    turn_until(&mut g, t0, |g| g.pool.established() == 1);
     let end = t0 + Duration::from_secs(60);
     // Keep the only message from timing out inside the window.
     g.config.timeout = Duration::from_secs(3600);
@@ -138,7 +149,7 @@ fn an_echo_held_past_the_window_counts_with_its_whole_latency() {
     g.counters.timeout = g.config.timeout;
     let t0 = Instant::now();
     g.turn(t0, []);
-    turn_until(&mut g, t0, |g| g.established == 1);
+    turn_until(&mut g, t0, |g| g.pool.established() == 1);
     let end = t0 + Duration::from_secs(60);
     g.turn(end, []);
     assert!(g.window.settling() && !g.finished());
@@ -162,16 +173,18 @@ fn an_echo_held_past_the_window_counts_with_its_whole_latency() {
 #[track_caller]
 fn assert_counts(g: &Generator) {
     let connecting = g
+        .pool
         .conns
         .iter()
         .filter(|c| matches!(c.phase, Phase::Connecting { .. }))
         .count();
     let closed = g
+        .pool
         .conns
         .iter()
         .filter(|c| matches!(c.phase, Phase::Closed))
         .count();
-    assert_eq!((g.connecting, g.closed), (connecting, closed));
+    assert_eq!((g.pool.connecting, g.pool.closed), (connecting, closed));
 }
 
 /// Feeds real events for `token` to `turn`, stamped `now`, until `done`
@@ -191,7 +204,8 @@ fn turn_only(
     g.turn(now, mine);
     while !done(g) {
         assert!(Instant::now() < end, "timed out waiting for real events");
-        g.poll(&mut events, Some(Duration::from_millis(100)))
+        g.poll
+            .poll(&mut events, Some(Duration::from_millis(100)))
             .unwrap();
         let (mine, others): (Vec<_>, Vec<_>) = events
             .iter()
@@ -230,22 +244,22 @@ fn the_clock_starts_when_every_first_connect_has_ended() {
     let mut g = Generator::new(g.config.clone()).unwrap();
     let t0 = Instant::now();
     g.turn(t0, []);
-    assert_eq!((g.opened, g.connecting), (2, 2));
+    assert_eq!((g.pool.opened, g.pool.connecting), (2, 2));
     // Slot 0 connects, carries its one message and connects again.
     let mut held = Vec::new();
     turn_only(&mut g, 0, t0, &mut held, |g| {
-        g.established == 1 && matches!(g.conns[0].phase, Phase::Connecting { .. })
+        g.pool.established() == 1 && matches!(g.pool.conns[0].phase, Phase::Connecting { .. })
     });
-    assert_eq!(g.connecting, 2, "slot 0 again, slot 1 still");
+    assert_eq!(g.pool.connecting, 2, "slot 0 again, slot 1 still");
     assert_counts(&g);
     assert_eq!(g.t0, None);
     // Slot 1's first connect ends: the clock starts, slot 0 connecting.
-    turn_only(&mut g, 1, t0, &mut held, |g| g.established == 2);
-    assert_eq!(g.connecting, 1);
+    turn_only(&mut g, 1, t0, &mut held, |g| g.pool.established() == 2);
+    assert_eq!(g.pool.connecting, 1);
     assert_counts(&g);
     assert_eq!(g.t0, Some(t0));
     let report = g.finish();
     assert_counts(&g);
-    assert_eq!(g.closed, 2, "the end closes every slot once");
+    assert_eq!(g.pool.closed, 2, "the end closes every slot once");
     assert_eq!(report.errors.total(), 0);
 }

@@ -17,6 +17,9 @@ use std::sync::mpsc;
 use std::thread;
 
 use super::config::Config;
+use super::datagrams;
+use super::engine;
+use super::stream::Generator;
 use std::collections::BTreeMap;
 
 use super::outcome::{Interval, Progress, Summary, Update};
@@ -42,7 +45,7 @@ pub(super) fn run(config: Config, mut update: impl FnMut(Update<'_>)) -> io::Res
         let handle = thread::Builder::new()
             .name(format!("generator-{number}"))
             .spawn(move || {
-                let summary = super::run_one(part, |update| {
+                let summary = run_one(part, |update| {
                     let _ = match update {
                         Update::Live(p) => tx.send(Message::Progress(number, *p)),
                         Update::Interval(i) => tx.send(Message::Interval(Box::new(i.clone()))),
@@ -150,6 +153,16 @@ fn merged(latest: &[Option<Progress>]) -> Progress {
         all.stage = all.stage.min(p.stage);
     }
     all
+}
+
+/// One generator on this thread: datagrams or a stream, driven by the
+/// one loop.
+pub(super) fn run_one(config: Config, progress: impl FnMut(Update<'_>)) -> io::Result<Summary> {
+    if config.udp {
+        datagrams::run(config, progress)
+    } else {
+        engine::run(&mut Generator::new(config)?, progress)
+    }
 }
 
 #[cfg(test)]
