@@ -493,26 +493,7 @@ fn run_server(args: ServerArgs) -> Result<(), Exit> {
     raise_fd_limit(None);
     args.check().map_err(|u| Exit::Usage("server", u))?;
     let threads = args.threads as usize;
-    let mut config = server::Config {
-        bind: args.bind.clone(),
-        unix_mode: args.unix_mode,
-        backlog: args.backlog,
-        max_connections: args.max_connections.map(|n| n as usize),
-        read_size: args.read_size as usize,
-        budget: args.budget as usize,
-        idle_timeout: args.idle_timeout,
-        stats_every: args.stats,
-        handle_signals: true,
-        udp: match (args.udp, args.udp_only) {
-            (_, true) => server::UdpMode::Only,
-            (true, false) => server::UdpMode::WithTcp,
-            (false, false) => server::UdpMode::Off,
-        },
-        udp_rate_limit: args.udp_rate_limit,
-        metrics: args.metrics,
-        faults: args.faults(),
-        ..server::Config::default()
-    };
+    let mut config = args.config();
     let tls = match args.tls_options() {
         Some(opts) => {
             let served = server::tls::setup(&opts, &server::tls::default_cert_dir())
