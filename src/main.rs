@@ -496,7 +496,7 @@ fn run_server(args: ServerArgs) -> Result<(), Exit> {
     let mut config = args.config();
     let tls = match args.tls_options() {
         Some(opts) => {
-            let served = server::tls::setup(&opts, &server::tls::default_cert_dir())
+            let served = server::tls_server::setup(&opts, &server::tls_server::default_cert_dir())
                 .map_err(|e| Exit::failed(&e, e.exit_code()))?;
             config.tls = Some(served.config.clone());
             Some(served)
@@ -545,7 +545,7 @@ fn run_server(args: ServerArgs) -> Result<(), Exit> {
 /// the certificate's line before it: `tls certificate FILE sha256 AB:…`
 /// (FILE is `-` for one given with --tls-cert); then logs how the server
 /// is set up.
-fn announce(ready: &str, args: &ServerArgs, tls: Option<&server::tls::Served>) {
+fn announce(ready: &str, args: &ServerArgs, tls: Option<&server::tls_server::Served>) {
     let mut stdout = std::io::stdout();
     if let Some(tls) = tls {
         let file = tls

@@ -168,36 +168,109 @@ pub fn serve_if_asked() {
     std::process::exit(0);
 }
 
+/// Every server kind a bench can start as its own process, by the name
+/// `KINDS=` and the benches use. A name that is none of these is a typo,
+/// and an error ([`kinds_from_env`] exits), never "not available, skipped".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// This crate's reactor.
+    Echoloop,
+    /// This crate's reactor with N reactors (`echoloop-t2`, `echoloop-t4`, ...).
+    EcholoopThreads(u32),
+    /// This crate's reactor serving UDP only.
+    EcholoopUdp,
+    /// This crate's reactor on a Unix-domain socket.
+    EcholoopUnix,
+    /// Thread per connection.
+    Threads,
+    /// tokio `current_thread`.
+    Tokio,
+    /// tokio serving UDP.
+    TokioUdp,
+    /// io_uring (completions, not readiness).
+    Uring,
+    /// The C epoll baseline.
+    C,
+    /// The C UDP loop.
+    CUdp,
+    /// The batched C UDP loop (recvmmsg/sendmmsg).
+    CUdpMmsg,
+    /// The echoloop binary named by `ECHOLOOP_BEFORE`.
+    Before,
+    /// The same, serving UDP only.
+    BeforeUdp,
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Kind, String> {
+        Ok(match name {
+            "echoloop" => Kind::Echoloop,
+            "echoloop-udp" => Kind::EcholoopUdp,
+            "echoloop-unix" => Kind::EcholoopUnix,
+            "threads" => Kind::Threads,
+            "tokio" => Kind::Tokio,
+            "tokio-udp" => Kind::TokioUdp,
+            "uring" => Kind::Uring,
+            "c" => Kind::C,
+            "c-udp" => Kind::CUdp,
+            "c-udp-mmsg" => Kind::CUdpMmsg,
+            "before" => Kind::Before,
+            "before-udp" => Kind::BeforeUdp,
+            several => match several
+                .strip_prefix("echoloop-t")
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                Some(n) if n >= 1 => Kind::EcholoopThreads(n),
+                _ => {
+                    return Err(format!(
+                        "unknown server kind {name:?} (known: echoloop, echoloop-tN, \
+                         echoloop-udp, echoloop-unix, threads, tokio, tokio-udp, uring, \
+                         c, c-udp, c-udp-mmsg, before, before-udp)"
+                    ));
+                }
+            },
+        })
+    }
+}
+
 /// The command that runs server `kind` as its own process on
 /// 127.0.0.1:0. `kind` is one of [`KINDS`], `c` (the C epoll baseline,
 /// when [`c_anchor`] can build it) or `before` and `before-udp` (the
 /// echoloop binary named by `ECHOLOOP_BEFORE`, when set). The process prints `listening on ADDR` first.
-pub fn command(kind: &str) -> Option<std::process::Command> {
+pub fn command(name: &str) -> Option<std::process::Command> {
     use std::process::Command;
+    let kind: Kind = match name.parse() {
+        Ok(kind) => kind,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
+    };
     let cmd = match kind {
-        "echoloop" => {
+        Kind::Echoloop => {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
             cmd.args(["server", "--bind", "127.0.0.1:0"])
                 .env("RUST_LOG", "warn");
             cmd
         }
-        "threads" | "tokio" => {
+        Kind::Threads | Kind::Tokio => {
             let mut cmd = Command::new(std::env::current_exe().ok()?);
-            cmd.args(["--serve", kind]);
+            cmd.args(["--serve", name]);
             cmd
         }
         // io_uring (completions, not readiness), where the kernel has it.
-        "uring" => {
+        Kind::Uring => {
             if !uring_available() {
                 return None;
             }
             let mut cmd = Command::new(std::env::current_exe().ok()?);
-            cmd.args(["--serve", kind]);
+            cmd.args(["--serve", name]);
             cmd
         }
         // echoloop with N reactors: `echoloop-t2`, `echoloop-t4`, ...
-        several if several.starts_with("echoloop-t") => {
-            let threads: u32 = several.strip_prefix("echoloop-t")?.parse().ok()?;
+        Kind::EcholoopThreads(threads) => {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
             cmd.args([
                 "server",
@@ -209,36 +282,36 @@ pub fn command(kind: &str) -> Option<std::process::Command> {
             .env("RUST_LOG", "warn");
             cmd
         }
-        "c" => {
+        Kind::C => {
             let mut cmd = Command::new(c_anchor()?);
             cmd.arg("0");
             cmd
         }
         // UDP echo servers: the C baseline, echoloop, tokio.
-        "c-udp" => {
+        Kind::CUdp => {
             let mut cmd = Command::new(c_binary("udp_echo")?);
             cmd.arg("0");
             cmd
         }
         // The batched C yardstick: recvmmsg and sendmmsg, 32 at a time.
-        "c-udp-mmsg" => {
+        Kind::CUdpMmsg => {
             let mut cmd = Command::new(c_binary("udp_echo_mmsg")?);
             cmd.arg("0");
             cmd
         }
-        "echoloop-udp" => {
+        Kind::EcholoopUdp => {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_echoloop"));
             cmd.args(["server", "--bind", "127.0.0.1:0", "--udp-only"])
                 .env("RUST_LOG", "warn");
             cmd
         }
-        "tokio-udp" => {
+        Kind::TokioUdp => {
             let mut cmd = Command::new(std::env::current_exe().ok()?);
-            cmd.args(["--serve", kind]);
+            cmd.args(["--serve", name]);
             cmd
         }
         // echoloop on a Unix-domain socket (a fresh path per process).
-        "echoloop-unix" => {
+        Kind::EcholoopUnix => {
             let path = std::env::temp_dir().join(format!(
                 "echoloop-bench-{}-{}.sock",
                 std::process::id(),
@@ -253,20 +326,19 @@ pub fn command(kind: &str) -> Option<std::process::Command> {
         }
         // Another build of echoloop (say, the last commit's), to compare
         // before and after a change in one interleaved run.
-        "before" => {
+        Kind::Before => {
             let mut cmd = Command::new(std::env::var_os("ECHOLOOP_BEFORE")?);
             cmd.args(["server", "--bind", "127.0.0.1:0"])
                 .env("RUST_LOG", "warn");
             cmd
         }
         // The same, serving UDP only: the loop checks' cost per datagram.
-        "before-udp" => {
+        Kind::BeforeUdp => {
             let mut cmd = Command::new(std::env::var_os("ECHOLOOP_BEFORE")?);
             cmd.args(["server", "--bind", "127.0.0.1:0", "--udp-only"])
                 .env("RUST_LOG", "warn");
             cmd
         }
-        _ => return None,
     };
     Some(cmd)
 }
@@ -400,6 +472,12 @@ pub fn kinds_from_env_with(default: &str, own: &[&str]) -> Vec<String> {
         .split(',')
         .map(str::to_string)
         .filter(|k| {
+            if !own.contains(&k.as_str())
+                && let Err(e) = k.parse::<Kind>()
+            {
+                eprintln!("bench: {e}");
+                std::process::exit(2);
+            }
             let ok = own.contains(&k.as_str()) || command(k).is_some();
             if !ok {
                 skipped(&format!("{k}: not available, skipped"));

@@ -54,12 +54,12 @@ pub fn serve_if_asked() {
             std::process::exit(2);
         }
     };
-    let opts = echoloop::server::tls::Options {
+    let opts = echoloop::server::tls_server::Settings {
         cert: Some(cert),
         key: Some(key),
         ..Default::default()
     };
-    let served = match echoloop::server::tls::setup(&opts, &std::env::temp_dir()) {
+    let served = match echoloop::server::tls_server::setup(&opts, &std::env::temp_dir()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");

@@ -187,7 +187,7 @@ pub struct ServerArgs {
         requires = "tls",
         help_heading = "TLS"
     )]
-    pub tls_resumption: crate::server::tls::Resumption,
+    pub tls_resumption: crate::server::tls_server::Resumption,
 
     /// Protocols to agree on in ALPN, most preferred first (h2,http/1.1).
     /// A client that offers ALPN but none of these fails its handshake; a
@@ -342,8 +342,8 @@ impl ServerArgs {
     }
 
     /// What `--tls` and its options ask for (`None` without `--tls`).
-    pub fn tls_options(&self) -> Option<crate::server::tls::Options> {
-        self.tls.then(|| crate::server::tls::Options {
+    pub fn tls_options(&self) -> Option<crate::server::tls_server::Settings> {
+        self.tls.then(|| crate::server::tls_server::Settings {
             cert: self.tls_cert.clone(),
             key: self.tls_key.clone(),
             client_ca: self.tls_client_ca.clone(),

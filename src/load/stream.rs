@@ -578,7 +578,7 @@ impl Engine for Generator {
             connects: self.counters.connects,
             connect_latency: self.counters.connect_latency.clone(),
             errors: self.counters.errors,
-            tls: self.config.tls.as_ref().map(|_| outcome::Handshakes {
+            tls: self.config.tls.as_ref().map(|_| outcome::HandshakeFigures {
                 full: self.counters.handshakes_full,
                 resumed: self.counters.handshakes_resumed,
                 latency: self.counters.handshake_latency.clone(),

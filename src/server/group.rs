@@ -91,7 +91,7 @@ type Sockets = (Option<std::net::TcpListener>, Option<std::net::UdpSocket>);
 
 /// One reactor, seen from the main thread.
 #[derive(Debug)]
-struct Reactor {
+struct ReactorThread {
     handle: Handle,
     thread: Option<JoinHandle<io::Result<Counters>>>,
 }
@@ -134,7 +134,7 @@ impl Totals {
 
 /// N reactors on N threads, and the main thread's signals and stats.
 pub struct Group {
-    reactors: Vec<Reactor>,
+    reactors: Vec<ReactorThread>,
     addr: SocketAddr,
     poll: Poll,
     signals: Option<Signals>,
@@ -272,7 +272,7 @@ impl Group {
                     result
                 })
                 .map_err(StartError::Setup)?;
-            group.reactors.push(Reactor {
+            group.reactors.push(ReactorThread {
                 handle,
                 thread: Some(thread),
             });

@@ -43,7 +43,7 @@
 //! | `StatsLines` | [`stats`] | `--stats` and SIGUSR1 lines |
 //! | `Datagrams` | [`udp`] | the UDP echo, with [`loops`] and [`rate_limit`] |
 //! | `Exporter` | [`metrics`] | Prometheus' scrapes |
-//! | TLS | [`tls`] | set up once; handshake news and close-time counts |
+//! | TLS | [`tls_server`] | set up once; handshake news and close-time counts |
 //!
 //! What the loop counts is in [`counters`], why a connection closed in
 //! [`close`], the settings in [`config`]. [`Group`] runs N of these
@@ -126,7 +126,7 @@ mod rate_limit;
 mod stats;
 #[cfg(test)]
 mod tests;
-pub mod tls;
+pub mod tls_server;
 mod tokens;
 mod udp;
 
@@ -427,7 +427,7 @@ impl Server {
         }
         let accepted = stamp(self.started, now);
         let tls = self.config.tls.as_ref();
-        let Some(mut stream) = tls::wrap(stream, tls, self.config.owed_cap, accepted) else {
+        let Some(mut stream) = tls_server::wrap(stream, tls, self.config.owed_cap, accepted) else {
             return;
         };
         let entry = self.conns.vacant_entry();
@@ -525,7 +525,7 @@ impl Server {
         }
         let stamp_now = stamp(self.started, now);
         let id = conn.id();
-        tls::on_progress(conn.stream_mut(), id, stamp_now, &mut self.stats.tls);
+        tls_server::on_progress(conn.stream_mut(), id, stamp_now, &mut self.stats.tls);
         if conn.bytes_in() != heard_before {
             // The idle timeout counts from here (only computed when heard).
             conn.touch(stamp_now);
@@ -601,7 +601,7 @@ impl Server {
             Close::Timeout => self.stats.idle_closed += 1,
         }
         let id = conn.id();
-        tls::on_close(conn.stream_mut(), id, &why, &mut self.stats.tls);
+        tls_server::on_close(conn.stream_mut(), id, &why, &mut self.stats.tls);
         if log::log_enabled!(log::Level::Debug) {
             let peer = conn.stream_mut().peer_name();
             log::debug!(

@@ -68,10 +68,10 @@ impl Errors {
 /// TLS handshakes of a `tls://` run, inside the measured window (the
 /// first connections' handshakes happen before the clock starts).
 #[derive(Debug, Clone)]
-pub struct Handshakes {
-    /// Handshakes completed in full.
+pub struct HandshakeFigures {
+    /// HandshakeFigures completed in full.
     pub full: u64,
-    /// Handshakes that resumed a session.
+    /// HandshakeFigures that resumed a session.
     pub resumed: u64,
     /// Their latency, TCP established to handshake done, µs.
     pub latency: Histogram<u64>,
@@ -150,7 +150,7 @@ pub struct Summary {
     /// Failures by kind.
     pub errors: Errors,
     /// `tls://`: the handshakes. `None` over plain TCP.
-    pub tls: Option<Handshakes>,
+    pub tls: Option<HandshakeFigures>,
     /// The first connect failure, for the error message.
     pub first_connect_error: Option<String>,
     /// How the connections fared: up at the end, died on the way.

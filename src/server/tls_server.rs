@@ -50,7 +50,7 @@ impl fmt::Display for Resumption {
 
 /// What `--tls` and its options ask for.
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub struct Settings {
     /// The certificate chain (PEM); with `key`. Neither: self-signed.
     pub cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
@@ -95,7 +95,7 @@ impl Drop for Served {
 /// Loads (or makes) the certificate and builds the configuration.
 /// A self-signed certificate is written to `cert.pem` in a new private
 /// directory `self_signed_in` (see [`write_private`]).
-pub fn setup(opts: &Options, self_signed_in: &Path) -> Result<Served, TlsSetupError> {
+pub fn setup(opts: &Settings, self_signed_in: &Path) -> Result<Served, TlsSetupError> {
     let (certs, key, cert_file) = match (&opts.cert, &opts.key) {
         (Some(cert), Some(key)) => {
             let (certs, key) = load_identity(cert, key)?;
