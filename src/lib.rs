@@ -8,7 +8,7 @@
 //! ```text
 //! src/
 //! ├── main.rs        the command line: parse → run → print one line → exit
-//! ├── cli.rs         the subcommands, options and value parsers (clap)
+//! ├── cli/           the subcommands, one file each: options, check(), config()
 //! ├── shared/        what every loop is built from
 //! ├── server/        echoloop server: the reactor, a connection, counters
 //! ├── client/        echoloop client: one connection's state machine
@@ -21,13 +21,16 @@
 //! 1. [`shared::readiness`] — the event each loop's `turn` takes, and the
 //!    drain rule: when an edge-triggered socket has been read dry.
 //! 2. [`server`] — the reactor: `run` (poll, then `turn`), `turn(now,
-//!    batch)`, `next_deadline()`, `on_timers(now)`. Then its connection
-//!    (what it owes, which readiness it needs; tested against a scripted
-//!    fake stream) and its counters.
+//!    batch)`, `next_deadline()`, `on_timers(now)`, each a list of calls
+//!    to named parts (the acceptor, the connections, the timers, control).
+//!    Then its connection (what it owes, which readiness it needs; tested
+//!    against a scripted fake stream) and its counters.
 //! 3. [`client`] — a second, smaller loop: one connection as a state
 //!    machine, resolving → connecting → writing → reading → done.
 //! 4. [`load`] — the server's loop shape again, with the roles swapped:
-//!    many client connections, every echoed byte checked, latency measured.
+//!    one loop (its `engine`) for a stream generator and a datagram
+//!    generator, many client connections, every echoed byte checked,
+//!    latency measured.
 //! 5. [`report`] — not a loop: reading HdrHistogram logs in bounded
 //!    memory (each histogram checked before it is decoded), merging them,
 //!    drawing charts; and writing `load --hdr-log` off the generator's loop.

@@ -112,6 +112,32 @@ impl Limits {
             echo_until: u64::MAX,
         }
     }
+
+    /// Whether the byte at stream position `at` may be read.
+    pub fn may_read(&self, at: u64) -> bool {
+        at < self.read_until
+    }
+
+    /// How much of a buffer of `len` bytes the read at position `at` may
+    /// fill: what lies beyond the last readable position stays in the kernel.
+    pub fn read_room(&self, at: u64, len: usize) -> usize {
+        let room = self.read_until.saturating_sub(at);
+        usize::try_from(room).map_or(len, |r| r.min(len))
+    }
+
+    /// Of `n` bytes read from position `start`, how many are echoed (the
+    /// rest are read only to be dropped).
+    pub fn echoed(&self, start: u64, n: usize) -> usize {
+        let keep = self.echo_until.saturating_sub(start);
+        usize::try_from(keep).map_or(n, |k| k.min(n))
+    }
+
+    /// How many of `owed` bytes, the first at stream position `from`, may
+    /// be written now.
+    pub fn writable(&self, from: u64, owed: usize) -> usize {
+        let allowed = self.write_until.saturating_sub(from);
+        usize::try_from(allowed).map_or(owed, |a| a.min(owed))
+    }
 }
 
 /// One accepted echo connection.
@@ -173,10 +199,10 @@ impl<S: Wire> Connection<S> {
     /// buffers fill, and TCP flow control makes the peer wait.
     pub fn interest(&self, limits: Limits) -> Option<Interest> {
         let read = match self.state {
-            State::Open => self.owed.len() < limits.cap && self.bytes_in < limits.read_until,
+            State::Open => self.owed.len() < limits.cap && limits.may_read(self.bytes_in),
             State::Draining => false,
         };
-        // Over TLS, records rustls sealed but the socket has not taken.
+        // The stream may keep bytes of its own the socket has not taken.
         let write = self.writable(limits) > 0 || self.stream.unsent();
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
@@ -187,13 +213,10 @@ impl<S: Wire> Connection<S> {
     }
     // ANCHOR_END: interest
 
-    /// How many owed bytes may be written now (all of them, unless a
-    /// delay holds the newest back).
+    /// How many owed bytes may be written now (all of them, unless the
+    /// limits hold the newest back).
     fn writable(&self, limits: Limits) -> usize {
-        let allowed = limits.write_until.saturating_sub(self.bytes_out());
-        self.owed
-            .len()
-            .min(usize::try_from(allowed).unwrap_or(usize::MAX))
+        limits.writable(self.bytes_out(), self.owed.len())
     }
 
     /// Whether it is done: the peer finished and has everything back
@@ -216,21 +239,18 @@ impl<S: Wire> Connection<S> {
         stats: &mut Counters,
     ) -> Next {
         let mut read_now = 0;
-        // Rule 1's short-read half holds for a bare socket only: rustls
-        // reads ciphertext 4 KiB at a time and hands out plaintext a
-        // record at a time, so over TLS a short read proves nothing.
+        // Whether a short read proves the socket drained is the stream's
+        // to say (rule 1's short-read half is true of a bare socket).
         let drain = self.stream.drain(drain);
         while self.state == State::Open
             && self.owed.len() < limits.cap
-            && self.bytes_in < limits.read_until
+            && limits.may_read(self.bytes_in)
         {
             if read_now >= limits.budget {
                 stats.budget_spent += 1;
                 return Next::Requeue;
             }
-            // Never past `read_until`: what lies beyond stays in the kernel.
-            let room = limits.read_until - self.bytes_in;
-            let len = usize::try_from(room).map_or(buf.len(), |r| r.min(buf.len()));
+            let len = limits.read_room(self.bytes_in, buf.len());
             let buf = &mut buf[..len];
             match self.stream.read(buf) {
                 Ok(0) => {
@@ -243,9 +263,8 @@ impl<S: Wire> Connection<S> {
                     let start = self.bytes_in;
                     self.bytes_in += n as u64;
                     read_now += n;
-                    // What lies past `echo_until` is read only to be dropped
-                    // (and not counted as bytes in: nothing echoes them).
-                    let keep = limits.echo_until.saturating_sub(start).min(n as u64) as usize;
+                    // Bytes the limits do not echo are not counted as in.
+                    let keep = limits.echoed(start, n);
                     stats.bytes_in += keep as u64;
                     if let Err(e) = self.echo(&buf[..keep], start, limits, stats) {
                         return Next::Failed(e);
@@ -320,8 +339,8 @@ impl<S: Wire> Connection<S> {
 
     // ANCHOR: echo
     /// Echoes one chunk: straight from the shared buffer when nothing is
-    /// owed, otherwise (and for whatever the socket does not take, or a
-    /// delay holds back) appended to `owed`, so the peer gets its bytes
+    /// owed, otherwise (and for whatever the socket does not take, or the
+    /// limits keep back) appended to `owed`, so the peer gets its bytes
     /// back in order. `start` is where `data` begins in the peer's stream.
     fn echo(
         &mut self,
@@ -330,7 +349,7 @@ impl<S: Wire> Connection<S> {
         limits: Limits,
         stats: &mut Counters,
     ) -> io::Result<()> {
-        if self.owed.is_empty() && limits.write_until >= start + data.len() as u64 {
+        if self.owed.is_empty() && limits.writable(start, data.len()) == data.len() {
             while !data.is_empty() {
                 match self.stream.write(data) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -241,6 +241,7 @@ impl Injector {
         }
     }
 
+    // ANCHOR: limits
     /// The bounds of the next pass over connection `key`, which has read
     /// `bytes_in` so far: how far it may read, echo and write.
     pub fn limits(&self, key: usize, bytes_in: u64, mut limits: Limits) -> Limits {
@@ -266,6 +267,7 @@ impl Injector {
         }
         limits
     }
+    // ANCHOR_END: limits
 
     /// Connection `key` read up to `bytes_in` at `now`: with `--delay` or
     /// `--jitter`, that is held, and a timer armed if it is first in line.
@@ -285,6 +287,7 @@ impl Injector {
         }
     }
 
+    // ANCHOR: end
     /// `--close-after`, `--reset-after`, `--stall-after`: once connection
     /// `key` has echoed its bytes, ends it as asked.
     pub fn end(
@@ -333,6 +336,7 @@ impl Injector {
             }
         }
     }
+    // ANCHOR_END: end
 
     /// Whether an event on connection `key` says that its peer left while
     /// the connection was stalled on purpose: we will never read its EOF,

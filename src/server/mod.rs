@@ -148,7 +148,7 @@ pub struct Server {
     /// `--idle-timeout`: when to look at each connection's idle time again.
     idle: Deadlines,
     /// `--delay`, `--close-after` and the other faults on purpose.
-    faults: Injector,
+    injector: Injector,
     /// The UDP echo (`--udp`, `--udp-only`).
     udp: Option<Datagrams>,
     /// `--metrics`: the endpoint Prometheus scrapes.
@@ -235,7 +235,7 @@ impl Server {
             ready: VecDeque::new(),
             buf: vec![0; config.read_size.max(1)],
             idle: Deadlines::default(),
-            faults: Injector::new(config.faults, now),
+            injector: Injector::new(config.faults, now),
             udp,
             metrics,
             control,
@@ -444,7 +444,7 @@ impl Server {
         let id = self.next_id;
         self.next_id += 1;
         entry.insert(Connection::new(stream, id, accepted));
-        self.faults.on_accept(key, id);
+        self.injector.on_accept(key, id);
         self.stats.accepted += 1;
         self.stats.peak_open = self.stats.peak_open.max(self.stats.open());
         if let Some(timeout) = self.config.idle_timeout {
@@ -483,7 +483,7 @@ impl Server {
             log::trace!("event token={} is stale: ignored", event.token.0);
             return;
         };
-        if self.faults.stalled_peer_left(key, conn.id(), &event) {
+        if self.injector.stalled_peer_left(key, conn.id(), &event) {
             self.close(key, Close::Done);
             return;
         }
@@ -514,7 +514,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let limits = self.faults.limits(key, conn.bytes_in(), base);
+        let limits = self.injector.limits(key, conn.bytes_in(), base);
         let heard_before = conn.bytes_in();
         let mut next = Next::Keep;
         if write {
@@ -529,11 +529,11 @@ impl Server {
         if conn.bytes_in() != heard_before {
             // The idle timeout counts from here (only computed when heard).
             conn.touch(stamp_now);
-            self.faults
+            self.injector
                 .on_read(key, conn.bytes_in(), now, &mut self.stats);
         }
         if matches!(next, Next::Keep | Next::Requeue) {
-            match self.faults.end(key, conn, &mut self.stats) {
+            match self.injector.end(key, conn, &mut self.stats) {
                 Ending::Untouched => {}
                 Ending::Verdict(after) => next = after,
                 Ending::ReadOn => return self.serve(key, now, false, Some(Drain::WouldBlock)),
@@ -593,7 +593,7 @@ impl Server {
     /// which also removes it from the epoll set: no deregister call needed.
     fn close(&mut self, key: usize, why: Close) {
         let mut conn = self.conns.remove(key);
-        self.faults.on_close(key);
+        self.injector.on_close(key);
         self.stats.note_closed(conn.owed());
         match &why {
             Close::Done | Close::Injected(_) => {}
@@ -625,7 +625,7 @@ impl Server {
         }
         [
             self.idle.next_deadline(),
-            self.faults.next_deadline(),
+            self.injector.next_deadline(),
             self.acceptor.next_deadline(),
             self.lines.next_deadline(),
             self.metrics
@@ -644,7 +644,7 @@ impl Server {
         while let Some((key, id)) = self.idle.pop_due(now) {
             self.on_idle_check(key, id, now);
         }
-        while let Some((key, read)) = self.faults.on_timers(now) {
+        while let Some((key, read)) = self.injector.on_timers(now) {
             self.serve(key, now, true, read);
         }
         if let Some(line) = self.lines.on_timers(now, &self.stats) {
