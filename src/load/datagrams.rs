@@ -314,7 +314,7 @@ impl DatagramGenerator {
 
     /// Receives every reply waiting on socket `i`, a batch per call, and
     /// checks each.
-    fn on_readable(&mut self, i: usize) {
+    fn on_readable(&mut self, i: usize, now: Instant) {
         let Some(flow) = self.flows.get_mut(i) else {
             return;
         };
@@ -331,7 +331,6 @@ impl DatagramGenerator {
                 }
             };
             for k in 0..got {
-                let now = self.now;
                 let (reply, _) = self.batch.get(k);
                 let n = reply.len();
                 let Some(seq) = check(
@@ -433,48 +432,46 @@ impl Engine for DatagramGenerator {
         now: Instant,
         batch: impl IntoIterator<Item = Readiness>,
     ) -> Option<Progress> {
-        self.now = self.now.max(now);
+        let now = self.now.max(now);
+        self.now = now;
         // The window's CPU ends before this batch if the window has.
         self.cpu
-            .on_turn(self.now, self.counters.measure_from, self.counters.end);
+            .on_turn(now, self.counters.measure_from, self.counters.end);
         for event in batch {
             log::trace!("event {event}");
             if event.token == TIMER {
-                if let (Some(timer), Some(schedule)) = (&mut self.timer, &mut self.schedule)
-                    && let Some(armed) = timer.fired()
-                {
-                    schedule.timer_woke(armed, self.now);
-                }
+                // The datagram generator's clock starts at once.
+                engine::on_timer(&mut self.timer, &mut self.schedule, now, true);
                 continue;
             }
-            self.on_readable(event.token.0);
+            self.on_readable(event.token.0, now);
         }
         if self
             .config
             .messages
             .is_some_and(|m| self.counters.messages >= m)
-            && self.now < self.counters.end
+            && now < self.counters.end
         {
             log::debug!("--messages reached: the window ends, the last replies settle");
-            self.counters.end = self.now;
+            self.counters.end = now;
         }
         if let Some(signal) = self.config.stop.requested()
-            && self.now < self.counters.end
+            && now < self.counters.end
         {
             log::warn!(
                 "{signal}: the window ends now; awaiting the last replies \
                  (send it again to stop at once)"
             );
-            self.counters.end = self.now;
+            self.counters.end = now;
         }
-        let tick = self.on_timers(self.now);
+        let tick = self.on_timers(now);
         if self.config.rate.is_some() {
             // What fell due before the end goes out even when the loop
             // wakes after it (as in the stream generator); nothing later.
-            self.deal(self.now);
-        } else if self.now >= self.counters.end {
+            self.deal(now);
+        } else if now >= self.counters.end {
             // Settling: no more sends, only the last replies.
-        } else if self.config.start_at.is_some_and(|at| self.now < at) {
+        } else if self.config.start_at.is_some_and(|at| now < at) {
             // --start-at: not yet.
         } else {
             for i in 0..self.flows.len() {
@@ -485,7 +482,7 @@ impl Engine for DatagramGenerator {
                 if want > 0 {
                     let mut mine = std::mem::take(&mut self.mine);
                     mine.clear();
-                    mine.resize(want, self.now);
+                    mine.resize(want, now);
                     self.send(i, &mine);
                     self.mine = mine;
                 }

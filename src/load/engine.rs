@@ -29,6 +29,7 @@ use super::counters::Counters;
 use super::intervals::{Intervals, hand_out};
 use super::outcome::{Progress, RunStage, Summary, Update};
 use super::schedule::OpenLoop;
+use super::timer::Timer;
 use crate::shared::duration::deadline_after;
 use crate::shared::net::interrupted;
 use crate::shared::readiness::Readiness;
@@ -140,5 +141,23 @@ pub fn progress(counters: &Counters, now: Instant, clock_started: bool, errors: 
         },
         errors,
         stage: RunStage::at(now, clock_started, counters.measure_from, counters.end),
+    }
+}
+
+/// The open-loop timer's event: reads the timer, and once the window's
+/// clock runs tells the schedule how late the wake-up came (the lag the
+/// report shows).
+pub fn on_timer(
+    timer: &mut Option<Timer>,
+    schedule: &mut Option<OpenLoop>,
+    now: Instant,
+    clock_started: bool,
+) {
+    if let Some(timer) = timer
+        && let Some(armed) = timer.fired()
+        && let Some(schedule) = schedule
+        && clock_started
+    {
+        schedule.timer_woke(armed, now);
     }
 }

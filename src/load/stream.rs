@@ -139,8 +139,8 @@ impl Generator {
     /// down with its connection ([`finished`](Self::finished)); the open
     /// loop's promise (a stall counts for every message it held up) then
     /// holds at the window's end too.
-    fn settle(&mut self) {
-        if !self.window.open() || self.now < self.counters.end {
+    fn settle(&mut self, now: Instant) {
+        if !self.window.open() || now < self.counters.end {
             return;
         }
         self.window.close();
@@ -159,7 +159,7 @@ impl Generator {
     /// window ends now, and the run winds down as at its deadline (the
     /// last echoes settle, the summary is printed, the log flushed).
     /// Before the clock has started there is nothing to wind down.
-    fn on_stop(&mut self) {
+    fn on_stop(&mut self, now: Instant) {
         if !self.window.open() {
             return;
         }
@@ -174,30 +174,23 @@ impl Generator {
         log::warn!(
             "{signal}: the window ends now, {:.2} s into it; awaiting the last echoes \
              (send it again to stop at once)",
-            self.now
-                .saturating_duration_since(self.counters.measure_from)
+            now.saturating_duration_since(self.counters.measure_from)
                 .as_secs_f64()
         );
-        self.counters.end = self.now.min(self.counters.end);
-        self.settle();
+        self.counters.end = now.min(self.counters.end);
+        self.settle(now);
     }
 
     /// Routes one event to its owner: the open-loop timer, or a connection
     /// (whose token is its index).
-    fn dispatch(&mut self, event: Readiness) {
+    fn dispatch(&mut self, event: Readiness, now: Instant) {
         log::trace!("event {event}");
         if event.token == TIMER {
-            if let Some(timer) = &mut self.timer
-                && let Some(armed) = timer.fired()
-                && let Some(schedule) = &mut self.schedule
-                && self.t0.is_some()
-            {
-                schedule.timer_woke(armed, self.now);
-            }
-            return;
+            let started = self.t0.is_some();
+            return engine::on_timer(&mut self.timer, &mut self.schedule, now, started);
         }
         self.deal_blocked = false; // a socket may have room now
-        self.on_connection(event.token.0, event);
+        self.on_connection(event.token.0, event, now);
     }
 
     /// Starts the clock once the connections are up; at each tick, fails
@@ -272,7 +265,7 @@ impl Generator {
                 }
                 fill_pipeline(conn, &self.config, t0);
                 if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, t0) {
-                    self.close(i, why);
+                    self.close(i, why, now);
                 }
             }
         }
@@ -281,8 +274,7 @@ impl Generator {
     /// A connection's socket is ready: the pool finishes its connect (or
     /// handshake); once it is running, read the echoes (to dry, by the
     /// drain rule) and write what is queued.
-    fn on_connection(&mut self, i: usize, event: Readiness) {
-        let now = self.now;
+    fn on_connection(&mut self, i: usize, event: Readiness, now: Instant) {
         match self.pool.on_event(i, now, &mut self.counters) {
             Slot::Quiet => {}
             Slot::Up => self.start(i, now),
@@ -312,7 +304,7 @@ impl Generator {
                 conn.on_writable(&self.tape, &mut self.counters, now)
             });
         match result {
-            Err(why) => self.close(i, why),
+            Err(why) => self.close(i, why, now),
             Ok(()) if self.pool.conns[i].is_spent() => {
                 let registry = self.poll.registry();
                 self.pool.recycle(i, now, registry, &mut self.counters);
@@ -333,14 +325,13 @@ impl Generator {
             fill_pipeline(conn, &self.config, now);
         }
         if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, now) {
-            self.close(i, why);
+            self.close(i, why, now);
         }
     }
 
     /// Closes connection `i` before the end of the run (the pool counts why).
-    fn close(&mut self, i: usize, why: Close) {
-        self.pool
-            .close(i, why, self.now, self.t0, &mut self.counters);
+    fn close(&mut self, i: usize, why: Close, now: Instant) {
+        self.pool.close(i, why, now, self.t0, &mut self.counters);
     }
 
     /// Open loop: hands the due backlog out, round robin, one message at a
@@ -392,7 +383,7 @@ impl Generator {
         }
         for &i in &touched {
             if let Err(why) = self.pool.conns[i].on_writable(&self.tape, &mut self.counters, now) {
-                self.close(i, why);
+                self.close(i, why, now);
             }
         }
         self.touched = touched;
@@ -452,24 +443,25 @@ impl Engine for Generator {
         batch: impl IntoIterator<Item = Readiness>,
     ) -> Option<Progress> {
         // Time only moves forward, whatever a caller passes.
-        self.now = self.now.max(now);
+        let now = self.now.max(now);
+        self.now = now;
         // The window's CPU ends before this batch if the window has.
         self.cpu
-            .on_turn(self.now, self.counters.measure_from, self.counters.end);
-        self.settle();
+            .on_turn(now, self.counters.measure_from, self.counters.end);
+        self.settle(now);
         for event in batch {
-            self.dispatch(event);
+            self.dispatch(event, now);
         }
-        if self.enough() && self.now < self.counters.end {
+        if self.enough() && now < self.counters.end {
             log::debug!("--messages reached: the window ends, the last echoes settle");
-            self.counters.end = self.now;
-            self.settle();
+            self.counters.end = now;
+            self.settle(now);
         }
-        self.on_stop();
-        let tick = self.on_timers(self.now);
+        self.on_stop(now);
+        let tick = self.on_timers(now);
         let registry = self.poll.registry();
-        self.pool.open_due(self.now, registry, &mut self.counters);
-        self.deal(self.now);
+        self.pool.open_due(now, registry, &mut self.counters);
+        self.deal(now);
         tick
     }
 
