@@ -179,6 +179,7 @@ impl Counters {
 
     /// Records the service time of a message `complete` counted (due or
     /// sent at `at`, its last byte written at `sent`), echoed at `now`.
+    #[inline]
     pub(super) fn served(&mut self, at: Instant, sent: Instant, now: Instant) {
         if self.sent_in_window(at) {
             let us = (now.saturating_duration_since(sent).as_micros() as u64).max(1);

@@ -244,10 +244,20 @@ pub(super) fn wrap(
 /// After a pass over connection `id`: if its handshake finished in this
 /// pass, counts it (full or resumed, and how long it took: `now` and the
 /// session's start are both nanoseconds since the reactor started).
+#[inline]
 pub(super) fn on_progress(stream: &mut Stream, id: u64, now: u64, stats: &mut Handshakes) {
-    let Stream::Tls(tls) = stream else {
-        return;
-    };
+    if let Stream::Tls(tls) = stream {
+        handshake_news(tls, id, now, stats);
+    }
+}
+
+/// [`on_progress`] over TLS.
+fn handshake_news(
+    tls: &mut TlsStream<mio::net::TcpStream>,
+    id: u64,
+    now: u64,
+    stats: &mut Handshakes,
+) {
     let Some(resumed) = tls.handshake_news() else {
         return;
     };

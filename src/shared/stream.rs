@@ -103,6 +103,9 @@ impl Stream {
 }
 
 impl Read for Stream {
+    // Tiny dispatchers on every read and write of both loops: inlined into
+    // each caller, whichever codegen unit it lands in.
+    #[inline]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
@@ -113,6 +116,7 @@ impl Read for Stream {
 }
 
 impl Write for Stream {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(buf),
