@@ -10,6 +10,9 @@
 //! (kernel socket memory is not in RSS). Why it matters: a load-test target
 //! that holds 100,000 idle peers should not need gigabytes to do it.
 //!
+//! KINDS (a comma list) picks the kinds; `before` with `ECHOLOOP_BEFORE`
+//! set measures another build of echoloop beside this one.
+//!
 //! Why a plain `main` and not criterion: criterion measures time; this
 //! measures memory once. Run it with `cargo bench --bench idle_memory`.
 
@@ -36,7 +39,11 @@ fn main() {
         "fd limit {limit} is too low for {n} connections"
     );
     println!("idle_memory: {n} idle connections per server");
-    for kind in servers::KINDS.into_iter().chain(["c", "uring"]) {
+    // KINDS narrows the list (`KINDS=echoloop,before` with ECHOLOOP_BEFORE
+    // set compares two builds); every kind by default.
+    let all = servers::KINDS.join(",") + ",c,uring";
+    let kinds = std::env::var("KINDS").unwrap_or(all);
+    for kind in kinds.split(',') {
         let Some(cmd) = servers::command(kind) else {
             servers::skipped(&format!("{kind:>9}: not available, skipped"));
             continue;
