@@ -58,7 +58,7 @@ pub struct Config {
     pub reconnect: bool,
     /// Local addresses to connect from, in turn (empty: the kernel picks).
     pub sources: Vec<IpAddr>,
-    /// Generator threads, each a whole [`Generator`](super::Generator) on its own share of
+    /// Generator threads, each a whole [`Generator`](super::stream::Generator) on its own share of
     /// the connections (see [`threads`](super::threads)).
     pub threads: usize,
     /// Datagrams over UDP (`udp://`) instead of a stream; see [`datagrams`](super::datagrams).

@@ -6,7 +6,7 @@
 //! at the bottom drive it with a scripted fake stream (short writes,
 //! segmented echoes, a wrong byte, `Ok(0)`) instead of sockets. The loop
 //! that owns the real sockets, connects them and times them out is
-//! [`Generator`](super::Generator).
+//! [`Generator`](super::stream::Generator).
 //!
 //! Its I/O follows the same rules as the server's: write until the socket
 //! is full and keep count of what is left (here a count, not a buffer: the

@@ -46,11 +46,18 @@
 //! and JSON renderings); [`threads`] runs one generator here or N side by
 //! side (`--threads`).
 //!
-//! Imports point down, and `tests/imports.rs` fails on a circle:
+//! Imports point down, and `tests/imports.rs` fails on a circle. The
+//! floors, each importing only from those below it:
 //!
 //! ```text
-//!   mod.rs ─▶ threads ─▶ stream, datagrams ─▶ engine, pool ─▶ intervals, connection
-//!         ─▶ counters ─▶ schedule ─▶ config ─▶ plan, tape, outcome (the bottom)
+//!   mod.rs                              run
+//!   threads                             one generator here, or N side by side
+//!   stream, datagrams                   the two generators
+//!   engine, pool                        the one loop; the slots' lives
+//!   intervals, connection               --interval; one connection's bytes
+//!   counters                            what a run counts
+//!   schedule, config, resolve           the open loop's time; what a run is asked; the target
+//!   outcome, plan, tape, timer, window  the bottom: words, plans, bytes, a timerfd
 //! ```
 
 use std::io;

@@ -2,7 +2,7 @@
 //! sending a stream of fixed-size messages and checking every echoed byte
 //! (the bytes come from one shared random [`tape`](super::tape)).
 //!
-//! It answers the one loop ([`engine`](super::engine)) as an [`Engine`]:
+//! It answers the one loop (the skeleton in [`super::engine`]) as an [`Engine`]:
 //! `turn` (each event, then the timers, then deferred work), `next_deadline`
 //! and `finish`. Read those, then `on_timers`, `deal` (the open loop) and
 //! `traffic`; the slots' lives (connect, handshake, recycle, down) are the
@@ -480,7 +480,7 @@ impl Engine for Generator {
     /// connection to open, or the next due message. `None`: sleep until an
     /// event. The next due message is the timer's job when there is one
     /// (see [`arm_timer`](Self::arm_timer)): the poll only stops sleeping
-    /// for it in the last [`SPIN`](schedule::SPIN) before it is due, and then not at all.
+    /// for it in the last [`SPIN`](super::schedule::SPIN) before it is due, and then not at all.
     fn next_deadline(&self) -> Option<Instant> {
         let due = match &self.schedule {
             _ if self.deal_blocked => None,
@@ -514,7 +514,7 @@ impl Engine for Generator {
         .min()
     }
 
-    /// Open loop: sets the timerfd to wake the poll [`SPIN`](schedule::SPIN) before the next
+    /// Open loop: sets the timerfd to wake the poll [`SPIN`](super::schedule::SPIN) before the next
     /// message is due (the poll timeout is whole milliseconds), or disarms
     /// it when the loop is already in that last stretch or nothing is due.
     fn arm_timer(&mut self) -> io::Result<()> {

@@ -1,5 +1,5 @@
 //! `echoloop load --threads N`: N generators side by side, each exactly
-//! the one-thread [`Generator`](super::Generator) (or its UDP twin) on its
+//! the one-thread [`Generator`] (or its UDP twin) on its
 //! own `Poll`, with
 //! nothing shared while they run. Their summaries are merged at the end
 //! (latency histograms added, counters summed) and their live figures

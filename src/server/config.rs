@@ -58,7 +58,7 @@ pub struct Config {
     /// by default).
     pub faults: Faults,
     /// Serve TLS on the TCP listener (`--tls`): every accepted TCP
-    /// connection gets a session made from this (see [`super::tls`]).
+    /// connection gets a session made from this (see [`super::tls_server`]).
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 

@@ -182,7 +182,7 @@ struct SummaryJson {
     udp: Option<UdpJson>,
 }
 
-/// [`Ending`] in JSON (`in_flight_at_end`).
+/// [`Ending`](super::Ending) in JSON (`in_flight_at_end`).
 #[derive(Debug, Serialize)]
 struct EndingJson {
     messages: u64,
