@@ -205,27 +205,18 @@ impl Server {
         if let Some(listener) = &mut listener {
             listener.register(registry).map_err(StartError::Setup)?;
         }
-        let udp = match udp {
-            Some(socket) => {
-                let mut socket = mio::net::UdpSocket::from_std(socket);
-                registry
-                    .register(&mut socket, UDP, Interest::READABLE)
-                    .map_err(StartError::Setup)?;
-                let mut datagrams = Datagrams::new(socket, limit).map_err(StartError::Setup)?;
-                datagrams.drop_on_purpose(config.faults.drop, config.faults.seed);
-                Some(datagrams)
-            }
-            None => None,
-        };
-        let metrics = match config.metrics {
-            Some(addr) => Some(metrics::Exporter::bind(addr, registry).map_err(|source| {
-                StartError::Listen {
-                    addr: Endpoint::Ip(addr),
-                    source,
-                }
-            })?),
-            None => None,
-        };
+        let udp = udp
+            .map(|socket| Datagrams::register(socket, registry, limit, &config.faults))
+            .transpose()
+            .map_err(StartError::Setup)?;
+        let metrics = config
+            .metrics
+            .map(|addr| metrics::Exporter::bind(addr, registry).map_err(|e| (addr, e)))
+            .transpose()
+            .map_err(|(addr, source)| StartError::Listen {
+                addr: Endpoint::Ip(addr),
+                source,
+            })?;
         let control = Control::new(registry, config.handle_signals).map_err(StartError::Setup)?;
         let now = Instant::now();
         Ok(Server {

@@ -38,8 +38,10 @@ use std::time::Instant;
 use mio::net::UdpSocket;
 
 use super::counters::Counters;
+use super::faults::Faults;
 use super::loops::LoopGuard;
 use super::rate_limit::RateLimit;
+use super::tokens::UDP;
 use crate::shared::dice::Dice;
 use crate::shared::mmsg::{BATCH, Batch};
 use crate::shared::net::{interrupted, would_block};
@@ -114,6 +116,21 @@ impl Datagrams {
                 log::trace!("requeue udp (budget of {budget} B used)");
             }
         }
+    }
+
+    /// Registers a bound socket under the UDP token and wraps it, with
+    /// `--udp-rate-limit`'s table and `--drop` from `faults`.
+    pub fn register(
+        socket: std::net::UdpSocket,
+        registry: &mio::Registry,
+        limit: Option<Arc<RateLimit>>,
+        faults: &Faults,
+    ) -> std::io::Result<Datagrams> {
+        let mut socket = UdpSocket::from_std(socket);
+        registry.register(&mut socket, UDP, mio::Interest::READABLE)?;
+        let mut datagrams = Datagrams::new(socket, limit)?;
+        datagrams.drop_on_purpose(faults.drop, faults.seed);
+        Ok(datagrams)
     }
 
     /// `--drop`: leaves `share` (0 to 1) of the datagrams unanswered, as
