@@ -47,126 +47,6 @@ pub struct RateArg {
     pub to: Option<f64>,
 }
 
-/// `--rate`: a rate, or two joined by `..`.
-fn parse_rate_arg(text: &str) -> Result<RateArg, String> {
-    match text.split_once("..") {
-        Some((from, to)) => Ok(RateArg {
-            from: parse_rate(from)?,
-            to: Some(parse_rate(to)?),
-        }),
-        None => Ok(RateArg {
-            from: parse_rate(text)?,
-            to: None,
-        }),
-    }
-}
-
-/// `--rate-steps R1,R2,…`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RateSteps(pub Vec<f64>);
-
-/// `--rate-steps`: 1 to 100 rates, comma-separated.
-fn parse_rate_steps(text: &str) -> Result<RateSteps, String> {
-    let rates = text
-        .split(',')
-        .map(parse_rate)
-        .collect::<Result<Vec<f64>, String>>()?;
-    if rates.len() > crate::load::plan::MAX_STEPS {
-        return Err(format!(
-            "{} steps; at most {}",
-            rates.len(),
-            crate::load::plan::MAX_STEPS
-        ));
-    }
-    Ok(RateSteps(rates))
-}
-
-/// The longest message `load` sends (`-s`, `--message-file`).
-pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
-
-/// Bytes given on the command line (`--message`, `--message-file`), as
-/// one shared buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bytes(pub std::sync::Arc<[u8]>);
-
-/// `--message TEXT`: the text with its escapes turned into bytes.
-fn parse_message(text: &str) -> Result<Bytes, String> {
-    let bytes = unescape(text)?;
-    if bytes.is_empty() {
-        return Err("a message needs at least one byte".into());
-    }
-    Ok(Bytes(bytes.into()))
-}
-
-/// `--message-file FILE`: the file's bytes, 1 byte to 16 MiB.
-fn read_message_file(path: &str) -> Result<Bytes, String> {
-    // One byte past the limit tells a file that is too long; a FIFO gets
-    // a bounded wait for its writer (`-f <(cmd)` works, a FIFO nobody
-    // writes does not hang the run).
-    let bytes = crate::shared::input::read_at_most(std::path::Path::new(path), MAX_MESSAGE as u64)
-        .map_err(|e| format!("cannot read {path}: {e}"))?;
-    if bytes.is_empty() {
-        return Err(format!("{path} is empty"));
-    }
-    if bytes.len() > MAX_MESSAGE {
-        return Err(format!("{path} is longer than 16 MiB"));
-    }
-    Ok(Bytes(bytes.into()))
-}
-
-/// `--first-message TEXT|@FILE`.
-fn parse_first_message(text: &str) -> Result<Bytes, String> {
-    match text.strip_prefix('@') {
-        Some(path) => read_message_file(path),
-        None => parse_message(text),
-    }
-}
-
-/// `on` or `off`.
-fn parse_on_off(text: &str) -> Result<bool, String> {
-    match text {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(format!("`{text}` is neither on nor off")),
-    }
-}
-
-/// Turns `\n`, `\r`, `\t`, `\\` and `\xNN` into their bytes; any other
-/// backslash is an error, so that a typo does not go out on the wire.
-pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        match bytes.next() {
-            Some(b'n') => out.push(b'\n'),
-            Some(b'r') => out.push(b'\r'),
-            Some(b't') => out.push(b'\t'),
-            Some(b'\\') => out.push(b'\\'),
-            Some(b'x') => {
-                let hex = [bytes.next(), bytes.next()];
-                let digits = hex.iter().flatten().map(|&d| d as char).collect::<String>();
-                let hex_digits = digits.len() == 2 && digits.chars().all(|c| c.is_ascii_hexdigit());
-                match u8::from_str_radix(&digits, 16) {
-                    Ok(v) if hex_digits => out.push(v),
-                    _ => return Err(format!("`\\x{digits}` is not \\x and two hex digits")),
-                }
-            }
-            Some(other) => {
-                return Err(format!(
-                    "`\\{}` is not an escape (\\n \\r \\t \\\\ \\xNN)",
-                    other as char
-                ));
-            }
-            None => return Err("a lone backslash at the end (write \\\\)".into()),
-        }
-    }
-    Ok(out)
-}
-
 /// Options of `echoloop load`.
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("open_loop").args(["rate", "rate_steps"])))]
@@ -351,117 +231,6 @@ pub struct LoadArgs {
     pub json: bool,
 }
 
-/// `HOST:PID`, this generator's default tag.
-pub fn default_tag() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().replace([',', ' ', '='], "-"))
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
-}
-
-/// `-c`: 1 to a million connections, `k` and `M` allowed.
-pub fn parse_connections(text: &str) -> Result<u64, String> {
-    crate::shared::duration::parse_count(text, 1, 1_000_000)
-}
-
-/// `--messages`, `--messages-per-connection`: at least 1, `k` and `M`
-/// allowed (up to 2^53, where a count is still exact).
-pub fn parse_messages(text: &str) -> Result<u64, String> {
-    crate::shared::duration::parse_count(text, 1, 1 << 53)
-}
-
-/// `--spin`: a duration from 0 to 10 ms.
-pub fn parse_spin(text: &str) -> Result<Duration, String> {
-    parse_zero_to(text, Duration::from_millis(10), "10ms")
-}
-
-/// `--coalesce`: a duration from 0 to 100 ms.
-pub fn parse_coalesce(text: &str) -> Result<Duration, String> {
-    parse_zero_to(text, Duration::from_millis(100), "100ms")
-}
-
-/// A duration from 0 (which `parse_duration` refuses) to `max`.
-fn parse_zero_to(text: &str, max: Duration, max_text: &str) -> Result<Duration, String> {
-    let number = text.trim().trim_end_matches("ms").trim_end_matches('s');
-    if number.trim().parse::<f64>() == Ok(0.0) {
-        return Ok(Duration::ZERO);
-    }
-    let parsed = parse_duration(text)?;
-    if parsed > max {
-        return Err(format!("`{text}` is more than {max_text}"));
-    }
-    Ok(parsed)
-}
-
-/// An HdrHistogram log tag: printable, no spaces, commas or `=`.
-pub fn parse_tag(text: &str) -> Result<String, String> {
-    for (suffix, what) in [
-        (crate::report::CONNECT_SUFFIX, "connect-latency"),
-        (crate::report::SERVICE_SUFFIX, "service-time"),
-        (crate::report::HANDSHAKE_SUFFIX, "handshake-latency"),
-    ] {
-        if text.ends_with(suffix) {
-            return Err(format!(
-                "`{text}` ends in `{suffix}`, which marks {what} histograms"
-            ));
-        }
-    }
-    let ok = !text.is_empty()
-        && text.len() <= 200
-        && text
-            .chars()
-            .all(|c| c.is_ascii_graphic() && c != ',' && c != '=');
-    match ok {
-        true => Ok(text.to_string()),
-        false => Err(format!(
-            "`{text}` is not a tag (printable, no spaces, commas or `=`)"
-        )),
-    }
-}
-
-/// What `echoloop load` drives: a host and port (TCP), or a Unix socket.
-#[derive(Debug, Clone)]
-pub enum LoadTarget {
-    /// `HOST:PORT`: TCP.
-    Tcp(String, u16),
-    /// `udp://HOST:PORT`: datagrams.
-    Udp(String, u16),
-    /// `tls://HOST:PORT`: TLS over TCP.
-    Tls(String, u16),
-    /// `unix:/path` or `unix:@name`: a Unix-domain stream socket.
-    Unix(Endpoint),
-}
-
-/// ADDR: `unix:/path`, `unix:@name`, or `HOST:PORT` / `[V6]:PORT`.
-pub fn parse_load_target(text: &str) -> Result<LoadTarget, String> {
-    if text.starts_with("unix:") {
-        return text.parse().map(LoadTarget::Unix);
-    }
-    if let Some(rest) = text.strip_prefix("udp://") {
-        return parse_host_port(rest).map(|(host, port)| LoadTarget::Udp(host, port));
-    }
-    if let Some(rest) = text.strip_prefix("tls://") {
-        return parse_host_port(rest).map(|(host, port)| LoadTarget::Tls(host, port));
-    }
-    // Another scheme (http://, tcp://): say which ones there are,
-    // instead of "no port" on "http".
-    if let Some((scheme, _)) = text.split_once("://") {
-        return Err(format!(
-            "`{scheme}://` is not a scheme echoloop load speaks: use HOST:PORT \
-             (TCP), tls://HOST:PORT, udp://HOST:PORT or unix:PATH"
-        ));
-    }
-    parse_host_port(text).map(|(host, port)| LoadTarget::Tcp(host, port))
-}
-
-/// `HOST:PORT` or `[V6]:PORT`, split; the port is required.
-pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok((addr.ip().to_string(), addr.port()));
-    }
-    crate::shared::addr::host_and_port(text)
-}
-
 impl LoadArgs {
     /// What clap cannot check alone, once ADDR is resolved to `addr`: UDP
     /// sizes and modes, and the `--source` addresses (of ADDR's family, and
@@ -629,4 +398,235 @@ impl LoadArgs {
             config.addr, config.connections, config.size
         )
     }
+}
+
+/// `--rate`: a rate, or two joined by `..`.
+fn parse_rate_arg(text: &str) -> Result<RateArg, String> {
+    match text.split_once("..") {
+        Some((from, to)) => Ok(RateArg {
+            from: parse_rate(from)?,
+            to: Some(parse_rate(to)?),
+        }),
+        None => Ok(RateArg {
+            from: parse_rate(text)?,
+            to: None,
+        }),
+    }
+}
+
+/// `--rate-steps R1,R2,…`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateSteps(pub Vec<f64>);
+
+/// `--rate-steps`: 1 to 100 rates, comma-separated.
+fn parse_rate_steps(text: &str) -> Result<RateSteps, String> {
+    let rates = text
+        .split(',')
+        .map(parse_rate)
+        .collect::<Result<Vec<f64>, String>>()?;
+    if rates.len() > crate::load::plan::MAX_STEPS {
+        return Err(format!(
+            "{} steps; at most {}",
+            rates.len(),
+            crate::load::plan::MAX_STEPS
+        ));
+    }
+    Ok(RateSteps(rates))
+}
+
+/// The longest message `load` sends (`-s`, `--message-file`).
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Bytes given on the command line (`--message`, `--message-file`), as
+/// one shared buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bytes(pub std::sync::Arc<[u8]>);
+
+/// `--message TEXT`: the text with its escapes turned into bytes.
+fn parse_message(text: &str) -> Result<Bytes, String> {
+    let bytes = unescape(text)?;
+    if bytes.is_empty() {
+        return Err("a message needs at least one byte".into());
+    }
+    Ok(Bytes(bytes.into()))
+}
+
+/// `--message-file FILE`: the file's bytes, 1 byte to 16 MiB.
+fn read_message_file(path: &str) -> Result<Bytes, String> {
+    // One byte past the limit tells a file that is too long; a FIFO gets
+    // a bounded wait for its writer (`-f <(cmd)` works, a FIFO nobody
+    // writes does not hang the run).
+    let bytes = crate::shared::input::read_at_most(std::path::Path::new(path), MAX_MESSAGE as u64)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    if bytes.is_empty() {
+        return Err(format!("{path} is empty"));
+    }
+    if bytes.len() > MAX_MESSAGE {
+        return Err(format!("{path} is longer than 16 MiB"));
+    }
+    Ok(Bytes(bytes.into()))
+}
+
+/// `--first-message TEXT|@FILE`.
+fn parse_first_message(text: &str) -> Result<Bytes, String> {
+    match text.strip_prefix('@') {
+        Some(path) => read_message_file(path),
+        None => parse_message(text),
+    }
+}
+
+/// `on` or `off`.
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{text}` is neither on nor off")),
+    }
+}
+
+/// Turns `\n`, `\r`, `\t`, `\\` and `\xNN` into their bytes; any other
+/// backslash is an error, so that a typo does not go out on the wire.
+pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hex = [bytes.next(), bytes.next()];
+                let digits = hex.iter().flatten().map(|&d| d as char).collect::<String>();
+                let hex_digits = digits.len() == 2 && digits.chars().all(|c| c.is_ascii_hexdigit());
+                match u8::from_str_radix(&digits, 16) {
+                    Ok(v) if hex_digits => out.push(v),
+                    _ => return Err(format!("`\\x{digits}` is not \\x and two hex digits")),
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "`\\{}` is not an escape (\\n \\r \\t \\\\ \\xNN)",
+                    other as char
+                ));
+            }
+            None => return Err("a lone backslash at the end (write \\\\)".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// `HOST:PID`, this generator's default tag.
+pub fn default_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace([',', ' ', '='], "-"))
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// `-c`: 1 to a million connections, `k` and `M` allowed.
+pub fn parse_connections(text: &str) -> Result<u64, String> {
+    crate::shared::duration::parse_count(text, 1, 1_000_000)
+}
+
+/// `--messages`, `--messages-per-connection`: at least 1, `k` and `M`
+/// allowed (up to 2^53, where a count is still exact).
+pub fn parse_messages(text: &str) -> Result<u64, String> {
+    crate::shared::duration::parse_count(text, 1, 1 << 53)
+}
+
+/// `--spin`: a duration from 0 to 10 ms.
+pub fn parse_spin(text: &str) -> Result<Duration, String> {
+    parse_zero_to(text, Duration::from_millis(10), "10ms")
+}
+
+/// `--coalesce`: a duration from 0 to 100 ms.
+pub fn parse_coalesce(text: &str) -> Result<Duration, String> {
+    parse_zero_to(text, Duration::from_millis(100), "100ms")
+}
+
+/// A duration from 0 (which `parse_duration` refuses) to `max`.
+fn parse_zero_to(text: &str, max: Duration, max_text: &str) -> Result<Duration, String> {
+    let number = text.trim().trim_end_matches("ms").trim_end_matches('s');
+    if number.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(Duration::ZERO);
+    }
+    let parsed = parse_duration(text)?;
+    if parsed > max {
+        return Err(format!("`{text}` is more than {max_text}"));
+    }
+    Ok(parsed)
+}
+
+/// An HdrHistogram log tag: printable, no spaces, commas or `=`.
+pub fn parse_tag(text: &str) -> Result<String, String> {
+    for (suffix, what) in [
+        (crate::report::CONNECT_SUFFIX, "connect-latency"),
+        (crate::report::SERVICE_SUFFIX, "service-time"),
+        (crate::report::HANDSHAKE_SUFFIX, "handshake-latency"),
+    ] {
+        if text.ends_with(suffix) {
+            return Err(format!(
+                "`{text}` ends in `{suffix}`, which marks {what} histograms"
+            ));
+        }
+    }
+    let ok = !text.is_empty()
+        && text.len() <= 200
+        && text
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != ',' && c != '=');
+    match ok {
+        true => Ok(text.to_string()),
+        false => Err(format!(
+            "`{text}` is not a tag (printable, no spaces, commas or `=`)"
+        )),
+    }
+}
+
+/// What `echoloop load` drives: a host and port (TCP), or a Unix socket.
+#[derive(Debug, Clone)]
+pub enum LoadTarget {
+    /// `HOST:PORT`: TCP.
+    Tcp(String, u16),
+    /// `udp://HOST:PORT`: datagrams.
+    Udp(String, u16),
+    /// `tls://HOST:PORT`: TLS over TCP.
+    Tls(String, u16),
+    /// `unix:/path` or `unix:@name`: a Unix-domain stream socket.
+    Unix(Endpoint),
+}
+
+/// ADDR: `unix:/path`, `unix:@name`, or `HOST:PORT` / `[V6]:PORT`.
+pub fn parse_load_target(text: &str) -> Result<LoadTarget, String> {
+    if text.starts_with("unix:") {
+        return text.parse().map(LoadTarget::Unix);
+    }
+    if let Some(rest) = text.strip_prefix("udp://") {
+        return parse_host_port(rest).map(|(host, port)| LoadTarget::Udp(host, port));
+    }
+    if let Some(rest) = text.strip_prefix("tls://") {
+        return parse_host_port(rest).map(|(host, port)| LoadTarget::Tls(host, port));
+    }
+    // Another scheme (http://, tcp://): say which ones there are,
+    // instead of "no port" on "http".
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(format!(
+            "`{scheme}://` is not a scheme echoloop load speaks: use HOST:PORT \
+             (TCP), tls://HOST:PORT, udp://HOST:PORT or unix:PATH"
+        ));
+    }
+    parse_host_port(text).map(|(host, port)| LoadTarget::Tcp(host, port))
+}
+
+/// `HOST:PORT` or `[V6]:PORT`, split; the port is required.
+pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    crate::shared::addr::host_and_port(text)
 }

@@ -202,35 +202,6 @@ pub struct ServerArgs {
     pub alpn: Vec<String>,
 }
 
-/// `--delay`, `--jitter`: a duration of at most a minute.
-fn parse_fault_delay(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
-    if d > Duration::from_secs(60) {
-        return Err(format!("`{text}` is too long (at most 60s)"));
-    }
-    Ok(d)
-}
-
-/// `--close-after` and the like: 1 byte to 1 TiB, `k` and `M` allowed.
-fn parse_fault_bytes(text: &str) -> Result<u64, String> {
-    crate::shared::duration::parse_count(text, 1, 1 << 40)
-}
-
-/// `--drop`: a percentage, more than 0 and at most 100.
-fn parse_percent(text: &str) -> Result<f64, String> {
-    let pct: f64 = text
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("`{text}` is not a percentage"))?;
-    if !(pct > 0.0 && pct <= 100.0) {
-        return Err(format!(
-            "`{text}` is out of range (more than 0, at most 100)"
-        ));
-    }
-    Ok(pct)
-}
-
 impl ServerArgs {
     /// The faults asked for, with the seed (from the clock when none was
     /// given).
@@ -256,18 +227,7 @@ impl ServerArgs {
             seed,
         }
     }
-}
 
-/// File permissions in octal: `660`, `0660`, `0o660`; at most 0777.
-pub fn parse_mode(text: &str) -> Result<u32, String> {
-    let digits = text.trim_start_matches("0o");
-    match u32::from_str_radix(digits, 8) {
-        Ok(mode) if mode <= 0o777 => Ok(mode),
-        _ => Err(format!("`{text}` is not a file mode in octal (0 to 0777)")),
-    }
-}
-
-impl ServerArgs {
     /// What clap cannot check alone: `--max-connections` against
     /// `--threads`, and what a Unix-domain socket cannot do.
     pub fn check(&self) -> Result<(), Usage> {
@@ -350,5 +310,43 @@ impl ServerArgs {
             resumption: self.tls_resumption,
             alpn: self.alpn.clone(),
         })
+    }
+}
+
+/// `--delay`, `--jitter`: a duration of at most a minute.
+fn parse_fault_delay(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > Duration::from_secs(60) {
+        return Err(format!("`{text}` is too long (at most 60s)"));
+    }
+    Ok(d)
+}
+
+/// `--close-after` and the like: 1 byte to 1 TiB, `k` and `M` allowed.
+fn parse_fault_bytes(text: &str) -> Result<u64, String> {
+    crate::shared::duration::parse_count(text, 1, 1 << 40)
+}
+
+/// `--drop`: a percentage, more than 0 and at most 100.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let pct: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if !(pct > 0.0 && pct <= 100.0) {
+        return Err(format!(
+            "`{text}` is out of range (more than 0, at most 100)"
+        ));
+    }
+    Ok(pct)
+}
+
+/// File permissions in octal: `660`, `0660`, `0o660`; at most 0777.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("`{text}` is not a file mode in octal (0 to 0777)")),
     }
 }
