@@ -136,7 +136,7 @@ impl Write for Stream {
 }
 
 impl Wire for Stream {
-    fn drain(&self, bare: Drain) -> Drain {
+    fn drain(&mut self, bare: Drain) -> Drain {
         match self {
             Stream::Tls(t) => t.drain(bare),
             Stream::Tcp(_) | Stream::Unix(_) => bare,

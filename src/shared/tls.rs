@@ -11,11 +11,16 @@
 //! the client and a load connection keep their own state machines and see
 //! only plaintext. What changes for them is written down as two rules:
 //!
-//! 1. **A short read proves nothing.** rustls reads about 4 KiB of
-//!    ciphertext at a time and hands out plaintext a record at a time, so
-//!    a plaintext read shorter than the buffer does not mean the socket is
-//!    dry. Over TLS the drain rule is always "until `WouldBlock`"
-//!    ([`Drain::WouldBlock`]; see [`Wire::drain`]).
+//! 1. **A short read is on the ciphertext side.** rustls reads about 4 KiB
+//!    of ciphertext at a time and hands out plaintext a record at a time,
+//!    so a plaintext read shorter than the buffer does not mean the socket
+//!    is dry. A *ciphertext* read shorter than rustls asked for does (the
+//!    same epoll(7) rule as a bare socket's). So the owner reads plaintext
+//!    until `WouldBlock` ([`Wire::drain`] says [`Drain::WouldBlock`]), and
+//!    when the bare rule would have stopped at a short read, the stream
+//!    itself answers `WouldBlock` once rustls has no plaintext left after a
+//!    short ciphertext read: the `recvfrom` that would only say `EAGAIN` is
+//!    saved, as on a bare socket.
 //! 2. **A write can be accepted and not sent.** rustls takes plaintext,
 //!    seals it into records and keeps them until the socket takes them.
 //!    While it holds any ([`Wire::unsent`]) the owner asks for WRITABLE,
@@ -47,9 +52,11 @@ use super::trust::{AnyCertificate, CaFile};
 /// What a connection's owner needs from the stream under it, beyond
 /// `Read + Write`: the two places where TLS differs from a bare socket.
 pub trait Wire: Read + Write {
-    /// The drain rule for this stream, given the one a bare socket would
-    /// use after this event: TLS always drains until `WouldBlock`.
-    fn drain(&self, bare: Drain) -> Drain {
+    /// The drain rule for a read pass over this stream, given the one a
+    /// bare socket would use after this event (called at the start of
+    /// each pass). TLS answers [`Drain::WouldBlock`] and applies the bare
+    /// rule to its ciphertext reads.
+    fn drain(&mut self, bare: Drain) -> Drain {
         bare
     }
 
@@ -80,6 +87,12 @@ pub struct TlsStream<S> {
     started: u64,
     /// Whether our `close_notify` is queued (it is sent once).
     closing: bool,
+    /// This read pass may end at a short ciphertext read (the bare
+    /// socket's rule, [`Drain::ShortRead`], set by [`Wire::drain`]).
+    short_ends: bool,
+    /// The last ciphertext read of this pass came back shorter than rustls
+    /// asked for: the socket was drained then.
+    dry: bool,
 }
 
 impl<S> fmt::Debug for TlsStream<S> {
@@ -106,6 +119,8 @@ impl<S: Read + Write> TlsStream<S> {
             narrated: false,
             started,
             closing: false,
+            short_ends: false,
+            dry: false,
         }
     }
 
@@ -235,9 +250,18 @@ impl<S: Read + Write> Read for TlsStream<S> {
                 // UnexpectedEof: the socket ended without a close_notify.
                 Err(e) => return Err(e),
             }
-            // rustls has no plaintext: feed it. Ok(0) is the socket's EOF,
-            // which the reader above then reports as clean or truncated.
-            let n = self.tls.read_tls(&mut self.sock)?;
+            // rustls has no plaintext. After a short ciphertext read the
+            // socket is dry, and new data will raise a new edge: say so
+            // without the read that would only say WouldBlock.
+            if self.dry && self.short_ends {
+                log::trace!("tls read dry (the last read_tls was short)");
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            // Feed it. Ok(0) is the socket's EOF, which the reader above
+            // then reports as clean or truncated.
+            let mut counted = Counted::new(&mut self.sock);
+            let n = self.tls.read_tls(&mut counted)?;
+            self.dry = counted.short();
             log::trace!("tls read_tls bytes={n}");
             if n == 0 {
                 if eof_seen {
@@ -274,8 +298,43 @@ impl<S: Read + Write> Write for TlsStream<S> {
     }
 }
 
+/// A socket whose last read says how much was asked and how much came.
+struct Counted<'a, S> {
+    sock: &'a mut S,
+    asked: usize,
+    got: usize,
+}
+
+impl<'a, S: Read> Counted<'a, S> {
+    fn new(sock: &'a mut S) -> Self {
+        Counted {
+            sock,
+            asked: 0,
+            got: 0,
+        }
+    }
+
+    /// Whether the last read returned data, but less than was asked: the
+    /// socket held no more (epoll(7)).
+    fn short(&self) -> bool {
+        self.got > 0 && self.got < self.asked
+    }
+}
+
+impl<S: Read> Read for Counted<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.asked = buf.len();
+        self.got = 0;
+        let n = self.sock.read(buf)?;
+        self.got = n;
+        Ok(n)
+    }
+}
+
 impl<S: Read + Write> Wire for TlsStream<S> {
-    fn drain(&self, _bare: Drain) -> Drain {
+    fn drain(&mut self, bare: Drain) -> Drain {
+        self.short_ends = bare == Drain::ShortRead;
+        self.dry = false;
         Drain::WouldBlock
     }
 
@@ -630,6 +689,103 @@ mod tests {
         let err = tls.read(&mut buf).expect_err("plaintext is refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         assert!(tls.handshake_news().is_none());
+    }
+
+    /// A server session that finished its handshake with a client in
+    /// memory, and `plaintext` sent by that client as ciphertext records
+    /// (one per `chunk` bytes).
+    fn handshaken_with(plaintext: &[u8], chunk: usize) -> (rustls::ServerConnection, Vec<u8>) {
+        let mut server = rustls::ServerConnection::new(test_server_config()).expect("server");
+        let client_config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").expect("name");
+        let mut client =
+            rustls::ClientConnection::new(Arc::new(client_config), name).expect("client");
+        while client.is_handshaking() || server.is_handshaking() {
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).expect("client writes");
+            server.read_tls(&mut &wire[..]).expect("server reads");
+            server.process_new_packets().expect("server processes");
+            let mut wire = Vec::new();
+            server.write_tls(&mut wire).expect("server writes");
+            client.read_tls(&mut &wire[..]).expect("client reads");
+            client.process_new_packets().expect("client processes");
+        }
+        // Tickets and the like the server sent after its handshake.
+        let mut wire = Vec::new();
+        server.write_tls(&mut wire).expect("server writes");
+        client.read_tls(&mut &wire[..]).expect("client reads");
+        client.process_new_packets().expect("client processes");
+        for part in plaintext.chunks(chunk) {
+            client.writer().write_all(part).expect("client seals");
+        }
+        let mut records = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut records).expect("client writes");
+        }
+        (server, records)
+    }
+
+    /// Reads plaintext until `WouldBlock` (or an error), as a server's
+    /// read pass does; returns what came.
+    fn read_pass(tls: &mut TlsStream<crate::shared::fake::Fake>) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match tls.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        got
+    }
+
+    /// The drain rule on ciphertext, with made-up reads: after a read
+    /// pass that may end at a short read (the bare socket's rule), a
+    /// ciphertext read shorter than rustls asked for ends the pass once
+    /// the plaintext is out: one read call, not the second that would only
+    /// say WouldBlock. Where the bare rule reads to WouldBlock (after a
+    /// hang-up, or from the ready queue), the socket is asked again.
+    #[test]
+    fn a_short_ciphertext_read_proves_the_socket_dry() {
+        let sent: Vec<u8> = (0..600u32).map(|i| (i % 251) as u8).collect();
+        for (bare, calls) in [(Drain::ShortRead, 1), (Drain::WouldBlock, 2)] {
+            let (server, records) = handshaken_with(&sent, 100);
+            assert!(records.len() < 4096, "one short read holds it all");
+            let sock = crate::shared::fake::Fake {
+                reads: vec![crate::shared::fake::Step::Data(records.leak())].into(),
+                ..Default::default()
+            };
+            let mut tls = TlsStream::new(server, sock, 1 << 16, 0);
+            assert_eq!(tls.drain(bare), Drain::WouldBlock, "plaintext reads go to WouldBlock");
+            assert_eq!(read_pass(&mut tls), sent, "every byte, in order ({bare:?})");
+            assert_eq!(tls.socket().read_calls, calls, "{bare:?}");
+        }
+    }
+
+    /// A ciphertext read that fills what rustls asked for proves nothing:
+    /// the socket is read again, and the pass ends at the short read
+    /// after it.
+    #[test]
+    fn a_full_ciphertext_read_reads_on() {
+        let sent: Vec<u8> = (0..12_000u32).map(|i| (i % 253) as u8).collect();
+        let (server, records) = handshaken_with(&sent, 1000);
+        assert!(records.len() > 8192, "more than two of rustls's reads");
+        let sock = crate::shared::fake::Fake {
+            reads: vec![crate::shared::fake::Step::Data(records.leak())].into(),
+            ..Default::default()
+        };
+        let mut tls = TlsStream::new(server, sock, 1 << 16, 0);
+        tls.drain(Drain::ShortRead);
+        assert_eq!(read_pass(&mut tls), sent);
+        // 4096 + 4096 (full) + the rest (short): three calls, no fourth.
+        assert_eq!(tls.socket().read_calls, 3);
     }
 
     /// A server config with a fresh self-signed certificate.
