@@ -214,8 +214,21 @@ impl ServerProcess {
 }
 
 impl Drop for ServerProcess {
+    /// SIGTERM first, so that a server ends as it would for a user: a
+    /// `--tls` server removes the certificate directory it made
+    /// (`$TMPDIR/echoloop-PID`). SIGKILL would leave it behind, and with
+    /// PIDs reused (pid_max is 32,768 here) a later server that gets the
+    /// same PID would refuse to start (exit 58). A child that has not
+    /// ended within two seconds is killed. Only our own child, by its PID.
     fn drop(&mut self) {
-        // Only our own child, by its PID.
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on the pid of a child we spawned and still own.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until && matches!(self.child.try_wait(), Ok(None)) {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
