@@ -299,6 +299,12 @@ fn load_target(args: &LoadArgs) -> Result<Endpoint, Exit> {
 fn load_dialer(args: &LoadArgs, host: &str) -> Result<echoloop::shared::tls::Dialer, Exit> {
     let mut opts = args.tls.options();
     opts.resume = args.tls_resume.unwrap_or_default();
+    // Two tickets a connection: as many as a server sends after each
+    // handshake, so that every reconnect of a churning run finds one.
+    let wanted = usize::try_from(args.connections).unwrap_or(usize::MAX);
+    opts.tickets = wanted
+        .saturating_mul(2)
+        .clamp(8, echoloop::shared::tickets::MAX_TICKETS);
     let config =
         echoloop::shared::tls::client_config(&opts).map_err(|e| Exit::failed(&e, e.exit_code()))?;
     let name = args.sni.as_deref().unwrap_or(host);

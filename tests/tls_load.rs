@@ -145,6 +145,33 @@ fn churn_counts_handshakes_and_resumes_only_when_on() {
     }
 }
 
+/// Resumption holds under churn at any connection count, with default
+/// options: 50 connections reconnecting at once each find a ticket (the
+/// generator keeps two per connection; rustls's own store keeps 8 per
+/// server, and resumed only 19% of such a run's handshakes).
+#[test]
+fn resumption_holds_under_churn_at_fifty_connections() {
+    let (server, target, cert) = tls_server(&[]);
+    let args = [
+        "--cacert",
+        cert.as_str(),
+        "-c",
+        "50",
+        "--messages-per-connection",
+        "1",
+        "-d",
+        "1s",
+    ];
+    let json = clean_run(&target, &args);
+    let (full, resumed) = (
+        json_number(&json, "tls.full"),
+        json_number(&json, "tls.resumed"),
+    );
+    assert!(full + resumed >= 100.0, "two rounds of 50 at least: {json}");
+    assert!(json_number(&json, "tls.resumed_fraction") >= 0.95, "{json}");
+    drop(server);
+}
+
 /// `--hdr-log` logs the handshakes under TAG-handshake; `report` reads
 /// them as a side histogram; intervals show handshakes per second.
 #[test]

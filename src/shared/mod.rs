@@ -16,6 +16,8 @@
 //!   written as plaintext; certificates, keys and the client's setup.
 //! - [`trust`] — whom a TLS client trusts (`--cacert`, `-k`), and a
 //!   failed handshake in words.
+//! - [`tickets`] — where a TLS client keeps its session tickets, as many
+//!   per server as it is told (a generator's churn uses many at once).
 //! - [`mmsg`] — many datagrams per system call (`recvmmsg`,
 //!   `sendmmsg`), and why a short batch means the socket is empty.
 //! - [`cpu`] — a thread's own CPU time, over a measured window.
@@ -41,6 +43,7 @@ pub mod offload;
 pub mod readiness;
 pub mod stop;
 pub mod stream;
+pub mod tickets;
 pub mod tls;
 pub mod trust;
 pub mod wall;

@@ -47,6 +47,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{HandshakeKind, RootCertStore};
 
 use super::readiness::Drain;
+use super::tickets::TicketStore;
 use super::trust::{AnyCertificate, CaFile};
 
 /// What a connection's owner needs from the stream under it, beyond
@@ -554,6 +555,9 @@ pub struct ClientOptions {
     pub resume: Resume,
     /// Protocols offered in ALPN.
     pub alpn: Vec<String>,
+    /// TLS 1.3 tickets kept per server (0: rustls's own 8). A load
+    /// generator asks for two per connection: see [`super::tickets`].
+    pub tickets: usize,
 }
 
 /// The client side's configuration: verified against `--cacert` or the
@@ -590,11 +594,17 @@ pub fn client_config(opts: &ClientOptions) -> Result<Arc<rustls::ClientConfig>, 
         }
         _ => builder.with_no_client_auth(),
     };
+    let store = || {
+        let tickets = match opts.tickets {
+            0 => 8,
+            n => n,
+        };
+        rustls::client::Resumption::store(Arc::new(TicketStore::new(tickets)))
+    };
     config.resumption = match opts.resume {
         Resume::Never => rustls::client::Resumption::disabled(),
-        Resume::Tickets => rustls::client::Resumption::in_memory_sessions(256),
-        Resume::Ids => rustls::client::Resumption::in_memory_sessions(256)
-            .tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly),
+        Resume::Tickets => store(),
+        Resume::Ids => store().tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly),
     };
     config.alpn_protocols = opts.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     Ok(Arc::new(config))
@@ -763,7 +773,11 @@ mod tests {
                 ..Default::default()
             };
             let mut tls = TlsStream::new(server, sock, 1 << 16, 0);
-            assert_eq!(tls.drain(bare), Drain::WouldBlock, "plaintext reads go to WouldBlock");
+            assert_eq!(
+                tls.drain(bare),
+                Drain::WouldBlock,
+                "plaintext reads go to WouldBlock"
+            );
             assert_eq!(read_pass(&mut tls), sent, "every byte, in order ({bare:?})");
             assert_eq!(tls.socket().read_calls, calls, "{bare:?}");
         }
