@@ -740,3 +740,87 @@ fn the_self_signed_certificate_lives_in_a_private_directory() {
 
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// A socket that counts the TLS records passing through it (each record
+/// is a 5-byte header, then as many bytes as the header says).
+struct RecordCounter<'a> {
+    sock: &'a mut TcpStream,
+    /// Bytes left of the record being read, or of its header.
+    left: usize,
+    header: Vec<u8>,
+    records: usize,
+}
+
+impl Read for RecordCounter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        for &byte in &buf[..n] {
+            if self.left > 0 {
+                self.left -= 1;
+                continue;
+            }
+            self.header.push(byte);
+            if self.header.len() == 5 {
+                self.left = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                self.header.clear();
+                self.records += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// One record per read pass: the server reads a 16 KiB message in 1 KiB
+/// pieces and echoes each at once, but seals what one pass echoes into as
+/// few records as it fills. The 16 KiB echo arrives as one or two
+/// records, counted at the peer (each 1 KiB write was a record of its own
+/// before: 16).
+#[test]
+fn a_16_kib_echo_arrives_in_one_or_two_records() {
+    let (server, cert) = tls_server(&[]);
+    let config = client_config(&cert, None);
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = rustls::ClientConnection::new(config, name).unwrap();
+    let mut sock = TcpStream::connect(server.addr).unwrap();
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    // The handshake, and one small echo so that the session tickets the
+    // server sends after its handshake are read before the count starts.
+    let round = |tls: &mut rustls::ClientConnection, sock: &mut TcpStream, msg: &[u8]| {
+        tls.writer().write_all(msg).unwrap();
+        while tls.wants_write() {
+            tls.write_tls(sock).unwrap();
+        }
+        let mut counter = RecordCounter {
+            sock,
+            left: 0,
+            header: Vec::new(),
+            records: 0,
+        };
+        let mut back = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while back.len() < msg.len() {
+            tls.read_tls(&mut counter).unwrap();
+            tls.process_new_packets().unwrap();
+            while let Ok(n) = tls.reader().read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                back.extend_from_slice(&buf[..n]);
+            }
+            while tls.wants_write() {
+                tls.write_tls(counter.sock).unwrap();
+            }
+        }
+        assert_eq!(back, msg, "every byte back, in order");
+        counter.records
+    };
+    tls.complete_io(&mut sock).unwrap();
+    round(&mut tls, &mut sock, b"x");
+    let message: Vec<u8> = (0..16 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let records = round(&mut tls, &mut sock, &message);
+    assert!(
+        (1..=2).contains(&records),
+        "a 16 KiB echo came back in {records} records"
+    );
+    drop(server);
+}

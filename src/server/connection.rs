@@ -387,6 +387,16 @@ impl<S: Wire> Connection<S> {
     }
     // ANCHOR_END: echo
 
+    /// Sends what the stream holds (TLS: seals what the pass staged and
+    /// sends the records). A socket that would block is not an error: the
+    /// connection then wants WRITABLE ([`Wire::unsent`]).
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self.stream.flush() {
+            Err(e) if !would_block(&e) && !interrupted(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Where it is in its life.
     pub fn state(&self) -> State {
         self.state

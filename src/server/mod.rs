@@ -514,6 +514,11 @@ impl Server {
         if let (Next::Keep, Some(drain)) = (&next, read) {
             next = conn.on_readable(&mut self.buf, limits, drain, &mut self.stats);
         }
+        // What the pass wrote leaves now, in one write (a stream may stage
+        // it: TLS seals one pass's echoes into as few records as they fill).
+        if let Err(e) = conn.flush() {
+            next = Next::Failed(e);
+        }
         let stamp_now = stamp(self.started, now);
         let id = conn.id();
         tls_server::on_progress(conn.stream_mut(), id, stamp_now, &mut self.stats.tls);

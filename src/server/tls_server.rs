@@ -229,9 +229,13 @@ pub(super) fn wrap(
 ) -> Option<Stream> {
     match (stream, tls) {
         (Stream::Tcp(tcp), Some(tls)) => match rustls::ServerConnection::new(Arc::clone(tls)) {
-            Ok(session) => Some(Stream::Tls(Box::new(TlsStream::new(
-                session, tcp, owed_cap, accepted,
-            )))),
+            Ok(session) => {
+                let mut tls = TlsStream::new(session, tcp, owed_cap, accepted);
+                // The echo writes each read back at once; the pass's end
+                // seals them into as few records as they fill.
+                tls.coalesce();
+                Some(Stream::Tls(Box::new(tls)))
+            }
             Err(e) => {
                 log::warn!("accept: cannot start a TLS session: {e}");
                 None

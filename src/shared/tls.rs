@@ -94,6 +94,13 @@ pub struct TlsStream<S> {
     /// The last ciphertext read of this pass came back shorter than rustls
     /// asked for: the socket was drained then.
     dry: bool,
+    /// Whether writes are staged and sealed at `flush` ([`coalesce`](Self::coalesce)).
+    coalesce: bool,
+    /// Plaintext written since the last `flush`, not sealed yet (empty,
+    /// and owning no memory, between passes).
+    staged: Vec<u8>,
+    /// The most plaintext staged, and the most sealed records held.
+    limit: usize,
 }
 
 impl<S> fmt::Debug for TlsStream<S> {
@@ -122,7 +129,34 @@ impl<S: Read + Write> TlsStream<S> {
             closing: false,
             short_ends: false,
             dry: false,
+            coalesce: false,
+            staged: Vec::new(),
+            limit: limit.max(1),
         }
+    }
+
+    /// Stages what is written until `flush`, which seals it into as few
+    /// records as it fills (16 KiB each) and sends them with one call.
+    /// For an owner that writes in small pieces and flushes once a pass
+    /// (the echo server writes each 1 KiB read back at once): without it,
+    /// each `write` is a record of its own, sealed and sent on its own.
+    pub fn coalesce(&mut self) {
+        self.coalesce = true;
+    }
+
+    /// Seals what is staged into records (rustls cuts them at 16 KiB),
+    /// as far as rustls's limit on sealed records allows.
+    fn seal(&mut self) -> io::Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let took = self.tls.writer().write(&self.staged)?;
+        self.staged.drain(..took);
+        if self.staged.is_empty() {
+            // Hand the memory back: an idle connection owns no heap.
+            self.staged = Vec::new();
+        }
+        Ok(())
     }
 
     /// The socket under the session.
@@ -165,6 +199,7 @@ impl<S: Read + Write> TlsStream<S> {
     /// loses it, and the peer sees a truncation: rare, since the close
     /// comes when nothing is owed.
     pub fn close_notify(&mut self) -> io::Result<()> {
+        self.seal()?;
         if !self.closing {
             self.closing = true;
             log::trace!("tls close_notify queued");
@@ -280,6 +315,18 @@ impl<S: Read + Write> Write for TlsStream<S> {
     /// Seals what rustls will take (before the handshake ends it holds
     /// the plaintext) and sends what the socket takes.
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.coalesce {
+            if self.staged.len() >= self.limit {
+                // Full: make room by sealing and sending what is staged.
+                self.flush()?;
+                if self.staged.len() >= self.limit {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
+            let took = data.len().min(self.limit - self.staged.len());
+            self.staged.extend_from_slice(&data[..took]);
+            return Ok(took);
+        }
         let mut took = self.tls.writer().write(data)?;
         if took == 0 && !data.is_empty() {
             // Full: make room by sending, then try once more.
@@ -293,8 +340,10 @@ impl<S: Read + Write> Write for TlsStream<S> {
         Ok(took)
     }
 
-    /// Sends the records rustls holds, as far as the socket takes them.
+    /// Seals what is staged and sends the records rustls holds, as far as
+    /// the socket takes them (rustls hands them to one `writev`).
     fn flush(&mut self) -> io::Result<()> {
+        self.seal()?;
         self.send_records()
     }
 }
@@ -340,7 +389,7 @@ impl<S: Read + Write> Wire for TlsStream<S> {
     }
 
     fn unsent(&self) -> bool {
-        self.tls.wants_write()
+        self.tls.wants_write() || !self.staged.is_empty()
     }
 }
 
