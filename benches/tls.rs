@@ -7,6 +7,9 @@
 //! while `echoloop load tls://` drives it from core 1:
 //!
 //! - `echoloop`: `echoloop server --tls` (tickets on);
+//! - `tokio-rustls`: a tokio `current_thread` runtime with tokio-rustls
+//!   over the same rustls configuration (`servers/tokio_rustls.rs`): an
+//!   async runtime over the same crypto, the fair peer;
 //! - `nginx`: nginx's stream module (`worker_processes 1`, master
 //!   process off, tickets on) proxying to the plain echoloop server,
 //!   which runs on core 0 too; `nginx-notickets`, the same with session
@@ -29,7 +32,7 @@
 //!   two X25519 operations each); and `openssl s_time -new`/`-reuse`
 //!   against echoloop as an independent client's count.
 //! - `messages`: CPU per echoed message on 50 long-lived connections at
-//!   64 B and 16 KiB, TLS through echoloop and nginx, and plain TCP (the
+//!   64 B and 16 KiB, TLS through echoloop, tokio-rustls and nginx, and plain TCP (the
 //!   TLS tax).
 //! - `idle`: bytes of server memory per idle TLS connection (after one
 //!   echo), against a plain one, and against `unbuffered`: an experiment
@@ -41,7 +44,7 @@
 //! the core count is printed first; nothing here shows scaling.
 //!
 //! Run: `cargo bench --bench tls`. Knobs: ROUNDS (3), SECS (2), SECTIONS,
-//! KINDS (echoloop,nginx,nginx-notickets,stunnel,s_server),
+//! KINDS (echoloop,tokio-rustls,nginx,nginx-notickets,stunnel,s_server),
 //! IDLE_CONNECTIONS (2000).
 
 use std::io::{Read, Write};
@@ -56,6 +59,8 @@ mod common;
 #[path = "servers/measure.rs"]
 mod measure;
 mod servers;
+#[path = "servers/tokio_rustls.rs"]
+mod tokio_rustls;
 #[path = "servers/unbuffered.rs"]
 mod unbuffered;
 
@@ -153,6 +158,17 @@ fn start(kind: &str, cert: &Cert, pin: bool) -> Option<Front> {
     match kind {
         "echoloop" => {
             let server = echoloop(&["--tls", "--tls-cert", &c, "--tls-key", &k], pin);
+            let target = format!("tls://localhost:{}", server.addr.port());
+            Some(Front {
+                echoloop: vec![server],
+                others: vec![],
+                target,
+            })
+        }
+        "tokio-rustls" => {
+            let mut cmd = Command::new(std::env::current_exe().ok()?);
+            cmd.args(["--serve-tokio-rustls", &c, &k]);
+            let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
             let target = format!("tls://localhost:{}", server.addr.port());
             Some(Front {
                 echoloop: vec![server],
@@ -347,9 +363,10 @@ fn compare(
 fn main() {
     servers::serve_if_asked();
     unbuffered::serve_if_asked();
+    tokio_rustls::serve_if_asked();
     let setup = Setup::from_env("tls", "handshakes,messages,idle");
     let kinds: Vec<String> = std::env::var("KINDS")
-        .unwrap_or_else(|_| "echoloop,nginx,nginx-notickets,stunnel,s_server".into())
+        .unwrap_or_else(|_| "echoloop,tokio-rustls,nginx,nginx-notickets,stunnel,s_server".into())
         .split(',')
         .map(str::to_string)
         .collect();
@@ -398,7 +415,7 @@ fn main() {
     if setup.sections.contains("messages") {
         let mut kinds: Vec<String> = kinds
             .iter()
-            .filter(|k| matches!(k.as_str(), "echoloop" | "nginx"))
+            .filter(|k| matches!(k.as_str(), "echoloop" | "tokio-rustls" | "nginx"))
             .cloned()
             .collect();
         kinds.push("plain".into());
@@ -526,7 +543,7 @@ fn idle(cert: &Cert, pin: bool) {
         )
     };
     let mut plain_bytes = f64::NAN;
-    for kind in ["plain", "echoloop", "unbuffered"] {
+    for kind in ["plain", "echoloop", "tokio-rustls", "unbuffered"] {
         let front = start(kind, cert, pin).unwrap();
         let server = &front.echoloop[0];
         let before = rss_of(server.pid());
@@ -560,6 +577,7 @@ fn idle(cert: &Cert, pin: bool) {
         let name = match kind {
             "plain" => "plain TCP",
             "echoloop" => "echoloop --tls",
+            "tokio-rustls" => "tokio-rustls",
             _ => "unbuffered API",
         };
         let vs_plain = match kind {
