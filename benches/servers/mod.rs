@@ -506,3 +506,33 @@ pub fn uring_available() -> bool {
     }
     true
 }
+
+/// The TLS configuration a bench server was asked to serve with
+/// `FLAG CERT KEY` on its command line (`--serve-unbuffered`,
+/// `--serve-tokio-rustls`): `None` when the flag is absent; a usage error
+/// (exit 2) or an unusable file (exit 1) ends the process with one line.
+/// The configuration is `echoloop server --tls`'s own (`tls_server::setup`),
+/// so every kind serves the same certificate, provider and ciphers.
+pub fn tls_config_if_asked(flag: &str) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == flag)?;
+    let (cert, key) = match (args.get(i + 1), args.get(i + 2)) {
+        (Some(c), Some(k)) => (std::path::PathBuf::from(c), std::path::PathBuf::from(k)),
+        _ => {
+            eprintln!("{flag} takes CERT KEY");
+            std::process::exit(2);
+        }
+    };
+    let opts = echoloop::server::tls_server::Settings {
+        cert: Some(cert),
+        key: Some(key),
+        ..Default::default()
+    };
+    match echoloop::server::tls_server::setup(&opts, &std::env::temp_dir()) {
+        Ok(served) => Some(std::sync::Arc::clone(&served.config)),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}

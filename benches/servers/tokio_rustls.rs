@@ -7,37 +7,16 @@
 //! writes what it read back with `write_all`, as tokio-rustls's examples
 //! echo.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Runs the server if the bench was started as
 /// `tls --serve-tokio-rustls CERT KEY`: prints `listening on ADDR` and
 /// serves until killed.
 pub fn serve_if_asked() {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(i) = args.iter().position(|a| a == "--serve-tokio-rustls") else {
+    let Some(config) = super::servers::tls_config_if_asked("--serve-tokio-rustls") else {
         return;
     };
-    let (cert, key) = match (args.get(i + 1), args.get(i + 2)) {
-        (Some(c), Some(k)) => (PathBuf::from(c), PathBuf::from(k)),
-        _ => {
-            eprintln!("--serve-tokio-rustls takes CERT KEY");
-            std::process::exit(2);
-        }
-    };
-    let opts = echoloop::server::tls_server::Settings {
-        cert: Some(cert),
-        key: Some(key),
-        ..Default::default()
-    };
-    let served = match echoloop::server::tls_server::setup(&opts, &std::env::temp_dir()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = serve(Arc::clone(&served.config)) {
+    if let Err(e) = serve(config) {
         eprintln!("tokio-rustls server: {e}");
         std::process::exit(1);
     }

@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use mio::net::{TcpListener, TcpStream};
@@ -43,30 +42,10 @@ struct Conn {
 /// `tls --serve-unbuffered CERT KEY`: prints `listening on ADDR` and
 /// serves until killed.
 pub fn serve_if_asked() {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(i) = args.iter().position(|a| a == "--serve-unbuffered") else {
+    let Some(config) = super::servers::tls_config_if_asked("--serve-unbuffered") else {
         return;
     };
-    let (cert, key) = match (args.get(i + 1), args.get(i + 2)) {
-        (Some(c), Some(k)) => (PathBuf::from(c), PathBuf::from(k)),
-        _ => {
-            eprintln!("--serve-unbuffered takes CERT KEY");
-            std::process::exit(2);
-        }
-    };
-    let opts = echoloop::server::tls_server::Settings {
-        cert: Some(cert),
-        key: Some(key),
-        ..Default::default()
-    };
-    let served = match echoloop::server::tls_server::setup(&opts, &std::env::temp_dir()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = serve(Arc::clone(&served.config)) {
+    if let Err(e) = serve(config) {
         eprintln!("unbuffered server: {e}");
         std::process::exit(1);
     }
