@@ -348,7 +348,8 @@ impl<S: Wire> Connection<S> {
             let Phase::Running { stream } = &mut self.phase else {
                 return Ok(());
             };
-            // Over TLS a short read proves nothing (see shared::tls).
+            // Over TLS a short plaintext read proves nothing; the stream
+            // applies the rule to its ciphertext (see shared::tls).
             let drain = stream.drain(drain);
             let n = match stream.read(buf) {
                 Ok(0) => return Err(Close::Closed),
