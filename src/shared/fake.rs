@@ -7,6 +7,9 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
+use crate::shared::readiness::Drain;
+use crate::shared::tls::Wire;
+
 /// One scripted answer of the fake stream.
 pub(crate) enum Step {
     /// A read returns these bytes.
@@ -31,6 +34,9 @@ pub(crate) struct Fake {
     pub(crate) writes: VecDeque<Step>,
     pub(crate) written: Vec<u8>,
     pub(crate) read_calls: usize,
+    /// How many read passes asked for the drain rule ([`Wire::drain`]):
+    /// a stream such as TLS's keeps state for the pass it is told of.
+    pub(crate) drains: usize,
 }
 
 impl Read for Fake {
@@ -73,4 +79,9 @@ impl Write for Fake {
     }
 }
 
-impl crate::shared::tls::Wire for Fake {}
+impl Wire for Fake {
+    fn drain(&mut self, bare: Drain) -> Drain {
+        self.drains += 1;
+        bare
+    }
+}
