@@ -165,20 +165,10 @@ fn start(kind: &str, cert: &Cert, pin: bool) -> Option<Front> {
                 target,
             })
         }
-        "tokio-rustls" => {
+        // Servers this bench binary runs itself, over the same certificate.
+        "tokio-rustls" | "unbuffered" => {
             let mut cmd = Command::new(std::env::current_exe().ok()?);
-            cmd.args(["--serve-tokio-rustls", &c, &k]);
-            let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
-            let target = format!("tls://localhost:{}", server.addr.port());
-            Some(Front {
-                echoloop: vec![server],
-                others: vec![],
-                target,
-            })
-        }
-        "unbuffered" => {
-            let mut cmd = Command::new(std::env::current_exe().ok()?);
-            cmd.args(["--serve-unbuffered", &c, &k]);
+            cmd.args([&format!("--serve-{kind}"), &c, &k]);
             let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
             let target = format!("tls://localhost:{}", server.addr.port());
             Some(Front {

@@ -408,7 +408,6 @@ fn check(reply: &[u8], size: usize, tape: &[u8], start: usize, socket: u32) -> O
     (reply[HEADER..] == *tape_slice(tape, start, seq.wrapping_mul(997), body)).then_some(seq)
 }
 
-/// Runs a UDP load test.
 impl Engine for DatagramGenerator {
     fn poll(&mut self) -> &mut Poll {
         &mut self.poll
