@@ -683,12 +683,13 @@ fn the_trace_narrates_the_tls_state() {
     let mut rest = Vec::new();
     tls.read_to_end(&mut rest).unwrap();
     for said in [
-        "tls read_tls bytes=",
-        "tls write_tls bytes=",
+        "tls read ciphertext bytes=",
+        "tls state EncodeTlsData",
+        "tls sent bytes=",
         "tls state handshaking => traffic (full)",
         "read conn=#1 bytes=2",
         "read conn=#1 eof",
-        "tls close_notify queued",
+        "tls close_notify",
     ] {
         server.wait_stderr(|line| line.contains(said));
     }

@@ -618,9 +618,11 @@ impl<'o> Client<'o> {
             }
         })?;
         let session =
-            rustls::ClientConnection::new(config, name).map_err(|e| ClientError::Handshake {
-                target,
-                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            rustls::client::UnbufferedClientConnection::new(config, name).map_err(|e| {
+                ClientError::Handshake {
+                    target,
+                    source: io::Error::new(io::ErrorKind::InvalidData, e),
+                }
             })?;
         let tls = TlsStream::new(session, tcp, 1 << 20, 0);
         Ok(Stream::Tls(Box::new(tls)))

@@ -387,14 +387,10 @@ impl<S: Wire> Connection<S> {
     }
     // ANCHOR_END: echo
 
-    /// Sends what the stream holds (TLS: seals what the pass staged and
-    /// sends the records). A socket that would block is not an error: the
-    /// connection then wants WRITABLE ([`Wire::unsent`]).
-    pub fn flush(&mut self) -> io::Result<()> {
-        match self.stream.flush() {
-            Err(e) if !would_block(&e) && !interrupted(&e) => Err(e),
-            _ => Ok(()),
-        }
+    /// How many bytes one read asks for, given the server's `--read-size`
+    /// (TLS asks for a record's plaintext: see [`Wire::read_size`]).
+    pub fn read_size(&self, bare: usize) -> usize {
+        self.stream.read_size(bare)
     }
 
     /// Where it is in its life.

@@ -224,7 +224,7 @@ impl Server {
             acceptor: Acceptor::new(listener, config.max_connections),
             conns: Slab::new(),
             ready: VecDeque::new(),
-            buf: vec![0; config.read_size.max(1)],
+            buf: vec![0; tls_server::read_buffer(&config)],
             idle: Deadlines::default(),
             injector: Injector::new(config.faults, now),
             udp,
@@ -508,16 +508,14 @@ impl Server {
         let limits = self.injector.limits(key, conn.bytes_in(), base);
         let heard_before = conn.bytes_in();
         let mut next = Next::Keep;
+        // A read asks for what the stream wants (TLS: a record's plaintext).
+        let size = conn.read_size(self.config.read_size).min(self.buf.len());
+        let buf = &mut self.buf[..size];
         if write {
-            next = conn.on_writable(&mut self.buf, limits, &mut self.stats);
+            next = conn.on_writable(buf, limits, &mut self.stats);
         }
         if let (Next::Keep, Some(drain)) = (&next, read) {
-            next = conn.on_readable(&mut self.buf, limits, drain, &mut self.stats);
-        }
-        // What the pass wrote leaves now, in one write (a stream may stage
-        // it: TLS seals one pass's echoes into as few records as they fill).
-        if let Err(e) = conn.flush() {
-            next = Next::Failed(e);
+            next = conn.on_readable(buf, limits, drain, &mut self.stats);
         }
         let stamp_now = stamp(self.started, now);
         let id = conn.id();

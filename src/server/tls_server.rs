@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, WebPkiClientVerifier};
+use rustls::server::{
+    NoServerSessionStorage, ServerSessionMemoryCache, UnbufferedServerConnection,
+    WebPkiClientVerifier,
+};
 
 use super::close::Close;
 use super::counters::Handshakes;
@@ -24,6 +27,7 @@ use crate::shared::stream::Stream;
 use crate::shared::tls::{
     TlsSetupError, TlsStream, fingerprint, load_identity, load_roots, provider,
 };
+use crate::shared::tls_stream::RECORD_PLAINTEXT;
 
 /// How a returning client may resume (`--tls-resumption`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -228,12 +232,9 @@ pub(super) fn wrap(
     accepted: u64,
 ) -> Option<Stream> {
     match (stream, tls) {
-        (Stream::Tcp(tcp), Some(tls)) => match rustls::ServerConnection::new(Arc::clone(tls)) {
+        (Stream::Tcp(tcp), Some(tls)) => match UnbufferedServerConnection::new(Arc::clone(tls)) {
             Ok(session) => {
-                let mut tls = TlsStream::new(session, tcp, owed_cap, accepted);
-                // The echo writes each read back at once; the pass's end
-                // seals them into as few records as they fill.
-                tls.coalesce();
+                let tls = TlsStream::new(session, tcp, owed_cap, accepted);
                 Some(Stream::Tls(Box::new(tls)))
             }
             Err(e) => {
@@ -242,6 +243,16 @@ pub(super) fn wrap(
             }
         },
         (stream, _) => Some(stream),
+    }
+}
+
+/// The size of the server's one read buffer: `--read-size`, or with
+/// `--tls` at least a record's plaintext, which a TLS stream reads at
+/// once ([`Wire::read_size`](crate::shared::tls::Wire::read_size)).
+pub(super) fn read_buffer(config: &super::config::Config) -> usize {
+    match config.tls {
+        Some(_) => config.read_size.max(RECORD_PLAINTEXT),
+        None => config.read_size.max(1),
     }
 }
 

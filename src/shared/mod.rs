@@ -12,8 +12,11 @@
 //! - [`addr`] — `host:port` and `[v6]:port`, as people type them; and
 //!   [`addr::Endpoint`], a TCP address or a Unix-domain socket.
 //! - [`stream`] — a connected TCP or Unix-domain stream, as one type.
-//! - [`tls`] — TLS on a non-blocking socket: a rustls session read and
-//!   written as plaintext; certificates, keys and the client's setup.
+//! - [`tls_stream`] — TLS on a non-blocking socket: a rustls session
+//!   read and written as plaintext, its ciphertext read into one buffer
+//!   per thread.
+//! - [`tls`] — setting TLS up: certificates, keys, the client's
+//!   configuration.
 //! - [`trust`] — whom a TLS client trusts (`--cacert`, `-k`), and a
 //!   failed handshake in words.
 //! - [`tickets`] — where a TLS client keeps its session tickets, as many
@@ -45,5 +48,6 @@ pub mod stop;
 pub mod stream;
 pub mod tickets;
 pub mod tls;
+pub mod tls_stream;
 pub mod trust;
 pub mod wall;

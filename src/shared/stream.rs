@@ -149,6 +149,13 @@ impl Wire for Stream {
             Stream::Tcp(_) | Stream::Unix(_) => false,
         }
     }
+
+    fn read_size(&self, bare: usize) -> usize {
+        match self {
+            Stream::Tls(t) => t.read_size(bare),
+            Stream::Tcp(_) | Stream::Unix(_) => bare,
+        }
+    }
 }
 
 impl Source for Stream {
