@@ -35,8 +35,8 @@ mod measure;
 mod servers;
 
 use common::{ServerProcess, json_number};
-use measure::{Setup, measure, run_load};
-use servers::{clone_command, env_or, has, median};
+use measure::{Setup, measure, perf_counts_syscalls, run_load};
+use servers::{clone_command, env_or, median};
 
 /// One kind's count: calls per message, in all and by call.
 struct Count {
@@ -129,22 +129,6 @@ const CALLS: [&str; 12] = [
     "close",
     "io_uring_enter",
 ];
-
-/// Whether `perf stat` can count syscall tracepoints here.
-fn perf_counts_syscalls() -> bool {
-    has("perf")
-        && Command::new("perf")
-            .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"])
-            .output()
-            .is_ok_and(|o| {
-                o.status.success()
-                    && String::from_utf8_lossy(&o.stderr).lines().any(|l| {
-                        l.split(',')
-                            .next()
-                            .is_some_and(|n| n.parse::<u64>().is_ok())
-                    })
-            })
-}
 
 /// The server's calls over the load, per message: one counted run with
 /// the load, one without, the difference divided by the messages.

@@ -31,13 +31,16 @@
 //!   full handshakes from `openssl speed` (one ECDSA P-256 signature and
 //!   two X25519 operations each); and `openssl s_time -new`/`-reuse`
 //!   against echoloop as an independent client's count.
+//!   Resumption under churn: 50 connections reconnecting at once, with
+//!   default options, and the fraction of handshakes resumed.
 //! - `messages`: CPU per echoed message on 50 long-lived connections at
-//!   64 B and 16 KiB, TLS through echoloop, tokio-rustls and nginx, and plain TCP (the
-//!   TLS tax).
+//!   64 B and 16 KiB, in an open loop (RATE_64, RATE_16K: 50,000/s and
+//!   20,000/s) held below what any kind serves, so that the server's CPU
+//!   is not paced by a saturated load; and, where perf counts syscall
+//!   tracepoints, the server side's read calls (`read`, `recvfrom`) per
+//!   message.
 //! - `idle`: bytes of server memory per idle TLS connection (after one
-//!   echo), against a plain one, and against `unbuffered`: an experiment
-//!   on rustls's unbuffered API with one shared read buffer
-//!   (`servers/unbuffered.rs`).
+//!   echo), against a plain one and tokio-rustls.
 //!
 //! Ratios are to `echoloop`, per round, then the median over rounds (the
 //! kinds run in a rotated order each round). This machine has few cores:
@@ -61,11 +64,9 @@ mod measure;
 mod servers;
 #[path = "servers/tokio_rustls.rs"]
 mod tokio_rustls;
-#[path = "servers/unbuffered.rs"]
-mod unbuffered;
 
 use common::{ServerProcess, free_port, json_number, rss_of};
-use measure::Setup;
+use measure::{ReadCount, Setup, perf_counts_syscalls};
 use servers::{clone_command, env_or, has, median};
 
 /// A kind running: its processes (all measured), and the target the load
@@ -166,7 +167,7 @@ fn start(kind: &str, cert: &Cert, pin: bool) -> Option<Front> {
             })
         }
         // Servers this bench binary runs itself, over the same certificate.
-        "tokio-rustls" | "unbuffered" => {
+        "tokio-rustls" => {
             let mut cmd = Command::new(std::env::current_exe().ok()?);
             cmd.args([&format!("--serve-{kind}"), &c, &k]);
             let server = ServerProcess::spawn(clone_command(&cmd, pin.then_some(0)));
@@ -279,10 +280,30 @@ fn cpu_us(pid: u32) -> f64 {
     ticks as f64 * 1e4
 }
 
-/// One load run against a kind: the JSON, the server side's CPU µs and
-/// the load's own CPU µs.
-fn run(front: &Front, args: &[String], cert: &Cert, pin: bool) -> Option<(String, f64, f64)> {
+/// What one load run measured.
+struct Ran {
+    /// The load's JSON report.
+    json: String,
+    /// The server side's CPU, µs (a proxy and its backend together).
+    server_cpu: f64,
+    /// The load's own CPU, µs.
+    load_cpu: f64,
+    /// The server side's read calls (`read` + `recvfrom`), where perf
+    /// counts them.
+    reads: Option<u64>,
+}
+
+/// One load run against a kind.
+/// With `count_reads`, perf counts the server side's read calls (its
+/// tracepoints cost every system call a little: those runs are not the
+/// ones whose CPU is reported).
+fn run(front: &Front, args: &[String], cert: &Cert, pin: bool, count_reads: bool) -> Option<Ran> {
     let pids = front.pids();
+    let counting = if count_reads {
+        ReadCount::start(&pids)
+    } else {
+        None
+    };
     let before: f64 = pids.iter().map(|p| cpu_us(*p)).sum();
     let mut load = Command::new(env!("CARGO_BIN_EXE_echoloop"));
     load.arg("load").arg(&front.target).args(args).arg("--json");
@@ -291,6 +312,7 @@ fn run(front: &Front, args: &[String], cert: &Cert, pin: bool) -> Option<(String
     }
     let out = clone_command(&load, pin.then_some(1)).output().ok()?;
     let after: f64 = pids.iter().map(|p| cpu_us(*p)).sum();
+    let reads = counting.and_then(ReadCount::stop);
     let json = String::from_utf8(out.stdout).ok()?;
     if !out.status.success() {
         eprintln!(
@@ -301,7 +323,12 @@ fn run(front: &Front, args: &[String], cert: &Cert, pin: bool) -> Option<(String
         return None;
     }
     let load_cpu = json_number(&json, "cpu_us_per_msg") * json_number(&json, "messages");
-    Some((json, after - before, load_cpu))
+    Some(Ran {
+        json,
+        server_cpu: after - before,
+        load_cpu,
+        reads,
+    })
 }
 
 /// One figure per round for each kind; prints medians and ratios to the
@@ -315,8 +342,9 @@ fn compare(
     figure: impl Fn(&str) -> (f64, f64, &'static str),
 ) {
     println!("\n{title}");
-    // per kind: (rate, server CPU µs per unit, load CPU µs per unit) each round
-    let mut samples: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); kinds.len()];
+    // per kind, each round: (rate, server CPU µs per unit, load CPU µs
+    // per unit, server reads per unit (NaN: not counted), resumed fraction)
+    let mut samples: Vec<Vec<[f64; 5]>> = vec![Vec::new(); kinds.len()];
     let mut unit = "";
     for round in 0..setup.rounds {
         for j in 0..kinds.len() {
@@ -324,15 +352,40 @@ fn compare(
             let Some(front) = start(&kinds[k], cert, setup.pin) else {
                 continue;
             };
-            let Some((json, server_cpu, load_cpu)) = run(&front, args, cert, setup.pin) else {
+            let Some(ran) = run(&front, args, cert, setup.pin, false) else {
                 continue;
             };
-            let (rate, count, u) = figure(&json);
+            let (rate, count, u) = figure(&ran.json);
             unit = u;
-            samples[k].push((rate, server_cpu / count.max(1.0), load_cpu / count.max(1.0)));
+            let count = count.max(1.0);
+            let resumed = match u {
+                "handshake" => json_number(&ran.json, "tls.resumed_fraction"),
+                _ => f64::NAN,
+            };
+            samples[k].push([
+                rate,
+                ran.server_cpu / count,
+                ran.load_cpu / count,
+                f64::NAN,
+                resumed,
+            ]);
         }
     }
-    let base: Vec<(f64, f64, f64)> = samples[0].clone();
+    // One more run per kind, under perf, for the read calls (exact
+    // counts: one run says it).
+    if perf_counts_syscalls() {
+        for (k, kind) in kinds.iter().enumerate() {
+            let Some(front) = start(kind, cert, setup.pin) else {
+                continue;
+            };
+            if let Some(ran) = run(&front, args, cert, setup.pin, true)
+                && let (Some(reads), Some(first)) = (ran.reads, samples[k].first_mut())
+            {
+                first[3] = reads as f64 / figure(&ran.json).1.max(1.0);
+            }
+        }
+    }
+    let base = samples[0].clone();
     for (k, kind) in kinds.iter().enumerate() {
         if samples[k].is_empty() {
             servers::skipped(&format!(
@@ -340,19 +393,27 @@ fn compare(
             ));
             continue;
         }
-        let rate = median(samples[k].iter().map(|s| s.0));
-        let cpu = median(samples[k].iter().map(|s| s.1));
-        let load = median(samples[k].iter().map(|s| s.2));
-        let ratio = median(samples[k].iter().zip(&base).map(|(s, b)| s.1 / b.1));
+        let of = |i: usize| median(samples[k].iter().map(|s| s[i]));
+        let ratio = median(samples[k].iter().zip(&base).map(|(s, b)| s[1] / b[1]));
+        let reads = match samples[k][0][3] {
+            r if r.is_nan() => String::new(),
+            r => format!("   {r:.3} reads per {unit}"),
+        };
+        let resumed = match of(4) {
+            r if r.is_nan() || unit != "handshake" => String::new(),
+            r => format!("   resumed {r:.2}"),
+        };
         println!(
-            "  {kind:<16} {rate:>10.0} {unit}/s   server {cpu:>8.2} µs CPU per {unit} ({ratio:.2}x echoloop)   load {load:.2} µs"
+            "  {kind:<16} {:>10.0} {unit}/s   server {:>8.2} µs CPU per {unit} ({ratio:.2}x echoloop)   load {:.2} µs{reads}{resumed}",
+            of(0),
+            of(1),
+            of(2)
         );
     }
 }
 
 fn main() {
     servers::serve_if_asked();
-    unbuffered::serve_if_asked();
     tokio_rustls::serve_if_asked();
     let setup = Setup::from_env("tls", "handshakes,messages,idle");
     let kinds: Vec<String> = std::env::var("KINDS")
@@ -400,6 +461,16 @@ fn main() {
             &s(&churn),
             handshakes,
         );
+        let mut many = s(&churn);
+        many[1] = "50".into();
+        compare(
+            "resumption under churn: 50 connections, one message each (tickets, default options)",
+            &kinds,
+            &setup,
+            &cert,
+            &many,
+            handshakes,
+        );
         s_time(&cert, &setup);
     }
     if setup.sections.contains("messages") {
@@ -409,8 +480,16 @@ fn main() {
             .cloned()
             .collect();
         kinds.push("plain".into());
-        for size in ["64", "16384"] {
-            let args = s(&["-c", "50", "-s", size, "-d", &secs]);
+        // An open loop below what any kind can serve: in a closed loop the
+        // server and the load each take a whole core and pace each other,
+        // and CPU per message then says more about the pacing than the
+        // server. RATE_64 and RATE_16K set the rates.
+        for (size, rate) in [
+            ("64", env_or("RATE_64", 50_000u64)),
+            ("16384", env_or("RATE_16K", 20_000u64)),
+        ] {
+            let rate = rate.to_string();
+            let args = s(&["-c", "50", "-s", size, "-d", &secs, "--rate", &rate]);
             let per_message = |json: &str| {
                 (
                     json_number(json, "msgs_per_s"),
@@ -419,7 +498,9 @@ fn main() {
                 )
             };
             compare(
-                &format!("CPU per echoed message, 50 connections x {size} B (plain = TCP, no TLS)"),
+                &format!(
+                    "CPU per echoed message, 50 connections x {size} B at {rate}/s (plain = TCP, no TLS)"
+                ),
                 &kinds,
                 &setup,
                 &cert,
@@ -533,7 +614,7 @@ fn idle(cert: &Cert, pin: bool) {
         )
     };
     let mut plain_bytes = f64::NAN;
-    for kind in ["plain", "echoloop", "tokio-rustls", "unbuffered"] {
+    for kind in ["plain", "echoloop", "tokio-rustls"] {
         let front = start(kind, cert, pin).unwrap();
         let server = &front.echoloop[0];
         let before = rss_of(server.pid());
@@ -567,8 +648,7 @@ fn idle(cert: &Cert, pin: bool) {
         let name = match kind {
             "plain" => "plain TCP",
             "echoloop" => "echoloop --tls",
-            "tokio-rustls" => "tokio-rustls",
-            _ => "unbuffered API",
+            _ => "tokio-rustls",
         };
         let vs_plain = match kind {
             "plain" => String::new(),

@@ -132,3 +132,102 @@ pub fn children_cpu_us() -> f64 {
     let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
     us(usage.ru_utime) + us(usage.ru_stime)
 }
+
+/// Whether `perf stat` can count syscall tracepoints here (Debian's
+/// `linux-perf`, with `/proc/sys/kernel/perf_event_paranoid` allowing it).
+pub fn perf_counts_syscalls() -> bool {
+    crate::servers::has("perf")
+        && Command::new("perf")
+            .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"])
+            .output()
+            .is_ok_and(|o| {
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stderr).lines().any(|l| {
+                        l.split(',')
+                            .next()
+                            .is_some_and(|n| n.parse::<u64>().is_ok())
+                    })
+            })
+}
+
+/// The read system calls (`read` and `recvfrom`) of running processes,
+/// counted by perf's syscall tracepoints between [`ReadCount::start`]
+/// and [`ReadCount::stop`]. perf starts with its counters off and turns
+/// them on when told through a FIFO, and says so through another: the
+/// count starts exactly when `start` returns, with no guessing how long
+/// perf takes to attach.
+pub struct ReadCount {
+    perf: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl ReadCount {
+    /// Starts counting the reads of `pids`; `None` (said on stderr)
+    /// where perf cannot.
+    pub fn start(pids: &[u32]) -> Option<ReadCount> {
+        use std::io::{BufRead, Write};
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::env::temp_dir().join(format!("echoloop-perf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).ok()?;
+        for name in ["ctl", "ack"] {
+            let path = std::ffi::CString::new(dir.join(name).as_os_str().as_bytes()).ok()?;
+            // SAFETY: mkfifo(3) on a NUL-terminated path we own.
+            if unsafe { libc::mkfifo(path.as_ptr(), 0o600) } != 0 {
+                return None;
+            }
+        }
+        let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let control = format!(
+            "fifo:{},{}",
+            dir.join("ctl").display(),
+            dir.join("ack").display()
+        );
+        let perf = Command::new("perf")
+            .args(["stat", "-x,", "-D", "-1", "--control", &control, "-o"])
+            .arg(dir.join("out"))
+            .args([
+                "-e",
+                "syscalls:sys_enter_read,syscalls:sys_enter_recvfrom",
+                "-p",
+                &pids.join(","),
+            ])
+            // Its "Events enabled" lines; the counts go to the file.
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let count = ReadCount { perf, dir };
+        // perf opens both FIFOs as it starts; these opens wait for it.
+        let mut ctl = std::fs::OpenOptions::new()
+            .write(true)
+            .open(count.dir.join("ctl"))
+            .ok()?;
+        ctl.write_all(b"enable\n").ok()?;
+        let ack = std::fs::File::open(count.dir.join("ack")).ok()?;
+        let mut line = String::new();
+        std::io::BufReader::new(ack).read_line(&mut line).ok()?;
+        (line.trim() == "ack").then_some(count)
+    }
+
+    /// Stops perf and returns the reads it counted.
+    pub fn stop(mut self) -> Option<u64> {
+        // SAFETY: kill(2) on perf, which this bench started.
+        unsafe { libc::kill(self.perf.id() as i32, libc::SIGINT) };
+        self.perf.wait().ok()?;
+        let out = std::fs::read_to_string(self.dir.join("out")).ok()?;
+        let counted: Vec<u64> = out
+            .lines()
+            .filter(|l| l.contains("sys_enter_"))
+            .filter_map(|l| l.split(',').next()?.parse().ok())
+            .collect();
+        (counted.len() == 2).then(|| counted.iter().sum())
+    }
+}
+
+impl Drop for ReadCount {
+    fn drop(&mut self) {
+        let _ = self.perf.kill();
+        let _ = self.perf.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

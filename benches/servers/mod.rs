@@ -508,8 +508,7 @@ pub fn uring_available() -> bool {
 }
 
 /// The TLS configuration a bench server was asked to serve with
-/// `FLAG CERT KEY` on its command line (`--serve-unbuffered`,
-/// `--serve-tokio-rustls`): `None` when the flag is absent; a usage error
+/// `FLAG CERT KEY` on its command line (`--serve-tokio-rustls`): `None` when the flag is absent; a usage error
 /// (exit 2) or an unusable file (exit 1) ends the process with one line.
 /// The configuration is `echoloop server --tls`'s own (`tls_server::setup`),
 /// so every kind serves the same certificate, provider and ciphers.

@@ -56,7 +56,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
 
-    /// Bytes per read call.
+    /// Bytes per read call (over --tls, a read takes a record's plaintext:
+    /// at least 16 KiB).
     #[arg(long, value_name = "BYTES", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
     pub read_size: u64,
