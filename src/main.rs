@@ -355,6 +355,23 @@ fn interval_printer(live: Option<indicatif::ProgressBar>) -> Result<Offload<Stri
 /// completion script on stdout.
 fn generate(what: Generate) -> Result<(), Exit> {
     match what {
+        Generate::Cert { dir, names } => {
+            use echoloop::shared::certificate;
+            let names = match names.is_empty() {
+                true => certificate::LOOPBACK_NAMES.map(String::from).to_vec(),
+                false => names,
+            };
+            let made = certificate::make(&names).map_err(|e| Exit::failed(e, 1))?;
+            let (cert, key) = certificate::write(&dir, &made).map_err(|e| Exit::failed(e, 1))?;
+            println!(
+                "{} sha256 {}",
+                cert.display(),
+                echoloop::shared::tls::fingerprint(&made.cert)
+            );
+            println!("{} (mode 0600)", key.display());
+            println!("names: {}", names.join(", "));
+            Ok(())
+        }
         Generate::Man { dir } => {
             let pages = echoloop::cli::write_man_pages(&dir).map_err(|e| {
                 Exit::failed(

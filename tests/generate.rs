@@ -1,5 +1,6 @@
 //! `echoloop generate`: the man pages render with `man` without a warning,
-//! and the bash completion script is valid and completes in a real bash.
+//! the bash completion script is valid and completes in a real bash, and
+//! the certificate it writes is served and trusted by echoloop and OpenSSL.
 //! (A packager's commands: see the Debian package in `.ci/run`.)
 
 mod common;
@@ -7,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::Bounded as _;
-use common::bin;
+use common::{ServerProcess, bin};
 
 /// Whether `program` runs here (`program --version` or similar).
 fn have(program: &str, arg: &str) -> bool {
@@ -53,6 +54,7 @@ fn every_man_page_renders_without_warnings() {
         "echoloop-client",
         "echoloop-load",
         "echoloop-report",
+        "echoloop-generate",
     ];
     assert_eq!(listed.lines().count(), names.len(), "{listed}");
     if !have("man", "--version") {
@@ -144,13 +146,12 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
         "{options}"
     );
     let top = complete("echoloop ");
-    for sub in ["server", "client", "load", "report"] {
+    for sub in ["server", "client", "load", "report", "generate"] {
         assert!(top.lines().any(|l| l == sub), "{top}");
     }
-    // `generate` is for packagers: not in --help (clap's bash script still
-    // offers it, as it does every subcommand).
+    // `generate` makes a proxy's certificate too: --help lists it.
     let help = bin().arg("--help").bounded();
-    assert!(!String::from_utf8_lossy(&help.stdout).contains("generate"));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("\n  generate  "));
 }
 
 /// Every shell clap_complete knows gets a script that names echoloop.
@@ -186,4 +187,109 @@ fn man_pages_into_an_impossible_directory_fail_cleanly() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// `generate cert DIR --name …`: `cert.pem` (0644) and `key.pem` (0600),
+/// ECDSA P-256, not a CA, the names as subjectAltNames, as OpenSSL reads
+/// them; `server --tls-cert/--tls-key` serves it, and OpenSSL's s_client
+/// and echoloop's client trust it with it as their CA file. Written twice,
+/// it is refused (exit 1) and left as it was; a bad name is exit 2.
+#[test]
+fn a_generated_certificate_is_served_and_trusted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = common::scratch("generate", "cert").join("tls");
+    let out = bin()
+        .args(["generate", "cert"])
+        .arg(&dir)
+        .args(["--name", "localhost", "--name", "127.0.0.1"])
+        .bounded();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("{} sha256 ", cert.display())),
+        "{stdout}"
+    );
+    assert_eq!(lines[1], format!("{} (mode 0600)", key.display()));
+    assert_eq!(lines[2], "names: localhost, 127.0.0.1");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&cert), mode(&key)), (0o644, 0o600));
+    let again = bin().args(["generate", "cert"]).arg(&dir).bounded();
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr),
+        format!(
+            "echoloop: error: {} exists already: remove it, or give another directory\n",
+            cert.display()
+        )
+    );
+    let bad = bin()
+        .args(["generate", "cert"])
+        .arg(&dir)
+        .args(["--name", "two words"])
+        .bounded();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("not a DNS name or an IP address: \"two words\""),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = ServerProcess::start(&["--tls", "--tls-cert", c, "--tls-key", k]);
+    let port = server.addr.port();
+    let client = bin()
+        .args(["client", &format!("tls://localhost:{port}"), "--cacert", c])
+        .args(["--data", "hi", "--half-close"])
+        .bounded();
+    assert_eq!(
+        (
+            client.status.code(),
+            String::from_utf8_lossy(&client.stdout).as_ref()
+        ),
+        (Some(0), "b'hi'\n"),
+        "{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    if !have("openssl", "version") {
+        common::missing("openssl, to read and verify the generated certificate");
+        return;
+    }
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in", c])
+        .bounded();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("NIST CURVE: P-256"), "{text}");
+    assert!(
+        text.contains("DNS:localhost, IP Address:127.0.0.1"),
+        "{text}"
+    );
+    assert!(!text.contains("CA:TRUE"), "not a CA: {text}");
+    let key_text = Command::new("openssl")
+        .args(["pkey", "-noout", "-text", "-in", k])
+        .bounded();
+    assert_eq!(key_text.status.code(), Some(0), "openssl reads the key");
+    let verified = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "-CAfile",
+            c,
+            "-verify_return_error",
+            "-verify_hostname",
+            "localhost",
+        ])
+        .stdin(Stdio::null())
+        .bounded();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        said.contains("Verify return code: 0 (ok)"),
+        "{said}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
 }

@@ -66,8 +66,9 @@ pub enum Command {
     /// a page of charts).
     #[command(after_help = REPORT_EXAMPLES, after_long_help = REPORT_LONG)]
     Report(ReportArgs),
-    /// Write the man pages or a shell's completions (for packagers).
-    #[command(hide = true, subcommand)]
+    /// Write a certificate and key for a proxy or a server, the man pages,
+    /// or a shell's completions.
+    #[command(subcommand, after_help = GENERATE_EXAMPLES)]
     Generate(Generate),
 }
 
@@ -75,6 +76,22 @@ pub enum Command {
 /// script: the pages and scripts come from the same clap definitions.
 #[derive(Subcommand, Debug)]
 pub enum Generate {
+    /// A certificate and its key, for a proxy that terminates TLS (haproxy,
+    /// nginx) or `server --tls-cert/--tls-key`: DIR/cert.pem and
+    /// DIR/key.pem (mode 0600). ECDSA P-256, self-signed, not a CA, the
+    /// names as subjectAltNames; clients trust it with `--cacert
+    /// DIR/cert.pem`. Files already there are refused, not overwritten.
+    #[command(after_help = CERT_EXAMPLES)]
+    Cert {
+        /// Where to write cert.pem and key.pem (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+        /// A name the certificate is for: a DNS name (`*.` first for a
+        /// wildcard) or an IP address; repeat for more. Default:
+        /// localhost, 127.0.0.1 and ::1.
+        #[arg(long = "name", value_name = "NAME", value_parser = crate::shared::certificate::check_name)]
+        names: Vec<String>,
+    },
     /// One man page per subcommand (echoloop.1, echoloop-server.1, ...)
     /// into DIR.
     Man {
@@ -89,6 +106,25 @@ pub enum Generate {
         shell: clap_complete::Shell,
     },
 }
+
+/// Under `echoloop generate --help`.
+const GENERATE_EXAMPLES: &str = "Examples:
+  echoloop generate cert tls --name proxy.example   # tls/cert.pem and tls/key.pem
+  echoloop generate man /usr/share/man/man1         # echoloop.1, echoloop-server.1, ...
+  echoloop generate complete bash > /etc/bash_completion.d/echoloop
+
+Exit codes: 0 written; 1 a file could not be written; 2 usage.";
+
+/// Under `echoloop generate cert --help`.
+const CERT_EXAMPLES: &str = "Examples:
+  echoloop generate cert tls                              # tls/cert.pem, tls/key.pem for localhost
+  echoloop generate cert tls --name proxy.example --name 10.0.0.5
+  echoloop server --tls --tls-cert tls/cert.pem --tls-key tls/key.pem
+  echoloop load tls://localhost:7878 --cacert tls/cert.pem -d 5s
+  cat tls/cert.pem tls/key.pem > tls/haproxy.pem          # haproxy: bind :8443 ssl crt tls/haproxy.pem
+
+Exit codes: 0 written; 1 a file could not be written (or exists already);
+2 usage (a name that is neither a DNS name nor an IP address).";
 
 /// Typical command lines, under `echoloop --help`.
 const TOP_EXAMPLES: &str = "Examples:

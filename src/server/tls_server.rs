@@ -23,6 +23,7 @@ use rustls::server::{
 
 use super::close::Close;
 use super::counters::Handshakes;
+use crate::shared::certificate::{self, LOOPBACK_NAMES};
 use crate::shared::stream::Stream;
 use crate::shared::tls::{
     TlsSetupError, TlsStream, fingerprint, load_identity, load_roots, provider,
@@ -154,12 +155,11 @@ pub fn setup(opts: &Settings, self_signed_in: &Path) -> Result<Served, TlsSetupE
 fn self_signed(
     path: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsSetupError> {
-    let names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    let made = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| TlsSetupError::LocalCert(format!("tls: cannot make a certificate: {e}")))?;
-    write_private(path, made.cert.pem().as_bytes())?;
-    let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
-    Ok((vec![made.cert.der().clone()], key))
+    let names: Vec<String> = LOOPBACK_NAMES.iter().map(|n| n.to_string()).collect();
+    let made =
+        certificate::make(&names).map_err(|e| TlsSetupError::LocalCert(format!("tls: {e}")))?;
+    write_private(path, made.cert_pem.as_bytes())?;
+    Ok((vec![made.cert], made.key))
 }
 
 /// Writes `bytes` to `path`, a file in a directory that this call makes

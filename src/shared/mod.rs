@@ -17,6 +17,8 @@
 //!   per thread.
 //! - [`tls`] — setting TLS up: certificates, keys, the client's
 //!   configuration.
+//! - [`certificate`] — certificates made here: `server --tls`'s own, and
+//!   `generate cert`'s for a proxy.
 //! - [`trust`] — whom a TLS client trusts (`--cacert`, `-k`), and a
 //!   failed handshake in words.
 //! - [`tickets`] — where a TLS client keeps its session tickets, as many
@@ -34,6 +36,7 @@
 //!   queue the loop never waits on.
 
 pub mod addr;
+pub mod certificate;
 pub mod cpu;
 pub mod dice;
 pub mod duration;
