@@ -220,10 +220,16 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
                 1,
             )),
         });
-    let summary = match result {
+    let mut summary = match result {
         Ok(summary) => summary,
         Err(e) => return Err(Exit::event_loop(e)),
     };
+    // --fail-if: judged on the summary as --json says it.
+    if !args.fail_if.is_empty() {
+        let said: serde_json::Value =
+            serde_json::from_str(&summary.to_json(false)).unwrap_or_default();
+        summary.thresholds = args.fail_if.iter().map(|t| t.judge(&said)).collect();
+    }
     let mut stdout = std::io::stdout();
     // Not one connection: the error line says it all, and a human summary
     // of zeros above it would only hide it (JSON still has its object).
@@ -263,7 +269,16 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
     });
     // What did not get out is said after the summary; the run's own
     // failure, if any, is the exit code, else the first of these.
-    let mut output_failed = [lines_failed, log_failed].into_iter().flatten();
+    let broken: Vec<Exit> = summary
+        .thresholds
+        .iter()
+        .filter(|v| v.broken)
+        .map(|v| Exit::failed(format!("--fail-if {v}: the run fails on it"), 3))
+        .collect();
+    let mut output_failed = [lines_failed, log_failed]
+        .into_iter()
+        .flatten()
+        .chain(broken);
     let first = match summary.failure(&config.addr) {
         Some(failure) => Exit::failed(&failure, failure.exit_code()),
         None => match output_failed.next() {

@@ -13,6 +13,7 @@ use clap::error::ErrorKind;
 
 use super::tls_args::TlsArgs;
 use super::usage::Usage;
+use crate::load::thresholds::Threshold;
 use crate::shared::addr::Endpoint;
 use crate::shared::duration::{parse_duration, parse_rate};
 
@@ -27,6 +28,7 @@ pub(super) const LOAD_LONG: &str = "Examples:
   echoloop load 127.0.0.1:7878 --rate 20000 -d 3s --interval 1s --hdr-log run.hlog
   echoloop load 127.0.0.1:7878 --messages-per-connection 1 --threads 2 -d 2s
   echoloop load udp://127.0.0.1:7878 --rate 10000 -s 512 -d 2s
+  echoloop load 127.0.0.1:7878 --rate 20000 -d 2s --fail-if 'p99>250ms' --fail-if 'errors>0'
 
 Exit codes:
   0  a clean run (a schedule not kept is a warning)
@@ -34,7 +36,8 @@ Exit codes:
      or --hdr-log or stdout fell behind (said after the summary)
   2  usage: ADDR without a port, a --source of the other family or not of
      this machine, a --tag ending in -connect, -s outside 16 to 65507 over
-     UDP, churn or --reconnect over UDP
+     UDP, churn or --reconnect over UDP, a --fail-if that does not parse
+  3  a --fail-if expression held (each is said, with the run's figure)
   6  could not resolve ADDR's host
   7  not one connection established";
 
@@ -229,6 +232,15 @@ pub struct LoadArgs {
     /// Print one JSON object on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+
+    /// Fail the run (exit 3) if EXPR holds: FIGURE OP VALUE, where OP is
+    /// one of `>`, `>=`, `<`, `<=`. Figures: p50 p90 p99 p999 max (a
+    /// latency: 500us, 5ms, 1s), errors and errors.KIND, lost, timed_out,
+    /// unsent (a count, or a % of messages), msgs_per_s, mib_per_s. Repeat
+    /// for more: each is said with the run's figure. E.g. --fail-if
+    /// 'p99>5ms' --fail-if 'errors>0' --fail-if 'msgs_per_s<9000'.
+    #[arg(long = "fail-if", value_name = "EXPR", value_parser = Threshold::parse)]
+    pub fail_if: Vec<Threshold>,
 }
 
 impl LoadArgs {
@@ -261,6 +273,16 @@ impl LoadArgs {
             crate::shared::wall::instant_of(at, now.0, now.1).map_err(|why| {
                 Usage::new(ErrorKind::ValueValidation, format!("--start-at: {why}"))
             })?;
+        }
+        if let Some(t) = self.fail_if.iter().find(|t| t.needs_schedule())
+            && self.rate.is_none()
+            && self.rate_steps.is_none()
+        {
+            let msg = format!(
+                "--fail-if {}: unsent is an open loop's figure (give --rate)",
+                t.text()
+            );
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
         }
         if self.ramp.is_some() && self.rate.is_some_and(|r| r.to.is_none()) {
             let msg = "--ramp needs a range: --rate FROM..TO";

@@ -110,18 +110,17 @@ pub enum Generate {
 /// Under `echoloop generate --help`.
 const GENERATE_EXAMPLES: &str = "Examples:
   echoloop generate cert tls --name proxy.example   # tls/cert.pem and tls/key.pem
-  echoloop generate man /usr/share/man/man1         # echoloop.1, echoloop-server.1, ...
-  echoloop generate complete bash > /etc/bash_completion.d/echoloop
+  echoloop generate man man1                        # man1/echoloop.1, man1/echoloop-server.1, ...
+  echoloop generate complete bash                   # > /etc/bash_completion.d/echoloop
 
 Exit codes: 0 written; 1 a file could not be written; 2 usage.";
 
 /// Under `echoloop generate cert --help`.
 const CERT_EXAMPLES: &str = "Examples:
-  echoloop generate cert tls                              # tls/cert.pem, tls/key.pem for localhost
-  echoloop generate cert tls --name proxy.example --name 10.0.0.5
-  echoloop server --tls --tls-cert tls/cert.pem --tls-key tls/key.pem
-  echoloop load tls://localhost:7878 --cacert tls/cert.pem -d 5s
-  cat tls/cert.pem tls/key.pem > tls/haproxy.pem          # haproxy: bind :8443 ssl crt tls/haproxy.pem
+  echoloop generate cert local                            # local/cert.pem, local/key.pem: localhost, 127.0.0.1, ::1
+  echoloop generate cert proxy --name proxy.example --name 10.0.0.5
+  echoloop server --tls --tls-cert local/cert.pem --tls-key local/key.pem
+  cat proxy/cert.pem proxy/key.pem > proxy/haproxy.pem    # haproxy: bind :8443 ssl crt proxy/haproxy.pem
 
 Exit codes: 0 written; 1 a file could not be written (or exists already);
 2 usage (a name that is neither a DNS name nor an IP address).";

@@ -579,6 +579,7 @@ impl Engine for DatagramGenerator {
             datagrams: Some(self.figures),
             ending: None,
             segments: c.segments(self.schedule.as_ref()),
+            thresholds: Vec::new(),
         }
     }
 

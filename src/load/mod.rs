@@ -43,7 +43,8 @@
 //! after its end, or halted. [`schedule`] and [`plan`] keep the open loop's
 //! time, [`timer`] wakes it; [`counters`] count, [`intervals`] cut
 //! `--interval`; [`outcome`] is what a run tells (types, then the human
-//! and JSON renderings); [`threads`] runs one generator here or N side by
+//! and JSON renderings), [`thresholds`] what `--fail-if` judges by it;
+//! [`threads`] runs one generator here or N side by
 //! side (`--threads`).
 //!
 //! Imports point down, and `tests/imports.rs` fails on a circle. The
@@ -58,6 +59,7 @@
 //!   counters                            what a run counts
 //!   schedule, config, resolve           the open loop's time; what a run is asked; the target
 //!   outcome, plan, tape, timer, window  the bottom: words, plans, bytes, a timerfd
+//!   thresholds                          --fail-if, judged on the summary's JSON
 //! ```
 
 use std::io;
@@ -92,6 +94,7 @@ mod tape;
 #[cfg(test)]
 mod tests;
 mod threads;
+pub mod thresholds;
 mod timer;
 mod window;
 

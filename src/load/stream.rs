@@ -595,6 +595,7 @@ impl Engine for Generator {
             datagrams: None,
             ending: Some(self.counters.ending),
             segments: self.counters.segments(self.schedule.as_ref()),
+            thresholds: Vec::new(),
         }
     }
 }

@@ -321,6 +321,11 @@ impl Summary {
                 e.handshake, e.truncated, e.corrupt
             );
         }
+        // --fail-if: each threshold, held or broken, with the run's figure.
+        for verdict in &self.thresholds {
+            let said = if verdict.broken { "FAILED" } else { "passed" };
+            let _ = write!(out, "\n  threshold   {said} {verdict}");
+        }
         out
     }
 }

@@ -4,7 +4,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{Interval, MIB, Schedule, Summary, quantile};
+use super::{Interval, MIB, Schedule, Summary, Verdict, quantile};
 
 /// A segment in JSON (`steps`).
 #[derive(Debug, Serialize)]
@@ -144,7 +144,7 @@ struct UdpJson {
 
 /// The summary.
 #[derive(Debug, Serialize)]
-struct SummaryJson {
+struct SummaryJson<'a> {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
     connections: usize,
@@ -180,6 +180,8 @@ struct SummaryJson {
     steps: Vec<SegmentJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     udp: Option<UdpJson>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    thresholds: &'a [Verdict],
 }
 
 /// [`Ending`](super::Ending) in JSON (`in_flight_at_end`).
@@ -306,6 +308,7 @@ impl Summary {
                 corrupted: d.corrupted,
                 jitter_us: round(d.jitter_us(), 1),
             }),
+            thresholds: &self.thresholds,
         })
     }
 }

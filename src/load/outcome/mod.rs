@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::thresholds::Verdict;
 use crate::shared::addr::{Endpoint, Unresolved};
 
 pub use human::Shape;
@@ -173,6 +174,8 @@ pub struct Summary {
     /// A varying open-loop run (`--rate-steps`, a ramp): each stretch's
     /// offered and achieved rate, latency and errors.
     pub segments: Vec<Segment>,
+    /// `--fail-if`: how each threshold came out (judged after the run).
+    pub thresholds: Vec<Verdict>,
 }
 
 /// What a running generator reports as it goes: the live line's figures

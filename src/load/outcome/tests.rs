@@ -79,6 +79,7 @@ fn report(established: usize, errors: Errors, messages: u64) -> Summary {
         datagrams: None,
         ending: None,
         segments: Vec::new(),
+        thresholds: Vec::new(),
         first_connect_error: Some("connection refused".into()),
         fate: Fate::default(),
         service: None,
