@@ -141,6 +141,7 @@ fn clean_run_against_the_echo_server_reports_json() {
             "handshake",
             "truncated",
             "corrupt",
+            "half_close",
             "in_flight_at_end",
             "messages",
             "answered",

@@ -194,6 +194,15 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N", value_parser = parse_messages)]
     pub messages_per_connection: Option<u64>,
 
+    /// End each connection with a FIN after its last message (with
+    /// --messages-per-connection, after its N; otherwise when the window
+    /// ends), then expect every echo and the server's EOF. A server that
+    /// closes before echoing everything, or never sends its EOF within
+    /// --timeout, is a `half_close` error (a proxy without half-close
+    /// support, such as nginx's stream module without proxy_half_close).
+    #[arg(long)]
+    pub half_close: bool,
+
     /// Open a connection that failed (reset, refused, timed out, wrong
     /// echo) again after 100 ms instead of leaving it down; failures are
     /// still counted by kind.
@@ -308,6 +317,10 @@ impl LoadArgs {
                 "--cacert, --insecure, --cert, --sni and --tls-resume are for tls://HOST:PORT";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
         }
+        if udp && self.half_close {
+            let msg = "--half-close is for streams: a datagram socket has no FIN";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
         if udp && (self.messages_per_connection.is_some() || self.reconnect) {
             let msg = "--messages-per-connection and --reconnect are for streams, not udp://";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
@@ -351,6 +364,7 @@ impl LoadArgs {
             warmup: self.warmup.unwrap_or(Duration::ZERO),
             timeout: self.timeout,
             messages_per_connection: self.messages_per_connection,
+            half_close: self.half_close,
             reconnect: self.reconnect,
             sources: self.source.clone(),
             threads: self.threads as usize,

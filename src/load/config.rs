@@ -53,6 +53,9 @@ pub struct Config {
     /// Close each connection after this many verified round trips and open
     /// a new one at once (`1` is pure connection churn).
     pub messages_per_connection: Option<u64>,
+    /// `--half-close`: each connection ends with our FIN after its last
+    /// message, then expects every echo and the server's EOF.
+    pub half_close: bool,
     /// Open a failed connection again after [`RECONNECT_BACKOFF`](super::RECONNECT_BACKOFF) instead
     /// of leaving it down for the rest of the run.
     pub reconnect: bool,
@@ -101,6 +104,7 @@ impl Default for Config {
             warmup: Duration::ZERO,
             timeout: Duration::from_secs(10),
             messages_per_connection: None,
+            half_close: false,
             reconnect: false,
             sources: Vec::new(),
             threads: 1,
@@ -149,6 +153,7 @@ impl Config {
             target: self.addr.to_string(),
             mode,
             churn: self.messages_per_connection.is_some() || self.reconnect,
+            half_close: self.half_close,
             busy_cause,
         }
     }

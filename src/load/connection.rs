@@ -91,6 +91,9 @@ pub(super) enum Close {
     /// refused client certificate arrives so, after the client's side of
     /// the handshake is over).
     Refused(io::Error),
+    /// `--half-close`: after our FIN, the server closed before echoing
+    /// everything, or sent no EOF within `--timeout`.
+    HalfCloseFailed(&'static str),
 }
 
 impl Close {
@@ -117,6 +120,7 @@ impl fmt::Display for Close {
             Close::Truncated => f.write_str("the server closed without a close_notify (truncated)"),
             Close::Corrupt(e) => write!(f, "corrupt record: {e}"),
             Close::Refused(e) => write!(f, "refused: {}", crate::shared::trust::explain(e)),
+            Close::HalfCloseFailed(why) => write!(f, "half-close: {why}"),
         }
     }
 }
@@ -160,6 +164,14 @@ pub(super) struct Connection<S> {
     awaiting_first: bool,
     /// Set once its echo is in; the generator then starts the messages.
     greeted: bool,
+    /// `--half-close`: end with our FIN after the last message.
+    half_close: bool,
+    /// No more messages: the quota is queued, or the window has ended.
+    last: bool,
+    /// When our FIN went (`--half-close`).
+    fin_at: Option<Instant>,
+    /// The server's EOF came after every echo: the connection is done.
+    eof: bool,
 }
 
 /// A message waiting for its echo.
@@ -176,7 +188,7 @@ struct InFlight {
 
 impl<S: Wire> Connection<S> {
     /// A connection not opened yet, whose bytes start at `tape_start`.
-    pub(super) fn new(tape_start: usize, quota: Option<u64>) -> Self {
+    pub(super) fn new(tape_start: usize, quota: Option<u64>, half_close: bool) -> Self {
         Connection {
             phase: Phase::Waiting,
             tape_start,
@@ -191,6 +203,10 @@ impl<S: Wire> Connection<S> {
             first_len: 0,
             awaiting_first: false,
             greeted: false,
+            half_close,
+            last: false,
+            fin_at: None,
+            eof: false,
         }
     }
 
@@ -219,19 +235,62 @@ impl<S: Wire> Connection<S> {
     /// `set_phase`, which keeps the counts and traces the change.
     pub(super) fn reset(&mut self) {
         let phase = std::mem::replace(&mut self.phase, Phase::Waiting);
-        *self = Connection::new(self.tape_start, self.quota);
+        *self = Connection::new(self.tape_start, self.quota, self.half_close);
         self.phase = phase;
     }
 
     /// Whether this socket may carry another message (its quota is not
     /// all queued yet).
     pub(super) fn wants_more(&self) -> bool {
-        self.quota.is_none_or(|q| self.msgs_queued < q)
+        !self.last && self.quota.is_none_or(|q| self.msgs_queued < q)
     }
 
-    /// Whether this socket has carried its whole quota, every echo back.
+    /// Whether this socket has carried its whole quota, every echo back
+    /// (with `--half-close`, and the server's EOF after them).
     pub(super) fn is_spent(&self) -> bool {
-        self.quota.is_some_and(|q| self.msgs_done >= q)
+        self.quota.is_some_and(|q| self.msgs_done >= q) && (!self.half_close || self.eof)
+    }
+
+    /// The window has ended: no more messages; with `--half-close`, the
+    /// FIN goes once what is queued is written.
+    pub(super) fn finish_sending(&mut self) {
+        self.last = true;
+    }
+
+    /// `--half-close`: whether this connection still waits for the
+    /// server's EOF after our FIN (or has yet to send it).
+    pub(super) fn awaits_eof(&self) -> bool {
+        self.half_close && matches!(self.phase, Phase::Running { .. }) && !self.eof
+    }
+
+    /// `--half-close`: our FIN went at least `timeout` before `now`, every
+    /// echo is in, and no EOF came.
+    pub(super) fn eof_overdue(&self, now: Instant, timeout: std::time::Duration) -> bool {
+        self.in_flight.is_empty()
+            && !self.eof
+            && self
+                .fin_at
+                .is_some_and(|at| now.saturating_duration_since(at) > timeout)
+    }
+
+    /// `--half-close`: sends our FIN once nothing more is to be written.
+    fn maybe_fin(&mut self, now: Instant) -> Result<(), Close> {
+        if !self.half_close || self.fin_at.is_some() || self.wants_more() || self.sent < self.queued
+        {
+            return Ok(());
+        }
+        let Phase::Running { stream } = &mut self.phase else {
+            return Ok(());
+        };
+        match stream.send_fin() {
+            Ok(()) => {
+                log::trace!("half-close: fin sent after {} bytes", self.sent);
+                self.fin_at = Some(now);
+                Ok(())
+            }
+            Err(e) if would_block(&e) || interrupted(&e) => Ok(()),
+            Err(e) => Err(Close::of(e)),
+        }
     }
 
     /// Whether this connection can take another open-loop message now:
@@ -329,7 +388,7 @@ impl<S: Wire> Connection<S> {
                 Err(e) => return Err(Close::of(e)),
             }
         }
-        Ok(())
+        self.maybe_fin(now)
     }
 
     /// Reads echoes until the socket is dry (by `drain`), checks them
@@ -356,7 +415,7 @@ impl<S: Wire> Connection<S> {
                 return Ok(());
             };
             let n = match stream.read(buf) {
-                Ok(0) => return Err(Close::Closed),
+                Ok(0) => return self.on_eof(tape),
                 Ok(n) => n,
                 Err(e) if would_block(&e) => return Ok(()),
                 Err(e) if interrupted(&e) => continue,
@@ -404,6 +463,23 @@ impl<S: Wire> Connection<S> {
 }
 
 impl<S> Connection<S> {
+    /// The server's EOF. Without our FIN, it closed mid-run. After it, a
+    /// clean end once every byte sent has come back; before that, the
+    /// server (or a proxy) closed early.
+    fn on_eof(&mut self, tape: &Tape) -> Result<(), Close> {
+        if self.fin_at.is_none() {
+            return Err(Close::Closed);
+        }
+        if self.in_flight.is_empty() && self.echoed(tape) == self.sent {
+            log::trace!("half-close: eof after every echo");
+            self.eof = true;
+            return Ok(());
+        }
+        Err(Close::HalfCloseFailed(
+            "the server closed before echoing everything sent before our FIN",
+        ))
+    }
+
     /// Where the bytes read back so far end in the stream written: when
     /// the first message is not echoed, the echo starts after it.
     fn echoed(&self, tape: &Tape) -> u64 {
@@ -458,7 +534,7 @@ mod tests {
     }
 
     fn running(reads: Vec<Step>, writes: Vec<Step>) -> Connection<Fake> {
-        let mut c = Connection::new(START, None);
+        let mut c = Connection::new(START, None, false);
         c.phase = Phase::Running {
             stream: Fake {
                 reads: reads.into(),
@@ -519,6 +595,64 @@ mod tests {
             .unwrap();
         assert_eq!(fake(&c).read_calls, 5, "four full reads, then WouldBlock");
         assert_eq!(fake(&c).drains, 1);
+    }
+
+    /// `--half-close` with a quota of two: the FIN goes only once both
+    /// messages are written, every echo is still taken after it, and the
+    /// server's EOF then ends the connection cleanly (spent).
+    #[test]
+    fn a_half_close_sends_fin_after_the_last_message_and_ends_at_eof() {
+        let t0 = Instant::now();
+        let mut k = counters(t0);
+        let mut c = running(vec![], vec![]);
+        c.quota = Some(2);
+        c.half_close = true;
+        one_message_out(&mut c, &mut k, t0);
+        assert!(!fake(&c).fin, "one more message to go");
+        c.queue(SIZE, t0);
+        c.on_writable(tape(), &mut k, t0).unwrap();
+        assert!(fake(&c).fin, "the FIN follows the last message");
+        let echo = sent(2 * SIZE);
+        fake_mut(&mut c).reads = vec![Step::Data(echo), Step::Eof].into();
+        let mut buf = vec![0; CHUNK];
+        c.on_readable(&mut buf, tape(), &mut k, t0, None, Drain::WouldBlock)
+            .expect("a clean end");
+        assert_eq!(k.messages, 2);
+        assert!(c.is_spent() && !c.awaits_eof());
+    }
+
+    /// After our FIN, an EOF before every echo is a half-close error (a
+    /// proxy that closes on the client's FIN), and no EOF within the
+    /// timeout is one too.
+    #[test]
+    fn an_early_eof_or_none_after_our_fin_is_a_half_close_error() {
+        let t0 = Instant::now();
+        let mut k = counters(t0);
+        let mut c = running(vec![], vec![]);
+        c.quota = Some(1);
+        c.half_close = true;
+        one_message_out(&mut c, &mut k, t0);
+        assert!(fake(&c).fin);
+        fake_mut(&mut c).reads = vec![Step::Data(&sent(SIZE)[..3]), Step::Eof].into();
+        let mut buf = vec![0; CHUNK];
+        let why = c
+            .on_readable(&mut buf, tape(), &mut k, t0, None, Drain::WouldBlock)
+            .expect_err("closed early");
+        assert!(matches!(why, Close::HalfCloseFailed(_)), "{why}");
+
+        let mut c = running(vec![], vec![]);
+        c.quota = Some(1);
+        c.half_close = true;
+        one_message_out(&mut c, &mut k, t0);
+        fake_mut(&mut c).reads = vec![Step::Data(sent(SIZE))].into();
+        c.on_readable(&mut buf, tape(), &mut k, t0, None, Drain::WouldBlock)
+            .unwrap();
+        assert!(
+            !c.is_spent() && c.awaits_eof(),
+            "the echo is in, the EOF is not"
+        );
+        assert!(!c.eof_overdue(t0 + TIMEOUT, TIMEOUT));
+        assert!(c.eof_overdue(t0 + TIMEOUT + Duration::from_millis(1), TIMEOUT));
     }
 
     /// A tape with a first message, echoed or not (leaked: the fake

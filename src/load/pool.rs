@@ -104,7 +104,13 @@ impl Pool {
     pub fn new(config: &Config, tape: &Tape, started: Instant) -> Pool {
         Pool {
             conns: (0..config.connections)
-                .map(|i| Connection::new(tape.start(i), config.messages_per_connection))
+                .map(|i| {
+                    Connection::new(
+                        tape.start(i),
+                        config.messages_per_connection,
+                        config.half_close,
+                    )
+                })
                 .collect(),
             dial: Dial {
                 addr: config.addr.clone(),
@@ -403,8 +409,8 @@ impl Pool {
         self.connect(i, now, registry, counters); // running => connecting drops the old socket
     }
 
-    /// Fails the slots whose connect or handshake, or whose oldest echo,
-    /// is overdue by `now`.
+    /// Fails the slots whose connect or handshake, or whose oldest echo
+    /// (or, after our FIN, the server's EOF), is overdue by `now`.
     pub fn expire(&mut self, now: Instant, t0: Option<Instant>, counters: &mut Counters) {
         let timeout = counters.timeout;
         for i in 0..self.conns.len() {
@@ -424,6 +430,11 @@ impl Pool {
                         && now.saturating_duration_since(at) > timeout
                     {
                         self.close(i, Close::Timeout, now, t0, counters);
+                    } else if self.conns[i].eof_overdue(now, timeout) {
+                        let why = Close::HalfCloseFailed(
+                            "no EOF from the server within --timeout of our FIN",
+                        );
+                        self.close(i, why, now, t0, counters);
                     }
                 }
                 _ => {}
@@ -451,6 +462,7 @@ impl Pool {
             Close::Truncated => counters.errors.truncated += 1,
             Close::Corrupt(_) => counters.errors.corrupt += 1,
             Close::Refused(_) => counters.errors.handshake += 1,
+            Close::HalfCloseFailed(_) => counters.errors.half_close += 1,
         }
         self.down(i, counters, now);
     }

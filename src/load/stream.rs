@@ -145,6 +145,18 @@ impl Generator {
         }
         self.window.close();
         self.pool.settle();
+        if self.config.half_close {
+            // Each connection's last message is out or on its way: its FIN
+            // follows (now, or once what is queued is written).
+            for i in 0..self.pool.conns.len() {
+                self.pool.conns[i].finish_sending();
+                if let Err(why) =
+                    self.pool.conns[i].on_writable(&self.tape, &mut self.counters, now)
+                {
+                    self.close(i, why, now);
+                }
+            }
+        }
         let awaited: u64 = self
             .pool
             .conns
@@ -406,7 +418,7 @@ impl Generator {
         self.pool
             .conns
             .iter()
-            .all(|c| c.awaited(&self.counters) == 0)
+            .all(|c| c.awaited(&self.counters) == 0 && !c.awaits_eof())
     }
 
     /// When the last message sent inside the window has had its whole
@@ -553,6 +565,10 @@ impl Engine for Generator {
         if let Some(intervals) = &mut self.intervals {
             intervals.cut(now, &mut self.counters, true, self.schedule.as_ref());
         }
+        // --half-close: a connection still without the server's EOF when
+        // the run ends never got one.
+        let no_eof = self.pool.conns.iter().filter(|c| c.awaits_eof()).count();
+        self.counters.errors.half_close += no_eof as u64;
         let fate = self.pool.end_all();
         let end = now.min(self.counters.end);
         self.counters.note_errors(end);

@@ -252,7 +252,7 @@ impl Threshold {
 }
 
 /// The error kinds of `errors` (as the summary names them).
-const ERROR_KINDS: [&str; 8] = [
+const ERROR_KINDS: [&str; 9] = [
     "connect",
     "closed",
     "reset",
@@ -261,6 +261,7 @@ const ERROR_KINDS: [&str; 8] = [
     "handshake",
     "truncated",
     "corrupt",
+    "half_close",
 ];
 
 /// A latency: a number and its unit (`us`, `µs`, `ms` or `s`), in µs.

@@ -51,15 +51,20 @@ impl std::fmt::Debug for Made {
 }
 
 /// Makes a key and a certificate for `names` (at least one).
-/// The subject's common name is the first name (what a person reading
-/// `openssl x509 -text` looks for; clients check the subjectAltNames).
+/// The subject's common name is `echoloop NAME` for the first name
+/// (what a person reading `openssl x509 -text` looks for; clients check
+/// the subjectAltNames). Not the bare name: a self-signed certificate's
+/// issuer is its subject, and a system CA store may hold another
+/// certificate named `CN=localhost` (Debian's ssl-cert "snakeoil"), which
+/// a client then takes for the issuer and reports a signature that does
+/// not match instead of a CA it does not trust.
 pub fn make(names: &[String]) -> Result<Made, String> {
     let failed = |e: rcgen::Error| format!("cannot make a certificate: {e}");
     let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(failed)?;
     let mut subject = rcgen::DistinguishedName::new();
     subject.push(
         rcgen::DnType::CommonName,
-        names.first().map_or("echoloop", String::as_str),
+        format!("echoloop {}", names.first().map_or("", String::as_str)).trim_end(),
     );
     params.distinguished_name = subject;
     let key = rcgen::KeyPair::generate().map_err(failed)?;

@@ -37,6 +37,8 @@ pub(crate) struct Fake {
     /// How many read passes asked for the drain rule ([`Wire::drain`]):
     /// a stream such as TLS's keeps state for the pass it is told of.
     pub(crate) drains: usize,
+    /// Whether the owner half-closed it ([`Wire::send_fin`]).
+    pub(crate) fin: bool,
 }
 
 impl Read for Fake {
@@ -83,5 +85,10 @@ impl Wire for Fake {
     fn drain(&mut self, bare: Drain) -> Drain {
         self.drains += 1;
         bare
+    }
+
+    fn send_fin(&mut self) -> io::Result<()> {
+        self.fin = true;
+        Ok(())
     }
 }

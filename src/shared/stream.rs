@@ -156,6 +156,15 @@ impl Wire for Stream {
             Stream::Tcp(_) | Stream::Unix(_) => bare,
         }
     }
+
+    fn send_fin(&mut self) -> io::Result<()> {
+        self.close_notify()?;
+        if self.unsent() {
+            // The close_notify waits for room (WRITABLE); the FIN follows it.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.shutdown(std::net::Shutdown::Write)
+    }
 }
 
 impl Source for Stream {

@@ -90,6 +90,13 @@ pub trait Wire: Read + Write {
     fn read_size(&self, bare: usize) -> usize {
         bare
     }
+
+    /// Ends our direction of the stream and keeps reading (a half-close):
+    /// TCP's FIN, after TLS's `close_notify`. A stream that cannot says
+    /// `Unsupported`.
+    fn send_fin(&mut self) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// The most plaintext one TLS record carries (RFC 8446, 5.1).

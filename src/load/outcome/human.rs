@@ -18,6 +18,8 @@ pub struct Shape {
     /// Whether connections are opened again (`--messages-per-connection`
     /// or `--reconnect`): then the connect figures are shown.
     pub churn: bool,
+    /// `--half-close`: the errors line shows its kind.
+    pub half_close: bool,
     /// The likeliest cause when the generator was busy, named from what it
     /// was asked to do.
     pub busy_cause: String,
@@ -320,6 +322,9 @@ impl Summary {
                 "  handshake {}  truncated {}  corrupt {}",
                 e.handshake, e.truncated, e.corrupt
             );
+        }
+        if shape.half_close {
+            let _ = write!(out, "  half-close {}", e.half_close);
         }
         // --fail-if: each threshold, held or broken, with the run's figure.
         for verdict in &self.thresholds {

@@ -104,6 +104,7 @@ struct ErrorsJson {
     handshake: u64,
     truncated: u64,
     corrupt: u64,
+    half_close: u64,
 }
 
 /// The summary's `tls` (`tls://` only).
@@ -263,6 +264,7 @@ impl Summary {
                 handshake: e.handshake,
                 truncated: e.truncated,
                 corrupt: e.corrupt,
+                half_close: e.half_close,
             },
             in_flight_at_end: self.ending.map(|n| EndingJson {
                 messages: n.in_flight,

@@ -50,6 +50,9 @@ pub struct Errors {
     /// `tls://`: connections on which a record did not decrypt or parse
     /// (garbage, or bytes changed on the way).
     pub corrupt: u64,
+    /// `--half-close`: connections whose server, after our FIN, closed
+    /// before echoing everything, or never sent its EOF.
+    pub half_close: u64,
 }
 
 impl Errors {
@@ -63,6 +66,7 @@ impl Errors {
             + self.handshake
             + self.truncated
             + self.corrupt
+            + self.half_close
     }
 }
 
@@ -475,7 +479,8 @@ impl std::fmt::Display for Failure {
                 [
                     ("handshake", e.handshake),
                     ("truncated", e.truncated),
-                    ("corrupt", e.corrupt)
+                    ("corrupt", e.corrupt),
+                    ("half-close", e.half_close)
                 ]
                 .iter()
                 .filter(|(_, n)| *n > 0)
@@ -601,6 +606,7 @@ impl Summary {
             all.errors.handshake += r.errors.handshake;
             all.errors.truncated += r.errors.truncated;
             all.errors.corrupt += r.errors.corrupt;
+            all.errors.half_close += r.errors.half_close;
             all.tls = match (all.tls, r.tls) {
                 (Some(mut a), Some(b)) => {
                     a.full += b.full;
