@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Server(args) => run_server(args),
         Command::Client(args) => run_client(args),
-        Command::Load(args) => run_load(args),
+        Command::Load(args) => run_load(*args),
         Command::Report(args) => run_report(args),
         Command::Generate(what) => generate(what),
     };

@@ -96,6 +96,20 @@ pub struct LoadArgs {
           requires = "first_message")]
     pub first_message_echo: bool,
 
+    /// The target is not an echo server: each message's reply is TEXT
+    /// (escapes as --message) or the bytes of @FILE, checked byte for byte
+    /// (-m 'PING\r\n' --expect '+PONG\r\n'); a different reply is a
+    /// mismatch. Latency runs to the reply's last byte.
+    #[arg(long, value_name = "TEXT|@FILE", value_parser = parse_first_message,
+          conflicts_with = "no_reply")]
+    pub expect: Option<Bytes>,
+
+    /// Send only, against any sink: a message is done once written, its
+    /// latency is the send lag (from when it was sent or due until its
+    /// last byte went), and any byte that comes back is a mismatch.
+    #[arg(long)]
+    pub no_reply: bool,
+
     /// How long to measure (10s, 500ms, 1m, or seconds), after --warmup.
     #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s",
           value_parser = parse_duration)]
@@ -317,6 +331,10 @@ impl LoadArgs {
                 "--cacert, --insecure, --cert, --sni and --tls-resume are for tls://HOST:PORT";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
         }
+        if udp && (self.expect.is_some() || self.no_reply) {
+            let msg = "--expect and --no-reply are for streams: over UDP the generator checks its own numbered echoes";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
         if udp && self.half_close {
             let msg = "--half-close is for streams: a datagram socket has no FIN";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
@@ -381,6 +399,11 @@ impl LoadArgs {
                 message: self.message_bytes(),
                 first: self.first_message.as_ref().map(|b| b.0.clone()),
                 first_echoed: self.first_message_echo,
+                reply: match (&self.expect, self.no_reply) {
+                    (Some(reply), _) => crate::load::Reply::Expect(reply.0.clone()),
+                    (None, true) => crate::load::Reply::Nothing,
+                    (None, false) => crate::load::Reply::Echo,
+                },
             },
             // Made by the caller: setting TLS up reads files, and can fail.
             tls: None,

@@ -61,7 +61,7 @@ pub enum Command {
     Client(ClientArgs),
     /// Drive an echo server with many connections and measure it.
     #[command(after_help = LOAD_EXAMPLES, after_long_help = LOAD_LONG)]
-    Load(LoadArgs),
+    Load(Box<LoadArgs>),
     /// Merge `echoloop load --hdr-log` files and summarize them (--html:
     /// a page of charts).
     #[command(after_help = REPORT_EXAMPLES, after_long_help = REPORT_LONG)]

@@ -23,7 +23,7 @@ use crate::shared::readiness::Drain;
 use crate::shared::tls::Wire;
 
 use super::counters::Counters;
-use super::tape::{CHUNK, Tape};
+use super::tape::{CHUNK, Reply, Tape};
 
 /// Where one connection is.
 pub(super) enum Phase<S> {
@@ -170,8 +170,25 @@ pub(super) struct Connection<S> {
     last: bool,
     /// When our FIN went (`--half-close`).
     fin_at: Option<Instant>,
+    /// What comes back, as the tape says at `open`: an echo, `--expect`'s
+    /// reply (its length), or nothing.
+    replies: Replies,
+    /// `--expect`: where the replies owed for what is queued end, in the
+    /// stream read back (the first message's echo, if any, comes first).
+    reply_owed: u64,
     /// The server's EOF came after every echo: the connection is done.
     eof: bool,
+}
+
+/// What comes back for each message, as one connection keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replies {
+    /// The message's own bytes.
+    Echo,
+    /// A fixed reply of this many bytes (`--expect`).
+    Expect(u64),
+    /// Nothing (`--no-reply`): a message is done once written.
+    Nothing,
 }
 
 /// A message waiting for its echo.
@@ -179,6 +196,8 @@ pub(super) struct Connection<S> {
 struct InFlight {
     /// Where its last byte is in the connection's stream.
     end: u64,
+    /// Where its reply ends in the stream read back (an echo: `end`).
+    reply_end: u64,
     /// When it was sent (closed loop) or meant to go (open loop): its
     /// latency counts from here.
     at: Instant,
@@ -207,6 +226,8 @@ impl<S: Wire> Connection<S> {
             last: false,
             fin_at: None,
             eof: false,
+            replies: Replies::Echo,
+            reply_owed: 0,
         }
     }
 
@@ -215,6 +236,14 @@ impl<S: Wire> Connection<S> {
         self.first_len = tape.first().len() as u64;
         self.queued += self.first_len;
         self.awaiting_first = self.first_len > 0 && tape.first_echoed();
+        self.replies = match tape.reply() {
+            Reply::Echo => Replies::Echo,
+            Reply::Expect(r) => Replies::Expect(r.len() as u64),
+            Reply::Nothing => Replies::Nothing,
+        };
+        if self.awaiting_first {
+            self.reply_owed = self.first_len;
+        }
     }
 
     /// Whether the measured messages may begin: no first message's echo
@@ -249,6 +278,26 @@ impl<S: Wire> Connection<S> {
     /// (with `--half-close`, and the server's EOF after them).
     pub(super) fn is_spent(&self) -> bool {
         self.quota.is_some_and(|q| self.msgs_done >= q) && (!self.half_close || self.eof)
+    }
+
+    /// `--no-reply`: whether a message is done once written.
+    pub(super) fn sends_only(&self) -> bool {
+        self.replies == Replies::Nothing
+    }
+
+    /// `--no-reply`, closed loop: queues messages (sent at `now`) until
+    /// `pipeline` are unwritten, while the quota allows. Whether any was.
+    pub(super) fn top_up(&mut self, pipeline: usize, size: usize, now: Instant) -> bool {
+        let mut queued = false;
+        while matches!(self.phase, Phase::Running { .. })
+            && self.sent == self.queued
+            && self.in_flight.len() < pipeline
+            && self.wants_more()
+        {
+            self.queue(size, now);
+            queued = true;
+        }
+        queued
     }
 
     /// The window has ended: no more messages; with `--half-close`, the
@@ -338,8 +387,16 @@ impl<S: Wire> Connection<S> {
     pub(super) fn queue(&mut self, size: usize, at: Instant) {
         self.msgs_queued += 1;
         self.queued += size as u64;
+        let reply_end = match self.replies {
+            Replies::Expect(len) => {
+                self.reply_owed += len;
+                self.reply_owed
+            }
+            Replies::Echo | Replies::Nothing => self.queued,
+        };
         self.in_flight.push_back(InFlight {
             end: self.queued,
+            reply_end,
             at,
             sent: None,
         });
@@ -388,6 +445,9 @@ impl<S: Wire> Connection<S> {
                 Err(e) => return Err(Close::of(e)),
             }
         }
+        if self.replies == Replies::Nothing {
+            self.sent_is_done(counters, now)?;
+        }
         self.maybe_fin(now)
     }
 
@@ -415,7 +475,7 @@ impl<S: Wire> Connection<S> {
                 return Ok(());
             };
             let n = match stream.read(buf) {
-                Ok(0) => return self.on_eof(tape),
+                Ok(0) => return self.on_eof(),
                 Ok(n) => n,
                 Err(e) if would_block(&e) => return Ok(()),
                 Err(e) if interrupted(&e) => continue,
@@ -428,14 +488,15 @@ impl<S: Wire> Connection<S> {
             if counters.moving(now) {
                 counters.bytes_received += n as u64;
             }
-            // Where the bytes echoed so far end in the stream written.
-            let echoed = self.echoed(tape);
+            // Where the replies read so far end (an echo: in the stream
+            // written).
+            let echoed = self.reply_at(tape);
             if self.awaiting_first && echoed >= self.first_len {
                 self.awaiting_first = false;
                 self.greeted = true;
             }
             while let Some(&m) = self.in_flight.front() {
-                if m.end > echoed {
+                if m.reply_end > echoed {
                     break;
                 }
                 self.in_flight.pop_front();
@@ -466,11 +527,11 @@ impl<S> Connection<S> {
     /// The server's EOF. Without our FIN, it closed mid-run. After it, a
     /// clean end once every byte sent has come back; before that, the
     /// server (or a proxy) closed early.
-    fn on_eof(&mut self, tape: &Tape) -> Result<(), Close> {
+    fn on_eof(&mut self) -> Result<(), Close> {
         if self.fin_at.is_none() {
             return Err(Close::Closed);
         }
-        if self.in_flight.is_empty() && self.echoed(tape) == self.sent {
+        if self.in_flight.is_empty() && !self.awaiting_first {
             log::trace!("half-close: eof after every echo");
             self.eof = true;
             return Ok(());
@@ -489,9 +550,65 @@ impl<S> Connection<S> {
         }
     }
 
+    /// Where the replies read so far end: for an echo, in the stream
+    /// written ([`echoed`](Self::echoed)); for `--expect`, in the stream
+    /// of replies (the bytes read).
+    fn reply_at(&self, tape: &Tape) -> u64 {
+        match self.replies {
+            Replies::Echo | Replies::Nothing => self.echoed(tape),
+            Replies::Expect(_) => self.received,
+        }
+    }
+
+    /// `--no-reply`: the messages written in full are done (their
+    /// latency is the send lag: from when each was sent or due until its
+    /// last byte went).
+    fn sent_is_done(&mut self, counters: &mut Counters, now: Instant) -> Result<(), Close> {
+        while self.written > 0 {
+            let Some(m) = self.in_flight.pop_front() else {
+                break;
+            };
+            self.written -= 1;
+            self.msgs_done += 1;
+            counters
+                .complete(m.at, now)
+                .map_err(|_late| Close::Timeout)?;
+            counters.served(m.at, m.sent.unwrap_or(now), now);
+        }
+        Ok(())
+    }
+
     /// Whether `got`, read next, is what was written there: never more
-    /// than was sent, the first message's bytes, then the tape's.
+    /// than was sent, the first message's bytes, then the tape's. With
+    /// `--expect`, the replies owed instead of the tape; with
+    /// `--no-reply`, nothing at all.
     fn expected(&self, tape: &Tape, mut got: &[u8]) -> bool {
+        match self.replies {
+            Replies::Echo => {}
+            Replies::Nothing => return got.is_empty(),
+            Replies::Expect(_) => {
+                let mut at = self.received;
+                if at + got.len() as u64 > self.reply_owed {
+                    return false;
+                }
+                let first = if tape.first_echoed() {
+                    tape.first()
+                } else {
+                    &[]
+                };
+                if at < first.len() as u64 {
+                    let first = &first[at as usize..];
+                    let n = first.len().min(got.len());
+                    if got[..n] != first[..n] {
+                        return false;
+                    }
+                    got = &got[n..];
+                    at += n as u64;
+                }
+                return got.is_empty()
+                    || got == tape.reply_slice(at - first.len() as u64, got.len());
+            }
+        }
         let mut at = self.echoed(tape);
         if at + got.len() as u64 > self.sent {
             return false;
@@ -515,7 +632,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::load::tape::Payload;
+    use crate::load::tape::{Payload, Reply};
     use crate::shared::fake::{Fake, Step};
 
     /// Where the test connection's bytes start on the tape.
@@ -653,6 +770,84 @@ mod tests {
         );
         assert!(!c.eof_overdue(t0 + TIMEOUT, TIMEOUT));
         assert!(c.eof_overdue(t0 + TIMEOUT + Duration::from_millis(1), TIMEOUT));
+    }
+
+    /// `--expect`: each message's reply is the fixed reply, however the
+    /// replies are cut; a message is done when its reply is in, and a
+    /// byte past the replies owed, or a wrong one, is a mismatch.
+    #[test]
+    fn expected_replies_complete_messages_however_they_are_cut() {
+        let tape: &'static Tape = Box::leak(Box::new(Tape::new(&Payload {
+            message: Some(std::sync::Arc::from(&b"PING\r\n"[..])),
+            reply: Reply::Expect(std::sync::Arc::from(&b"+PONG\r\n"[..])),
+            ..Payload::default()
+        })));
+        let t0 = Instant::now();
+        let mut k = counters(t0);
+        let mut c = running(
+            vec![
+                Step::Data(b"+PO"),
+                Step::Data(b"NG\r\n+P"),
+                Step::Data(b"ONG\r"),
+            ],
+            vec![],
+        );
+        c.tape_start = tape.start(0);
+        c.open(tape);
+        c.queue(6, t0);
+        c.queue(6, t0);
+        c.on_writable(tape, &mut k, t0).unwrap();
+        assert_eq!(fake(&c).written, b"PING\r\nPING\r\n");
+        let mut buf = vec![0; CHUNK];
+        c.on_readable(&mut buf, tape, &mut k, t0, None, Drain::WouldBlock)
+            .unwrap();
+        assert_eq!(k.messages, 1, "the second reply lacks its last byte");
+        fake_mut(&mut c).reads = vec![Step::Data(b"\n+")].into();
+        let why = c
+            .on_readable(&mut buf, tape, &mut k, t0, None, Drain::WouldBlock)
+            .expect_err("a byte past the replies owed");
+        assert!(matches!(why, Close::Mismatch), "{why}");
+
+        let mut c = running(vec![Step::Data(b"+PANG\r\n")], vec![]);
+        c.tape_start = tape.start(0);
+        c.open(tape);
+        c.queue(6, t0);
+        c.on_writable(tape, &mut k, t0).unwrap();
+        let why = c
+            .on_readable(&mut buf, tape, &mut k, t0, None, Drain::WouldBlock)
+            .expect_err("a wrong byte");
+        assert!(matches!(why, Close::Mismatch), "{why}");
+    }
+
+    /// `--no-reply`: a message is done once written, and any byte that
+    /// comes back is a mismatch.
+    #[test]
+    fn without_replies_a_message_is_done_once_written() {
+        let tape: &'static Tape = Box::leak(Box::new(Tape::new(&Payload {
+            reply: Reply::Nothing,
+            ..Payload::default()
+        })));
+        let t0 = Instant::now();
+        let mut k = counters(t0);
+        let mut c = running(
+            vec![Step::Data(b"x")],
+            vec![Step::Take(SIZE + 10), Step::Block],
+        );
+        c.open(tape);
+        c.queue(SIZE, t0);
+        c.queue(SIZE, t0);
+        c.on_writable(tape, &mut k, t0).unwrap();
+        assert_eq!(
+            k.messages, 1,
+            "the first is written, the second only in part"
+        );
+        c.on_writable(tape, &mut k, t0).unwrap();
+        assert_eq!(k.messages, 2);
+        let mut buf = vec![0; CHUNK];
+        let why = c
+            .on_readable(&mut buf, tape, &mut k, t0, None, Drain::WouldBlock)
+            .expect_err("nothing may come back");
+        assert!(matches!(why, Close::Mismatch), "{why}");
     }
 
     /// A tape with a first message, echoed or not (leaked: the fake

@@ -76,7 +76,7 @@ pub use outcome::{
 pub use plan::Plan;
 pub use pool::RECONNECT_BACKOFF;
 pub use resolve::resolve;
-pub use tape::Payload;
+pub use tape::{Payload, Reply};
 
 mod config;
 mod connection;

@@ -29,6 +29,10 @@ use crate::shared::duration::{MAX_DURATION, deadline_after};
 use crate::shared::readiness::{Drain, Readiness};
 use crate::shared::stream::Stream;
 
+/// `--no-reply` in closed loop: rounds of topping up and writing one
+/// connection gets per turn before the others have theirs.
+const SEND_ROUNDS: usize = 16;
+
 /// The generator: its connections, the tape, the schedule, the counters.
 pub struct Generator {
     pub(super) config: Config,
@@ -57,6 +61,10 @@ pub struct Generator {
     pub(super) next_conn: usize,
     /// Open loop: the connections `deal` gave messages in its pass.
     pub(super) touched: Vec<usize>,
+    /// `--no-reply` in closed loop: connections whose sockets still took
+    /// bytes after a burst ([`send_on`](Self::send_on)); served again
+    /// before the next poll waits.
+    pub(super) sending: Vec<usize>,
     /// Open loop: wakes the poll at the next due time, to the nanosecond.
     /// `None` in closed loop (or if timerfd is unavailable: then the
     /// poll's millisecond timeout is used, and the report shows the lag).
@@ -122,6 +130,7 @@ impl Generator {
                 })
                 .transpose()?,
             deal_blocked: false,
+            sending: Vec::new(),
             next_conn: 0,
             touched: Vec::new(),
             timer,
@@ -306,6 +315,35 @@ impl Generator {
     }
 
     /// A running connection: reads its echoes and writes what is queued.
+    /// `--no-reply` in closed loop: a message written is done, so the
+    /// pipeline is topped up and written on until the socket is full (its
+    /// WRITABLE edge then brings the connection back), at most
+    /// [`SEND_ROUNDS`] rounds at a time: then it waits in `sending` for the
+    /// next turn, so that one fast sink does not hold up the rest.
+    fn send_on(&mut self, i: usize, now: Instant) {
+        if self.config.rate.is_some() || !self.window.open() || !self.pool.conns[i].sends_only() {
+            return;
+        }
+        for _ in 0..SEND_ROUNDS {
+            let conn = &mut self.pool.conns[i];
+            if !conn.top_up(self.config.pipeline, self.config.size, now) {
+                return;
+            }
+            if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, now) {
+                self.close(i, why, now);
+                return;
+            }
+            if self.pool.conns[i].is_spent() {
+                let registry = self.poll.registry();
+                self.pool.recycle(i, now, registry, &mut self.counters);
+                return;
+            }
+        }
+        if !self.sending.contains(&i) {
+            self.sending.push(i);
+        }
+    }
+
     fn traffic(&mut self, i: usize, now: Instant, drain: Drain) {
         let sending = self.window.open();
         let refill = (self.config.rate.is_none() && sending).then_some(self.config.size);
@@ -332,7 +370,7 @@ impl Generator {
                 let registry = self.poll.registry();
                 self.pool.recycle(i, now, registry, &mut self.counters);
             }
-            Ok(()) => {}
+            Ok(()) => self.send_on(i, now),
         }
     }
 
@@ -349,7 +387,9 @@ impl Generator {
         }
         if let Err(why) = conn.on_writable(&self.tape, &mut self.counters, now) {
             self.close(i, why, now);
+            return;
         }
+        self.send_on(i, now);
     }
 
     /// Closes connection `i` before the end of the run (the pool counts why).
@@ -475,6 +515,9 @@ impl Engine for Generator {
         for event in batch {
             self.dispatch(event, now);
         }
+        for i in std::mem::take(&mut self.sending) {
+            self.send_on(i, now);
+        }
         if self.enough() && now < self.counters.end {
             log::debug!("--messages reached: the window ends, the last echoes settle");
             self.counters.end = now;
@@ -506,6 +549,10 @@ impl Engine for Generator {
             .filter(|_| self.t0.is_none() && self.timer.is_none());
         // After the window: only the ticks (which find what timed out) and
         // the last moment anything sent inside it can still be answered.
+        if !self.sending.is_empty() {
+            // --no-reply: sockets that still take bytes go on at once.
+            return Some(self.now);
+        }
         if self.window.settling() {
             return [Some(self.settled_by()), Some(self.next_tick)]
                 .into_iter()

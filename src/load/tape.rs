@@ -10,6 +10,11 @@
 //!
 //! A connection may also open with a first message (`--first-message`):
 //! the [`Tape`] carries it, and whether the path echoes it.
+//!
+//! What comes back is the tape itself (an echo), or for a target that is
+//! not an echo server one fixed reply per message (`--expect`: the reply
+//! tape is that reply over and over, checked the same way), or nothing
+//! (`--no-reply`: any byte that comes back is a mismatch).
 
 use std::sync::Arc;
 
@@ -28,6 +33,20 @@ pub struct Payload {
     /// awaited and checked before the measured messages begin; if not (a
     /// proxy consumes it), they follow it at once (`--first-message-echo`).
     pub first_echoed: bool,
+    /// What each message's reply is.
+    pub reply: Reply,
+}
+
+/// What comes back for each message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Reply {
+    /// The message itself (an echo server, or a proxy in front of one).
+    #[default]
+    Echo,
+    /// These bytes, whatever was sent (`--expect`: `+PONG\r\n` for `PING\r\n`).
+    Expect(Arc<[u8]>),
+    /// Nothing: a sink (`--no-reply`). A message is done once written.
+    Nothing,
 }
 
 impl Default for Payload {
@@ -36,6 +55,7 @@ impl Default for Payload {
             message: None,
             first: None,
             first_echoed: true,
+            reply: Reply::Echo,
         }
     }
 }
@@ -50,6 +70,10 @@ pub struct Tape {
     spread: bool,
     first: Arc<[u8]>,
     first_echoed: bool,
+    reply: Reply,
+    /// `--expect`: the reply over and over, covering its length plus a
+    /// chunk (any chunk starting inside one reply is one slice).
+    replies: Vec<u8>,
 }
 
 impl Tape {
@@ -70,7 +94,28 @@ impl Tape {
             spread,
             first: payload.first.clone().unwrap_or_else(|| Arc::from(&b""[..])),
             first_echoed: payload.first_echoed,
+            reply: payload.reply.clone(),
+            replies: match &payload.reply {
+                Reply::Expect(r) => r.repeat((r.len() + CHUNK).div_ceil(r.len().max(1))),
+                _ => Vec::new(),
+            },
         }
+    }
+
+    /// What each message's reply is.
+    pub fn reply(&self) -> &Reply {
+        &self.reply
+    }
+
+    /// `--expect`: the `len` bytes (at most [`CHUNK`]) at `offset` of the
+    /// replies (`offset` counts from the first reply's first byte).
+    pub fn reply_slice(&self, offset: u64, len: usize) -> &[u8] {
+        let period = match &self.reply {
+            Reply::Expect(r) => r.len().max(1),
+            _ => return &[],
+        };
+        let at = (offset % period as u64) as usize;
+        &self.replies[at..at + len.min(CHUNK)]
     }
 
     /// Where connection `i`'s bytes start.

@@ -20,6 +20,8 @@ pub struct Shape {
     pub churn: bool,
     /// `--half-close`: the errors line shows its kind.
     pub half_close: bool,
+    /// `--no-reply`: the latency is the send lag, and is called so.
+    pub sends_only: bool,
     /// The likeliest cause when the generator was busy, named from what it
     /// was asked to do.
     pub busy_cause: String,
@@ -200,9 +202,15 @@ impl Summary {
             self.bytes_sent as f64 / secs / MIB,
             self.mib_per_s()
         );
+        // --no-reply: nothing comes back; the figure is the send lag.
+        let label = if shape.sends_only {
+            "send lag µs"
+        } else {
+            "latency µs "
+        };
         let _ = writeln!(
             out,
-            "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            "  {label} p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
             self.percentile(0.5),
             self.percentile(0.9),
             self.percentile(0.99),
