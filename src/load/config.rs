@@ -154,7 +154,7 @@ impl Config {
             mode,
             churn: self.messages_per_connection.is_some() || self.reconnect,
             half_close: self.half_close,
-            sends_only: self.payload.reply == super::Reply::Nothing,
+            sends_only: self.payload.reply == super::tape::Reply::Nothing,
             busy_cause,
         }
     }
