@@ -224,9 +224,10 @@ impl Group {
             false => None,
         };
         let exporter = match config.metrics {
-            Some(at) => {
-                Some(metrics::Exporter::bind(at, poll.registry()).map_err(|e| listen_err(at, e))?)
-            }
+            Some(at) => Some(
+                metrics::Exporter::bind(at, poll.registry(), tokens::exporter())
+                    .map_err(|e| listen_err(at, e))?,
+            ),
             None => None,
         };
         let (tx, answers) = mpsc::channel();

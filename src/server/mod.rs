@@ -211,7 +211,9 @@ impl Server {
             .map_err(StartError::Setup)?;
         let metrics = config
             .metrics
-            .map(|addr| metrics::Exporter::bind(addr, registry).map_err(|e| (addr, e)))
+            .map(|addr| {
+                metrics::Exporter::bind(addr, registry, tokens::exporter()).map_err(|e| (addr, e))
+            })
             .transpose()
             .map_err(|(addr, source)| StartError::Listen {
                 addr: Endpoint::Ip(addr),

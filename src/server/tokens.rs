@@ -10,6 +10,7 @@
 //!   4  METRICS    the metrics listener (--metrics)
 //!   5 ..          echo connections: slab key k is Token(k + 5)
 //!   usize::MAX/2 ..  metrics scrapes, far above any echo connection
+//!                    (the exporter numbers them: see exporter())
 //! ```
 
 use mio::Token;
@@ -49,14 +50,12 @@ pub fn is_metrics(token: Token) -> bool {
     token == METRICS || token.0 >= FIRST_SCRAPE
 }
 
-/// The token of metrics scrape `key`.
-pub fn scrape(key: usize) -> Token {
-    Token(FIRST_SCRAPE + key)
-}
-
-/// The slot of a metrics scrape, from its token.
-pub fn scrape_key(token: Token) -> Option<usize> {
-    token.0.checked_sub(FIRST_SCRAPE)
+/// Where the metrics exporter's listener and scrapes sit in the poll.
+pub fn exporter() -> crate::shared::exporter::Tokens {
+    crate::shared::exporter::Tokens {
+        listener: METRICS,
+        first_scrape: FIRST_SCRAPE,
+    }
 }
 
 #[cfg(test)]
@@ -71,8 +70,8 @@ mod tests {
         for fixed in [LISTENER, SIGNALS, WAKER, UDP, METRICS] {
             assert_eq!(connection_key(fixed), None, "{fixed:?}");
         }
+        let scrape = |k: usize| Token(exporter().first_scrape + k);
         assert_eq!(connection_key(scrape(0)), None);
-        assert_eq!(scrape_key(scrape(7)), Some(7));
         assert!(is_metrics(METRICS) && is_metrics(scrape(3)));
         assert!(!is_metrics(connection(3)) && !is_metrics(UDP));
     }

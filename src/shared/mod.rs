@@ -32,6 +32,8 @@
 //!   in size and in the time a FIFO's writer may take.
 //! - [`stop`] — SIGINT and SIGTERM as a flag a loop asks at each turn:
 //!   a run stopped from outside ends as at its deadline.
+//! - [`exporter`] — a Prometheus endpoint's HTTP side, one part of a
+//!   loop (the server's `--metrics`, and the load generator's).
 //! - [`offload`] — blocking writes moved off a loop, through a bounded
 //!   queue the loop never waits on.
 
@@ -40,6 +42,7 @@ pub mod certificate;
 pub mod cpu;
 pub mod dice;
 pub mod duration;
+pub mod exporter;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod input;
