@@ -169,11 +169,28 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         Some(_) => Some(interval_printer(live.clone())?),
         None => None,
     };
+    // --metrics: served from a loop of its own; the live figures feed it.
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let endpoint = echoloop::load::metrics::Endpoint::serve(addr).map_err(|e| {
+                Exit::failed(
+                    format!("cannot serve --metrics on {addr}: {}", describe(&e)),
+                    1,
+                )
+            })?;
+            log::info!("metrics on http://{}/metrics", endpoint.addr);
+            Some(endpoint)
+        }
+        None => None,
+    };
     let result = echoloop::load::run(config.clone(), |update| match update {
         Update::Live(p) => {
             if let Some(bar) = &live {
                 bar.set_message(p.line());
                 bar.tick();
+            }
+            if let Some(endpoint) = &metrics {
+                endpoint.set(echoloop::load::metrics::render(p));
             }
         }
         Update::Interval(interval) => {

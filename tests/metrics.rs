@@ -5,20 +5,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 
-use common::{DEADLINE, round_trip, server_with_metrics};
-
-/// Sends `request` as is and returns the whole response.
-fn http(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
+use common::{DEADLINE, Prometheus, http, round_trip, server_with_metrics};
 
 /// GET /metrics after 3 echo connections: 200, OpenMetrics, the counters
 /// with Prometheus names; anything else is 404, 405 or 400; HEAD has no
@@ -170,19 +160,7 @@ fn a_real_prometheus_scrapes_it() {
     )
     .unwrap();
     let mut prometheus = Prometheus::start(&config, &dir);
-    let api = prometheus.address();
-    let value = |query: &str| {
-        let response = http(
-            api,
-            format!("GET /api/v1/query?query={query} HTTP/1.0\r\n\r\n").as_bytes(),
-        );
-        // ..."value":[1795633712.345,"7"]...
-        response
-            .split("\"value\":[")
-            .nth(1)
-            .and_then(|v| v.split('"').nth(1))
-            .map(str::to_string)
-    };
+    let value = |query: &str| prometheus.value(query);
     // The first value Prometheus has is its first scrape's, taken after
     // the seven connections: it must be right, not become right.
     let up = common::eventually_value(|| value("up"));
@@ -191,65 +169,4 @@ fn a_real_prometheus_scrapes_it() {
     assert_eq!(accepted, "7");
     prometheus.stop();
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// A Prometheus server we started, on a free loopback port.
-struct Prometheus {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Prometheus {
-    fn start(config: &std::path::Path, dir: &std::path::Path) -> Prometheus {
-        let mut child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Its log says where it listens: msg="Listening on" address=127.0.0.1:P
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("msg=\"Listening on\"")
-                    && let Some(a) = line.split("address=").nth(1)
-                {
-                    let _ = tx.send(a.trim().to_string());
-                }
-            }
-        });
-        let address = rx
-            .recv_timeout(DEADLINE)
-            .expect("prometheus said where it listens")
-            .parse()
-            .unwrap();
-        Prometheus { child, address }
-    }
-
-    fn address(&self) -> SocketAddr {
-        self.address
-    }
-
-    /// Ends it (our own child, by its PID) and waits for it.
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -256,6 +256,14 @@ pub struct LoadArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Serve the generator's own Prometheus metrics at
+    /// http://ADDR/metrics during the run (messages, errors by kind, in
+    /// flight, messages due, latency and send lag histograms), so that a
+    /// dashboard shows generator and target side by side. Port 0 picks
+    /// one; the log says where.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
     /// Fail the run (exit 3) if EXPR holds: FIGURE OP VALUE, where OP is
     /// one of `>`, `>=`, `<`, `<=`. Figures: p50 p90 p99 p999 max (a
     /// latency: 500us, 5ms, 1s), errors and errors.KIND, lost, timed_out,
@@ -383,6 +391,7 @@ impl LoadArgs {
             timeout: self.timeout,
             messages_per_connection: self.messages_per_connection,
             half_close: self.half_close,
+            metrics: self.metrics.is_some(),
             reconnect: self.reconnect,
             sources: self.source.clone(),
             threads: self.threads as usize,

@@ -56,6 +56,8 @@ pub struct Config {
     /// `--half-close`: each connection ends with our FIN after its last
     /// message, then expects every echo and the server's EOF.
     pub half_close: bool,
+    /// `--metrics`: each live tick carries the figures the endpoint serves.
+    pub metrics: bool,
     /// Open a failed connection again after [`RECONNECT_BACKOFF`](super::RECONNECT_BACKOFF) instead
     /// of leaving it down for the rest of the run.
     pub reconnect: bool,
@@ -105,6 +107,7 @@ impl Default for Config {
             timeout: Duration::from_secs(10),
             messages_per_connection: None,
             half_close: false,
+            metrics: false,
             reconnect: false,
             sources: Vec::new(),
             threads: 1,

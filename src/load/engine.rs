@@ -27,7 +27,7 @@ use mio::{Events, Poll};
 use super::config::TICK;
 use super::counters::Counters;
 use super::intervals::{Intervals, hand_out};
-use super::outcome::{Progress, RunStage, Summary, Update};
+use super::outcome::{Figures, Progress, RunStage, Summary, Update};
 use super::schedule::OpenLoop;
 use super::timer::Timer;
 use crate::shared::duration::deadline_after;
@@ -141,7 +141,28 @@ pub fn progress(counters: &Counters, now: Instant, clock_started: bool, errors: 
         },
         errors,
         stage: RunStage::at(now, clock_started, counters.measure_from, counters.end),
+        figures: None,
     }
+}
+
+/// `--metrics`: what the endpoint serves beyond the live line, from the
+/// counters, the messages `in_flight` and the open loop's `schedule`.
+pub fn figures(
+    counters: &Counters,
+    now: Instant,
+    in_flight: u64,
+    schedule: Option<&OpenLoop>,
+) -> Box<Figures> {
+    let started = now >= counters.measure_from;
+    Box::new(Figures {
+        errors: counters.errors,
+        in_flight,
+        due: schedule
+            .filter(|_| started)
+            .map(|s| s.due_before(now.min(counters.end)) - s.due_before(counters.measure_from)),
+        latency: counters.latency.clone(),
+        lag: schedule.map(|s| s.lag().clone()),
+    })
 }
 
 /// The open-loop timer's event: reads the timer, and once the window's

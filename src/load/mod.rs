@@ -43,7 +43,8 @@
 //! after its end, or halted. [`schedule`] and [`plan`] keep the open loop's
 //! time, [`timer`] wakes it; [`counters`] count, [`intervals`] cut
 //! `--interval`; [`outcome`] is what a run tells (types, then the human
-//! and JSON renderings), [`thresholds`] what `--fail-if` judges by it;
+//! and JSON renderings), [`thresholds`] what `--fail-if` judges by it,
+//! [`metrics`] the live figures served to Prometheus (`--metrics`);
 //! [`threads`] runs one generator here or N side by
 //! side (`--threads`).
 //!
@@ -60,6 +61,7 @@
 //!   schedule, config, resolve           the open loop's time; what a run is asked; the target
 //!   outcome, plan, tape, timer, window  the bottom: words, plans, bytes, a timerfd
 //!   thresholds                          --fail-if, judged on the summary's JSON
+//!   metrics                             --metrics: the live figures as Prometheus text, served
 //! ```
 
 use std::io;
@@ -84,6 +86,7 @@ mod counters;
 mod datagrams;
 mod engine;
 mod intervals;
+pub mod metrics;
 mod outcome;
 pub mod plan;
 mod pool;

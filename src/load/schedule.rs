@@ -138,6 +138,11 @@ impl OpenLoop {
         Some(deadline_after(self.origin?, offset))
     }
 
+    /// How late each measured message was handed out so far, µs.
+    pub fn lag(&self) -> &Histogram<u64> {
+        &self.lag
+    }
+
     /// The plan it follows.
     pub fn plan(&self) -> &Plan {
         &self.plan

@@ -47,7 +47,7 @@ pub(super) fn run(config: Config, mut update: impl FnMut(Update<'_>)) -> io::Res
             .spawn(move || {
                 let summary = run_one(part, |update| {
                     let _ = match update {
-                        Update::Live(p) => tx.send(Message::Progress(number, *p)),
+                        Update::Live(p) => tx.send(Message::Progress(number, p.clone())),
                         Update::Interval(i) => tx.send(Message::Interval(Box::new(i.clone()))),
                     };
                 });
@@ -151,6 +151,11 @@ fn merged(latest: &[Option<Progress>]) -> Progress {
         all.errors += p.errors;
         // The whole run is as far as its slowest thread.
         all.stage = all.stage.min(p.stage);
+        match (&mut all.figures, &p.figures) {
+            (Some(a), Some(b)) => a.merge(b),
+            (None, Some(b)) => all.figures = Some(b.clone()),
+            _ => {}
+        }
     }
     all
 }

@@ -16,6 +16,7 @@
 
 use super::counters::{Counters, HANDSHAKE_BUCKETS_US, POLL_BUCKETS};
 pub use crate::shared::exporter::Exporter;
+use crate::shared::exporter::Fixed;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -29,64 +30,40 @@ struct Reactor {
     reactor: String,
 }
 
-/// A histogram with fixed buckets (events per poll, handshake latency),
-/// as OpenMetrics writes one.
-#[derive(Debug)]
-struct Fixed {
-    /// Each bucket's upper bound (the last is +Inf) and its own count.
-    buckets: Vec<(f64, u64)>,
-    /// The observations added up.
-    sum: f64,
-    /// How many observations.
-    count: u64,
+/// One reactor's events per poll.
+fn events_per_poll(c: &Counters) -> Fixed {
+    let buckets = c
+        .events_per_poll
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let bound = if i + 1 == POLL_BUCKETS {
+                f64::INFINITY
+            } else {
+                (1u64 << i) as f64
+            };
+            (bound, *n)
+        })
+        .collect();
+    Fixed {
+        buckets,
+        sum: c.events as f64,
+        // Counted when a turn ends, as the buckets are (`polls` also
+        // counts the poll whose batch is being handled now).
+        count: c.events_per_poll.iter().sum(),
+    }
 }
 
-impl Fixed {
-    /// One reactor's events per poll.
-    fn events_per_poll(c: &Counters) -> Fixed {
-        let buckets = c
-            .events_per_poll
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let bound = if i + 1 == POLL_BUCKETS {
-                    f64::INFINITY
-                } else {
-                    (1u64 << i) as f64
-                };
-                (bound, *n)
-            })
-            .collect();
-        Fixed {
-            buckets,
-            sum: c.events as f64,
-            // Counted when a turn ends, as the buckets are (`polls` also
-            // counts the poll whose batch is being handled now).
-            count: c.events_per_poll.iter().sum(),
-        }
-    }
-
-    /// One reactor's TLS handshake latencies, in seconds.
-    fn handshake_seconds(c: &Counters) -> Fixed {
-        let bounds = HANDSHAKE_BUCKETS_US
-            .iter()
-            .map(|us| *us as f64 / 1e6)
-            .chain([f64::INFINITY]);
-        Fixed {
-            buckets: bounds.zip(c.tls.buckets).collect(),
-            sum: c.tls.sum_us as f64 / 1e6,
-            count: c.tls.buckets.iter().sum(),
-        }
-    }
-
-    fn encode(&self, encoder: &mut MetricEncoder) -> Result<(), std::fmt::Error> {
-        // Per-bucket counts; the encoder makes them cumulative.
-        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            self.sum,
-            self.count,
-            &self.buckets,
-            None,
-        )
+/// One reactor's TLS handshake latencies, in seconds.
+fn handshake_seconds(c: &Counters) -> Fixed {
+    let bounds = HANDSHAKE_BUCKETS_US
+        .iter()
+        .map(|us| *us as f64 / 1e6)
+        .chain([f64::INFINITY]);
+    Fixed {
+        buckets: bounds.zip(c.tls.buckets).collect(),
+        sum: c.tls.sum_us as f64 / 1e6,
+        count: c.tls.buckets.iter().sum(),
     }
 }
 
@@ -150,14 +127,14 @@ pub fn render(per_reactor: &[Counters]) -> String {
     registry.register(
         "events_per_poll",
         "Readiness events per poll that returned",
-        FixedFamily::of(per_reactor, Fixed::events_per_poll),
+        FixedFamily::of(per_reactor, events_per_poll),
     );
     if tls {
         registry.register_with_unit(
             "tls_handshake",
             "TLS handshakes completed, by time from accept to the peer's Finished",
             Unit::Seconds,
-            FixedFamily::of(per_reactor, Fixed::handshake_seconds),
+            FixedFamily::of(per_reactor, handshake_seconds),
         );
     }
     let mut text = String::new();

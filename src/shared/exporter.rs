@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use slab::Slab;
 
 use super::duration::deadline_after;
@@ -360,6 +362,47 @@ fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     .into_bytes();
     out.extend_from_slice(body);
     out
+}
+
+/// A histogram with fixed buckets, as OpenMetrics writes one (the
+/// server's events per poll and handshake latency, the load generator's
+/// latency and send lag).
+#[derive(Debug)]
+pub struct Fixed {
+    /// Each bucket's upper bound (the last is +Inf) and its own count.
+    pub buckets: Vec<(f64, u64)>,
+    /// The observations added up.
+    pub sum: f64,
+    /// How many observations.
+    pub count: u64,
+}
+
+impl Fixed {
+    /// Writes it as one histogram (the encoder makes the counts
+    /// cumulative).
+    pub fn encode(&self, encoder: &mut MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum,
+            self.count,
+            &self.buckets,
+            None,
+        )
+    }
+}
+
+/// One `Fixed` histogram as a metric of its own.
+impl prometheus_client::metrics::TypedMetric for Fixed {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Fixed {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        Fixed::encode(self, &mut encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 #[cfg(test)]

@@ -675,3 +675,90 @@ pub fn push_until_stalled(
         }
     }
 }
+
+/// Sends `request` as is and returns the whole response.
+pub fn http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A Prometheus server we started, on a free loopback port.
+pub struct Prometheus {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Prometheus {
+    pub fn start(config: &std::path::Path, dir: &std::path::Path) -> Prometheus {
+        let mut child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its log says where it listens: msg="Listening on" address=127.0.0.1:P
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("msg=\"Listening on\"")
+                    && let Some(a) = line.split("address=").nth(1)
+                {
+                    let _ = tx.send(a.trim().to_string());
+                }
+            }
+        });
+        let address = rx
+            .recv_timeout(DEADLINE)
+            .expect("prometheus said where it listens")
+            .parse()
+            .unwrap();
+        Prometheus { child, address }
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Ends it (our own child, by its PID) and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Prometheus {
+    /// The first value of an instant query's answer (`"value":[t,"7"]`),
+    /// or `None` while it has none.
+    pub fn value(&self, query: &str) -> Option<String> {
+        let response = http(
+            self.address,
+            format!("GET /api/v1/query?query={query} HTTP/1.0\r\n\r\n").as_bytes(),
+        );
+        response
+            .split("\"value\":[")
+            .nth(1)
+            .and_then(|v| v.split('"').nth(1))
+            .map(str::to_string)
+    }
+}

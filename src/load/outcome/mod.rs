@@ -492,8 +492,9 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// A snapshot for the live progress line.
-#[derive(Debug, Clone, Copy, Default)]
+/// A snapshot for the live progress line (and, with `--metrics`, the
+/// figures the generator's Prometheus endpoint serves).
+#[derive(Debug, Clone, Default)]
 pub struct Progress {
     /// Time measured so far (0 during warm-up).
     pub measured: Duration,
@@ -508,6 +509,53 @@ pub struct Progress {
     /// Where the run is: connecting, warming up (only with `--warmup`),
     /// or measuring.
     pub stage: RunStage,
+    /// `--metrics`: what the endpoint serves beyond the line's figures.
+    pub figures: Option<Box<Figures>>,
+}
+
+/// What the generator's `--metrics` endpoint serves beyond the live
+/// line's figures, so far in the measured window.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// Errors, by kind.
+    pub errors: Errors,
+    /// Messages sent (or due) and not answered yet.
+    pub in_flight: u64,
+    /// Open loop: messages due so far (the offered load).
+    pub due: Option<u64>,
+    /// Latency of every message measured so far, µs.
+    pub latency: Histogram<u64>,
+    /// Open loop: how late each message was handed out, µs.
+    pub lag: Option<Histogram<u64>>,
+}
+
+impl Figures {
+    /// Adds another thread's figures.
+    pub fn merge(&mut self, other: &Figures) {
+        let (a, b) = (&mut self.errors, &other.errors);
+        a.connect += b.connect;
+        a.closed += b.closed;
+        a.reset += b.reset;
+        a.timeout += b.timeout;
+        a.mismatch += b.mismatch;
+        a.handshake += b.handshake;
+        a.truncated += b.truncated;
+        a.corrupt += b.corrupt;
+        a.half_close += b.half_close;
+        self.in_flight += other.in_flight;
+        self.due = match (self.due, other.due) {
+            (Some(x), Some(y)) => Some(x + y),
+            (x, y) => x.or(y),
+        };
+        let _ = self.latency.add(&other.latency);
+        match (&mut self.lag, &other.lag) {
+            (Some(x), Some(y)) => {
+                let _ = x.add(y);
+            }
+            (None, Some(y)) => self.lag = Some(y.clone()),
+            _ => {}
+        }
+    }
 }
 
 /// Where a run is, for the live line (in the order a run goes through).
