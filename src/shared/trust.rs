@@ -246,7 +246,16 @@ fn explain_certificate(c: &CertificateError) -> String {
             "it is not valid yet (is this machine's clock right?)".into()
         }
         C::Revoked => "it has been revoked".into(),
-        C::BadSignature => "its signature does not verify".into(),
+        // Building the chain, webpki tries each trusted certificate named
+        // as the issuer: one of that name that did not sign it (Debian's
+        // `CN=localhost` snakeoil beside a self-signed localhost
+        // certificate) ends the search with its signature's failure,
+        // where "unknown issuer" is what happened.
+        C::BadSignature | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => format!(
+            "it is not signed by a CA we trust (its signature does not verify with the trusted \
+             certificate of its issuer's name, which may be another certificate of that name): \
+             {trust}"
+        ),
         C::BadEncoding => "it is not a well-formed X.509 certificate".into(),
         C::UnsupportedSignatureAlgorithmContext { .. } => {
             "it is signed with an algorithm this client does not support".into()
@@ -364,5 +373,29 @@ mod tests {
         assert_eq!(bare_name("IpAddress(127.0.0.1)"), "127.0.0.1");
         let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "eof");
         assert!(explain(&eof).contains("without a close_notify"));
+    }
+
+    /// A trusted certificate of the issuer's name that did not sign the
+    /// server's (an RSA `CN=localhost` in the system store, an ECDSA
+    /// self-signed `CN=localhost` served): read as an issuer not trusted,
+    /// not as an algorithm this client lacks.
+    #[test]
+    fn a_namesake_in_the_trust_store_reads_as_an_untrusted_issuer() {
+        let mismatch = CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext {
+            signature_algorithm_id: vec![6, 8, 42, 134, 72, 206, 61, 4, 3, 2],
+            public_key_algorithm_id: vec![6, 9, 42, 134, 72, 134, 247, 13, 1, 1, 1, 5, 0],
+        };
+        for e in [mismatch, CertificateError::BadSignature] {
+            let said = explain(&io(e.into()));
+            assert!(
+                said.starts_with("it is not signed by a CA we trust ("),
+                "{said}"
+            );
+            assert!(
+                said.ends_with("with --cacert FILE, or -k to skip the check"),
+                "{said}"
+            );
+            assert!(!said.contains("Context"), "{said}");
+        }
     }
 }
