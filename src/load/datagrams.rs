@@ -230,17 +230,11 @@ impl DatagramGenerator {
         }
         // The datagram generator's clock starts at once (no connects).
         let errors = self.figures.corrupted;
-        let mut progress = engine::progress(&self.counters, now, true, errors);
-        if self.config.metrics {
+        let figures = self.config.metrics.then(|| {
             let in_flight = self.flows.iter().map(|f| f.in_flight.len() as u64).sum();
-            progress.figures = Some(engine::figures(
-                &self.counters,
-                now,
-                in_flight,
-                self.schedule.as_ref(),
-            ));
-        }
-        Some(progress)
+            (in_flight, self.schedule.as_ref())
+        });
+        Some(engine::progress(&self.counters, now, true, errors, figures))
     }
 
     /// Open loop: sends the datagrams due by now, round robin: the

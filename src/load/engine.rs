@@ -129,7 +129,16 @@ pub fn on_timers(
 
 /// The live line's figures at `now`; `clock_started`: whether the
 /// window's clock runs yet (not while connecting).
-pub fn progress(counters: &Counters, now: Instant, clock_started: bool, errors: u64) -> Progress {
+///
+/// With `--metrics`, `figures` gives what the endpoint serves beyond the
+/// line: the messages in flight and the open loop's schedule.
+pub fn progress(
+    counters: &Counters,
+    now: Instant,
+    clock_started: bool,
+    errors: u64,
+    figures: Option<(u64, Option<&OpenLoop>)>,
+) -> Progress {
     Progress {
         measured: now.saturating_duration_since(counters.measure_from),
         messages: counters.messages,
@@ -141,13 +150,13 @@ pub fn progress(counters: &Counters, now: Instant, clock_started: bool, errors: 
         },
         errors,
         stage: RunStage::at(now, clock_started, counters.measure_from, counters.end),
-        figures: None,
+        figures: figures.map(|(in_flight, schedule)| metrics(counters, now, in_flight, schedule)),
     }
 }
 
 /// `--metrics`: what the endpoint serves beyond the live line, from the
 /// counters, the messages `in_flight` and the open loop's `schedule`.
-pub fn figures(
+fn metrics(
     counters: &Counters,
     now: Instant,
     in_flight: u64,

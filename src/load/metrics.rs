@@ -30,7 +30,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::outcome::{Errors, Progress};
+use super::outcome::Progress;
 use crate::shared::exporter::{Exporter, Fixed, Tokens};
 use crate::shared::net::interrupted;
 
@@ -66,7 +66,7 @@ pub fn render(p: &Progress) -> String {
     );
     if let Some(f) = &p.figures {
         let errors = Family::<Kind, Counter<u64>>::default();
-        for (kind, n) in by_kind(&f.errors) {
+        for (kind, n) in f.errors.by_kind() {
             errors.get_or_create(&Kind { kind }).inc_by(n);
         }
         registry.register("errors", "Errors in the measured window, by kind", errors);
@@ -104,21 +104,6 @@ pub fn render(p: &Progress) -> String {
     let mut text = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
     text
-}
-
-/// Each error kind and its count, as the summary names them.
-fn by_kind(e: &Errors) -> [(&'static str, u64); 9] {
-    [
-        ("connect", e.connect),
-        ("closed", e.closed),
-        ("reset", e.reset),
-        ("timeout", e.timeout),
-        ("mismatch", e.mismatch),
-        ("handshake", e.handshake),
-        ("truncated", e.truncated),
-        ("corrupt", e.corrupt),
-        ("half_close", e.half_close),
-    ]
 }
 
 /// A histogram of µs as Prometheus buckets of seconds.
@@ -242,7 +227,7 @@ fn run(mut poll: Poll, mut exporter: Exporter, text: &Mutex<String>, stop: &Atom
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::outcome::Figures;
+    use crate::load::outcome::{Errors, Figures};
 
     /// The text has every series, the errors by kind, and the latency
     /// histogram's buckets from the HdrHistogram (cumulative, in seconds).

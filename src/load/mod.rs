@@ -59,9 +59,8 @@
 //!   intervals, connection               --interval; one connection's bytes
 //!   counters                            what a run counts
 //!   schedule, config, resolve           the open loop's time; what a run is asked; the target
+//!   thresholds, metrics                 --fail-if on the summary's JSON; --metrics, served
 //!   outcome, plan, tape, timer, window  the bottom: words, plans, bytes, a timerfd
-//!   thresholds                          --fail-if, judged on the summary's JSON
-//!   metrics                             --metrics: the live figures as Prometheus text, served
 //! ```
 
 use std::io;

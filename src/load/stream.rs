@@ -239,22 +239,22 @@ impl Generator {
         }
         self.pool.expire(now, self.t0, &mut self.counters);
         let errors = self.counters.errors.total();
-        let mut progress = engine::progress(&self.counters, now, self.t0.is_some(), errors);
-        if self.config.metrics {
+        let figures = self.config.metrics.then(|| {
             let in_flight = self
                 .pool
                 .conns
                 .iter()
                 .map(|c| c.awaited(&self.counters))
                 .sum();
-            progress.figures = Some(engine::figures(
-                &self.counters,
-                now,
-                in_flight,
-                self.schedule.as_ref(),
-            ));
-        }
-        Some(progress)
+            (in_flight, self.schedule.as_ref())
+        });
+        Some(engine::progress(
+            &self.counters,
+            now,
+            self.t0.is_some(),
+            errors,
+            figures,
+        ))
     }
 
     /// Starts the clock at `t0`: the schedule, then the warm-up, then the

@@ -16,10 +16,9 @@
 //! | `unsent` | `schedule.unsent` (open loop) | a count, or `%` of messages due |
 //! | `msgs_per_s` `mib_per_s` | the same names | a number (`k`, `M` allowed) |
 
-use std::fmt;
-
-use serde::Serialize;
 use serde_json::Value;
+
+use super::outcome::{Errors, Verdict};
 
 /// What `--fail-if` compares.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,45 +78,6 @@ pub struct Threshold {
     limit: Limit,
 }
 
-/// How a threshold came out in one run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Verdict {
-    /// The expression as given.
-    pub expr: String,
-    /// The run's figure, in the expression's unit (ms for a latency
-    /// given in ms, a percentage for `%`); `None` if the run has none.
-    pub value: Option<f64>,
-    /// Its unit: `us`, `ms`, `s`, `%` or empty.
-    pub unit: &'static str,
-    /// Whether the run fails on it.
-    pub broken: bool,
-}
-
-impl fmt::Display for Verdict {
-    /// `p99>5ms: p99 was 7.310 ms` (or `… the run has no such figure`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = self.expr.split(['<', '>']).next().unwrap_or("").trim();
-        match self.value {
-            Some(v) => {
-                let unit = match self.unit {
-                    "" => String::new(),
-                    "%" => "%".into(),
-                    u => format!(" {u}"),
-                };
-                write!(f, "{}: {name} was {}{unit}", self.expr, trim(v))
-            }
-            None => write!(f, "{}: the run has no {name} figure", self.expr),
-        }
-    }
-}
-
-/// A number as people write it: at most three decimals, no trailing zeros.
-fn trim(v: f64) -> String {
-    let s = format!("{v:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
-}
-
 impl Threshold {
     /// Parses `FIGURE OP VALUE` (a clap value parser: a bad expression is
     /// a usage error, exit 2, with this message).
@@ -137,6 +97,7 @@ impl Threshold {
             (Op::Below, &rest[1..])
         };
         let value = value.trim();
+        let kinds = Errors::default().by_kind().map(|(kind, _)| kind);
         let figure = match name {
             "p50" | "p90" | "p99" | "p999" | "max" => Figure::Latency(match name {
                 "p50" => "p50",
@@ -152,11 +113,11 @@ impl Threshold {
             "msgs_per_s" => Figure::MsgsPerS,
             "mib_per_s" => Figure::MibPerS,
             _ => match name.strip_prefix("errors.") {
-                Some(kind) if ERROR_KINDS.contains(&kind) => Figure::Errors(Some(kind.into())),
+                Some(kind) if kinds.contains(&kind) => Figure::Errors(Some(kind.into())),
                 Some(kind) => {
                     return Err(format!(
                         "`{text}`: no error kind `{kind}` (one of: {})",
-                        ERROR_KINDS.join(", ")
+                        kinds.join(", ")
                     ));
                 }
                 None => {
@@ -250,19 +211,6 @@ impl Threshold {
         }
     }
 }
-
-/// The error kinds of `errors` (as the summary names them).
-const ERROR_KINDS: [&str; 9] = [
-    "connect",
-    "closed",
-    "reset",
-    "timeout",
-    "mismatch",
-    "handshake",
-    "truncated",
-    "corrupt",
-    "half_close",
-];
 
 /// A latency: a number and its unit (`us`, `µs`, `ms` or `s`), in µs.
 fn latency(text: &str, value: &str) -> Result<f64, String> {

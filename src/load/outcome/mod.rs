@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::thresholds::Verdict;
 use crate::shared::addr::{Endpoint, Unresolved};
 
 pub use human::Shape;
@@ -56,6 +55,21 @@ pub struct Errors {
 }
 
 impl Errors {
+    /// Each kind, named as the summary's JSON names it, and its count.
+    pub fn by_kind(&self) -> [(&'static str, u64); 9] {
+        [
+            ("connect", self.connect),
+            ("closed", self.closed),
+            ("reset", self.reset),
+            ("timeout", self.timeout),
+            ("mismatch", self.mismatch),
+            ("handshake", self.handshake),
+            ("truncated", self.truncated),
+            ("corrupt", self.corrupt),
+            ("half_close", self.half_close),
+        ]
+    }
+
     /// All errors.
     pub fn total(&self) -> u64 {
         self.connect
@@ -750,4 +764,43 @@ impl Summary {
     pub fn connects_per_s(&self) -> f64 {
         self.connects as f64 / self.secs()
     }
+}
+
+/// How a threshold came out in one run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Verdict {
+    /// The expression as given.
+    pub expr: String,
+    /// The run's figure, in the expression's unit (ms for a latency
+    /// given in ms, a percentage for `%`); `None` if the run has none.
+    pub value: Option<f64>,
+    /// Its unit: `us`, `ms`, `s`, `%` or empty.
+    pub unit: &'static str,
+    /// Whether the run fails on it.
+    pub broken: bool,
+}
+
+impl std::fmt::Display for Verdict {
+    /// `p99>5ms: p99 was 7.310 ms` (or `… the run has no such figure`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.expr.split(['<', '>']).next().unwrap_or("").trim();
+        match self.value {
+            Some(v) => {
+                let unit = match self.unit {
+                    "" => String::new(),
+                    "%" => "%".into(),
+                    u => format!(" {u}"),
+                };
+                write!(f, "{}: {name} was {}{unit}", self.expr, trim(v))
+            }
+            None => write!(f, "{}: the run has no {name} figure", self.expr),
+        }
+    }
+}
+
+/// A number as people write it: at most three decimals, no trailing zeros.
+fn trim(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
 }
