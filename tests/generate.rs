@@ -229,6 +229,15 @@ fn a_generated_certificate_is_served_and_trusted() {
             cert.display()
         )
     );
+    let label = "a".repeat(64);
+    for huge in [format!("{label}.example"), "a.".repeat(200)] {
+        let out = bin()
+            .args(["generate", "cert"])
+            .arg(&dir)
+            .args(["--name", &huge])
+            .bounded();
+        assert_eq!(out.status.code(), Some(2), "{huge}");
+    }
     let bad = bin()
         .args(["generate", "cert"])
         .arg(&dir)

@@ -10,25 +10,17 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use common::{
-    DEADLINE, ServerProcess, assert_usage_error, bin, json_number, missing, run_bounded, scratch,
+    DEADLINE, Nginx, ServerProcess, assert_usage_error, bin, json_number, load_json, run_bounded,
+    scratch,
 };
 
-/// `echoloop load TARGET --json --half-close ARGS`: the exit code and the
-/// JSON summary.
+/// `echoloop load TARGET --json --half-close ARGS`.
 fn load(target: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut cmd = bin();
-    cmd.args(["load", target, "--json", "--half-close"])
-        .args(args);
-    let out = run_bounded(cmd, DEADLINE);
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["--half-close"];
+    all.extend_from_slice(args);
+    load_json(target, &all)
 }
 
 /// Against echoloop's own server, which echoes what is owed after a FIN
@@ -112,73 +104,29 @@ fn a_server_that_never_sends_eof_is_a_half_close_error() {
     assert!(stderr.contains(", half-close 2"), "{stderr}");
 }
 
-/// nginx, the stream module, in front of `server --delay 300ms`.
-struct Nginx {
-    child: Child,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(dir: &Path, backend: u16, half_close: bool) -> Nginx {
-        let port = common::free_port();
-        let d = dir.display();
-        let conf = dir.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
-                 worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\n\
-                 error_log {d}/error.log;\nevents {{ worker_connections 256; }}\n\
-                 stream {{\n  server {{\n    listen 127.0.0.1:{port};\n    proxy_pass 127.0.0.1:{backend};\n\
-                 {}  }}\n}}\n",
-                if half_close { "    proxy_half_close on;\n" } else { "" }
-            ),
-        )
-        .unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let mut nginx = Nginx { child, port };
-        common::eventually("nginx listens", || {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-                panic!("nginx exited ({status}): {log}");
-            }
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        nginx
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Real nginx: without `proxy_half_close` it ends the whole session on
 /// the client's FIN, so echoes the server still holds (`--delay 300ms`)
 /// never come back: each connection is a half_close error. With
 /// `proxy_half_close on` every echo and the EOF come through.
 #[test]
 fn nginx_without_proxy_half_close_is_caught() {
-    let module = Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
-    if Command::new("nginx").arg("-v").output().is_err() || !module.exists() {
-        missing("nginx with its stream module (libnginx-mod-stream) is not installed");
+    if !common::have_nginx_stream() {
         return;
     }
     let backend = ServerProcess::start(&["--delay", "300ms"]);
     for (half_close, broken) in [(false, true), (true, false)] {
         let dir = scratch("half-close", if half_close { "on" } else { "off" });
-        let nginx = Nginx::start(&dir, backend.addr.port(), half_close);
+        let nginx = Nginx::start(&dir, |port| {
+            format!(
+                "    listen 127.0.0.1:{port};\n    proxy_pass 127.0.0.1:{};\n{}",
+                backend.addr.port(),
+                if half_close {
+                    "    proxy_half_close on;\n"
+                } else {
+                    ""
+                }
+            )
+        });
         let target = format!("127.0.0.1:{}", nginx.port);
         let (code, json, err) = load(
             &target,

@@ -74,16 +74,7 @@ fn a_real_prometheus_scrapes_the_generator() {
         missing("no prometheus (Debian's package `prometheus`)");
     } else {
         let dir = common::scratch("load-metrics", "prometheus");
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: load\n    \
-                 static_configs:\n      - targets: [\"{addr}\"]\n"
-            ),
-        )
-        .unwrap();
-        let prometheus = Prometheus::start(&config, &dir);
+        let prometheus = Prometheus::scraping(addr, &dir);
         let messages = common::eventually_value(|| {
             prometheus
                 // Over the last minutes: once the run is over, an instant
@@ -104,6 +95,14 @@ fn a_real_prometheus_scrapes_the_generator() {
     }
     let status = load.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Not an address, or a port past 65535: usage errors (exit 2).
+#[test]
+fn a_bad_metrics_address_is_a_usage_error() {
+    for bad in ["nonsense", "127.0.0.1:99999", "127.0.0.1", ""] {
+        common::assert_usage_error(&["load", "127.0.0.1:9", "--metrics", bad], "--metrics");
+    }
 }
 
 /// An address already taken: exit 1 and one line that says so, before

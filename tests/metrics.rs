@@ -150,16 +150,7 @@ fn a_real_prometheus_scrapes_it() {
     let dir = std::env::temp_dir().join(format!("echoloop-prom-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: echoloop\n    \
-             static_configs:\n      - targets: [\"{metrics}\"]\n"
-        ),
-    )
-    .unwrap();
-    let mut prometheus = Prometheus::start(&config, &dir);
+    let mut prometheus = Prometheus::scraping(metrics, &dir);
     let value = |query: &str| prometheus.value(query);
     // The first value Prometheus has is its first scrape's, taken after
     // the seven connections: it must be right, not become right.

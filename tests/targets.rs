@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{DEADLINE, ServerProcess, assert_usage_error, bin, json_number, run_bounded, scratch};
+use common::{ServerProcess, assert_usage_error, json_number, load_json, scratch};
 
 /// A line server: `PING` is answered `+PONG`, anything else `-ERR`, each
 /// line ended by CRLF, however the lines are cut.
@@ -63,17 +63,6 @@ fn sink() -> (SocketAddr, Arc<AtomicU64>) {
         }
     });
     (addr, got)
-}
-
-fn load(target: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut cmd = bin();
-    cmd.args(["load", target, "--json"]).args(args);
-    let out = run_bounded(cmd, DEADLINE);
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `-m 'PING\r\n' --expect '+PONG\r\n'`: every reply checked, in closed
@@ -130,7 +119,7 @@ fn a_line_server_answers_every_message_as_expected() {
     ] {
         let mut all = vec!["-m", "PING\\r\\n"];
         all.extend_from_slice(args);
-        let (code, json, err) = load(&target, &all);
+        let (code, json, err) = load_json(&target, &all);
         assert_eq!(code, Some(0), "{args:?}: {json}{err}");
         assert!(json_number(&json, "messages") > 10.0, "{json}");
         assert_eq!(json_number(&json, "errors.mismatch"), 0.0, "{json}");
@@ -143,7 +132,7 @@ fn a_line_server_answers_every_message_as_expected() {
 fn a_different_reply_is_a_mismatch() {
     let target = pong_server().to_string();
     for (message, expect) in [("PING\\r\\n", "+PANG\\r\\n"), ("PONG\\r\\n", "+PONG\\r\\n")] {
-        let (code, json, err) = load(
+        let (code, json, err) = load_json(
             &target,
             &["-c", "2", "-d", "200ms", "-m", message, "--expect", expect],
         );
@@ -160,7 +149,7 @@ fn a_different_reply_is_a_mismatch() {
 fn no_reply_sends_only_and_the_sink_has_it_all() {
     let (addr, got) = sink();
     let target = addr.to_string();
-    let (code, json, err) = load(
+    let (code, json, err) = load_json(
         &target,
         &["-c", "2", "-s", "512", "-d", "300ms", "--no-reply"],
     );
@@ -170,7 +159,7 @@ fn no_reply_sends_only_and_the_sink_has_it_all() {
     common::eventually("the sink has every counted byte", || {
         got.load(Ordering::Relaxed) as f64 >= sent
     });
-    let (code, json, err) = load(
+    let (code, json, err) = load_json(
         &target,
         &[
             "-c",
@@ -190,7 +179,7 @@ fn no_reply_sends_only_and_the_sink_has_it_all() {
     assert!(json_number(&json, "messages") >= 450.0, "{json}");
 
     let echo = ServerProcess::start(&[]);
-    let (code, json, _) = load(
+    let (code, json, _) = load_json(
         &echo.addr.to_string(),
         &["-c", "1", "-d", "200ms", "--no-reply"],
     );
@@ -210,4 +199,14 @@ fn usage_errors() {
         &["load", "127.0.0.1:9", "--no-reply", "--expect", "x"],
         "cannot be used with",
     );
+    // An empty reply, a file that is not there, an escape that is not one.
+    assert_usage_error(
+        &["load", "127.0.0.1:9", "--expect", ""],
+        "a message needs at least one byte",
+    );
+    assert_usage_error(
+        &["load", "127.0.0.1:9", "--expect", "@/nonexistent/reply"],
+        "cannot read /nonexistent/reply",
+    );
+    assert_usage_error(&["load", "127.0.0.1:9", "--expect", "\\q"], "--expect");
 }

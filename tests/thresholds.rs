@@ -91,6 +91,16 @@ fn bad_thresholds_are_usage_errors() {
         &["load", "127.0.0.1:9", "--fail-if", "p98>5ms"],
         "no figure `p98`",
     );
+    // Huge, negative, not finite, not a number.
+    for (expr, says) in [
+        ("p99>1e20ms", "a latency is at most an hour"),
+        ("msgs_per_s<-5", "is not a number of at least 0"),
+        ("lost>1e400", "is not a number of at least 0"),
+        ("errors>many", "is not a number of at least 0"),
+        ("p99>0x5ms", "is not a number of at least 0"),
+    ] {
+        assert_usage_error(&["load", "127.0.0.1:9", "--fail-if", expr], says);
+    }
     assert_usage_error(
         &["load", "127.0.0.1:9", "--fail-if", "unsent>0"],
         "--fail-if unsent>0: unsent is an open loop's figure (give --rate)",

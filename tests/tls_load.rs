@@ -6,10 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
 use common::Bounded as _;
-use common::{DEADLINE, ServerProcess, bin, json_at, json_number, missing, run_bounded, scratch};
+use common::{DEADLINE, Nginx, ServerProcess, bin, json_at, json_number, run_bounded, scratch};
 
 /// `echoloop load TARGET ARGS --json`, bounded; asserts exit 0 and no
 /// error of any kind, and returns the JSON.
@@ -240,9 +240,7 @@ fn refusals_and_usage_errors() {
 /// server, as users do today: every byte comes back through it.
 #[test]
 fn through_nginx_stream_terminating_tls() {
-    let module = Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
-    if Command::new("nginx").arg("-v").output().is_err() || !module.exists() {
-        missing("nginx with its stream module (libnginx-mod-stream) is not installed");
+    if !common::have_nginx_stream() {
         return;
     }
     let backend = ServerProcess::start(&[]);
@@ -251,7 +249,15 @@ fn through_nginx_stream_terminating_tls() {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, made.cert.pem()).unwrap();
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
-    let mut nginx = Nginx::start(&dir, &cert, &key, backend.addr.port());
+    let mut nginx = Nginx::start(&dir, |port| {
+        format!(
+            "    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {};\n    \
+             ssl_certificate_key {};\n    proxy_pass 127.0.0.1:{};\n",
+            cert.display(),
+            key.display(),
+            backend.addr.port()
+        )
+    });
     let target = format!("tls://localhost:{}", nginx.port);
     let json = clean_run(
         &target,
@@ -269,67 +275,6 @@ fn through_nginx_stream_terminating_tls() {
     assert!(json_number(&json, "messages") > 10.0, "{json}");
     nginx.stop();
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// nginx in the foreground, one process (`master_process off`: killing a
-/// master would orphan its workers), on a port it was given (nginx cannot
-/// say which one port 0 gave it: a free one is found first), stopped on
-/// drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(dir: &Path, cert: &Path, key: &Path, backend: u16) -> Nginx {
-        let port = common::free_port();
-        let conf = dir.join("nginx.conf");
-        let d = dir.display();
-        std::fs::write(
-            &conf,
-            format!(
-                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
-                 worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-                 events {{ worker_connections 1024; }}\n\
-                 stream {{\n  server {{\n    listen 127.0.0.1:{port} ssl;\n\
-                 ssl_certificate {};\n    ssl_certificate_key {};\n\
-                 proxy_pass 127.0.0.1:{backend};\n  }}\n}}\n",
-                cert.display(),
-                key.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let mut nginx = Nginx { child, port };
-        common::eventually("nginx listens", || {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-                panic!("nginx exited ({status}): {log}");
-            }
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        nginx
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// A TLS server made here (rustls) that completes each handshake, echoes

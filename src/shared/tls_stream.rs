@@ -959,6 +959,39 @@ mod tests {
         );
     }
 
+    /// A hostile client: a handshake message that claims 16 MiB, sent as
+    /// record after full record. It is refused with a reason, and what the
+    /// stream holds meanwhile never passes its ciphertext room.
+    #[test]
+    fn an_endless_handshake_message_is_refused_and_bounded() {
+        let mut record = vec![22, 3, 1, 0x40, 0x00];
+        let mut body = vec![0u8; 16 * 1024];
+        body[..4].copy_from_slice(&[1, 0xff, 0xff, 0xff]);
+        record.extend_from_slice(&body);
+        let record: &'static [u8] = record.leak();
+        let session = UnbufferedServerConnection::new(server_config()).expect("session");
+        let sock = Fake {
+            reads: std::iter::repeat_with(|| Step::Data(record))
+                .take(8)
+                .collect(),
+            ..Default::default()
+        };
+        let mut tls = TlsStream::new(session, sock, 1 << 16, 0);
+        let mut buf = [0u8; 64];
+        let err = loop {
+            match tls.read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(tls.io.held.len() <= INCOMING_SIZE);
+                    assert!(!tls.socket().reads.is_empty(), "never refused");
+                }
+                Err(e) => break e,
+                Ok(n) => panic!("{n} bytes of plaintext from a handshake"),
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(tls.io.held.is_empty(), "nothing kept after a refusal");
+    }
+
     /// The drain rule on ciphertext, with made-up reads: after a read
     /// pass that may end at a short read (the bare socket's rule), a
     /// ciphertext read shorter than asked for ends the pass once the

@@ -693,7 +693,7 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    pub fn start(config: &std::path::Path, dir: &std::path::Path) -> Prometheus {
+    fn start(config: &std::path::Path, dir: &std::path::Path) -> Prometheus {
         let mut child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -748,6 +748,21 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
+    /// A Prometheus that scrapes `target` (`host:port`) every second, its
+    /// configuration and data in `dir`.
+    pub fn scraping(target: SocketAddr, dir: &std::path::Path) -> Prometheus {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: echoloop\n    \
+                 static_configs:\n      - targets: [\"{target}\"]\n"
+            ),
+        )
+        .unwrap();
+        Prometheus::start(&config, dir)
+    }
+
     /// The first value of an instant query's answer (`"value":[t,"7"]`),
     /// or `None` while it has none.
     pub fn value(&self, query: &str) -> Option<String> {
@@ -760,5 +775,89 @@ impl Prometheus {
             .nth(1)
             .and_then(|v| v.split('"').nth(1))
             .map(str::to_string)
+    }
+}
+
+/// `echoloop load TARGET --json ARGS`, bounded: its exit code, stdout
+/// (the JSON summary) and stderr.
+pub fn load_json(target: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut cmd = bin();
+    cmd.args(["load", target, "--json"]).args(args);
+    let out = run_bounded(cmd, DEADLINE);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Whether nginx and its stream module are here (else `missing` says so:
+/// a failure under CI).
+pub fn have_nginx_stream() -> bool {
+    let module = std::path::Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
+    if Command::new("nginx").arg("-v").output().is_err() || !module.exists() {
+        missing("nginx with its stream module (libnginx-mod-stream) is not installed");
+        return false;
+    }
+    true
+}
+
+/// nginx in the foreground, one process (`master_process off`: killing a
+/// master would orphan its workers), with one stream `server` block:
+/// `block` gets the port it listens on (nginx cannot be told port 0) and
+/// returns the block's directives.
+pub struct Nginx {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl Nginx {
+    pub fn start(dir: &std::path::Path, block: impl FnOnce(u16) -> String) -> Nginx {
+        let port = free_port();
+        let d = dir.display();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
+                 worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\n\
+                 error_log {d}/error.log;\nevents {{ worker_connections 1024; }}\n\
+                 stream {{\n  server {{\n{}  }}\n}}\n",
+                block(port)
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let mut nginx = Nginx { child, port };
+        eventually("nginx listens", || {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+                panic!("nginx exited ({status}): {log}");
+            }
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        nginx
+    }
+
+    /// Ends it (our own child, by its PID) and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
