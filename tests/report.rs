@@ -362,25 +362,6 @@ fn socat(to: std::net::SocketAddr) -> Option<Proxy> {
     proxy(cmd, addr, "socat")
 }
 
-/// haproxy in TCP mode forwarding `addr` → `to`, in the foreground.
-fn haproxy(to: std::net::SocketAddr, dir: &Path) -> Option<Proxy> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let config = dir.join("haproxy.cfg");
-    std::fs::write(
-        &config,
-        format!(
-            "global\n  maxconn 1000\n\
-             defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-             frontend echo\n  bind {addr}\n  default_backend target\n\
-             backend target\n  server s1 {to}\n"
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("haproxy");
-    cmd.arg("-db").arg("-f").arg(&config);
-    proxy(cmd, addr, "haproxy")
-}
-
 /// The same open-loop run (2,000 msgs/s over 10 connections for 2 s)
 /// against `addr`, logged to `log`.
 fn logged_run(addr: std::net::SocketAddr, log: &Path, tag: &str) {
@@ -415,9 +396,16 @@ fn compare_direct_and_through_proxies() {
         logged_run(p.addr, &log, "socat");
         runs.push(format!("socat={}", log.display()));
     }
-    if let Some(p) = haproxy(server.addr, &dir) {
+    let haproxy = common::Haproxy::start(&dir, |port| {
+        format!(
+            "frontend echo\n  bind 127.0.0.1:{port}\n  default_backend target\n\
+             backend target\n  server s1 {}\n",
+            server.addr
+        )
+    });
+    if let Some(p) = haproxy {
         let log = dir.join("haproxy.hlog");
-        logged_run(p.addr, &log, "haproxy");
+        logged_run(p.addr(), &log, "haproxy");
         runs.push(format!("haproxy={}", log.display()));
     }
     let mut args: Vec<&str> = vec!["--compare"];

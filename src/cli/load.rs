@@ -217,6 +217,19 @@ pub struct LoadArgs {
     #[arg(long)]
     pub half_close: bool,
 
+    /// Begin each connection with a PROXY protocol header (v1 text or v2
+    /// binary) naming its own addresses, as a proxy does for its backend;
+    /// over tls://, before the handshake. For a target that expects one
+    /// (server --proxy-protocol, haproxy or nginx with accept-proxy).
+    #[arg(long, value_name = "VERSION")]
+    pub proxy_protocol: Option<crate::load::proxy_header::Version>,
+
+    /// The client a PROXY header names instead of the connection's own
+    /// address: IP (the connection's own port) or IP:PORT, of the
+    /// target's family. Needs --proxy-protocol.
+    #[arg(long, value_name = "ADDR", requires = "proxy_protocol")]
+    pub proxy_source: Option<crate::load::proxy_header::Source>,
+
     /// Open a connection that failed (reset, refused, timed out, wrong
     /// echo) again after 100 ms instead of leaving it down; failures are
     /// still counted by kind.
@@ -347,6 +360,21 @@ impl LoadArgs {
             let msg = "--half-close is for streams: a datagram socket has no FIN";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
         }
+        if self.proxy_protocol.is_some() && !matches!(addr, Endpoint::Ip(_))
+            || udp && self.proxy_protocol.is_some()
+        {
+            let msg = "--proxy-protocol is for TCP targets (HOST:PORT or tls://HOST:PORT)";
+            return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
+        }
+        if let (Some(source), Endpoint::Ip(target)) = (self.proxy_source, addr)
+            && source.ip.is_ipv4() != target.is_ipv4()
+        {
+            let msg = format!(
+                "--proxy-source {}: a PROXY header names one family, and {addr} is not of it",
+                source.ip
+            );
+            return Err(Usage::new(ErrorKind::ValueValidation, msg));
+        }
         if udp && (self.messages_per_connection.is_some() || self.reconnect) {
             let msg = "--messages-per-connection and --reconnect are for streams, not udp://";
             return Err(Usage::new(ErrorKind::ArgumentConflict, msg));
@@ -414,6 +442,10 @@ impl LoadArgs {
                     (None, false) => crate::load::Reply::Echo,
                 },
             },
+            proxy: self.proxy_protocol.map(|version| crate::load::ProxyHeader {
+                version,
+                source: self.proxy_source,
+            }),
             // Made by the caller: setting TLS up reads files, and can fail.
             tls: None,
             // Read beside the log's wall clock by the caller.

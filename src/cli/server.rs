@@ -26,6 +26,7 @@ pub(super) const SERVER_LONG: &str = "Examples:
   echoloop server --bind [::]:7878 --threads 4 --udp
   echoloop server --bind unix:/tmp/echo.sock --unix-mode 0660
   echoloop server --bind 127.0.0.1:0 --metrics 127.0.0.1:9100 --stats 1s
+  echoloop server --bind 127.0.0.1:0 --proxy-protocol --tls   # behind haproxy's send-proxy-v2
 
 Exit codes:
   0  stopped by SIGINT or SIGTERM
@@ -103,6 +104,15 @@ pub struct ServerArgs {
     /// whichever reactor gets them (for an exposed port). Default: no limit.
     #[arg(long, value_name = "N", value_parser = parse_rate)]
     pub udp_rate_limit: Option<f64>,
+
+    /// Every connection begins with a PROXY protocol header, v1 or v2, as
+    /// haproxy's send-proxy and send-proxy-v2 send it (before TLS, with
+    /// --tls). The client it names is the one the logs and --stats name.
+    /// A connection without a valid header, with one longer than allowed
+    /// (107 bytes for v1, 4 KiB for v2) or whose header takes longer than
+    /// --idle-timeout (10s without one) is closed and counted.
+    #[arg(long)]
+    pub proxy_protocol: bool,
 
     /// Serve Prometheus metrics at http://ADDR/metrics, from the same loop
     /// (port 0 picks a free port; the log says which).
@@ -296,6 +306,7 @@ impl ServerArgs {
                 (false, false) => UdpMode::Off,
             },
             udp_rate_limit: self.udp_rate_limit,
+            proxy_protocol: self.proxy_protocol,
             metrics: self.metrics,
             faults: self.faults(),
             ..Config::default()

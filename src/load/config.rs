@@ -75,6 +75,8 @@ pub struct Config {
     /// `--start-at`: connect first, then start the clock (and send) at
     /// this instant, so that generators on many machines start together.
     pub start_at: Option<std::time::Instant>,
+    /// `--proxy-protocol`: each connection first sends this PROXY header.
+    pub proxy: Option<super::proxy_header::ProxyHeader>,
     /// `tls://`: each connection speaks TLS, made by this.
     pub tls: Option<crate::shared::tls::Dialer>,
     /// The instant the run counts from: intervals' `since_run_start`
@@ -115,6 +117,7 @@ impl Default for Config {
             interval: None,
             payload: Payload::default(),
             start_at: None,
+            proxy: None,
             tls: None,
             origin: None,
             stop: crate::shared::stop::Stop::never(),

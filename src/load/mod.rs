@@ -76,6 +76,7 @@ pub use outcome::{
 };
 pub use plan::Plan;
 pub use pool::RECONNECT_BACKOFF;
+pub use proxy_header::ProxyHeader;
 pub use resolve::resolve;
 pub use tape::{Payload, Reply};
 
@@ -89,6 +90,7 @@ pub mod metrics;
 mod outcome;
 pub mod plan;
 mod pool;
+pub mod proxy_header;
 mod resolve;
 mod schedule;
 mod stream;

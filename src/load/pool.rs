@@ -20,6 +20,7 @@ use super::config::Config;
 use super::connection::{Close, Connection, Phase};
 use super::counters::Counters;
 use super::outcome::Fate;
+use super::proxy_header::ProxyHeader;
 use super::tape::{CHUNK, Tape};
 use crate::shared::addr::Endpoint;
 use crate::shared::duration::{deadline_after, nth_period};
@@ -43,12 +44,24 @@ pub enum Slot {
     Running,
 }
 
+/// Whether `stream`'s connect finished (as [`Stream::connect_finished`]);
+/// once it has, with `--proxy-protocol`, the PROXY header goes first.
+fn connected(stream: &Stream, proxy: Option<ProxyHeader>) -> io::Result<bool> {
+    let up = stream.connect_finished()?;
+    if let (true, Some(header), Stream::Tcp(tcp)) = (up, proxy, stream) {
+        header.send(tcp)?;
+        log::trace!("proxy header sent ({:?})", header.version);
+    }
+    Ok(up)
+}
+
 /// How the pool dials: the target and the options that shape a connect.
 #[derive(Debug)]
 struct Dial {
     addr: Endpoint,
     sources: Vec<IpAddr>,
     tls: Option<Dialer>,
+    proxy: Option<ProxyHeader>,
     reconnect: bool,
     connect_rate: Option<f64>,
 }
@@ -116,6 +129,7 @@ impl Pool {
                 addr: config.addr.clone(),
                 sources: config.sources.clone(),
                 tls: config.tls.clone(),
+                proxy: config.proxy,
                 reconnect: config.reconnect,
                 connect_rate: config.connect_rate,
             },
@@ -186,7 +200,7 @@ impl Pool {
             return Slot::Quiet;
         };
         match &mut conn.phase {
-            Phase::Connecting { stream, .. } => match stream.connect_finished() {
+            Phase::Connecting { stream, .. } => match connected(stream, self.dial.proxy) {
                 Ok(true) if self.dial.tls.is_some() => self.begin_tls(i, now, counters),
                 Ok(true) => self.up(i, now, counters),
                 Ok(false) => Slot::Quiet, // spurious: still connecting

@@ -60,6 +60,9 @@ pub struct Config {
     /// Serve TLS on the TCP listener (`--tls`): every accepted TCP
     /// connection gets a session made from this (see [`super::tls_server`]).
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Every connection begins with a PROXY protocol header
+    /// (`--proxy-protocol`; see [`super::proxy_header`]).
+    pub proxy_protocol: bool,
 }
 
 /// Which transports the server echoes on.
@@ -92,6 +95,7 @@ impl Default for Config {
             metrics: None,
             faults: Faults::default(),
             tls: None,
+            proxy_protocol: false,
         }
     }
 }

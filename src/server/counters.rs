@@ -86,6 +86,54 @@ impl Handshakes {
     }
 }
 
+/// PROXY protocol headers (`--proxy-protocol`): how many came, of which
+/// version, and how many connections were refused for want of one.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyHeaders {
+    /// Whether headers are expected: the lines then show these figures.
+    pub on: bool,
+    /// Version 1 (text) headers that named a client.
+    pub v1: u64,
+    /// Version 2 (binary) headers that named a client.
+    pub v2: u64,
+    /// Headers that named no client (v2 `LOCAL`, a proxy's health check;
+    /// v1 `UNKNOWN`; a Unix or unspecified family): the connection's own
+    /// peer stands for the client.
+    pub local: u64,
+    /// Connections closed because they did not begin with a valid header.
+    pub bad: u64,
+    /// Connections closed because their header was longer than allowed
+    /// (107 bytes for v1, as the spec says; 4 KiB for v2, our bound).
+    pub oversized: u64,
+    /// Connections closed because no whole header came in time.
+    pub timed_out: u64,
+    /// Connections whose peer left before its header was whole.
+    pub left: u64,
+    /// The client the latest header named (for the lines: which address
+    /// the server sees now).
+    pub last: Option<std::net::SocketAddr>,
+}
+
+impl ProxyHeaders {
+    /// Connections refused, whatever the reason.
+    pub fn refused(&self) -> u64 {
+        self.bad + self.oversized + self.timed_out + self.left
+    }
+
+    /// Adds another reactor's headers.
+    fn add(&mut self, other: &ProxyHeaders) {
+        self.on |= other.on;
+        self.v1 += other.v1;
+        self.v2 += other.v2;
+        self.local += other.local;
+        self.bad += other.bad;
+        self.oversized += other.oversized;
+        self.timed_out += other.timed_out;
+        self.left += other.left;
+        self.last = other.last.or(self.last);
+    }
+}
+
 /// Monotonic counters of one server's event loop.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
@@ -157,6 +205,8 @@ pub struct Counters {
     pub injected_drops: u64,
     /// TLS handshakes (all zero without `--tls`).
     pub tls: Handshakes,
+    /// PROXY protocol headers (all zero without `--proxy-protocol`).
+    pub proxy: ProxyHeaders,
     /// Polls by how many events they returned: bucket `i` counts polls of
     /// at most 2^i events (the last, more than 64).
     pub events_per_poll: [u64; POLL_BUCKETS],
@@ -259,6 +309,23 @@ impl Counters {
                 now.max_us,
             );
         }
+        if self.proxy.on {
+            let (now, then) = (&self.proxy, &earlier.proxy);
+            let _ = write!(
+                line,
+                " | proxy v1={} v2={} local={} bad={} oversized={} timed_out={} left={}",
+                d(now.v1, then.v1),
+                d(now.v2, then.v2),
+                d(now.local, then.local),
+                d(now.bad, then.bad),
+                d(now.oversized, then.oversized),
+                d(now.timed_out, then.timed_out),
+                d(now.left, then.left),
+            );
+            if let Some(last) = now.last {
+                let _ = write!(line, " last_client={last}");
+            }
+        }
         line
     }
 
@@ -298,6 +365,7 @@ impl Counters {
             injected_stalls,
             injected_drops,
             tls,
+            proxy,
             events_per_poll,
         } = *other;
         self.polls += polls;
@@ -330,6 +398,7 @@ impl Counters {
         self.injected_stalls += injected_stalls;
         self.injected_drops += injected_drops;
         self.tls.add(&tls);
+        self.proxy.add(&proxy);
         for (mine, theirs) in self.events_per_poll.iter_mut().zip(events_per_poll) {
             *mine += theirs;
         }
@@ -382,6 +451,18 @@ impl Counters {
                 t.mean_us(),
                 t.max_us
             );
+        }
+        if self.proxy.on {
+            let p = &self.proxy;
+            let _ = write!(
+                line,
+                "; proxy headers v1 {} v2 {} local {}, refused bad {} oversized {} \
+                 timed out {} left {}",
+                p.v1, p.v2, p.local, p.bad, p.oversized, p.timed_out, p.left
+            );
+            if let Some(last) = p.last {
+                let _ = write!(line, ", last client {last}");
+            }
         }
         line
     }

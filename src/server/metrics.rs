@@ -118,10 +118,10 @@ pub fn render(per_reactor: &[Counters]) -> String {
     let udp = per_reactor.iter().any(|c| c.udp);
     let faults = per_reactor.iter().any(|c| c.faults);
     let tls = per_reactor.iter().any(|c| c.tls.on);
-    for series in SERIES
-        .iter()
-        .filter(|s| (udp || !s.udp) && (faults || !s.faults) && (tls || !s.tls))
-    {
+    let proxy = per_reactor.iter().any(|c| c.proxy.on);
+    for series in SERIES.iter().filter(|s| {
+        (udp || !s.udp) && (faults || !s.faults) && (tls || !s.tls) && (proxy || !s.proxy)
+    }) {
         register(&mut registry, series, per_reactor, labelled);
     }
     registry.register(
@@ -144,7 +144,8 @@ pub fn render(per_reactor: &[Counters]) -> String {
 
 /// One series: its name (after `echoloop_`), help, unit, whether it is a
 /// gauge (else a counter), whether only with `--udp`, only with faults
-/// injected, only with `--tls`, and its figure.
+/// injected, only with `--tls`, only with `--proxy-protocol`, and its
+/// figure.
 struct Series {
     name: &'static str,
     help: &'static str,
@@ -153,6 +154,7 @@ struct Series {
     udp: bool,
     faults: bool,
     tls: bool,
+    proxy: bool,
     figure: fn(&Counters) -> u64,
 }
 
@@ -166,7 +168,16 @@ const fn counter(name: &'static str, help: &'static str, figure: fn(&Counters) -
         udp: false,
         faults: false,
         tls: false,
+        proxy: false,
         figure,
+    }
+}
+
+/// A PROXY protocol counter, shown only with `--proxy-protocol`.
+const fn proxy(name: &'static str, help: &'static str, figure: fn(&Counters) -> u64) -> Series {
+    Series {
+        proxy: true,
+        ..counter(name, help, figure)
     }
 }
 
@@ -187,7 +198,7 @@ const fn injected(name: &'static str, help: &'static str, figure: fn(&Counters) 
 }
 
 /// Every series, in the order they are written.
-const SERIES: [Series; 33] = [
+const SERIES: [Series; 40] = [
     counter("connections_accepted", "Connections accepted", |c| {
         c.accepted
     }),
@@ -345,6 +356,41 @@ const SERIES: [Series; 33] = [
         "tls_truncated",
         "TLS connections whose peer closed TCP without a close_notify",
         |c| c.tls.truncated,
+    ),
+    proxy(
+        "proxy_headers_v1",
+        "PROXY protocol v1 headers that named a client",
+        |c| c.proxy.v1,
+    ),
+    proxy(
+        "proxy_headers_v2",
+        "PROXY protocol v2 headers that named a client",
+        |c| c.proxy.v2,
+    ),
+    proxy(
+        "proxy_headers_local",
+        "PROXY protocol headers that named no client (v2 LOCAL, v1 UNKNOWN): a proxy's health check",
+        |c| c.proxy.local,
+    ),
+    proxy(
+        "proxy_refused_bad",
+        "Connections closed because they did not begin with a valid PROXY header",
+        |c| c.proxy.bad,
+    ),
+    proxy(
+        "proxy_refused_oversized",
+        "Connections closed because their PROXY header was longer than allowed",
+        |c| c.proxy.oversized,
+    ),
+    proxy(
+        "proxy_refused_timed_out",
+        "Connections closed because no whole PROXY header came in time",
+        |c| c.proxy.timed_out,
+    ),
+    proxy(
+        "proxy_refused_left",
+        "Connections whose peer left before its PROXY header was whole",
+        |c| c.proxy.left,
     ),
 ];
 

@@ -44,6 +44,7 @@
 //! | `Datagrams` | [`udp`] | the UDP echo, with [`loops`] and [`rate_limit`] |
 //! | `Exporter` | [`metrics`] | Prometheus' scrapes |
 //! | TLS | [`tls_server`] | set up once; handshake news and close-time counts |
+//! | `Arrivals` | [`proxy_header`] | connections waiting for their PROXY header |
 //!
 //! What the loop counts is in [`counters`], why a connection closed in
 //! [`close`], the settings in [`config`]. [`Group`] runs N of these
@@ -100,6 +101,7 @@ use deadlines::Deadlines;
 pub use faults::{End, Faults};
 use faults::{Ending, Injector};
 use listener::{Acceptor, Listener, Peer};
+use proxy_header::{Arrivals, Arrived};
 use rate_limit::RateLimit;
 use stats::StatsLines;
 pub use tokens::LISTENER;
@@ -122,6 +124,7 @@ mod group;
 mod listener;
 mod loops;
 mod metrics;
+pub mod proxy_header;
 mod rate_limit;
 mod stats;
 #[cfg(test)]
@@ -153,6 +156,8 @@ pub struct Server {
     udp: Option<Datagrams>,
     /// `--metrics`: the endpoint Prometheus scrapes.
     metrics: Option<metrics::Exporter>,
+    /// `--proxy-protocol`: connections waiting for their PROXY header.
+    arrivals: Option<Arrivals>,
     /// Signals, the stop flag, the [`Handle`].
     control: Control,
     /// `--stats` and SIGUSR1.
@@ -221,6 +226,12 @@ impl Server {
             })?;
         let control = Control::new(registry, config.handle_signals).map_err(StartError::Setup)?;
         let now = Instant::now();
+        let mut stats = Counters::new(
+            config.udp != UdpMode::Off,
+            config.faults.any(),
+            config.tls.is_some(),
+        );
+        stats.proxy.on = config.proxy_protocol;
         Ok(Server {
             poll,
             acceptor: Acceptor::new(listener, config.max_connections),
@@ -231,17 +242,16 @@ impl Server {
             injector: Injector::new(config.faults, now),
             udp,
             metrics,
+            arrivals: config
+                .proxy_protocol
+                .then(|| Arrivals::new(config.idle_timeout)),
             control,
             lines: StatsLines::new(config.stats_every, now),
             said: Vec::new(),
             clock: now,
             started: now,
             next_id: 1,
-            stats: Counters::new(
-                config.udp != UdpMode::Off,
-                config.faults.any(),
-                config.tls.is_some(),
-            ),
+            stats,
             config,
         })
     }
@@ -383,6 +393,7 @@ impl Server {
                 }
             }
             token if tokens::is_metrics(token) => self.on_scrape(token, now),
+            token if tokens::arrival_key(token).is_some() => self.on_arrival(&event, now),
             token => match tokens::connection_key(token) {
                 Some(key) => self.on_connection(key, event, now),
                 None => self.stats.stale_events += 1,
@@ -400,19 +411,50 @@ impl Server {
         }
     }
 
-    /// Accepts what this turn's budget allows, after the batch.
+    /// Accepts what this turn's budget allows, after the batch. With
+    /// `--proxy-protocol` a peer first waits for its header (and counts
+    /// as open meanwhile); without, it is admitted at once.
     fn accept(&mut self, now: Instant) {
         let mut budget = ACCEPT_BUDGET;
-        while let Some((stream, peer)) =
-            self.acceptor
-                .next(now, self.conns.len(), &mut budget, &mut self.stats)
-        {
-            self.admit(stream, peer, now);
+        loop {
+            let open = self.conns.len() + self.arrivals.as_ref().map_or(0, Arrivals::waiting);
+            let Some((stream, peer)) = self.acceptor.next(now, open, &mut budget, &mut self.stats)
+            else {
+                break;
+            };
+            match &mut self.arrivals {
+                Some(arrivals) => arrivals.on_accept(self.poll.registry(), stream, peer, now),
+                None => self.admit(stream, peer, None, now),
+            }
+        }
+    }
+
+    /// An event for a connection waiting for its PROXY header: admit it
+    /// once its header is whole (under the client's name, on the token
+    /// it had).
+    fn on_arrival(&mut self, event: &Readiness, now: Instant) {
+        let Some(arrivals) = &mut self.arrivals else {
+            return;
+        };
+        match arrivals.on_event(event, &mut self.stats.proxy) {
+            Some(Arrived {
+                stream,
+                token,
+                client,
+                via,
+            }) => {
+                log::trace!("proxy header done client={client} via={via}");
+                self.admit(stream, client, Some(token), now);
+            }
+            None => self.acceptor.on_close(),
         }
     }
 
     /// Gives a freshly accepted peer its slot, its token and its timers.
-    fn admit(&mut self, stream: Stream, peer: Peer, now: Instant) {
+    /// `moved` is the token it is registered with already (it waited for
+    /// a PROXY header there), and `peer` is then the client the header
+    /// named.
+    fn admit(&mut self, stream: Stream, peer: Peer, moved: Option<Token>, now: Instant) {
         // An echo is a small reply that must leave now: Nagle's algorithm
         // would hold it back waiting for the peer's ACK.
         if let Err(e) = stream.set_nodelay() {
@@ -426,13 +468,19 @@ impl Server {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = tokens::connection(key);
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE)
-        {
+        let registry = self.poll.registry();
+        // Moving a socket re-checks its readiness (epoll_ctl MOD, as ADD
+        // does): bytes that came after a PROXY header raise an event.
+        let registered = match moved {
+            None => registry.register(&mut stream, token, Interest::READABLE),
+            Some(_) => registry.reregister(&mut stream, token, Interest::READABLE),
+        };
+        if let Err(e) = registered {
             log::warn!("accept peer={peer}: cannot register with the poller: {e}");
             return;
+        }
+        if let (Some(arrivals), Some(_)) = (&mut self.arrivals, moved) {
+            arrivals.admitted(key, peer);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -598,8 +646,9 @@ impl Server {
         }
         let id = conn.id();
         tls_server::on_close(conn.stream_mut(), id, &why, &mut self.stats.tls);
+        let client = self.arrivals.as_mut().and_then(|a| a.closed(key));
         if log::log_enabled!(log::Level::Debug) {
-            let peer = conn.stream_mut().peer_name();
+            let peer = client.map_or_else(|| conn.stream_mut().peer_name(), |c| c.to_string());
             log::debug!(
                 "close conn=#{} peer={peer} token={} in={} out={} ({why})",
                 conn.id(),
@@ -623,6 +672,7 @@ impl Server {
             self.idle.next_deadline(),
             self.injector.next_deadline(),
             self.acceptor.next_deadline(),
+            self.arrivals.as_ref().and_then(Arrivals::next_deadline),
             self.lines.next_deadline(),
             self.metrics
                 .as_ref()
@@ -637,6 +687,13 @@ impl Server {
     /// Fires every timer that is due by `now`, part by part.
     fn on_timers(&mut self, now: Instant) {
         self.acceptor.on_timers(now);
+        if let Some(arrivals) = &mut self.arrivals {
+            let refused = self.stats.proxy.refused();
+            arrivals.on_timers(now, &mut self.stats.proxy);
+            if self.stats.proxy.refused() != refused {
+                self.acceptor.on_close();
+            }
+        }
         while let Some((key, id)) = self.idle.pop_due(now) {
             self.on_idle_check(key, id, now);
         }

@@ -9,6 +9,8 @@
 //!   3  UDP        the UDP socket (--udp, --udp-only)
 //!   4  METRICS    the metrics listener (--metrics)
 //!   5 ..          echo connections: slab key k is Token(k + 5)
+//!   usize::MAX/4 ..  connections waiting for their PROXY header
+//!                    (--proxy-protocol): arrival k is Token(k + usize::MAX/4)
 //!   usize::MAX/2 ..  metrics scrapes, far above any echo connection
 //!                    (the exporter numbers them: see exporter())
 //! ```
@@ -29,6 +31,8 @@ pub const UDP: Token = Token(3);
 pub const METRICS: Token = Token(4);
 /// Echo connection tokens start here.
 pub const FIRST_CONNECTION: usize = 5;
+/// Tokens of connections waiting for their PROXY header start here.
+pub const FIRST_ARRIVAL: usize = usize::MAX / 4;
 /// Metrics scrape tokens start here.
 pub const FIRST_SCRAPE: usize = usize::MAX / 2;
 
@@ -42,6 +46,20 @@ pub fn connection_key(token: Token) -> Option<usize> {
     token
         .0
         .checked_sub(FIRST_CONNECTION)
+        .filter(|_| token.0 < FIRST_ARRIVAL)
+}
+
+/// The token of the connection waiting for its PROXY header in slot `key`
+/// of [`Arrivals`](super::proxy_header::Arrivals).
+pub fn arrival(key: usize) -> Token {
+    Token(key + FIRST_ARRIVAL)
+}
+
+/// The arrival slot a token names.
+pub fn arrival_key(token: Token) -> Option<usize> {
+    token
+        .0
+        .checked_sub(FIRST_ARRIVAL)
         .filter(|_| token.0 < FIRST_SCRAPE)
 }
 
@@ -72,6 +90,10 @@ mod tests {
         }
         let scrape = |k: usize| Token(exporter().first_scrape + k);
         assert_eq!(connection_key(scrape(0)), None);
+        assert_eq!(arrival_key(arrival(7)), Some(7));
+        assert_eq!(connection_key(arrival(7)), None);
+        assert_eq!(arrival_key(connection(7)), None);
+        assert_eq!(arrival_key(scrape(0)), None);
         assert!(is_metrics(METRICS) && is_metrics(scrape(3)));
         assert!(!is_metrics(connection(3)) && !is_metrics(UDP));
     }

@@ -59,6 +59,26 @@ impl Stream {
         }
     }
 
+    /// Copies what the socket holds into `buf` without taking it (a read
+    /// with `MSG_PEEK`): the next read returns the same bytes. A PROXY
+    /// header is looked at this way, so that only the header is taken and
+    /// what follows it stays for the echo (or for TLS). A TLS stream has
+    /// no plaintext to peek at before its handshake: it says
+    /// `Unsupported`.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tls(_) => return Err(io::ErrorKind::Unsupported.into()),
+        };
+        // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which
+        // we own mutably for the call; the descriptor is open while `self`
+        // is borrowed.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
     /// Over TLS, queues our `close_notify` (once) and sends what the
     /// socket takes; [`Wire::unsent`] says whether some is left. A bare
     /// socket has nothing to say before its FIN.

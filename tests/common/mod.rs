@@ -861,3 +861,68 @@ impl Drop for Nginx {
         self.stop();
     }
 }
+
+/// A real haproxy in the foreground on a loopback port, given its
+/// `frontend`/`backend` sections; ended (by its PID, our own child) when
+/// dropped.
+pub struct Haproxy {
+    child: Child,
+    /// The port its first frontend listens on (`{port}` in the sections).
+    pub port: u16,
+}
+
+impl Haproxy {
+    /// Starts haproxy in TCP mode with `sections(port)` after its
+    /// defaults, and waits (bounded) until `port` accepts. `None`, saying
+    /// so through [`missing`], where haproxy is not installed.
+    #[track_caller]
+    pub fn start(dir: &std::path::Path, sections: impl FnOnce(u16) -> String) -> Option<Haproxy> {
+        if Command::new("haproxy").arg("-v").output().is_err() {
+            missing("no haproxy (apt install haproxy)");
+            return None;
+        }
+        let port = free_port();
+        let config = dir.join("haproxy.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "global\n  maxconn 1000\n\
+                 defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n{}",
+                sections(port)
+            ),
+        )
+        .unwrap();
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let mut haproxy = Haproxy { child, port };
+        eventually("haproxy listens", || {
+            if let Ok(Some(status)) = haproxy.child.try_wait() {
+                panic!(
+                    "haproxy exited ({status}); its config:\n{}",
+                    std::fs::read_to_string(&config).unwrap_or_default()
+                );
+            }
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Some(haproxy)
+    }
+
+    /// Where its first frontend listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
