@@ -183,40 +183,84 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         }
         None => None,
     };
-    let result = echoloop::load::run(config.clone(), |update| match update {
-        Update::Live(p) => {
-            if let Some(bar) = &live {
-                bar.set_message(p.line());
-                bar.tick();
-            }
-            if let Some(endpoint) = &metrics {
-                endpoint.set(echoloop::load::metrics::render(p));
-            }
+    // --repeat N: the same window N times, a pause between; one otherwise.
+    let windows = args.repeat.unwrap_or(1);
+    let mut repeats = echoloop::load::repeats::Repeats::default();
+    let mut ends: Vec<WindowEnd> = Vec::new();
+    let mut held: Vec<String> = Vec::new();
+    for k in 1..=windows {
+        if k > 1 && !pause(&config.stop, args.repeat_pause) {
+            log::warn!(
+                "{}: {} of {windows} windows run",
+                config.stop.requested().unwrap_or("stopped"),
+                k - 1
+            );
+            break;
         }
-        Update::Interval(interval) => {
-            if let Some(lines) = &mut lines {
-                lines.push(if args.json {
-                    interval.to_json()
-                } else {
-                    interval.line()
-                });
+        let window = args.repeat.map(|_| k);
+        let result = echoloop::load::run(config.clone(), |update| match update {
+            Update::Live(p) => {
+                if let Some(bar) = &live {
+                    bar.set_message(p.line());
+                    bar.tick();
+                }
+                if let Some(endpoint) = &metrics {
+                    endpoint.set(echoloop::load::metrics::render(p));
+                }
             }
-            if let Some(writer) = &mut hdr_log {
-                // Handed to the writer's thread; never waits.
-                writer.push(Record {
-                    latency: interval.latency.clone(),
-                    connect: log_connects.then(|| interval.connect_latency.clone()),
-                    service: open_loop.then(|| interval.service.clone()),
-                    handshake: tls.then(|| interval.handshake_latency.clone()),
-                    at: interval.since_run_start,
-                    length: interval.length,
-                    errors: interval.errors,
-                    offered: interval.offered(),
-                });
+            Update::Interval(interval) => {
+                if let Some(lines) = &mut lines {
+                    lines.push(if args.json {
+                        interval.to_json()
+                    } else {
+                        interval.line()
+                    });
+                }
+                if let Some(writer) = &mut hdr_log {
+                    // Handed to the writer's thread; never waits.
+                    writer.push(Record {
+                        latency: interval.latency.clone(),
+                        connect: log_connects.then(|| interval.connect_latency.clone()),
+                        service: open_loop.then(|| interval.service.clone()),
+                        handshake: tls.then(|| interval.handshake_latency.clone()),
+                        at: interval.since_run_start,
+                        length: interval.length,
+                        errors: interval.errors,
+                        offered: interval.offered(),
+                        window,
+                    });
+                }
             }
+        });
+        let summary = result.map_err(Exit::event_loop)?;
+        let end = end_window(&args, &config, summary, window, &mut hdr_log);
+        // A window that could not run at all ends the repeats.
+        let unreachable = end.summary.established == 0 && !config.udp;
+        if window.is_some() {
+            repeats.push(&end.summary.to_json(false));
         }
-    });
-    if let Some(bar) = live {
+        let said = say_window(&args, &config, &end, &repeats, windows);
+        match (&mut lines, said) {
+            (_, None) => {}
+            // The last window's text waits until the interval lines are
+            // out (below); an earlier one joins them, in order, never
+            // waiting on stdout.
+            (Some(_), Some(text)) if k == windows || unreachable => held.push(text),
+            (Some(lines), Some(text)) => lines.push(text),
+            (None, Some(text)) => match &live {
+                // Printed above the live line, which goes on.
+                Some(bar) => bar.suspend(|| print_out(&text)),
+                None => print_out(&text),
+            },
+        }
+        ends.push(end);
+        if unreachable {
+            break;
+        }
+        // --start-at is the first window's start; the others follow it.
+        config.start_at = None;
+    }
+    if let Some(bar) = &live {
         bar.finish_and_clear();
     }
     log::debug!("the run is over; its output follows");
@@ -237,43 +281,14 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
                 1,
             )),
         });
-    let mut summary = match result {
-        Ok(summary) => summary,
-        Err(e) => return Err(Exit::event_loop(e)),
-    };
-    // --fail-if: judged on the summary as --json says it.
-    if !args.fail_if.is_empty() {
-        let said: serde_json::Value =
-            serde_json::from_str(&summary.to_json(false)).unwrap_or_default();
-        summary.thresholds = args.fail_if.iter().map(|t| t.judge(&said)).collect();
+    for text in held {
+        print_out(&text);
     }
-    let mut stdout = std::io::stdout();
-    // Not one connection: the error line says it all, and a human summary
-    // of zeros above it would only hide it (JSON still has its object).
-    let connected = summary.established > 0 || config.udp;
-    let text = match (args.json, args.interval) {
-        // JSON Lines: the intervals, then the summary, which says so.
-        (true, interval) => Some(summary.to_json(interval.is_some())),
-        (false, _) => connected.then(|| summary.to_human(&config.shape())),
-    };
-    if let Some(text) = text {
-        let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
-    }
-    if let Some(schedule) = summary.schedule.as_ref().filter(|s| !s.kept()) {
-        // Not a failure of the server: a warning, so that nobody takes the
-        // figures for the rate that was asked for.
-        log::warn!(
-            "the generator fell behind its schedule of {}: {}",
-            config
-                .rate
-                .as_ref()
-                .map(|p| p.describe())
-                .unwrap_or_default(),
-            schedule.shortfall()
-        );
-    }
-    if let Some(advice) = summary.busy_advice(&config.shape()) {
-        log::warn!("{advice}");
+    if args.repeat.is_some() && !repeats.is_empty() {
+        print_out(&match args.json {
+            true => repeats.to_json(),
+            false => repeats.to_human(),
+        });
     }
     // The summary is out; now whether the log is whole. (When the run
     // failed too, the log's line comes first and the run's code wins.)
@@ -284,19 +299,31 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
             .err()
             .map(|e| Exit::failed(format!("cannot write {path}: {e}"), e.exit_code()))
     });
-    // What did not get out is said after the summary; the run's own
-    // failure, if any, is the exit code, else the first of these.
-    let broken: Vec<Exit> = summary
-        .thresholds
+    // What did not get out is said after the summary; a window's own
+    // failure, if any, is the exit code (the first window's that failed),
+    // else the first of these.
+    let broken: Vec<Exit> = ends
         .iter()
-        .filter(|v| v.broken)
-        .map(|v| Exit::failed(format!("--fail-if {v}: the run fails on it"), 3))
+        .flat_map(|end| {
+            let at = end
+                .window
+                .map(|k| format!(" (window {k})"))
+                .unwrap_or_default();
+            end.summary
+                .thresholds
+                .iter()
+                .filter(|v| v.broken)
+                .map(move |v| Exit::failed(format!("--fail-if {v}: the run fails on it{at}"), 3))
+        })
         .collect();
     let mut output_failed = [lines_failed, log_failed]
         .into_iter()
         .flatten()
         .chain(broken);
-    let first = match summary.failure(&config.addr) {
+    let first = match ends
+        .iter()
+        .find_map(|end| end.summary.failure(&config.addr))
+    {
         Some(failure) => Exit::failed(&failure, failure.exit_code()),
         None => match output_failed.next() {
             Some(failed) => failed,
@@ -309,6 +336,109 @@ fn run_load(args: LoadArgs) -> Result<(), Exit> {
         }
     }
     Err(first)
+}
+
+/// One window of a load run, over: its summary (thresholds judged) and
+/// its number under `--repeat`.
+struct WindowEnd {
+    summary: echoloop::load::Summary,
+    window: Option<u32>,
+}
+
+/// Ends a window: judges `--fail-if` on its summary as `--json` says it,
+/// and ends the window in the `--hdr-log` with how its generator fared.
+fn end_window(
+    args: &LoadArgs,
+    config: &echoloop::load::Config,
+    mut summary: echoloop::load::Summary,
+    window: Option<u32>,
+    hdr_log: &mut Option<LogWriter>,
+) -> WindowEnd {
+    if !args.fail_if.is_empty() {
+        let said: serde_json::Value =
+            serde_json::from_str(&summary.to_json(false)).unwrap_or_default();
+        summary.thresholds = args.fail_if.iter().map(|t| t.judge(&said)).collect();
+    }
+    if let Some(writer) = hdr_log {
+        let busy = (summary.busy_is_measured() && !config.udp).then(|| summary.busy());
+        let behind = summary.schedule.as_ref().is_some_and(|s| !s.kept());
+        writer.end_window(window, busy, behind);
+    }
+    WindowEnd { summary, window }
+}
+
+/// Writes `text` and a newline to stdout (the summary: a reader that
+/// does not read it holds the process, as any program's output would).
+fn print_out(text: &str) {
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+}
+
+/// Says a window's warnings, and returns what it says on stdout: its
+/// summary as always (or, under `--repeat`, one line in text, its summary
+/// in JSON).
+fn say_window(
+    args: &LoadArgs,
+    config: &echoloop::load::Config,
+    end: &WindowEnd,
+    repeats: &echoloop::load::repeats::Repeats,
+    windows: u32,
+) -> Option<String> {
+    let summary = &end.summary;
+    // Not one connection: the error line says it all, and a human summary
+    // of zeros above it would only hide it (JSON still has its object).
+    let connected = summary.established > 0 || config.udp;
+    let text = match (args.json, end.window) {
+        // JSON Lines: the intervals, then the summary, which says so (and
+        // under --repeat, which window it closes).
+        (true, None) => Some(summary.to_json(args.interval.is_some())),
+        (true, Some(k)) => {
+            let mut said: serde_json::Value =
+                serde_json::from_str(&summary.to_json(true)).unwrap_or_default();
+            if let Some(object) = said.as_object_mut() {
+                object.insert("window".into(), k.into());
+            }
+            Some(said.to_string())
+        }
+        (false, None) => connected.then(|| summary.to_human(&config.shape())),
+        (false, Some(_)) => connected.then(|| repeats.window_line(windows as usize)),
+    };
+    let at = end
+        .window
+        .map(|k| format!("window {k}: "))
+        .unwrap_or_default();
+    if let Some(schedule) = summary.schedule.as_ref().filter(|s| !s.kept()) {
+        // Not a failure of the server: a warning, so that nobody takes the
+        // figures for the rate that was asked for.
+        log::warn!(
+            "{at}the generator fell behind its schedule of {}: {}",
+            config
+                .rate
+                .as_ref()
+                .map(|p| p.describe())
+                .unwrap_or_default(),
+            schedule.shortfall()
+        );
+    }
+    if let Some(advice) = summary.busy_advice(&config.shape()) {
+        log::warn!("{at}{advice}");
+    }
+    text
+}
+
+/// Waits `pause` between two windows, or less if a signal stops the run:
+/// whether the next window should run.
+fn pause(stop: &echoloop::shared::stop::Stop, pause: std::time::Duration) -> bool {
+    let until = deadline_after(Instant::now(), pause);
+    while stop.requested().is_none() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        // The flag is a signal handler's: looked at every 20 ms.
+        std::thread::sleep(left.min(std::time::Duration::from_millis(20)));
+    }
+    false
 }
 
 /// ADDR as the generator connects to it: resolved (a TCP name probed for

@@ -230,6 +230,19 @@ pub struct LoadArgs {
     #[arg(long, value_name = "ADDR", requires = "proxy_protocol")]
     pub proxy_source: Option<crate::load::proxy_header::Source>,
 
+    /// Run the whole measurement N times (2 to 1000), --repeat-pause
+    /// apart, and print each figure's median, min and max over the
+    /// windows after a line per window. --hdr-log tags each window's
+    /// intervals TAG@1, TAG@2, …; a --fail-if must hold in every window.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub repeat: Option<u32>,
+
+    /// The pause between --repeat's windows, for the target to settle
+    /// (0 to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_repeat_pause,
+          requires = "repeat")]
+    pub repeat_pause: Duration,
+
     /// Open a connection that failed (reset, refused, timed out, wrong
     /// echo) again after 100 ms instead of leaving it down; failures are
     /// still counted by kind.
@@ -662,7 +675,13 @@ fn parse_zero_to(text: &str, max: Duration, max_text: &str) -> Result<Duration, 
     Ok(parsed)
 }
 
-/// An HdrHistogram log tag: printable, no spaces, commas or `=`.
+/// `--repeat-pause`: 0 to an hour.
+fn parse_repeat_pause(text: &str) -> Result<Duration, String> {
+    parse_zero_to(text, Duration::from_secs(3600), "60m")
+}
+
+/// An HdrHistogram log tag: printable, no spaces, commas, `=` or `@`
+/// (which marks a `--repeat` window: `TAG@2`).
 pub fn parse_tag(text: &str) -> Result<String, String> {
     for (suffix, what) in [
         (crate::report::CONNECT_SUFFIX, "connect-latency"),
@@ -679,11 +698,11 @@ pub fn parse_tag(text: &str) -> Result<String, String> {
         && text.len() <= 200
         && text
             .chars()
-            .all(|c| c.is_ascii_graphic() && c != ',' && c != '=');
+            .all(|c| c.is_ascii_graphic() && c != ',' && c != '=' && c != '@');
     match ok {
         true => Ok(text.to_string()),
         false => Err(format!(
-            "`{text}` is not a tag (printable, no spaces, commas or `=`)"
+            "`{text}` is not a tag (printable, no spaces, commas, `=` or `@`)"
         )),
     }
 }

@@ -72,7 +72,7 @@ pub use config::{COALESCE, Config};
 pub use datagrams::HEADER as DATAGRAM_HEADER;
 pub use outcome::{
     DatagramFigures, Ending, Errors, Failure, Fate, Interval, Progress, RunStage, Schedule, Shape,
-    Summary, Update,
+    Summary, Update, repeats,
 };
 pub use plan::Plan;
 pub use pool::RECONNECT_BACKOFF;

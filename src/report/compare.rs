@@ -7,13 +7,24 @@
 //! generators of one run, merged as a plain `report` merges them. Each run
 //! is read and merged on its own ([`super::summarize`]), so its memory is
 //! bounded as a report's is, and there are at most [`MAX_RUNS`] of them.
+//!
+//! A run made with `load --repeat N` has windows (tags `TAG@1`…`TAG@N`,
+//! see [`super::windows`]): each figure is then the median over its
+//! windows, shown with its [min – max], and the ratios are of medians. A
+//! run whose generator fell behind its schedule or ran over 90% busy in
+//! any window is marked (`!` after its name, and a line saying which
+//! window and why): its figures may be the generator's, not the target's.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::windows::window_of;
 use super::{Budget, Merged, Percentiles, ReportError, quantile, round, summarize_within};
+use crate::shared::spread::Range;
 
 /// The most runs one comparison holds (one column and one line colour
 /// each).
@@ -26,6 +37,78 @@ pub struct Run {
     pub name: String,
     /// Its logs, merged.
     pub merged: Merged,
+    /// Its `--repeat` windows, by number (empty for a run of one).
+    pub windows: Vec<Window>,
+}
+
+/// One `--repeat` window of a run: every generator's intervals tagged
+/// with its number, merged.
+#[derive(Debug)]
+pub struct Window {
+    /// Message latency, µs.
+    pub latency: Histogram<u64>,
+    /// Seconds from the window's first interval's start to its last's end.
+    pub span: f64,
+}
+
+/// A run's windows, in order of their numbers.
+fn windows(merged: &Merged) -> Vec<Window> {
+    let mut by_number: BTreeMap<u32, (Histogram<u64>, f64, f64)> = BTreeMap::new();
+    for (tag, run) in &merged.tags {
+        let Some((_, n)) = window_of(tag) else {
+            continue;
+        };
+        match by_number.entry(n) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((run.latency.clone(), run.first, run.last));
+            }
+            // Another generator's share of the same window. (The merged
+            // histograms auto-resize: adding cannot fail on range.)
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let (latency, first, last) = o.get_mut();
+                let _ = latency.add(&run.latency);
+                *first = first.min(run.first);
+                *last = last.max(run.last);
+            }
+        }
+    }
+    by_number
+        .into_values()
+        .map(|(latency, first, last)| Window {
+            latency,
+            span: last - first,
+        })
+        .collect()
+}
+
+impl Run {
+    /// A figure of this run: its value over the whole run, or, with
+    /// windows, their median, with the range.
+    fn figure(&self, f: &Figure) -> (f64, Option<Range>) {
+        let (_, of_run, of_window) = f;
+        let whole = of_run(&self.merged);
+        let Some(of_window) = of_window else {
+            return (whole, None);
+        };
+        if self.windows.len() < 2 {
+            return (whole, None);
+        }
+        let values: Vec<f64> = self.windows.iter().map(of_window).collect();
+        match Range::of(&values) {
+            Some(range) => (range.median, Some(range)),
+            None => (whole, None),
+        }
+    }
+
+    /// Why this run's figures may be its generator's: one line per window
+    /// whose generator fell behind or ran over 90% busy.
+    pub fn marks(&self) -> Vec<String> {
+        self.merged
+            .windows
+            .iter()
+            .filter_map(|w| w.mark())
+            .collect()
+    }
 }
 
 /// Parses one RUN argument: `NAME=FILE[,FILE…]`, or a lone FILE named by
@@ -63,9 +146,11 @@ pub fn compare(runs: &[(String, Vec<PathBuf>)]) -> Result<Vec<Run>, ReportError>
     let merged = runs
         .iter()
         .map(|(name, files)| {
+            let merged = summarize_within(files, &mut budget)?;
             Ok(Run {
                 name: name.clone(),
-                merged: summarize_within(files, &mut budget)?,
+                windows: windows(&merged),
+                merged,
             })
         })
         .collect();
@@ -75,20 +160,44 @@ pub fn compare(runs: &[(String, Vec<PathBuf>)]) -> Result<Vec<Run>, ReportError>
     merged
 }
 
-/// The figures compared, each with how it reads: name, unit, and its
-/// value for a run.
-type Figure = (&'static str, fn(&Merged) -> f64);
+/// The figures compared, each with how it reads: name and unit, its
+/// value for a whole run, and for one window (if it has a spread).
+type Figure = (&'static str, fn(&Merged) -> f64, Option<fn(&Window) -> f64>);
 
 /// The rows of the comparison, in order.
 const FIGURES: [Figure; 8] = [
-    ("msgs/s", |m| m.total.len() as f64 / m.span().max(1e-9)),
-    ("p50 µs", |m| quantile(&m.total, 0.5) as f64),
-    ("p90 µs", |m| quantile(&m.total, 0.9) as f64),
-    ("p99 µs", |m| quantile(&m.total, 0.99) as f64),
-    ("p99.9 µs", |m| quantile(&m.total, 0.999) as f64),
-    ("max µs", |m| m.total.max() as f64),
-    ("messages", |m| m.total.len() as f64),
-    ("errors", |m| m.errors() as f64),
+    (
+        "msgs/s",
+        |m| m.total.len() as f64 / m.span().max(1e-9),
+        Some(|w| w.latency.len() as f64 / w.span.max(1e-9)),
+    ),
+    (
+        "p50 µs",
+        |m| quantile(&m.total, 0.5) as f64,
+        Some(|w| quantile(&w.latency, 0.5) as f64),
+    ),
+    (
+        "p90 µs",
+        |m| quantile(&m.total, 0.9) as f64,
+        Some(|w| quantile(&w.latency, 0.9) as f64),
+    ),
+    (
+        "p99 µs",
+        |m| quantile(&m.total, 0.99) as f64,
+        Some(|w| quantile(&w.latency, 0.99) as f64),
+    ),
+    (
+        "p99.9 µs",
+        |m| quantile(&m.total, 0.999) as f64,
+        Some(|w| quantile(&w.latency, 0.999) as f64),
+    ),
+    (
+        "max µs",
+        |m| m.total.max() as f64,
+        Some(|w| w.latency.max() as f64),
+    ),
+    ("messages", |m| m.total.len() as f64, None),
+    ("errors", |m| m.errors() as f64, None),
 ];
 
 /// `x / base`, or `None` when the base is zero (no ratio to speak of).
@@ -109,39 +218,73 @@ pub fn to_human(runs: &[Run]) -> String {
         runs.len(),
         first.name
     );
-    let width = runs
+    let names: Vec<String> = runs
         .iter()
-        .map(|r| r.name.chars().count())
+        .map(|r| match r.marks().is_empty() {
+            true => r.name.clone(),
+            false => format!("{} !", r.name),
+        })
+        .collect();
+    let windows: Vec<String> = runs
+        .iter()
+        .map(|r| match r.windows.len() {
+            0 | 1 => "1".to_string(),
+            n => n.to_string(),
+        })
+        .collect();
+    let spans: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{:.1}", r.merged.span()))
+        .collect();
+    let mut rows = vec![("".to_string(), names), ("span s".to_string(), spans)];
+    if runs.iter().any(|r| r.windows.len() > 1) {
+        rows.push(("windows".to_string(), windows));
+    }
+    for f in &FIGURES {
+        let (label, ..) = f;
+        let base = first.figure(f).0;
+        let cells = runs
+            .iter()
+            .enumerate()
+            .map(|(k, run)| {
+                let (value, range) = run.figure(f);
+                let digits = usize::from(*label == "msgs/s");
+                let mut cell = format!("{value:.digits$}");
+                if let Some(r) = range {
+                    let _ = write!(cell, " [{:.digits$}–{:.digits$}]", r.min, r.max);
+                }
+                if let (Some(r), true) = (ratio(value, base), k > 0) {
+                    let _ = write!(cell, " ({r:.2}×)");
+                }
+                cell
+            })
+            .collect();
+        rows.push((label.to_string(), cells));
+    }
+    let width = rows
+        .iter()
+        .flat_map(|(_, cells)| cells.iter().map(|c| c.chars().count()))
         .max()
         .unwrap_or(0)
         .max(18);
-    let _ = write!(out, "  {:<10}", "");
-    for run in runs {
-        let _ = write!(out, " {:>width$}", run.name);
-    }
-    out.push('\n');
-    let _ = write!(out, "  {:<10}", "span s");
-    for run in runs {
-        let _ = write!(out, " {:>width$.1}", run.merged.span());
-    }
-    out.push('\n');
-    for (label, figure) in FIGURES {
-        let base = figure(&first.merged);
+    for (label, cells) in &rows {
         let _ = write!(out, "  {label:<10}");
-        for (k, run) in runs.iter().enumerate() {
-            let value = figure(&run.merged);
-            let shown = if label == "msgs/s" {
-                format!("{value:.1}")
-            } else {
-                format!("{value:.0}")
-            };
-            let cell = match ratio(value, base) {
-                Some(r) if k > 0 => format!("{shown} ({r:.2}×)"),
-                _ => shown,
-            };
+        for cell in cells {
             let _ = write!(out, " {cell:>width$}");
         }
         out.push('\n');
+    }
+    if runs.iter().any(|r| r.windows.len() > 1) {
+        out.push_str("  (a run of several windows: each figure is their median [min–max])\n");
+    }
+    for run in runs {
+        for mark in run.marks() {
+            let _ = writeln!(
+                out,
+                "! {}: {mark}: its figures may be the generator's, not the target's",
+                run.name
+            );
+        }
     }
     out.trim_end().to_string()
 }
@@ -156,8 +299,17 @@ struct RunJson<'a> {
     span_s: f64,
     latency_us: Percentiles,
     errors: u64,
-    /// Each figure over the first run's (absent where that one is zero).
+    /// Each figure over the first run's (absent where that one is zero);
+    /// for runs of several windows, of their medians.
     ratio: RatioJson,
+    /// `--repeat`'s windows (1 for a run of one).
+    windows: usize,
+    /// Over several windows, each figure's median, min and max.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    spread: BTreeMap<&'static str, Range>,
+    /// Why its figures may be its generator's (a window behind its
+    /// schedule, or over 90% busy).
+    marks: Vec<String>,
 }
 
 /// The ratios of one run to the first.
@@ -178,9 +330,17 @@ pub fn to_json(runs: &[Run]) -> String {
         return "{\"runs\":[]}".into();
     };
     let r = |i: usize, run: &Run| {
-        let (_, figure) = FIGURES[i];
-        ratio(figure(&run.merged), figure(&first.merged)).map(|x| round(x, 3))
+        let f = &FIGURES[i];
+        ratio(run.figure(f).0, first.figure(f).0).map(|x| round(x, 3))
     };
+    const KEYS: [&str; 6] = [
+        "msgs_per_s",
+        "p50_us",
+        "p90_us",
+        "p99_us",
+        "p999_us",
+        "max_us",
+    ];
     let all: Vec<RunJson<'_>> = runs
         .iter()
         .map(|run| {
@@ -189,10 +349,17 @@ pub fn to_json(runs: &[Run]) -> String {
                 name: &run.name,
                 files: m.files.iter().map(|f| f.display().to_string()).collect(),
                 messages: m.total.len(),
-                msgs_per_s: round(FIGURES[0].1(m), 1),
+                msgs_per_s: round(run.figure(&FIGURES[0]).0, 1),
                 span_s: round(m.span(), 3),
                 latency_us: Percentiles::of(&m.total),
                 errors: m.errors(),
+                windows: run.windows.len().max(1),
+                spread: KEYS
+                    .iter()
+                    .zip(&FIGURES)
+                    .filter_map(|(key, f)| Some((*key, run.figure(f).1?)))
+                    .collect(),
+                marks: run.marks(),
                 ratio: RatioJson {
                     msgs_per_s: r(0, run),
                     p50: r(1, run),

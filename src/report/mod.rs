@@ -42,6 +42,7 @@ use serde::Serialize;
 pub mod compare;
 pub mod decode;
 pub mod html;
+pub mod windows;
 pub mod writer;
 
 /// A tag ending in this holds connect latency, not message latency
@@ -428,6 +429,9 @@ pub struct Merged {
     /// Whether the logs say what rate was offered (a varying run): the
     /// page then draws latency against it.
     pub offered: bool,
+    /// What each window's comment says of its generator (at most
+    /// [`windows::MAX_WINDOWS`]).
+    pub windows: Vec<windows::WindowNote>,
 }
 
 /// An empty histogram that grows with what is added (3 digits).
@@ -567,6 +571,7 @@ pub fn merge(paths: &[PathBuf], scan: &Scan, budget: &mut Budget) -> Result<Merg
         service: None,
         handshake: None,
         offered: false,
+        windows: Vec::new(),
     };
     for (k, path) in paths.iter().enumerate() {
         read_lines(path, scan.whole.get(k).copied(), |number, line| {
@@ -580,6 +585,10 @@ pub fn merge(paths: &[PathBuf], scan: &Scan, budget: &mut Budget) -> Result<Merg
                                 s.due += rate * c.length;
                                 merged.offered = true;
                             }
+                        }
+                    } else if let Some(note) = windows::WindowNote::parse(&text) {
+                        if merged.windows.len() < windows::MAX_WINDOWS {
+                            merged.windows.push(note);
                         }
                     } else if merged.comments.len() < MAX_COMMENTS {
                         merged.comments.push(text);

@@ -21,6 +21,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 
+use super::windows::{WINDOW_MARK, WindowNote};
 use super::{CONNECT_SUFFIX, HANDSHAKE_SUFFIX, INTERVAL_COMMENT, SERVICE_SUFFIX};
 use crate::shared::offload::{Offload, Unfinished};
 
@@ -47,6 +48,17 @@ pub struct Record {
     /// The rate offered in it, msgs/s, when the run's rate varies (a
     /// ramp, steps): `report` draws latency against it (the knee).
     pub offered: Option<f64>,
+    /// `--repeat`'s window it belongs to (1, 2, …): logged as `TAG@N`.
+    pub window: Option<u32>,
+}
+
+/// What the writer thread is handed: an interval, or the end of a window.
+/// (Unboxed: the queue holds a few of them, and moves them once.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    Interval(Record),
+    WindowEnd(WindowNote),
 }
 
 /// Why the log is incomplete.
@@ -102,7 +114,8 @@ impl std::fmt::Display for LogError {
 #[derive(Debug)]
 pub struct LogWriter {
     path: PathBuf,
-    thread: Offload<Record>,
+    tag: String,
+    thread: Offload<Entry>,
 }
 
 impl LogWriter {
@@ -123,12 +136,14 @@ impl LogWriter {
             .open(path)
             .map_err(LogError::Open)?;
         set_blocking(&file).map_err(LogError::Open)?;
-        let thread = Offload::spawn("hdr-log", move |records| {
-            write_all(file, &comment, start, &tag, records)
+        let base = tag.clone();
+        let thread = Offload::spawn("hdr-log", move |entries| {
+            write_all(file, &comment, start, &base, entries)
         })
         .map_err(LogError::Open)?;
         Ok(LogWriter {
             path: path.to_path_buf(),
+            tag,
             thread,
         })
     }
@@ -141,7 +156,19 @@ impl LogWriter {
     /// Hands one interval to the thread, never waiting: when its queue is
     /// full the interval is counted as lost instead.
     pub fn push(&mut self, record: Record) {
-        self.thread.push(record);
+        self.thread.push(Entry::Interval(record));
+    }
+
+    /// Ends a window (`window`: `--repeat`'s number, if repeating) with
+    /// the comment that says whether its generator was `behind` its
+    /// schedule and how `busy` it was; as [`push`](Self::push), never
+    /// waiting.
+    pub fn end_window(&mut self, window: Option<u32>, busy: Option<f64>, behind: bool) {
+        self.thread.push(Entry::WindowEnd(WindowNote {
+            tag: window_tag(&self.tag, window),
+            busy,
+            behind,
+        }));
     }
 
     /// Closes the queue and waits until `deadline` for the thread to write
@@ -163,8 +190,8 @@ fn write_all(
     file: File,
     comment: &str,
     start: SystemTime,
-    tag: &str,
-    records: Receiver<Record>,
+    base: &str,
+    entries: Receiver<Entry>,
 ) -> io::Result<()> {
     let to_io = |e: hdrhistogram::serialization::interval_log::IntervalLogWriterError<
         hdrhistogram::serialization::V2DeflateSerializeError,
@@ -185,9 +212,6 @@ fn write_all(
         Ok(())
     };
     let mut serializer = V2DeflateSerializer::new();
-    let connect_tag = format!("{tag}{CONNECT_SUFFIX}");
-    let service_tag = format!("{tag}{SERVICE_SUFFIX}");
-    let handshake_tag = format!("{tag}{HANDSHAKE_SUFFIX}");
     let wall = |at: Duration| {
         start
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -203,7 +227,17 @@ fn write_all(
             .begin_log_with(&mut out, &mut serializer)
             .map_err(io::Error::other)?;
         flush()?;
-        for r in records {
+        for entry in entries {
+            let r = match entry {
+                Entry::Interval(r) => r,
+                Entry::WindowEnd(note) => {
+                    log.write_comment(&note.comment())?;
+                    flush()?;
+                    continue;
+                }
+            };
+            let tag = window_tag(base, r.window);
+            let tag = tag.as_str();
             log.write_histogram(&r.latency, r.at, r.length, Tag::new(tag))
                 .map_err(to_io)?;
             let offered = r
@@ -218,14 +252,17 @@ fn write_all(
             );
             log.write_comment(&line)?;
             if let Some(connect) = &r.connect {
+                let connect_tag = format!("{tag}{CONNECT_SUFFIX}");
                 log.write_histogram(connect, r.at, r.length, Tag::new(&connect_tag))
                     .map_err(to_io)?;
             }
             if let Some(handshake) = &r.handshake {
+                let handshake_tag = format!("{tag}{HANDSHAKE_SUFFIX}");
                 log.write_histogram(handshake, r.at, r.length, Tag::new(&handshake_tag))
                     .map_err(to_io)?;
             }
             if let Some(service) = &r.service {
+                let service_tag = format!("{tag}{SERVICE_SUFFIX}");
                 log.write_histogram(service, r.at, r.length, Tag::new(&service_tag))
                     .map_err(to_io)?;
             }
@@ -233,6 +270,14 @@ fn write_all(
         }
     }
     flush()
+}
+
+/// The tag of `window` of a run tagged `base`: `base@N`, or `base`.
+fn window_tag(base: &str, window: Option<u32>) -> String {
+    match window {
+        Some(n) => format!("{base}{WINDOW_MARK}{n}"),
+        None => base.to_string(),
+    }
 }
 
 /// Where the log's lines gather until a whole interval is there: the

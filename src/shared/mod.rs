@@ -50,6 +50,7 @@ pub mod mmsg;
 pub mod net;
 pub mod offload;
 pub mod readiness;
+pub mod spread;
 pub mod stop;
 pub mod stream;
 pub mod tickets;

@@ -18,6 +18,7 @@ pub use human::Shape;
 
 mod human;
 mod json;
+pub mod repeats;
 #[cfg(test)]
 mod tests;
 
