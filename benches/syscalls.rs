@@ -21,8 +21,15 @@
 //! `c-udp-mmsg` (recvmmsg/sendmmsg, batches of 32), `echoloop-udp`,
 //! `tokio-udp`. A kind that cannot run here is skipped with a line.
 //!
-//! Run: `cargo bench --bench syscalls`. Knobs: MESSAGES (100000), KINDS,
-//! ROUNDS (3) and SECS (2) for the CPU column. Needs perf (Debian's
+//! A second section, `churn`, asks what a PROXY protocol header costs the
+//! server per connection: `echoloop server` plain against `--proxy-protocol`,
+//! under `load --messages-per-connection 1` (a connection per message)
+//! with and without `--proxy-protocol v1|v2`, counted and timed the same
+//! way, per connection.
+//!
+//! Run: `cargo bench --bench syscalls`. Knobs: MESSAGES (100000; churn
+//! uses a tenth), KINDS, SECTIONS (`count,churn`), ROUNDS (3) and SECS
+//! (2) for the CPU column. Needs perf (Debian's
 //! `linux-perf`) with tracepoints readable; without them the bench says
 //! so and counts nothing.
 
@@ -47,7 +54,7 @@ struct Count {
 
 fn main() {
     servers::serve_if_asked();
-    let setup = Setup::from_env("syscalls", "count");
+    let setup = Setup::from_env("syscalls", "count,churn");
     let messages: u64 = env_or("MESSAGES", 100_000);
     let kinds = servers::kinds_from_env(
         "c,echoloop,tokio,threads,uring,c-udp,c-udp-mmsg,echoloop-udp,tokio-udp",
@@ -59,6 +66,16 @@ fn main() {
         );
         return;
     }
+    if setup.sections.contains("count") {
+        count_section(&setup, messages, &kinds);
+    }
+    if setup.sections.contains("churn") {
+        churn_section(&setup, messages / 10);
+    }
+}
+
+/// Calls and CPU per echoed message, for each server kind.
+fn count_section(setup: &Setup, messages: u64, kinds: &[String]) {
     let count_load: Vec<String> = [
         "-c",
         "50",
@@ -84,7 +101,7 @@ fn main() {
         "  {:<13} {:>9} {:>10}  by call (per message)",
         "kind", "calls/msg", "CPU µs/msg"
     );
-    for kind in &kinds {
+    for kind in kinds {
         let Some(cmd) = servers::command(kind) else {
             continue;
         };
@@ -96,17 +113,91 @@ fn main() {
             let m = measure(&cmd, &cpu_load, setup.pin)?;
             Some(m.server_cpu_us / json_number(&m.json, "messages").max(1.0))
         }));
-        let calls: Vec<String> = count
-            .by_call
-            .iter()
-            .filter(|(_, per)| *per >= 0.001)
-            .map(|(name, per)| format!("{name} {per:.3}"))
-            .collect();
+        print_row(kind, &count, cpu, "messages");
+    }
+}
+
+/// One row: the calls per unit in all and by call, and the CPU.
+fn print_row(kind: &str, count: &Count, cpu: f64, unit: &str) {
+    let calls: Vec<String> = count
+        .by_call
+        .iter()
+        .filter(|(_, per)| *per >= 0.001)
+        .map(|(name, per)| format!("{name} {per:.3}"))
+        .collect();
+    println!(
+        "  {kind:<13} {:>9.3} {cpu:>10.2}  {} ({} {unit})",
+        count.total,
+        calls.join(", "),
+        count.messages
+    );
+}
+
+/// The PROXY header's cost per connection under churn: `echoloop
+/// server` plain, then with `--proxy-protocol` loaded with v1 and v2
+/// headers; calls counted over `connections` connections, CPU timed
+/// (rounds interleaved, so the three share the machine's moods).
+fn churn_section(setup: &Setup, connections: u64) {
+    let secs = format!("{}s", setup.secs);
+    let kinds: [(&str, &[&str], &[&str]); 3] = [
+        ("plain", &[], &[]),
+        (
+            "proxy-v1",
+            &["--proxy-protocol"],
+            &["--proxy-protocol", "v1"],
+        ),
+        (
+            "proxy-v2",
+            &["--proxy-protocol"],
+            &["--proxy-protocol", "v2"],
+        ),
+    ];
+    let churn = |extra: &[&str], stop: [&str; 2]| -> Vec<String> {
+        let mut args = vec!["-c", "50", "-s", "64", "--messages-per-connection", "1"];
+        args.extend(stop);
+        args.extend(extra);
+        args.into_iter().map(String::from).collect()
+    };
+    let n = connections.to_string();
+    println!(
+        "\nthe PROXY header per connection: syscalls over {connections} connections of one message \
+         (-c 50 --messages-per-connection 1), server CPU per connection (median of {} x {} s, interleaved)",
+        setup.rounds, setup.secs
+    );
+    println!(
+        "  {:<13} {:>9} {:>10}  by call (per connection)",
+        "kind", "calls/conn", "CPU µs/conn"
+    );
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    for _ in 0..setup.rounds {
+        for (k, (_, server_args, load_args)) in kinds.iter().enumerate() {
+            let Some(mut cmd) = servers::command("echoloop") else {
+                return;
+            };
+            cmd.args(*server_args);
+            let load = churn(load_args, ["-d", &secs]);
+            if let Some(m) = measure(&cmd, &load, setup.pin) {
+                cpu[k].push(m.server_cpu_us / json_number(&m.json, "connects").max(1.0));
+            }
+        }
+    }
+    let base = median(cpu[0].iter().copied());
+    for (k, (kind, server_args, load_args)) in kinds.iter().enumerate() {
+        let Some(mut cmd) = servers::command("echoloop") else {
+            return;
+        };
+        cmd.args(*server_args);
+        let load = churn(load_args, ["--messages", &n]);
+        let per_conn = median(cpu[k].iter().copied());
+        match count_calls(&cmd, &load, setup.pin) {
+            Some(count) => print_row(kind, &count, per_conn, "connections"),
+            None => println!("  {kind:<13} (the count failed)"),
+        }
         println!(
-            "  {kind:<13} {:>9.3} {cpu:>10.2}  {} ({} messages)",
-            count.total,
-            calls.join(", "),
-            count.messages
+            "  {:<13} {:>9} {:>10.3}× plain's CPU",
+            "",
+            "",
+            per_conn / base
         );
     }
 }

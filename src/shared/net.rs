@@ -245,6 +245,12 @@ pub fn connect_from(
     };
     let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
+    // The port is then chosen at connect, by the whole 4-tuple, as for a
+    // connect without bind: a bind alone would reserve a port for every
+    // destination, and a churning run's TIME_WAIT ports would be taken
+    // from every other connect on the machine for a minute. Best effort
+    // (Linux 4.2 and later).
+    let _ = set_bind_address_no_port(&socket);
     socket.bind(&SocketAddr::new(from, 0).into())?;
     match socket.connect(&to.into()) {
         Ok(()) => {}
@@ -252,6 +258,27 @@ pub fn connect_from(
         Err(e) => return Err(e),
     }
     Ok(mio::net::TcpStream::from_std(socket.into()))
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT` on `socket` (socket2 has no setter for it).
+fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads an int of the size we pass, from a local
+    // that outlives the call, on a descriptor `socket` owns.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 /// Raises this process's soft limit on open files to its hard limit, as a
