@@ -14,7 +14,7 @@
 //!                                     timed_out, left)
 //! ```
 //!
-//! A waiting connection has a token of its own (see [`tokens`](super::tokens))
+//! A waiting connection has a token of its own (see [`tokens`])
 //! and costs no buffer: the header is looked at with a peek (`MSG_PEEK`)
 //! into one scratch buffer shared by the reactor, and only once it is
 //! whole is exactly its length taken from the socket. The bytes after it
