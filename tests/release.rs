@@ -331,9 +331,9 @@ fn a_server_in_the_container_echoes_and_stops_cleanly() {
     }
 }
 
-/// `echoloop load` in a container measures a server outside, and its
-/// `--hdr-log`, written into a mounted directory as the image's user,
-/// is read by `report` outside.
+/// `echoloop load` in a container measures a server outside, reached by
+/// the name `localhost`, and its `--hdr-log`, written into a mounted
+/// directory as the image's user, is read by `report` outside.
 #[test]
 fn a_load_in_the_container_logs_to_a_mounted_directory() {
     let Some(image) = image() else { return };
@@ -345,8 +345,15 @@ fn a_load_in_the_container_logs_to_a_mounted_directory() {
     let c = container("load");
     let out = run({
         let mut cmd = podman_run(&image, &c.0, &["-v", &format!("{}:/out", dir.display())]);
-        cmd.args(["load", &server.addr.to_string(), "-c", "4", "-d", "500ms"])
-            .args(["--hdr-log", "/out/run.hlog", "--tag", "container"]);
+        // By name: a scratch image resolves `localhost` from the
+        // /etc/hosts podman mounts (glibc's built-in files lookup).
+        let target = format!("localhost:{}", server.addr.port());
+        cmd.args(["load", &target, "-c", "4", "-d", "500ms"]).args([
+            "--hdr-log",
+            "/out/run.hlog",
+            "--tag",
+            "container",
+        ]);
         cmd
     });
     let said = String::from_utf8_lossy(&out.stdout);
