@@ -465,3 +465,53 @@ fn readme_image_install_runs_as_written() {
     assert!(said.contains("served 10 connections"), "{said}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `server --tls` without a certificate of its own makes one, in the
+/// image's /tmp (the user's): a client that trusts that certificate,
+/// copied out with `podman cp`, verifies the server by the name
+/// `localhost` and gets its bytes back.
+#[test]
+fn a_tls_server_in_the_container_makes_its_certificate() {
+    let Some(image) = image() else { return };
+    let c = container("tls");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let out = run({
+        let mut cmd = podman_run(&image, &c.0, &["-d"]);
+        cmd.args(["server", "--tls", "--bind", &bind]);
+        cmd
+    });
+    assert!(out.status.success(), "{out:?}");
+    common::eventually("the TLS server listens", || {
+        logs(&c.0).contains(&format!("listening on tls://{bind}"))
+    });
+    let said = logs(&c.0);
+    assert!(
+        said.contains("tls certificate /tmp/echoloop-1/cert.pem sha256 "),
+        "{said}"
+    );
+    let dir = scratch("release", "tls");
+    let copied = run({
+        let mut cmd = Command::new("podman");
+        cmd.arg("cp")
+            .arg(format!("{}:/tmp/echoloop-1/cert.pem", c.0))
+            .arg(dir.join("cert.pem"));
+        cmd
+    });
+    assert!(copied.status.success(), "{copied:?}");
+    let port = bind.rsplit(':').next().unwrap();
+    let client = run({
+        let mut cmd = bin();
+        cmd.args(["client", &format!("tls://localhost:{port}"), "--cacert"])
+            .arg(dir.join("cert.pem"))
+            .args(["--data", "hi", "--half-close"]);
+        cmd
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&client.stdout),
+        "b'hi'\n",
+        "{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    drop(c);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
