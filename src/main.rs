@@ -736,7 +736,7 @@ fn announce(ready: &str, args: &ServerArgs, tls: Option<&server::tls_server::Ser
         let file = tls
             .cert_file
             .as_ref()
-            .map_or_else(|| "-".to_string(), |p| p.display().to_string());
+            .map_or_else(|| "-".to_string(), |p| p.path().display().to_string());
         let _ = writeln!(stdout, "tls certificate {file} sha256 {}", tls.fingerprint);
         log::info!(
             "tls: resumption {}, client certificates {}",

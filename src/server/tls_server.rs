@@ -78,21 +78,32 @@ pub struct Served {
     pub config: Arc<rustls::ServerConfig>,
     /// Where the self-signed certificate was written, if one was made
     /// (in a directory made for it; both are removed when this is dropped).
-    pub cert_file: Option<PathBuf>,
+    pub cert_file: Option<MadeCert>,
     /// The SHA-256 fingerprint of the certificate served.
     pub fingerprint: String,
 }
 
-impl Drop for Served {
-    /// Removes the self-signed certificate and its directory, if this
-    /// server made them (never a file it did not create): it was for this
-    /// run only, however the run ends.
+/// A self-signed certificate file this server wrote, in a directory made
+/// for it. Dropping it removes both (never a file it did not create): the
+/// certificate was for this run only, however the run ends, and also when
+/// the setup fails after writing it (a client CA that cannot be read):
+/// left behind, its directory would make a later server that gets the
+/// same PID refuse to start.
+#[derive(Debug)]
+pub struct MadeCert(PathBuf);
+
+impl MadeCert {
+    /// The certificate file.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for MadeCert {
     fn drop(&mut self) {
-        if let Some(file) = &self.cert_file {
-            let _ = std::fs::remove_file(file);
-            if let Some(dir) = file.parent() {
-                let _ = std::fs::remove_dir(dir);
-            }
+        let _ = std::fs::remove_file(&self.0);
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -109,7 +120,8 @@ pub fn setup(opts: &Settings, self_signed_in: &Path) -> Result<Served, TlsSetupE
         _ => {
             let file = self_signed_in.join("cert.pem");
             let (certs, key) = self_signed(&file)?;
-            (certs, key, Some(file))
+            // From here on, an error that ends the setup removes it.
+            (certs, key, Some(MadeCert(file)))
         }
     };
     let fingerprint = fingerprint(&certs[0]);
@@ -373,6 +385,24 @@ mod tests {
         assert!(err.to_string().contains("it exists already"), "{err}");
         assert_eq!(std::fs::read(victim.join("cert.pem")).unwrap(), b"precious");
         assert!(dir.is_symlink(), "the planted link is not removed either");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A setup that fails after writing its certificate (a client CA file
+    /// that is not one) leaves no directory behind: a later server that
+    /// gets the same PID must not find it.
+    #[test]
+    fn a_failed_setup_removes_the_certificate_it_made() {
+        let base = scratch("failed-setup");
+        let bad_ca = base.join("ca.pem");
+        std::fs::write(&bad_ca, b"not a certificate").unwrap();
+        let opts = Settings {
+            client_ca: Some(bad_ca),
+            ..Settings::default()
+        };
+        let dir = base.join("echoloop-4");
+        assert!(setup(&opts, &dir).is_err());
+        assert!(!dir.exists(), "the certificate's directory is removed");
         std::fs::remove_dir_all(&base).unwrap();
     }
 
