@@ -309,6 +309,13 @@ fn bad_repeat_options_are_usage_errors() {
         (&["--repeat", "1"][..], "1 is not in 2..=1000"),
         (&["--repeat", "1001"], "1001 is not in 2..=1000"),
         (&["--repeat", "x"], "invalid digit"),
+        (&["--repeat", "0"], "0 is not in 2..=1000"),
+        (&["--repeat", "-3"], "unexpected argument '-3'"),
+        (&["--repeat", "99999999999"], "--repeat"),
+        (
+            &["--repeat", "2", "--repeat-pause", "soon"],
+            "is not a duration",
+        ),
         (&["--repeat-pause", "1s"], "--repeat <N>"),
         (
             &["--repeat", "2", "--repeat-pause", "61m"],

@@ -115,11 +115,6 @@ pub struct ProxyHeaders {
 }
 
 impl ProxyHeaders {
-    /// Connections refused, whatever the reason.
-    pub fn refused(&self) -> u64 {
-        self.bad + self.oversized + self.timed_out + self.left
-    }
-
     /// Adds another reactor's headers.
     fn add(&mut self, other: &ProxyHeaders) {
         self.on |= other.on;

@@ -101,7 +101,7 @@ use deadlines::Deadlines;
 pub use faults::{End, Faults};
 use faults::{Ending, Injector};
 use listener::{Acceptor, Listener, Peer};
-use proxy_header::{Arrivals, Arrived};
+use proxy_header::{Arrival, Arrivals, Arrived};
 use rate_limit::RateLimit;
 use stats::StatsLines;
 pub use tokens::LISTENER;
@@ -437,7 +437,7 @@ impl Server {
             return;
         };
         match arrivals.on_event(event, &mut self.stats.proxy) {
-            Some(Arrived {
+            Arrival::Whole(Arrived {
                 stream,
                 token,
                 client,
@@ -446,7 +446,8 @@ impl Server {
                 log::trace!("proxy header done client={client} via={via}");
                 self.admit(stream, client, Some(token), now);
             }
-            None => self.acceptor.on_close(),
+            Arrival::Refused => self.acceptor.on_close(),
+            Arrival::Waiting => {}
         }
     }
 
@@ -687,12 +688,10 @@ impl Server {
     /// Fires every timer that is due by `now`, part by part.
     fn on_timers(&mut self, now: Instant) {
         self.acceptor.on_timers(now);
-        if let Some(arrivals) = &mut self.arrivals {
-            let refused = self.stats.proxy.refused();
-            arrivals.on_timers(now, &mut self.stats.proxy);
-            if self.stats.proxy.refused() != refused {
-                self.acceptor.on_close();
-            }
+        if let Some(arrivals) = &mut self.arrivals
+            && arrivals.on_timers(now, &mut self.stats.proxy)
+        {
+            self.acceptor.on_close();
         }
         while let Some((key, id)) = self.idle.pop_due(now) {
             self.on_idle_check(key, id, now);

@@ -180,6 +180,17 @@ pub struct Arrived {
     pub via: Peer,
 }
 
+/// What an event made of a waiting connection.
+#[derive(Debug)]
+pub enum Arrival {
+    /// Its header is not whole yet (or the event was spurious).
+    Waiting,
+    /// Its header is whole: the loop admits it.
+    Whole(Arrived),
+    /// It was closed (bad, oversized, or its peer left): a slot is free.
+    Refused,
+}
+
 /// The connections waiting for their header, and the clients of those
 /// admitted (for the logs).
 #[derive(Debug)]
@@ -242,9 +253,13 @@ impl Arrivals {
     /// that has finished sending (or failed) with its header still cut:
     /// no more will come. (A peek never reads the EOF behind the bytes
     /// it sees, so the event's flags say it.)
-    pub fn on_event(&mut self, event: &Readiness, counts: &mut ProxyHeaders) -> Option<Arrived> {
-        let key = tokens::arrival_key(event.token)?;
-        let waiting = self.waiting.get(key)?;
+    pub fn on_event(&mut self, event: &Readiness, counts: &mut ProxyHeaders) -> Arrival {
+        let Some(key) = tokens::arrival_key(event.token) else {
+            return Arrival::Waiting;
+        };
+        let Some(waiting) = self.waiting.get(key) else {
+            return Arrival::Waiting; // closed earlier in this batch
+        };
         let parsed = loop {
             match waiting.stream.peek(&mut self.scratch) {
                 Ok(0) => break Parsed::Refused(Refusal::Left),
@@ -261,12 +276,12 @@ impl Arrivals {
         match parsed {
             Parsed::Incomplete if event.read_closed || event.error => {
                 self.refuse(key, Refusal::Left, counts);
-                None
+                Arrival::Refused
             }
-            Parsed::Incomplete => None,
+            Parsed::Incomplete => Arrival::Waiting,
             Parsed::Refused(why) => {
                 self.refuse(key, why, counts);
-                None
+                Arrival::Refused
             }
             Parsed::Header {
                 len,
@@ -277,7 +292,8 @@ impl Arrivals {
     }
 
     /// Takes the `len` bytes of a whole header off connection `key`'s
-    /// socket and hands the connection back.
+    /// socket and hands the connection back (or closes it, if the bytes
+    /// the peek saw are gone).
     fn take(
         &mut self,
         key: usize,
@@ -285,7 +301,7 @@ impl Arrivals {
         version: u8,
         client: Option<SocketAddr>,
         counts: &mut ProxyHeaders,
-    ) -> Option<Arrived> {
+    ) -> Arrival {
         let mut waiting = self.waiting.remove(key);
         // The peek saw these bytes, so the read returns them all.
         match std::io::Read::read(&mut waiting.stream, &mut self.scratch[..len]) {
@@ -293,7 +309,7 @@ impl Arrivals {
             other => {
                 log::debug!("proxy header peer={}: taking it: {other:?}", waiting.peer);
                 Refusal::Left.count(counts);
-                return None;
+                return Arrival::Refused;
             }
         }
         match (client, version) {
@@ -307,7 +323,7 @@ impl Arrivals {
         let via = waiting.peer;
         let client = client.map_or(via, Peer::Ip);
         log::debug!("proxy header v{version} client={client} via={via}");
-        Some(Arrived {
+        Arrival::Whole(Arrived {
             stream: waiting.stream,
             token: tokens::arrival(key),
             client,
@@ -322,13 +338,17 @@ impl Arrivals {
         log::debug!("proxy header peer={} refused: {why:?}", waiting.peer);
     }
 
-    /// Closes the connections whose time for a header is up by `now`.
-    pub fn on_timers(&mut self, now: Instant, counts: &mut ProxyHeaders) {
+    /// Closes the connections whose time for a header is up by `now`;
+    /// whether it closed any (slots are free).
+    pub fn on_timers(&mut self, now: Instant, counts: &mut ProxyHeaders) -> bool {
+        let mut closed = false;
         while let Some((key, id)) = self.deadlines.pop_due(now) {
             if self.waiting.get(key).is_some_and(|w| w.id == id) {
                 self.refuse(key, Refusal::TimedOut, counts);
+                closed = true;
             }
         }
+        closed
     }
 
     /// When the soonest waiting connection's time is up.
